@@ -1,0 +1,3 @@
+from invitemail.cli import main
+
+main()

@@ -1,0 +1,422 @@
+"""The command line: the only module that uses click, and the only one that prints.
+
+Each command parses its options, calls the library, and turns the library's errors into a
+sentence on stderr and the exit code product.md promises. Heavy imports (Jinja2, aiosmtplib,
+icalendar, babel) happen inside the commands so that ``invitemail --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from invitemail import __version__
+from invitemail.errors import ExitCode, InvitemailError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from invitemail.campaign import Campaign, CheckReport
+    from invitemail.delivery import SendResult
+
+PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # No colour and no markup tricks when the output is not a terminal.
+    return Console(file=stream, highlight=False, soft_wrap=True,
+                   no_color=not stream.isatty() or "NO_COLOR" in os.environ)
+
+
+def _say(text: str = "", *, err: bool = False) -> None:
+    click.echo(text, err=err)
+
+
+def handle_errors(command: F) -> F:
+    """Turn the library's errors into a message and an exit code; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(click.get_current_context().find_root().params.get("debug"))
+        try:
+            return command(*args, **kwargs)
+        except InvitemailError as err:
+            if debug:
+                traceback.print_exc()
+            _say(f"Error: {err}", err=True)
+            if err.hint:
+                _say(f"Hint: {err.hint}", err=True)
+            sys.exit(int(err.exit_code))
+        except KeyboardInterrupt:
+            _say("Interrupted; nothing more was done.", err=True)
+            sys.exit(int(ExitCode.PARTIAL))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def event_options(command: F) -> F:
+    """The argument and options every command that reads an event shares."""
+    decorators = [
+        click.argument("event", default=".", type=click.Path(path_type=Path)),
+        click.option("--template", "-t", default="invitation", show_default=True,
+                     help="invitation, reminder, update, cancellation, or a template of the "
+                     "event's templates/ folder."),
+        click.option("--registrants", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Read registrants from FILE instead of EVENT/registrants.csv."),
+        click.option("--encoding", help="The registrant file's encoding (default: detected; "
+                     "UTF-8 or cp1252)."),
+        click.option("--delimiter", type=click.Choice([",", ";", "tab"]),
+                     help="The registrant file's delimiter (default: detected)."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def _open_campaign(event: Path, template: str, registrants: Path | None, encoding: str | None,
+                   delimiter: str | None) -> Campaign:
+    from invitemail.campaign import Campaign
+
+    return Campaign.open(event, template=template, registrants=registrants, encoding=encoding,
+                         delimiter="\t" if delimiter == "tab" else delimiter)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="invitemail")
+@click.option("--debug", is_flag=True, help="Show a traceback with errors (for bug reports).")
+def main(debug: bool) -> None:
+    """Send event invitations from a registrant list: check, preview, send, status.
+
+    Every command takes the event folder (with event.toml and registrants.csv) as EVENT,
+    default the current folder. Start with `invitemail init DIR`.
+    """
+
+
+# -- init ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--templates", is_flag=True,
+              help="Also copy the built-in templates into FOLDER/templates to edit.")
+@handle_errors
+def init(folder: Path, templates: bool) -> None:
+    """Create a ready event folder to edit (never overwrites a file)."""
+    from invitemail.scaffold import create_event
+
+    written = create_event(folder, templates=templates)
+    for path in written[:2]:
+        _say(f"wrote {path}")
+    if templates:
+        _say(f"copied {len(written) - 2} template files into {folder / 'templates'}")
+    _say(f"\nNext: edit {folder / 'event.toml'} and {folder / 'registrants.csv'}, then run\n"
+         f"  invitemail check {folder}")
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+def _print_problems(report: CheckReport) -> None:
+    for problem in report.problems:
+        _say(str(problem), err=True)
+    for error in report.template_errors:
+        _say(f"Error: {error}", err=True)
+
+
+def _summary_line(campaign: Campaign, report: CheckReport) -> str:
+    scan = report.scan
+    languages = ", ".join(sorted(scan.languages)) or "none"
+    dup = f", {scan.duplicates} duplicate{'s' if scan.duplicates != 1 else ''} skipped" \
+        if scan.duplicates else ""
+    return (f"{campaign.source.label}: {scan.valid} registrant{'s' if scan.valid != 1 else ''} "
+            f"(languages: {languages}){dup}; {report.messages} {campaign.template} "
+            f"message{'s' if report.messages != 1 else ''} built")
+
+
+@main.command()
+@event_options
+@click.option("--lint", is_flag=True, help="Also lint every built message (headers, MIME, "
+              "line lengths).")
+@handle_errors
+def check(event: Path, template: str, registrants: Path | None, encoding: str | None,
+          delimiter: str | None, lint: bool) -> None:
+    """Validate the settings, every registrant and every message; send nothing."""
+    campaign = _open_campaign(event, template, registrants, encoding, delimiter)
+    lint_problems: list[str] = []
+    on_message = None
+    if lint:
+        from invitemail.lint import lint_message
+
+        def on_message(built: Any) -> None:
+            lint_problems.extend(f"{built.recipient}: {p}" for p in lint_message(built.data))
+
+    report = campaign.check(on_message=on_message)
+    _print_problems(report)
+    for problem in lint_problems:
+        _say(f"lint: {problem}", err=True)
+    _say(_summary_line(campaign, report))
+    errors = len(report.errors) + len(report.template_errors) + len(lint_problems)
+    if errors:
+        _say(f"{errors} problem{'s' if errors != 1 else ''} to fix before sending.", err=True)
+        sys.exit(int(ExitCode.INPUT))
+    _say("No problems found. Nothing was sent.")
+
+
+# -- preview ------------------------------------------------------------------------------
+
+
+@main.command()
+@event_options
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=None,
+              help="How many messages to print (default 1), or to write with --out "
+              "(default all).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Write one .eml file per registrant into this folder.")
+@handle_errors
+def preview(event: Path, template: str, registrants: Path | None, encoding: str | None,
+            delimiter: str | None, limit: int | None, out: Path | None) -> None:
+    """Show exactly what registrants will receive, without sending."""
+    from invitemail.preview import EmlWriter, readable
+    from invitemail.registrants import unique_registrants
+
+    campaign = _open_campaign(event, template, registrants, encoding, delimiter)
+    if out is not None:
+        writer = EmlWriter(out)
+        if limit is None:
+            report = campaign.check(on_message=writer)
+            _print_problems(report)
+        else:
+            for built in campaign.messages(
+                    r for _, r in zip(range(limit), unique_registrants(campaign.source),
+                                      strict=False)):
+                writer(built)
+        _say(f"wrote {writer.count} message{'s' if writer.count != 1 else ''} to {out}")
+        return
+    shown = 0
+    wanted = 1 if limit is None else limit
+    for built in campaign.messages(unique_registrants(campaign.source)):
+        if shown >= wanted:
+            break
+        if shown:
+            _say("\n" + "-" * 72 + "\n")
+        _say(readable(built))
+        shown += 1
+    if not shown and wanted:
+        _say("No registrants to preview.", err=True)
+        sys.exit(int(ExitCode.INPUT))
+
+
+# -- send ---------------------------------------------------------------------------------
+
+
+def _password(campaign: Campaign, dry_run: bool) -> str | None:
+    smtp = campaign.config.smtp
+    if smtp.username is None or dry_run:
+        return None
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return password
+    if sys.stdin.isatty():
+        value: str = click.prompt(f"SMTP password for {smtp.username} at {smtp.where}",
+                                  hide_input=True)
+        return value
+    raise InvitemailError(f"{smtp.where}: no SMTP password for {smtp.username}",
+                          hint=f"set the environment variable {PASSWORD_ENV}")
+
+
+def _rate(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from invitemail.config import parse_rate
+
+    try:
+        return parse_rate(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--rate") from None
+
+
+@main.command()
+@event_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Do everything except connecting.")
+@click.option("--test-to", metavar="ADDR", help="Send the first registrant's message (or "
+              "--limit N) to ADDR only, marked as a test; not journaled.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
+@click.option("--concurrency", type=click.IntRange(1, 100),
+              help="SMTP connections at once (default: sending.concurrency).")
+@click.option("--rate", "rate_text", metavar="RATE",
+              help='Cap the rate: "N/s", "N/min" or "N/h" (default: sending.rate).')
+@click.option("--retry-failed", is_flag=True, help="Also send to registrants whose last "
+              "attempt failed.")
+@click.option("--resend-uncertain", is_flag=True, help="Also send to registrants whose "
+              "message may or may not have arrived.")
+@click.option("--skip-invalid", is_flag=True, help="Send to the valid rows even when others "
+              "have problems.")
+@handle_errors
+def send(event: Path, template: str, registrants: Path | None, encoding: str | None,
+         delimiter: str | None, yes: bool, dry_run: bool, test_to: str | None,
+         limit: int | None, concurrency: int | None, rate_text: str | None,
+         retry_failed: bool, resend_uncertain: bool, skip_invalid: bool) -> None:
+    """Send the messages, with a journal so that a rerun continues where it stopped."""
+    from invitemail.addresses import AddressError, normalize_address
+    from invitemail.delivery import SendOptions
+
+    rate = _rate(rate_text)
+    if test_to is not None:
+        try:
+            test_to = normalize_address(test_to)
+        except AddressError as err:
+            raise click.BadParameter(f"{test_to!r}: {err}", param_hint="--test-to") from None
+        if retry_failed or resend_uncertain:
+            raise click.UsageError("--test-to sends test copies; it does not go with "
+                                   "--retry-failed or --resend-uncertain")
+    if not (yes or dry_run) and not sys.stdin.isatty():
+        raise click.UsageError("send asks for confirmation, and there is no terminal to ask "
+                               "on; add --yes to send, or --dry-run to try")
+    campaign = _open_campaign(event, template, registrants, encoding, delimiter)
+    options = SendOptions(limit=limit, retry_failed=retry_failed,
+                          resend_uncertain=resend_uncertain, skip_invalid=skip_invalid,
+                          dry_run=dry_run, test_to=test_to, concurrency=concurrency, rate=rate)
+    report = campaign.check()
+    _print_problems(report)
+    campaign.require_valid(report, skip_invalid=skip_invalid)
+    config = campaign.config
+    if not dry_run and not yes:
+        what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \
+            if test_to else f"{campaign.template} messages to up to {report.messages} registrants"
+        click.confirm(f"Send {what} for {config.event.title!r} from {config.sender.address} "
+                      f"via {config.smtp.where}?", abort=True)
+    password = _password(campaign, dry_run)
+    result = _run_send(campaign, password, options, report)
+    _print_send_summary(campaign, result)
+    sys.exit(int(_send_exit_code(result)))
+
+
+def _run_send(campaign: Campaign, password: str | None, options: Any,
+              report: CheckReport) -> SendResult:
+    import asyncio
+    import signal
+
+    from invitemail.delivery import send as send_campaign
+    from invitemail.progress import make_progress
+
+    async def run() -> SendResult:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests), or Windows
+            pass
+        with make_progress(_console(), campaign.template) as progress:
+            return await send_campaign(campaign, password=password, options=options,
+                                       progress=progress, stop=stop, report=report)
+
+    return asyncio.run(run())
+
+
+def _send_exit_code(result: SendResult) -> ExitCode:
+    if result.dry_run or result.complete:
+        return ExitCode.OK
+    if result.interrupted or result.sent:
+        return ExitCode.PARTIAL
+    return ExitCode.INPUT
+
+
+def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
+    where = campaign.config.smtp.where
+    if result.dry_run:
+        _say(f"Dry run: {result.planned} message{'s' if result.planned != 1 else ''} would be "
+             f"sent via {where}; nothing was sent.")
+        _print_skipped(result)
+        return
+    if result.recovered:
+        _say(f"{result.recovered} message(s) were in flight when an earlier run stopped; they "
+             "are marked uncertain.")
+    kind = "test message" if result.test else "message"
+    _say(f"Sent {result.sent} {kind}{'s' if result.sent != 1 else ''}, {result.failed} failed, "
+         f"{result.uncertain} uncertain, via {where}.")
+    _print_skipped(result)
+    for address, reply in result.failures[:20]:
+        _say(f"  failed: {address}: {reply}", err=True)
+    if len(result.failures) > 20:
+        _say(f"  ... and {len(result.failures) - 20} more; see `invitemail status`", err=True)
+    if result.stopped is not None:
+        _say(f"Error: the run stopped: {result.stopped}", err=True)
+        if result.stopped.hint:
+            _say(f"Hint: {result.stopped.hint}", err=True)
+    if result.interrupted:
+        _say("Interrupted: messages in flight finished or are marked uncertain.", err=True)
+    if result.test:
+        return
+    event = campaign.config.folder
+    template = "" if campaign.template == "invitation" else f" --template {campaign.template}"
+    if result.interrupted or result.stopped is not None:
+        _say(f"To continue, run the same command again: invitemail send {event}{template}",
+             err=True)
+    if result.failed:
+        _say(f"To try the failed ones again: invitemail send {event}{template} --retry-failed",
+             err=True)
+    if result.uncertain:
+        _say(f"Uncertain ones may have arrived; see `invitemail status {event}{template}`, and "
+             "resend them with --resend-uncertain only if they did not.", err=True)
+
+
+def _print_skipped(result: SendResult) -> None:
+    skipped = [(result.skipped_sent, "already sent"),
+               (result.skipped_failed, "failed before (--retry-failed sends them)"),
+               (result.skipped_uncertain, "uncertain (--resend-uncertain sends them)")]
+    for count, why in skipped:
+        if count:
+            _say(f"Skipped {count}: {why}.")
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("event", default=".", type=click.Path(path_type=Path))
+@click.option("--template", "-t", default="invitation", show_default=True,
+              help="Which template's journal to show.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write one row per registrant (state, attempts, last reply) to FILE.csv.")
+@handle_errors
+def status(event: Path, template: str, report_path: Path | None) -> None:
+    """What the journal says: sent, failed, pending, uncertain."""
+    from invitemail.config import find_event_file
+    from invitemail.journal import Journal, State
+    from invitemail.report import write_report
+
+    folder = find_event_file(event).parent
+    journal = Journal.open(folder, create=False)
+    if journal is None:
+        _say(f"{folder}: nothing has been sent for this event yet (no journal).")
+        return
+    with journal:
+        counts = journal.counts(template)
+        total = sum(counts.values())
+        if not total:
+            others = journal.templates()
+            _say(f"{folder}: nothing in the journal for template {template!r}"
+                 + (f" (it has: {', '.join(others)})" if others else "") + ".")
+            return
+        _say(f"{folder}: template {template!r}, {total} registrants: "
+             + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
+        for row in journal.rows(template, [State.FAILED]):
+            _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
+        for row in journal.rows(template, [State.UNCERTAIN]):
+            _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
+        if report_path is not None:
+            written = write_report(report_path, journal.rows(template))
+            _say(f"wrote {written} rows to {report_path}")

@@ -1,0 +1,491 @@
+"""event.toml -> frozen dataclasses.
+
+Every key product.md lists is read and checked here, and every error names the file, the
+line where the key stands (when it can be found) and the key. Unknown keys are errors with a
+"did you mean" suggestion, because a misspelt ``pasword`` silently ignored would send
+invitations without a password.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from invitemail.addresses import AddressError, Mailbox, normalize_address, parse_mailbox
+from invitemail.errors import ConfigError, Problem
+
+EVENT_FILE = "event.toml"
+REGISTRANTS_FILE = "registrants.csv"
+LANGUAGES: tuple[str, ...] = ("da", "en")
+SECURITY_MODES: tuple[str, ...] = ("starttls", "tls", "none")
+DEFAULT_PORTS: Mapping[str, int] = {"starttls": 587, "tls": 465, "none": 25}
+
+Security = Literal["starttls", "tls", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    title: str
+    description: str | None
+    start: dt.datetime  # aware, in ``timezone``
+    duration: int  # minutes
+    timezone: str
+    language: str
+    uid: str
+    sequence: int
+
+    @property
+    def end(self) -> dt.datetime:
+        return self.start + dt.timedelta(minutes=self.duration)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Meeting:
+    platform: str
+    id: str
+    password: str
+    join_url: str
+    web_join_url: str | None
+    waiting_room: bool
+    recorded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    mailbox: Mailbox
+    reply_to: Mailbox | None
+
+    @property
+    def name(self) -> str:
+        return self.mailbox.name
+
+    @property
+    def address(self) -> str:
+        return self.mailbox.address
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    phone: str
+    hours: Mapping[str, str]  # per language
+    email: str
+
+    def hours_in(self, language: str) -> str:
+        return self.hours.get(language) or next(iter(self.hours.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class Privacy:
+    policy_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Smtp:
+    host: str
+    port: int
+    security: Security
+    username: str | None = None
+    timeout: float = 30.0
+    ca_file: Path | None = None
+    allow_insecure_auth: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sending:
+    concurrency: int = 4
+    rate: float | None = None  # messages per second; None: as fast as the relay takes them
+    rate_text: str | None = None
+    max_attempts: int = 5
+    max_consecutive_failures: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class EventConfig:
+    """Everything event.toml says, checked."""
+
+    path: Path
+    event: Event
+    meeting: Meeting
+    sender: Sender
+    support: Support
+    privacy: Privacy
+    smtp: Smtp
+    sending: Sending
+    warnings: tuple[Problem, ...] = field(default=())
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def find_event_file(location: Path) -> Path:
+    """Resolve the EVENT argument: a folder holding event.toml, or the file itself."""
+    path = location / EVENT_FILE if location.is_dir() else location
+    if not path.is_file():
+        if not location.exists():
+            raise ConfigError(location, "no such folder or file",
+                              hint="give the event folder, or run `invitemail init DIR` first")
+        raise ConfigError(path, "not found",
+                          hint=f"is {location} an event folder? `invitemail init DIR` makes one")
+    return path
+
+
+def parse_rate(text: str) -> float:
+    """``"10/s"``, ``"600/min"``, ``"3600/h"`` -> messages per second."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|min|minute|h|hour)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError('write it as "N/s", "N/min" or "N/h" with N above 0, e.g. "10/s"')
+    per = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+    return float(match.group(1)) / per[match.group(2)]
+
+
+def load_config(location: Path) -> EventConfig:
+    """Read and check event.toml at ``location`` (a folder or the file)."""
+    path = find_event_file(location)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(path, "is not UTF-8 text", hint="save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(path, f"cannot be read: {err.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(path, f"is not valid TOML: {err}",
+                          hint="see https://toml.io for the syntax") from None
+    return _Reader(path, text, data).read()
+
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+class _Reader:
+    """Reads one parsed event.toml, section by section, with file and key in every error."""
+
+    SECTIONS: Mapping[str, tuple[str, ...]] = {
+        "event": ("title", "description", "start", "duration", "timezone", "language", "uid",
+                  "sequence"),
+        "meeting": ("platform", "id", "password", "join_url", "web_join_url", "waiting_room",
+                    "recorded"),
+        "sender": ("from", "reply_to"),
+        "support": ("phone", "hours", "email"),
+        "privacy": ("policy_url",),
+        "smtp": ("host", "port", "security", "username", "timeout", "ca_file",
+                 "allow_insecure_auth"),
+        "sending": ("concurrency", "rate", "max_attempts", "max_consecutive_failures"),
+    }
+    OPTIONAL_SECTIONS = frozenset({"sending"})
+
+    def __init__(self, path: Path, text: str, data: dict[str, Any]) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        self.data = data
+        self.warnings: list[Problem] = []
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def line_of(self, section: str, key: str | None = None) -> int | None:
+        """The line where ``[section]`` (or ``key`` inside it) is written, if it can be found."""
+        in_section = False
+        header = re.compile(r"\s*\[\s*" + re.escape(section) + r"\s*\]\s*(#.*)?$")
+        for number, line in enumerate(self.lines, start=1):
+            if line.lstrip().startswith("["):
+                in_section = bool(header.match(line))
+                if in_section and key is None:
+                    return number
+                continue
+            if in_section and key is not None and re.match(
+                r"\s*\"?" + re.escape(key) + r"\"?\s*=", line
+            ):
+                return number
+        return None
+
+    def error(self, section: str, key: str | None, message: str,
+              hint: str | None = None) -> ConfigError:
+        line = self.line_of(section, key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        name = f"{section}.{key}" if key else f"[{section}]"
+        return ConfigError(where, message, key=name, hint=hint)
+
+    def warn(self, section: str, key: str, message: str) -> None:
+        self.warnings.append(
+            Problem(str(self.path), self.line_of(section, key), f"{section}.{key}: {message}",
+                    warning=True)
+        )
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name, _MISSING)
+        if value is _MISSING:
+            if name in self.OPTIONAL_SECTIONS:
+                return {}
+            raise ConfigError(self.path, f"the [{name}] section is missing",
+                              hint=f"add a [{name}] section; `invitemail init` writes a full "
+                              "example")
+        if not isinstance(value, dict):
+            raise self.error(name, None, "must be a section ([" + name + "]), not a value")
+        for key in value:
+            if key not in self.SECTIONS[name]:
+                close = difflib.get_close_matches(key, self.SECTIONS[name], n=1)
+                hint = (f"did you mean {close[0]!r}?" if close
+                        else "known keys: " + ", ".join(self.SECTIONS[name]))
+                raise self.error(name, key, "unknown key", hint=hint)
+        return value
+
+    def get(self, section: dict[str, Any], name: str, key: str, kind: type[T] | tuple[type, ...],
+            default: Any = _MISSING, *, describe: str | None = None) -> Any:
+        value = section.get(key, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise self.error(name, key, "is missing",
+                                 hint=f"add `{key} = ...` under [{name}]")
+            return default
+        # bool is a subclass of int: never accept true where a number is meant.
+        wrong_bool = isinstance(value, bool) and kind is not bool and not (
+            isinstance(kind, tuple) and bool in kind)
+        if wrong_bool or not isinstance(value, kind):
+            wanted = describe or _describe(kind)
+            raise self.error(name, key, f"must be {wanted}, not {_describe_value(value)}")
+        return value
+
+    def text(self, section: dict[str, Any], name: str, key: str, default: Any = _MISSING,
+             *, one_line: bool = True) -> Any:
+        value = self.get(section, name, key, str, default)
+        if isinstance(value, str):
+            if not value.strip():
+                raise self.error(name, key, "is empty")
+            if one_line and ("\n" in value or "\r" in value):
+                raise self.error(name, key, "must be on one line")
+            value = value.strip()
+        return value
+
+    def url(self, section: dict[str, Any], name: str, key: str, default: Any = _MISSING) -> Any:
+        value = self.text(section, name, key, default)
+        if value is None or value is default:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
+            raise self.error(name, key, f"{value!r} is not a web address",
+                             hint="write the full link, starting with https://")
+        if parts.scheme != "https":
+            self.warn(name, key, f"{value} is not https; registrants' browsers may warn")
+        return value
+
+    def number(self, section: dict[str, Any], name: str, key: str, default: Any,
+               minimum: float, maximum: float | None = None, *, integer: bool = True) -> Any:
+        kind: tuple[type, ...] = (int,) if integer else (int, float)
+        value = self.get(section, name, key, kind, default,
+                         describe="a whole number" if integer else "a number")
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = (f"from {minimum} to {maximum}" if maximum is not None
+                      else f"at least {minimum}")
+            raise self.error(name, key, f"must be {bounds}, not {value}")
+        return value
+
+    def address(self, section: dict[str, Any], name: str, key: str, default: Any = _MISSING) -> Any:
+        value = self.text(section, name, key, default)
+        if value is None:
+            return None
+        try:
+            return normalize_address(value)
+        except AddressError as err:
+            raise self.error(name, key, f"{value!r} is not a valid address: {err}") from None
+
+    def mailbox(self, section: dict[str, Any], name: str, key: str, default: Any = _MISSING) -> Any:
+        value = self.text(section, name, key, default)
+        if value is None:
+            return None
+        try:
+            return parse_mailbox(value)
+        except AddressError as err:
+            raise self.error(name, key, f"{value!r} is not a valid address: {err}") from None
+
+    # -- sections --------------------------------------------------------------------------
+
+    def read(self) -> EventConfig:
+        for name in self.data:
+            if name not in self.SECTIONS:
+                close = difflib.get_close_matches(name, self.SECTIONS, n=1)
+                hint = f"did you mean [{close[0]}]?" if close else "known sections: " + ", ".join(
+                    f"[{s}]" for s in self.SECTIONS)
+                raise self.error(name, None, "unknown section", hint=hint)
+        return EventConfig(
+            path=self.path,
+            event=self.read_event(),
+            meeting=self.read_meeting(),
+            sender=self.read_sender(),
+            support=self.read_support(),
+            privacy=Privacy(self.url(self.section("privacy"), "privacy", "policy_url")),
+            smtp=self.read_smtp(),
+            sending=self.read_sending(),
+            warnings=tuple(self.warnings),
+        )
+
+    def read_event(self) -> Event:
+        s, n = self.section("event"), "event"
+        timezone = self.text(s, n, "timezone")
+        try:
+            zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.error(n, "timezone", f"{timezone!r} is not a known time zone",
+                             hint='use an IANA name such as "Europe/Copenhagen"') from None
+        start = self.get(s, n, "start", (dt.datetime, dt.date, str),
+                         describe="a date and time such as 2026-12-10T14:00:00")
+        start = self.read_start(start, zone)
+        language = self.text(s, n, "language", "da")
+        if language not in LANGUAGES:
+            raise self.error(n, "language", f"{language!r} is not supported",
+                             hint="use " + " or ".join(repr(x) for x in LANGUAGES))
+        uid = self.text(s, n, "uid")
+        if " " in uid:
+            raise self.error(n, "uid", "must not contain spaces",
+                             hint='use something like "webinar-2026-12-10@example.org"')
+        return Event(
+            title=self.text(s, n, "title"),
+            description=self.text(s, n, "description", None, one_line=False),
+            start=start,
+            duration=self.number(s, n, "duration", _MISSING, 1, 24 * 60),
+            timezone=timezone,
+            language=language,
+            uid=uid,
+            sequence=self.number(s, n, "sequence", 0, 0),
+        )
+
+    def read_start(self, value: Any, zone: ZoneInfo) -> dt.datetime:
+        if isinstance(value, str):
+            try:
+                value = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise self.error("event", "start", f"{value!r} is not a date and time",
+                                 hint="write it as 2026-12-10T14:00:00, without quotes") from None
+        if not isinstance(value, dt.datetime):
+            raise self.error("event", "start", "has a date but no time",
+                             hint="write it as 2026-12-10T14:00:00")
+        if value.tzinfo is None:
+            local = value.replace(tzinfo=zone)
+            # A local time that does not exist (the hour skipped in spring) would silently move.
+            round_trip = local.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None)
+            if round_trip != value:
+                raise self.error("event", "start",
+                                 f"{value:%Y-%m-%d %H:%M} does not exist in {zone.key} "
+                                 "(the clocks skip that hour)", hint="choose another time")
+            return local
+        return value.astimezone(zone)
+
+    def read_meeting(self) -> Meeting:
+        s, n = self.section("meeting"), "meeting"
+        meeting_id = self.get(s, n, "id", (str, int), describe="text such as \"842 1234 5678\"")
+        return Meeting(
+            platform=self.text(s, n, "platform", "Zoom"),
+            id=str(meeting_id).strip(),
+            password=self.text(s, n, "password"),
+            join_url=self.url(s, n, "join_url"),
+            web_join_url=self.url(s, n, "web_join_url", None),
+            waiting_room=self.get(s, n, "waiting_room", bool, True, describe="true or false"),
+            recorded=self.get(s, n, "recorded", bool, False, describe="true or false"),
+        )
+
+    def read_sender(self) -> Sender:
+        s, n = self.section("sender"), "sender"
+        return Sender(mailbox=self.mailbox(s, n, "from"),
+                      reply_to=self.mailbox(s, n, "reply_to", None))
+
+    def read_support(self) -> Support:
+        s, n = self.section("support"), "support"
+        hours = self.get(s, n, "hours", (str, dict),
+                         describe='text, or a table per language such as '
+                                  '{ da = "...", en = "..." }')
+        if isinstance(hours, str):
+            hours_by_language = {lang: hours.strip() for lang in LANGUAGES}
+        else:
+            for lang, value in hours.items():
+                if lang not in LANGUAGES or not isinstance(value, str) or not value.strip():
+                    raise self.error(n, "hours", f"has a bad entry {lang!r}",
+                                     hint='give text per language: { da = "...", en = "..." }')
+            if not hours:
+                raise self.error(n, "hours", "is empty")
+            hours_by_language = {lang: value.strip() for lang, value in hours.items()}
+        return Support(
+            phone=self.text(s, n, "phone"),
+            hours=hours_by_language,
+            email=self.address(s, n, "email"),
+        )
+
+    def read_smtp(self) -> Smtp:
+        s, n = self.section("smtp"), "smtp"
+        security = self.text(s, n, "security", "starttls")
+        if security not in SECURITY_MODES:
+            raise self.error(n, "security", f"{security!r} is not one of "
+                             + ", ".join(repr(m) for m in SECURITY_MODES))
+        ca_file = self.text(s, n, "ca_file", None)
+        ca_path = None
+        if ca_file is not None:
+            ca_path = (self.path.parent / ca_file).expanduser()
+            if not ca_path.is_file():
+                raise self.error(n, "ca_file", f"{ca_path} does not exist")
+        host = self.text(s, n, "host")
+        return Smtp(
+            host=host,
+            port=self.number(s, n, "port", DEFAULT_PORTS[security], 1, 65535),
+            security=security,
+            username=self.text(s, n, "username", None),
+            timeout=float(self.number(s, n, "timeout", 30, 0.001, 3600, integer=False)),
+            ca_file=ca_path,
+            allow_insecure_auth=self.get(s, n, "allow_insecure_auth", bool, False,
+                                         describe="true or false"),
+        )
+
+    def read_sending(self) -> Sending:
+        s, n = self.section("sending"), "sending"
+        rate_text = self.text(s, n, "rate", None)
+        rate = None
+        if rate_text is not None:
+            try:
+                rate = parse_rate(rate_text)
+            except ValueError as err:
+                raise self.error(n, "rate", f"{rate_text!r} is not a rate", hint=str(err)) from None
+        return Sending(
+            concurrency=self.number(s, n, "concurrency", 4, 1, 100),
+            rate=rate,
+            rate_text=rate_text,
+            max_attempts=self.number(s, n, "max_attempts", 5, 1, 100),
+            max_consecutive_failures=self.number(s, n, "max_consecutive_failures", 20, 1, 100000),
+        )
+
+
+def _describe(kind: type | tuple[type, ...]) -> str:
+    names = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+             dict: "a table", dt.datetime: "a date and time"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    kinds: dict[type, Callable[[Any], str]] = {
+        str: lambda v: f"text {v!r}", int: lambda v: f"the number {v}",
+        float: lambda v: f"the number {v}", dict: lambda v: "a table",
+        list: lambda v: "a list", dt.datetime: lambda v: "a date and time",
+        dt.date: lambda v: "a date", dt.time: lambda v: "a time",
+    }
+    for kind, describe in kinds.items():
+        if type(value) is kind:
+            return describe(value)
+    return type(value).__name__

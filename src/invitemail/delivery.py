@@ -1,0 +1,205 @@
+"""A send run: checked messages -> transport -> journal, and what the run did.
+
+The journal is written from the transport's hooks, so each state change is on disk before
+the step that depends on it: ``sending`` before the message data goes out, ``sent`` before
+that connection starts its next transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from invitemail import transport
+from invitemail.campaign import Built, Campaign, CheckReport
+from invitemail.errors import InvitemailError
+from invitemail.journal import Journal, State
+from invitemail.registrants import Registrant, unique_registrants
+
+
+class Progress(Protocol):
+    """What a front end learns while a run goes on (the CLI draws it)."""
+
+    def started(self, total: int) -> None: ...
+    def finished(self, key: str, state: str, reply: str) -> None: ...
+    def retrying(self, key: str, reply: str, delay: float) -> None: ...
+
+
+@dataclass
+class SendOptions:
+    limit: int | None = None
+    retry_failed: bool = False
+    resend_uncertain: bool = False
+    skip_invalid: bool = False
+    dry_run: bool = False
+    test_to: str | None = None
+    concurrency: int | None = None
+    rate: float | None = None
+
+
+@dataclass
+class SendResult:
+    """What a run did (the CLI's summary and exit code come from here)."""
+
+    planned: int = 0
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    skipped_sent: int = 0
+    skipped_failed: int = 0
+    skipped_uncertain: int = 0
+    recovered: int = 0
+    retried: int = 0
+    dry_run: bool = False
+    test: bool = False
+    stopped: InvitemailError | None = None
+    interrupted: bool = False
+    report: CheckReport | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.failed or self.uncertain or self.stopped or self.interrupted)
+
+
+class _JournalHooks:
+    """Connects the transport's hooks to the journal and the front end's progress."""
+
+    def __init__(self, journal: Journal | None, template: str, progress: Progress,
+                 result: SendResult) -> None:
+        self.journal = journal
+        self.template = template
+        self.progress = progress
+        self.result = result
+        self.in_flight: dict[str, Built] = {}
+
+    def handing_over(self, envelope: transport.Envelope, attempt: int) -> None:
+        if self.journal is not None:
+            built = self.in_flight[envelope.key]
+            self.journal.mark_sending(self.template, envelope.key, built.message_id, attempt)
+
+    def finished(self, outcome: transport.Outcome) -> None:
+        built = self.in_flight.pop(outcome.key, None)
+        state = State(outcome.state.value)
+        if self.journal is not None:
+            self.journal.mark_done(self.template, outcome.key, state, outcome.reply,
+                                   outcome.attempts,
+                                   calendar=built.calendar if built and state is State.SENT
+                                   else None)
+        if state is State.SENT:
+            self.result.sent += 1
+        elif state is State.FAILED:
+            self.result.failed += 1
+            self.result.failures.append((built.recipient if built else outcome.key,
+                                         outcome.reply))
+        else:
+            self.result.uncertain += 1
+        self.progress.finished(outcome.key, state.value, outcome.reply)
+
+    def retrying(self, envelope: transport.Envelope, reply: str, attempt: int,
+                 delay: float) -> None:
+        self.result.retried += 1
+        if self.journal is not None:
+            self.journal.mark_retrying(self.template, envelope.key, reply, attempt)
+        self.progress.retrying(envelope.key, reply, delay)
+
+
+def _selected(campaign: Campaign, states: dict[str, State], options: SendOptions,
+              result: SendResult) -> Iterator[Registrant]:
+    """The registrants this run sends to: pending ones, and what the options add."""
+    count = 0
+    for registrant in unique_registrants(campaign.source):
+        state = states.get(registrant.key, State.PENDING)
+        if state is State.SENT:
+            result.skipped_sent += 1
+            continue
+        if state is State.FAILED and not options.retry_failed:
+            result.skipped_failed += 1
+            continue
+        if state is State.UNCERTAIN and not options.resend_uncertain:
+            result.skipped_uncertain += 1
+            continue
+        if options.limit is not None and count >= options.limit:
+            return
+        count += 1
+        yield registrant
+
+
+async def send(campaign: Campaign, *, password: str | None, options: SendOptions,
+               progress: Progress, stop: asyncio.Event | None = None,
+               report: CheckReport | None = None,
+               clock: Callable[[], float] | None = None,
+               sleep: Callable[[float], Any] | None = None) -> SendResult:
+    """Validate everything, then send through the transport, journaling every step.
+
+    Raises an :class:`InvitemailError` when nothing can be sent (bad input, a template that
+    fails). A relay that stops the run half way is reported in ``SendResult.stopped``.
+    """
+    result = SendResult(dry_run=options.dry_run, test=options.test_to is not None)
+    result.report = report = report or campaign.check()
+    campaign.require_valid(report, skip_invalid=options.skip_invalid)
+    config = campaign.config
+    sending = config.sending
+    if options.concurrency is not None or options.rate is not None:
+        sending = dataclasses.replace(
+            sending, concurrency=options.concurrency or sending.concurrency,
+            rate=options.rate if options.rate is not None else sending.rate)
+
+    journal: Journal | None = None
+    if options.test_to is not None:
+        registrants: Iterable[Registrant] = itertools.islice(
+            unique_registrants(campaign.source), options.limit or 1)
+        states: dict[str, State] = {}
+    else:
+        journal = Journal.open(config.folder, create=not options.dry_run)
+        states = {}
+        if journal is not None:
+            if not options.dry_run:
+                result.recovered = journal.recover()
+                journal.register(campaign.template, ((r.key, r.email, r.line)
+                                                     for r in unique_registrants(campaign.source)))
+            states = journal.states(campaign.template)
+        registrants = _selected(campaign, states, options, result)
+
+    try:
+        if options.dry_run:
+            result.planned = sum(1 for _ in campaign.messages(registrants,
+                                                              test_to=options.test_to))
+            return result
+        hooks = _JournalHooks(journal, campaign.template, progress, result)
+        to_send = [r for r in registrants] if options.test_to else registrants
+        planned = _count_planned(campaign, states, options) if not options.test_to \
+            else len(list(to_send))
+        result.planned = planned
+        progress.started(planned)
+
+        def envelopes() -> Iterator[transport.Envelope]:
+            for built in campaign.messages(to_send, test_to=options.test_to):
+                hooks.in_flight[built.registrant.key] = built
+                yield transport.Envelope(key=built.registrant.key,
+                                         sender=config.sender.address,
+                                         recipient=built.recipient, data=built.data)
+
+        extra: dict[str, Any] = {}
+        if clock is not None:
+            extra["clock"] = clock
+        if sleep is not None:
+            extra["sleep"] = sleep
+        delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
+                                           password=password, hooks=hooks, stop=stop, **extra)
+        result.stopped = delivery.stopped
+        result.interrupted = delivery.interrupted
+        return result
+    finally:
+        if journal is not None:
+            journal.close()
+
+
+def _count_planned(campaign: Campaign, states: dict[str, State], options: SendOptions) -> int:
+    """How many messages this run will send (for the progress bar), from the journal alone."""
+    counted = SendResult()
+    return sum(1 for _ in _selected(campaign, states, options, counted))
