@@ -1,0 +1,189 @@
+"""The message each registrant receives: headers, MIME structure, content, calendar."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import icalendar
+import pytest
+
+from invitemail.campaign import Campaign
+from invitemail.lint import lint_message
+from invitemail.registrants import unique_registrants
+from invitemail.scaffold import create_event
+
+NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
+REGISTRANTS = """\
+Navn,E-mail,Sprog,Join URL,Tidszone
+Søren Ærø Kierkegaard,soren@example.org,da,,
+Åse Møller,ase@example.org,en,https://zoom.us/w/84212345678?tk=personal,America/New_York
+"Bohr, Niels",niels@example.org,,,
+"""
+
+
+def make_event(folder: Path, *, start: str = "2026-12-10T14:00:00", extra: str = "",
+               registrants: str = REGISTRANTS) -> Path:
+    create_event(folder, now=NOW)
+    toml = (folder / "event.toml").read_text(encoding="utf-8")
+    toml = re.sub(r"^start = \S+", f"start = {start}", toml, flags=re.M)
+    toml = toml.replace('title = "Mit webinar"', 'title = "Persondata i praksis – æøå"')
+    (folder / "event.toml").write_text(toml + extra, encoding="utf-8")
+    (folder / "registrants.csv").write_text(registrants, encoding="utf-8")
+    return folder
+
+
+def build_all(folder: Path, template: str = "invitation") -> dict[str, EmailMessage]:
+    campaign = Campaign.open(folder, template=template, now=NOW)
+    messages = {}
+    for built in campaign.messages(unique_registrants(campaign.source)):
+        parsed = message_from_bytes(built.data, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        messages[built.recipient] = parsed
+    return messages
+
+
+def calendar_of(message: EmailMessage) -> icalendar.Calendar:
+    parts = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+    assert len(parts) == 1
+    return icalendar.Calendar.from_ical(parts[0].get_payload(decode=True))
+
+
+@pytest.fixture
+def event(tmp_path: Path) -> Path:
+    return make_event(tmp_path / "event")
+
+
+def test_message_headers_hold_one_recipient_and_encode_names(event: Path) -> None:
+    messages = build_all(event)
+    assert set(messages) == {"soren@example.org", "ase@example.org", "niels@example.org"}
+    message = messages["soren@example.org"]
+    assert message["To"].addresses[0].display_name == "Søren Ærø Kierkegaard"
+    assert message["To"].addresses[0].addr_spec == "soren@example.org"
+    assert len(message.get_all("To")) == 1 and message["Cc"] is None and message["Bcc"] is None
+    assert message["From"].addresses[0].addr_spec == "arrangementer@example.org"
+    assert message["Reply-To"].addresses[0].addr_spec == "arrangementer@example.org"
+    assert "Persondata i praksis – æøå" in str(message["Subject"])
+    assert message["MIME-Version"] == "1.0"
+    assert re.fullmatch(r"<[0-9a-f]{32}@example\.org>", message["Message-ID"])
+    assert message["Date"].datetime == NOW
+
+
+def test_message_raw_headers_are_ascii_with_readable_addresses(event: Path) -> None:
+    campaign = Campaign.open(event, now=NOW)
+    built = next(campaign.messages(unique_registrants(campaign.source)))
+    head = built.data.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    to = re.search(rb"^To: ([^\r\n]*)", head, re.M)
+    assert to is not None and to.group(1).endswith(b"<soren@example.org>")
+    assert b"=?utf-8?" in to.group(1)  # the display name, encoded per RFC 2047
+    # A comma in a name is quoted, not read as a second address.
+    niels = next(b for b in campaign.messages(unique_registrants(campaign.source))
+                 if b.recipient == "niels@example.org")
+    assert b'To: "Bohr, Niels" <niels@example.org>' in niels.data
+
+
+def test_message_ids_are_unique_and_stable_across_runs(event: Path) -> None:
+    first = {k: m["Message-ID"] for k, m in build_all(event).items()}
+    second = {k: m["Message-ID"] for k, m in build_all(event).items()}
+    assert first == second
+    assert len(set(first.values())) == len(first)
+
+
+def test_message_structure_is_text_html_calendar_plus_attachment(event: Path) -> None:
+    message = build_all(event)["soren@example.org"]
+    assert message.get_content_type() == "multipart/mixed"
+    alternative, attachment = list(message.iter_parts())
+    assert [p.get_content_type() for p in alternative.iter_parts()] == [
+        "text/plain", "text/html", "text/calendar"]
+    assert alternative.get_payload()[2].get_param("method") == "REQUEST"
+    assert attachment.get_filename() == "invite.ics"
+    assert attachment.get_payload(decode=True) == \
+        alternative.get_payload()[2].get_payload(decode=True)
+
+
+def test_message_lines_are_crlf_and_short(event: Path) -> None:
+    campaign = Campaign.open(event, now=NOW)
+    for built in campaign.messages(unique_registrants(campaign.source)):
+        assert lint_message(built.data) == []
+        assert b"\n" not in built.data.replace(b"\r\n", b"")
+        assert max(len(line) for line in built.data.split(b"\r\n")) <= 998
+
+
+@pytest.mark.parametrize("address", ["soren@example.org", "ase@example.org"])
+def test_message_both_parts_carry_every_item(event: Path, address: str) -> None:
+    message = build_all(event)[address]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    personal = "https://zoom.us/w/84212345678?tk=personal"
+    join = personal if address == "ase@example.org" else \
+        "https://zoom.us/j/84212345678?pwd=abc123"
+    if address == "soren@example.org":
+        date = "torsdag den 10. december 2026 kl. 14.00"
+        items = ["Adgangskode", "venterum", "krypteret", "Zoom Cloud Meetings", "opdater",
+                 "Del ikke linket"]
+    else:
+        date = "Thursday, 10 December 2026 at 14:00"
+        items = ["Password", "waiting room", "encrypted", "Zoom Cloud Meetings", "update",
+                 "share"]
+    common = ["Persondata i praksis – æøå", date, "842 1234 5678", "Kx7pQ9", join,
+              "https://zoom.us/wc/join/84212345678", "33 95 97 00", "kontakt@example.org",
+              "https://example.org/privatliv/webinarer", *items]
+    for part_name, body in (("text", text), ("html", html)):
+        flat = " ".join(body.split()).lower()  # the text part wraps at 76 columns
+        for item in common:
+            needle = item.replace("&", "&amp;") if part_name == "html" else item
+            assert needle.lower() in flat, f"{item!r} missing from the {part_name} part"
+
+
+def test_message_html_escapes_values_from_the_csv(tmp_path: Path) -> None:
+    folder = make_event(tmp_path / "e", registrants=(
+        "Navn,E-mail\n<script>alert(1)</script> & Co,x@example.org\n"))
+    html = build_all(folder)["x@example.org"].get_body(preferencelist=("html",)).get_content()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_calendar_has_one_event_with_the_right_instant_and_people(event: Path) -> None:
+    calendar = calendar_of(build_all(event)["ase@example.org"])
+    assert str(calendar["METHOD"]) == "REQUEST"
+    events = list(calendar.walk("VEVENT"))
+    assert len(events) == 1
+    vevent = events[0]
+    assert vevent.decoded("DTSTART") == dt.datetime(2026, 12, 10, 13, 0, tzinfo=dt.UTC)
+    assert vevent.decoded("DTEND") == dt.datetime(2026, 12, 10, 14, 0, tzinfo=dt.UTC)
+    attendees = vevent.get("ATTENDEE")
+    assert not isinstance(attendees, list)
+    assert str(attendees).lower() == "mailto:ase@example.org"
+    assert str(vevent["ORGANIZER"]).lower() == "mailto:arrangementer@example.org"
+    assert str(vevent["LOCATION"]) == "https://zoom.us/w/84212345678?tk=personal"
+    description = str(vevent["DESCRIPTION"])
+    assert "842 1234 5678" in description and "Kx7pQ9" in description
+    assert vevent.decoded("SEQUENCE") == 0
+
+
+def test_calendar_uid_is_stable_per_registrant(event: Path, tmp_path: Path) -> None:
+    first = {k: str(calendar_of(m).walk("VEVENT")[0]["UID"]) for k, m in build_all(event).items()}
+    again = {k: str(calendar_of(m).walk("VEVENT")[0]["UID"]) for k, m in build_all(event).items()}
+    assert first == again and len(set(first.values())) == 3
+
+
+@pytest.mark.parametrize(("start", "utc"), [
+    ("2027-03-27T14:00:00", dt.datetime(2027, 3, 27, 13, 0, tzinfo=dt.UTC)),  # before spring
+    ("2027-03-29T14:00:00", dt.datetime(2027, 3, 29, 12, 0, tzinfo=dt.UTC)),  # after spring
+    ("2027-10-30T14:00:00", dt.datetime(2027, 10, 30, 12, 0, tzinfo=dt.UTC)),  # before autumn
+    ("2027-11-01T14:00:00", dt.datetime(2027, 11, 1, 13, 0, tzinfo=dt.UTC)),  # after autumn
+    ("2027-10-31T02:30:00", dt.datetime(2027, 10, 31, 0, 30, tzinfo=dt.UTC)),  # the hour twice
+])
+def test_calendar_start_is_the_right_instant_across_dst(tmp_path: Path, start: str,
+                                                        utc: dt.datetime) -> None:
+    folder = make_event(tmp_path / "e", start=start)
+    for message in build_all(folder).values():
+        vevent = calendar_of(message).walk("VEVENT")[0]
+        assert vevent.decoded("DTSTART") == utc
+    local = utc.astimezone(ZoneInfo("Europe/Copenhagen"))
+    assert local.strftime("%Y-%m-%dT%H:%M:%S") == start
