@@ -7,6 +7,7 @@ it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +20,7 @@ from invitemail.addresses import Mailbox
 from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
 from invitemail.dates import describe_when
 from invitemail.errors import Problem, ProblemsError, TemplateError
-from invitemail.journal import CalendarRecord
+from invitemail.journal import CalendarRecord, Journal
 from invitemail.message import HeaderValueError, MessageParts, build_message, make_message_id
 from invitemail.registrants import (
     Registrant,
@@ -91,6 +92,14 @@ class Campaign:
         self.renderer = renderer
         self.template = template
         self.now = now or _utcnow()
+        self.history: dict[str, CalendarRecord] = {}
+        journal = Journal.open(config.folder, create=False)
+        if journal is not None:
+            with journal:
+                self.history = journal.calendars()
+        # The newest calendar any registrant got: the reference for registrants that have none.
+        self.latest: CalendarRecord | None = max(
+            self.history.values(), key=lambda r: (r.sequence, r.start), default=None)
 
     @classmethod
     def open(cls, event: Path, *, template: str = "invitation", registrants: Path | None = None,
@@ -108,7 +117,8 @@ class Campaign:
 
     # -- the content -----------------------------------------------------------------------
 
-    def context(self, registrant: Registrant, *, test: bool = False) -> dict[str, Any]:
+    def context(self, registrant: Registrant, *, test: bool = False,
+                changes: list[dict[str, str]] | None = None) -> dict[str, Any]:
         """Everything a template can use (the README's table lists it)."""
         c, language = self.config, registrant.language
         join_url = registrant.join_url or c.meeting.join_url
@@ -136,7 +146,7 @@ class Campaign:
                                   registrant_zone=registrant.timezone or None, now=self.now),
             "links": ics.calendar_links(title=event.title, start=event.start, end=event.end,
                                         details=details, location=join_url),
-            "changes": [],
+            "changes": changes or [],
         }
 
     def _calendar_description(self, registrant: Registrant, join_url: str) -> str:
@@ -156,18 +166,21 @@ class Campaign:
         c = self.config
         test = test_to is not None
         row = f"{self.source.label}:{registrant.line}"
+        join_url = registrant.join_url or c.meeting.join_url
+        previous = self.history.get(registrant.key) or self.latest
+        changes = self.changes(registrant, previous) if self.template == UPDATE_TEMPLATE else []
         rendered = self.renderer.render(self.template, registrant.language,
-                                        self.context(registrant, test=test), row=row)
+                                        self.context(registrant, test=test, changes=changes),
+                                        row=row)
         subject = rendered.subject
         if test:
             subject = TEST_PREFIX.get(registrant.language, "[TEST] ") + subject
-        join_url = registrant.join_url or c.meeting.join_url
         cancel = self.template == CANCEL_TEMPLATE
         recipient = test_to or registrant.email
         uid = ics.registrant_uid(c.event.uid, registrant.email)
         if test:
             uid = "test-" + uid  # a test invite must not collide with the real entry
-        sequence = c.event.sequence
+        sequence = self.sequence_for(registrant, previous)
         entry = ics.CalendarEntry(
             uid=uid, sequence=sequence, method="CANCEL" if cancel else "REQUEST",
             start=c.event.start, end=c.event.end, title=c.event.title,
@@ -189,11 +202,73 @@ class Campaign:
             calendar=ics.build_ics(entry),
             method=entry.method,
         ))
-        record = CalendarRecord(sequence=sequence, start=c.event.start.isoformat(),
-                                duration=c.event.duration, join_url=join_url,
-                                password_digest=password_digest(c.event.uid, c.meeting.password),
-                                template=self.template)
+        record = dataclasses.replace(self.current_record(registrant), sequence=sequence)
         return Built(registrant, recipient, message_id, subject, data, record)
+
+    # -- the calendar's lifecycle -----------------------------------------------------------
+
+    def current_record(self, registrant: Registrant) -> CalendarRecord:
+        """What this registrant's calendar entry says once this template's message arrives."""
+        c = self.config
+        return CalendarRecord(
+            sequence=c.event.sequence, start=c.event.start.isoformat(),
+            duration=c.event.duration, join_url=registrant.join_url or c.meeting.join_url,
+            password_digest=password_digest(c.event.uid, c.meeting.password),
+            template=self.template)
+
+    def changes(self, registrant: Registrant,
+                previous: CalendarRecord | None) -> list[dict[str, str]]:
+        """What changed since ``previous`` was sent: time, link, password (in that order)."""
+        if previous is None:
+            return []
+        now = self.current_record(registrant)
+        found: list[dict[str, str]] = []
+        language = registrant.language
+        if (previous.start, previous.duration) != (now.start, now.duration):
+            start = dt.datetime.fromisoformat(previous.start).astimezone(self.config.event.zone)
+            end = start + dt.timedelta(minutes=previous.duration)
+
+            def full(a: dt.datetime, b: dt.datetime) -> str:
+                return str(describe_when(a, b, language, registrant_zone=None,
+                                         now=self.now)["full"])
+
+            found.append({"field": "time", "old": full(start, end),
+                          "new": full(self.config.event.start, self.config.event.end)})
+        if previous.join_url != now.join_url:
+            found.append({"field": "link", "old": previous.join_url, "new": now.join_url})
+        if previous.password_digest != now.password_digest:
+            # The old password is not kept (the journal holds no password).
+            found.append({"field": "password", "old": "",
+                          "new": self.config.meeting.password})
+        return found
+
+    def sequence_for(self, registrant: Registrant, previous: CalendarRecord | None) -> int:
+        """The calendar SEQUENCE: event.sequence, raised past what was sent when the entry
+        changes (an update or a cancellation) and the user forgot to raise it."""
+        sequence = self.config.event.sequence
+        if previous is None:
+            return sequence
+        if self.template == CANCEL_TEMPLATE or (self.template == UPDATE_TEMPLATE
+                                                and self.changes(registrant, previous)):
+            return max(sequence, previous.sequence + 1)
+        return max(sequence, previous.sequence)
+
+    def _lifecycle_problems(self, changed: int, checked: int) -> list[Problem]:
+        where = str(self.config.path)
+        if self.template == UPDATE_TEMPLATE:
+            if not self.history:
+                return [Problem(where, None, "no invitation has been sent for this event yet, "
+                                "so there is nothing to update; send the invitation instead")]
+            if checked and not changed:
+                return [Problem(where, None, "nothing changed since the last message: the "
+                                "time, the link and the password are as sent; edit event.toml "
+                                "first")]
+        elif self.template != CANCEL_TEMPLATE and changed:
+            return [Problem(where, None, f"the time, link or password changed since {changed} "
+                            "registrant(s) got their calendar entry, and no update was sent; "
+                            "send `--template update` so their calendars follow",
+                            warning=True)]
+        return []
 
     # -- check -----------------------------------------------------------------------------
 
@@ -206,7 +281,13 @@ class Campaign:
                 str(self.config.path), None,
                 f"event.start {event.start:%Y-%m-%d %H:%M} is in the past"))
         seen_template_errors: dict[str, int] = {}
+        changed = checked = 0
         for registrant in unique_registrants(self.source, report.scan):
+            previous = self.history.get(registrant.key)
+            if previous is not None or self.template == UPDATE_TEMPLATE:
+                checked += 1
+                if self.changes(registrant, previous or self.latest):
+                    changed += 1
             try:
                 built = self.build(registrant)
             except TemplateError as err:
@@ -222,6 +303,7 @@ class Campaign:
             report.messages += 1
             if on_message is not None:
                 on_message(built)
+        report.event_problems.extend(self._lifecycle_problems(changed, checked))
         if not report.scan.valid and not report.scan.errors:
             report.scan.problems.append(Problem(self.source.label, None,
                                                 "has a header but no registrants"))
@@ -250,3 +332,65 @@ class Campaign:
 def password_digest(event_uid: str, password: str) -> str:
     """Enough to notice a changed meeting password without storing it."""
     return hashlib.sha256(f"invitemail\0{event_uid}\0{password}".encode()).hexdigest()[:16]
+
+
+# Every variable a template can use; the README's table is generated from this and a test
+# keeps both in step with what `Campaign.context` really provides.
+TEMPLATE_VARIABLES: dict[str, str] = {
+    "lang": '"da" or "en": the language of this message',
+    "template": "the template's name: invitation, reminder, update, cancellation, ...",
+    "test": "true in a `send --test-to` message",
+    "event.title": "event.toml's [event] title",
+    "event.description": "[event] description, or none",
+    "event.duration": "minutes",
+    "event.timezone": 'the IANA name, e.g. "Europe/Copenhagen"',
+    "event.uid": "the event's calendar identity",
+    "event.sequence": "[event] sequence",
+    "meeting.platform": '"Zoom" unless event.toml says otherwise',
+    "meeting.id": "the meeting ID",
+    "meeting.password": "the meeting password",
+    "meeting.join_url": "the registrant's personal link when the CSV has one, else the "
+                        "meeting's",
+    "meeting.web_join_url": "the join-in-a-browser link, or none",
+    "meeting.waiting_room": "true or false",
+    "meeting.recorded": "true or false",
+    "sender.name": "the From display name",
+    "sender.address": "the From address",
+    "sender.reply_to": "the Reply-To address, or none",
+    "support.phone": "[support] phone",
+    "support.hours": "[support] hours, in the registrant's language",
+    "support.email": "[support] email",
+    "privacy.policy_url": "[privacy] policy_url",
+    "registrant.email": "the address the message goes to",
+    "registrant.name": "the full name (the name column, or first and last name), may be empty",
+    "registrant.first_name": "may be empty",
+    "registrant.last_name": "may be empty",
+    "registrant.language": '"da" or "en"',
+    "registrant.join_url": "the personal join link, may be empty",
+    "registrant.timezone": "the registrant's IANA time zone, may be empty",
+    "registrant.<column>": 'any other CSV column, by its header in lower case with "_" for '
+                           'spaces (e.g. "Organisation" -> registrant.organisation)',
+    "when.date": '"torsdag den 10. december 2026" / "Thursday, 10 December 2026"',
+    "when.time": '"14.00" / "14:00"',
+    "when.end_time": '"15.00" / "15:00"',
+    "when.zone": 'the event\'s time zone by name: "Danmark-tid" / "Denmark Time"',
+    "when.full": 'date, time, end and zone: "torsdag den 10. december 2026 kl. 14.00-15.00 '
+                 '(Danmark-tid)"',
+    "when.local": 'the time in the registrant\'s own time zone when it differs: "08.00-09.00 i '
+                  'New York", else none',
+    "when.relative": 'how soon it starts, from the time of sending: "i morgen kl. 14.00", '
+                     '"in one hour (at 14:00)"',
+    "links.google": "add-to-calendar link for Google Calendar",
+    "links.outlook": "add-to-calendar link for Outlook.com",
+    "links.office365": "add-to-calendar link for Microsoft 365",
+    "links.yahoo": "add-to-calendar link for Yahoo Calendar",
+    "changes": 'in `update`: a list of {field: "time" | "link" | "password", old, new} (old is '
+               'empty for the password, which is never stored); empty otherwise',
+}
+
+
+def variables_table() -> str:
+    """The README's table of template variables (Markdown)."""
+    rows = ["| variable | what it holds |", "| --- | --- |"]
+    rows += [f"| `{name}` | {text} |" for name, text in TEMPLATE_VARIABLES.items()]
+    return "\n".join(rows) + "\n"
