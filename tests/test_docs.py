@@ -1,0 +1,71 @@
+"""The README stays true: its variables table, its commands, every command's help."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+
+from invitemail.campaign import TEMPLATE_VARIABLES, Campaign, variables_table
+from invitemail.cli import main
+from invitemail.registrants import unique_registrants
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+EXAMPLE = ROOT / "examples" / "djoef-webinar"
+
+
+def _flatten(value: object, prefix: str = "") -> set[str]:
+    if isinstance(value, dict):
+        names: set[str] = set()
+        for key, inner in value.items():
+            names |= _flatten(inner, f"{prefix}.{key}" if prefix else key)
+        return names
+    return {prefix}
+
+
+def test_docs_variables_table_matches_the_code() -> None:
+    table = README.split("<!-- variables:start -->\n", 1)[1].split("<!-- variables:end -->")[0]
+    assert table == variables_table(), (
+        "README's variables table is out of date; replace it with the output of "
+        "invitemail.campaign.variables_table()")
+
+
+def test_docs_every_context_variable_is_documented() -> None:
+    campaign = Campaign.open(EXAMPLE, now=dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
+    registrant = next(unique_registrants(campaign.source))
+    context = campaign.context(registrant)
+    provided = _flatten({k: v for k, v in context.items() if k != "registrant"})
+    provided |= {f"registrant.{k}" for k in ("email", "name", "first_name", "last_name",
+                                             "language", "join_url", "timezone")}
+    documented = {name for name in TEMPLATE_VARIABLES if name != "registrant.<column>"}
+    assert provided == documented
+
+
+def _readme_commands() -> list[list[str]]:
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", README, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("invitemail "):
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+@pytest.mark.parametrize("args", _readme_commands(), ids=" ".join)
+def test_docs_readme_commands_parse(args: list[str]) -> None:
+    """Every `invitemail ...` line in the README names a real command and real options."""
+    command = main.get_command(click.Context(main), args[0])
+    assert command is not None, f"README shows a command that does not exist: {args[0]}"
+    command.make_context(args[0], args[1:], parent=click.Context(main))
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_docs_every_command_has_help_and_is_in_the_readme(name: str) -> None:
+    command = main.commands[name]
+    assert command.help, f"{name} has no help text"
+    assert f"invitemail {name}" in README
