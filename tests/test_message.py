@@ -5,15 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import re
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from invitemail.addresses import Mailbox
 from invitemail.campaign import Campaign
 from invitemail.lint import lint_message
+from invitemail.message import MessageParts, build_message, encoded_words
 from invitemail.registrants import unique_registrants
 from invitemail.scaffold import create_event
 
@@ -187,3 +192,25 @@ def test_calendar_start_is_the_right_instant_across_dst(tmp_path: Path, start: s
         assert vevent.decoded("DTSTART") == utc
     local = utc.astimezone(ZoneInfo("Europe/Copenhagen"))
     assert local.strftime("%Y-%m-%dT%H:%M:%S") == start
+
+
+@given(st.text(min_size=1, max_size=300).filter(lambda s: "\r" not in s and "\n" not in s))
+@settings(max_examples=300, deadline=None)
+def test_message_encoded_words_round_trip_any_text(text: str) -> None:
+    encoded = encoded_words(text)
+    assert encoded.isascii()
+    assert all(len(line) <= 76 for line in encoded.split("\r\n"))
+    assert str(make_header(decode_header(encoded.replace("\r\n", "")))) == text
+
+
+@given(st.text(min_size=1, max_size=120).filter(lambda s: "\r" not in s and "\n" not in s))
+@settings(max_examples=200, deadline=None)
+def test_message_any_display_name_parses_back(name: str) -> None:
+    data = build_message(MessageParts(
+        sender=Mailbox("Arrangør", "a@example.org"), recipient=Mailbox(name, "r@example.org"),
+        reply_to=None, subject=name, date=NOW, message_id="<x@example.org>", text="t",
+        html="<p>h</p>", calendar=b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", method="REQUEST"))
+    parsed = message_from_bytes(data, policy=policy.default)
+    assert [a.addr_spec for a in parsed["To"].addresses] == ["r@example.org"]
+    assert " ".join(str(parsed["Subject"]).split()) == " ".join(name.split())
+    assert lint_message(data) == []

@@ -23,7 +23,6 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
-from email.header import Header
 from email.utils import format_datetime, formataddr
 
 from invitemail.addresses import Mailbox
@@ -70,14 +69,37 @@ def _check_one_line(what: str, value: str) -> None:
         raise HeaderValueError(f"the {what} contains a line break")
 
 
+_WORD_BYTES = 45  # 45 bytes -> 60 base64 characters -> a 72-character encoded word
+
+
+def encoded_words(text: str) -> str:
+    """RFC 2047 ``=?utf-8?b?...?=`` words, folded with CRLF + space between them.
+
+    Written here rather than with ``email.header.Header``, which costs more than the rest of
+    the message; a word never splits a UTF-8 character.
+    """
+    words, chunk, size = [], [], 0
+    for char in text:
+        width = len(char.encode("utf-8"))
+        if size + width > _WORD_BYTES:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(char)
+        size += width
+    if chunk:
+        words.append("".join(chunk))
+    return "\r\n ".join(
+        f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words)
+
+
 def encode_mailbox(mailbox: Mailbox) -> str:
     """``"Søren <s@example.org>"`` with the display name RFC 2047-encoded, the address plain."""
     _check_one_line("name", mailbox.name)
     _check_one_line("address", mailbox.address)
     if mailbox.name and not mailbox.name.isascii():
-        # Header() folds long names into several encoded words; formataddr would not.
-        name = Header(mailbox.name, "utf-8").encode(linesep="\r\n")
-        return f"{name} <{mailbox.address}>"
+        return f"{encoded_words(mailbox.name)} <{mailbox.address}>"
+    if len(mailbox.name) > 900:
+        return f"{encoded_words(mailbox.name)} <{mailbox.address}>"
     return formataddr((mailbox.name, mailbox.address))
 
 
@@ -85,7 +107,7 @@ def encode_text_header(value: str) -> str:
     _check_one_line("subject", value)
     if value.isascii() and len(value) < 900:
         return value
-    return Header(value, "utf-8").encode(linesep="\r\n")
+    return encoded_words(value)
 
 
 def _quoted_printable(text: str) -> bytes:
