@@ -280,7 +280,9 @@ class _Reader:
         if value is None or value is default:
             return value
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
+        # urlsplit drops tabs silently; a link with any white space is broken.
+        if parts.scheme not in ("http", "https") or not parts.netloc or any(
+                c.isspace() for c in value):
             raise self.error(name, key, f"{value!r} is not a web address",
                              hint="write the full link, starting with https://")
         if parts.scheme != "https":
@@ -370,10 +372,12 @@ class _Reader:
     def read_start(self, value: Any, zone: ZoneInfo) -> dt.datetime:
         if isinstance(value, str):
             try:
-                value = dt.datetime.fromisoformat(value)
+                parsed = dt.datetime.fromisoformat(value)
             except ValueError:
                 raise self.error("event", "start", f"{value!r} is not a date and time",
                                  hint="write it as 2026-12-10T14:00:00, without quotes") from None
+            # fromisoformat reads "2026-12-10" as midnight; a date alone is reported below.
+            value = parsed.date() if _is_date_only(value) else parsed
         if not isinstance(value, dt.datetime):
             raise self.error("event", "start", "has a date but no time",
                              hint="write it as 2026-12-10T14:00:00")
@@ -467,6 +471,15 @@ class _Reader:
             max_attempts=self.number(s, n, "max_attempts", 5, 1, 100),
             max_consecutive_failures=self.number(s, n, "max_consecutive_failures", 20, 1, 100000),
         )
+
+
+def _is_date_only(text: str) -> bool:
+    """True for a date without a time, such as ``"2026-12-10"``."""
+    try:
+        dt.date.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def _describe(kind: type | tuple[type, ...]) -> str:

@@ -16,12 +16,16 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from invitemail.addresses import AddressError, normalize_address
 from invitemail.config import LANGUAGES
 from invitemail.errors import Problem, ProblemsError
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader  # what csv.reader returns: rows and line_num
 
 DELIMITERS = (",", ";", "\t")
 MAX_CELL = 128 * 1024  # csv's own limit; a bigger cell is a broken file, not a registrant
@@ -97,7 +101,7 @@ class RegistrantFile:
     def label(self) -> str:
         return str(self.path)
 
-    def _reader(self) -> Iterator[list[str]]:
+    def _reader(self) -> CsvReader:
         return csv.reader(io.StringIO(self.text, newline=""), delimiter=self.delimiter,
                           strict=True)
 
@@ -106,7 +110,7 @@ class RegistrantFile:
         reader = self._reader()
         line = 1
         try:
-            next(reader)  # the header
+            _header_row(reader)
             line = reader.line_num + 1
             for cells in reader:
                 yield from self._row(line, cells)
@@ -147,7 +151,7 @@ class RegistrantFile:
                                         f"{err}" if raw_email else "the address is empty"))
         first, last = cell("first_name"), cell("last_name")
         name = cell("name") or " ".join(part for part in (first, last) if part)
-        for what, value in (("name", name), ("first name", first), ("last name", last)):
+        for what, value in (("name", cell("name")), ("first name", first), ("last name", last)):
             if "\n" in value or "\r" in value:
                 problems.append(Problem(label, line, f"the {what} contains a line break; it "
                                         "would reach the To: header"))
@@ -162,7 +166,9 @@ class RegistrantFile:
         join_url = cell("join_url")
         if join_url:
             parts = urlsplit(join_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc or " " in join_url:
+            # urlsplit drops tabs and line breaks silently; a link with any is broken.
+            if parts.scheme not in ("http", "https") or not parts.netloc or any(
+                    c.isspace() for c in join_url):
                 problems.append(Problem(label, line, f"join link {join_url!r} is not a web "
                                         "address"))
             elif parts.scheme != "https":
@@ -256,13 +262,15 @@ def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str 
     if delimiter is None:
         delimiter = max(DELIMITERS, key=first_line.count)
     csv.field_size_limit(MAX_CELL)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
-                                 strict=True))
+        header = _header_row(reader)
     except csv.Error as err:
-        raise fail(_csv_error(err), line=1) from None
-    except StopIteration:
-        raise fail("is empty") from None
+        raise fail(_csv_error(err), line=reader.line_num or 1) from None
+    if header is None:
+        raise fail("is empty", "export the registrant list with a header row such as "
+                   "Name,Email")
+    header_line = reader.line_num
     columns: dict[str, int] = {}
     problems: list[Problem] = []
     for index, name in enumerate(header):
@@ -271,21 +279,30 @@ def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str 
             continue
         if canonical in columns:
             other = header[columns[canonical]]
-            problems.append(Problem(label, 1, f"column {name.strip()!r} (column {index + 1}) "
-                                    f"means the same as {other.strip()!r} (column "
+            problems.append(Problem(label, header_line, f"column {name.strip()!r} (column "
+                                    f"{index + 1}) means the same as {other.strip()!r} (column "
                                     f"{columns[canonical] + 1}); keep one"))
             continue
         columns[canonical] = index
     if "email" not in columns:
         shown = ", ".join(repr(h.strip()) for h in header[:8])
         shown += ", ..." if len(header) > 8 else ""
-        problems.append(Problem(label, 1, f"has no email column (the header has {shown})"))
+        problems.append(Problem(label, header_line,
+                                f"has no email column (the header has {shown})"))
         raise ProblemsError(problems, hint="name the column with the addresses Email or "
                             "E-mail; if the header looks run together, give --delimiter")
     if problems:
         raise ProblemsError(problems)
     return RegistrantFile(path=path, text=text, encoding=used, delimiter=delimiter,
                           header=header, columns=columns, default_language=default_language)
+
+
+def _header_row(reader: CsvReader) -> list[str] | None:
+    """The first row with any text (an export may have blank lines above the header)."""
+    for cells in reader:
+        if any(cell.strip() for cell in cells):
+            return cells
+    return None
 
 
 def _decode(data: bytes, encoding: str | None, fail: object) -> tuple[str, str]:
