@@ -194,8 +194,8 @@ def test_load_config_invalid_toml_names_the_file_and_line(write_toml: WriteToml)
 
     err = config_error(path)
 
-    assert str(err) == (f"{path}: is not valid TOML: Expected ']' at the end of a table "
-                        "declaration (at line 1, column 7)")
+    assert str(err) == (f"{path}:1: is not valid TOML: Expected ']' at the end of a table "
+                        "declaration (column 7)")
     assert err.hint == "see https://toml.io for the syntax"
 
 
@@ -256,7 +256,7 @@ def test_load_config_missing_key_names_it(write_toml: WriteToml) -> None:
 
     err = config_error(path)
 
-    assert str(err) == f"{path}: event.duration: is missing"
+    assert str(err) == f"{path}:1: event.duration: is missing"
     assert err.hint == "add `duration = ...` under [event]"
 
 

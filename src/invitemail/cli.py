@@ -289,8 +289,8 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
                           resend_uncertain=resend_uncertain, skip_invalid=skip_invalid,
                           dry_run=dry_run, test_to=test_to, concurrency=concurrency, rate=rate)
     report = campaign.check()
-    _print_problems(report)
-    campaign.require_valid(report, skip_invalid=skip_invalid)
+    campaign.require_valid(report, skip_invalid=skip_invalid)  # the error lists every problem
+    _print_problems(report)  # warnings, and with --skip-invalid the rows left out
     config = campaign.config
     if not dry_run and not yes:
         what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \

@@ -167,7 +167,14 @@ def load_config(location: Path) -> EventConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(path, f"is not valid TOML: {err}",
+        # tomllib says "... (at line 3, column 7)"; put the line where every error has it.
+        message = str(err)
+        where: Path | str = path
+        found = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+        if found:
+            where = f"{path}:{found.group(1)}"
+            message = f"{message[:found.start()]} (column {found.group(2)})"
+        raise ConfigError(where, f"is not valid TOML: {message}",
                           hint="see https://toml.io for the syntax") from None
     return _Reader(path, text, data).read()
 
@@ -253,15 +260,21 @@ class _Reader:
         value = section.get(key, _MISSING)
         if value is _MISSING:
             if default is _MISSING:
-                raise self.error(name, key, "is missing",
-                                 hint=f"add `{key} = ...` under [{name}]")
+                line = self.line_of(name)
+                where = f"{self.path}:{line}" if line else str(self.path)
+                raise ConfigError(where, "is missing", key=f"{name}.{key}",
+                                  hint=f"add `{key} = ...` under [{name}]")
             return default
         # bool is a subclass of int: never accept true where a number is meant.
         wrong_bool = isinstance(value, bool) and kind is not bool and not (
             isinstance(kind, tuple) and bool in kind)
         if wrong_bool or not isinstance(value, kind):
             wanted = describe or _describe(kind)
-            raise self.error(name, key, f"must be {wanted}, not {_describe_value(value)}")
+            hint = None
+            if isinstance(value, str) and kind in (int, bool, (int,), (int, float)):
+                hint = f"write it without quotes: {key} = {value.strip()}"
+            raise self.error(name, key, f"must be {wanted}, not {_describe_value(value)}",
+                             hint=hint)
         return value
 
     def text(self, section: dict[str, Any], name: str, key: str, default: Any = _MISSING,
@@ -436,7 +449,9 @@ class _Reader:
         security = self.text(s, n, "security", "starttls")
         if security not in SECURITY_MODES:
             raise self.error(n, "security", f"{security!r} is not one of "
-                             + ", ".join(repr(m) for m in SECURITY_MODES))
+                             + ", ".join(repr(m) for m in SECURITY_MODES),
+                             hint='use "starttls" (port 587), "tls" for implicit TLS (port 465) '
+                             'or "none"')
         ca_file = self.text(s, n, "ca_file", None)
         ca_path = None
         if ca_file is not None:

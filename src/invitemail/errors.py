@@ -66,10 +66,10 @@ class ProblemsError(InvitemailError):
 
     def __init__(self, problems: list[Problem], *, hint: str | None = None) -> None:
         errors = [p for p in problems if not p.warning]
-        noun = "problem" if len(errors) == 1 else "problems"
-        super().__init__(
-            "\n".join(str(p) for p in problems) + f"\n{len(errors)} {noun} found.", hint=hint
-        )
+        text = "\n".join(str(p) for p in problems)
+        if len(errors) > 1:
+            text += f"\n{len(errors)} problems found."
+        super().__init__(text, hint=hint)
         self.problems = problems
 
 

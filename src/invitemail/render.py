@@ -10,6 +10,7 @@ then in the built-in ones, so an event overrides one file and keeps the rest.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -124,7 +125,8 @@ class Renderer:
             try:
                 output = _render_bounded(template, context)
             except jinja2.UndefinedError as err:
-                raise TemplateError(f"{_template_line(err, self)}: {err.message}"
+                where = _template_line(err, self)
+                raise TemplateError(f"{where}: {_undefined_message(err, where)}"
                                     + (f" (rendering for {row})" if row else ""),
                                     hint="the README lists every variable a template can use"
                                     ) from None
@@ -160,6 +162,27 @@ def _render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> st
             raise _OutputTooLarge
         chunks.append(chunk)
     return "".join(chunks)
+
+
+def _undefined_message(err: jinja2.UndefinedError, where: str) -> str:
+    """Jinja's "'dict object' has no attribute 'x'" -> "registrant.x is undefined"."""
+    message = err.message or str(err)
+    found = re.fullmatch(r"'[^']*' has no attribute '([^']+)'", message)
+    if not found:
+        return message
+    attribute = found.group(1)
+    name = attribute
+    path, _, line = where.rpartition(":")
+    try:
+        source = Path(path).read_text(encoding="utf-8").splitlines()[int(line) - 1]
+    except (OSError, ValueError, IndexError):
+        source = ""
+    dotted = re.search(r"([A-Za-z_][\w.]*)\." + re.escape(attribute) + r"\b", source)
+    if dotted:
+        name = f"{dotted.group(1)}.{attribute}"
+    if name.startswith("registrant."):
+        return f"{name} is undefined: the registrant list has no column {attribute!r}"
+    return f"{name} is undefined"
 
 
 def _template_line(err: BaseException, renderer: Renderer) -> str:
