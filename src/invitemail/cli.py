@@ -327,11 +327,14 @@ def _run_send(campaign: Campaign, password: str | None, options: Any,
 
 
 def _send_exit_code(result: SendResult) -> ExitCode:
+    """0 when every registrant has the message; 3 when some do and a rerun (maybe with
+    --retry-failed or --resend-uncertain) continues; 1 when this run sent nothing and the
+    relay or the settings stopped it."""
     if result.dry_run or result.complete:
         return ExitCode.OK
-    if result.interrupted or result.sent:
-        return ExitCode.PARTIAL
-    return ExitCode.INPUT
+    if result.stopped is not None and not result.sent and not result.interrupted:
+        return ExitCode.INPUT
+    return ExitCode.PARTIAL
 
 
 def _print_send_summary(campaign: Campaign, result: SendResult) -> None:

@@ -60,10 +60,15 @@ class SendResult:
     interrupted: bool = False
     report: CheckReport | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
+    # After the run, the journal's registrants that still lack this template's message
+    # (pending, failed or uncertain), this run's and earlier runs' alike.
+    remaining: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
-        return not (self.failed or self.uncertain or self.stopped or self.interrupted)
+        """Every registrant has the message: nothing failed, nothing left for a rerun."""
+        return not (self.failed or self.uncertain or self.stopped or self.interrupted
+                    or any(self.remaining.values()))
 
 
 class _JournalHooks:
@@ -193,9 +198,17 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
                                            password=password, hooks=hooks, stop=stop, **extra)
         result.stopped = delivery.stopped
         result.interrupted = delivery.interrupted
+        if journal is not None:
+            for key in delivery.deferred:  # tried, not delivered, no final outcome yet
+                journal.mark_pending(campaign.template, key)
         return result
     finally:
         if journal is not None:
+            if not options.dry_run:
+                counts = journal.counts(campaign.template)
+                result.remaining = {state.value: counts[state] for state in
+                                    (State.PENDING, State.SENDING, State.FAILED, State.UNCERTAIN)
+                                    if counts[state]}
             journal.close()
 
 

@@ -199,6 +199,13 @@ class Journal:
             "updated_at = ? WHERE template = ? AND key = ?",
             (reply, attempt, self._now(), template, key))
 
+    def mark_pending(self, template: str, key: str) -> None:
+        """Back to ``pending``: a transaction that was started but provably not delivered."""
+        self.db.execute(
+            "UPDATE deliveries SET state = 'pending', updated_at = ? "
+            "WHERE template = ? AND key = ? AND state = 'sending'",
+            (self._now(), template, key))
+
     def mark_done(self, template: str, key: str, state: State, reply: str, attempts: int, *,
                   calendar: CalendarRecord | None = None) -> None:
         """The final state of one delivery; with ``calendar``, what the registrant's calendar
