@@ -20,6 +20,7 @@ from invitemail.addresses import Mailbox
 from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
 from invitemail.dates import describe_when
 from invitemail.errors import Problem, ProblemsError, TemplateError
+from invitemail.inline import inline_css
 from invitemail.journal import CalendarRecord, Journal
 from invitemail.message import HeaderValueError, MessageParts, build_message, make_message_id
 from invitemail.registrants import (
@@ -29,7 +30,7 @@ from invitemail.registrants import (
     open_registrants,
     unique_registrants,
 )
-from invitemail.render import Renderer
+from invitemail.render import SHARED_KEY, Renderer
 
 CANCEL_TEMPLATE = "cancellation"
 UPDATE_TEMPLATE = "update"
@@ -147,6 +148,8 @@ class Campaign:
             "links": ics.calendar_links(title=event.title, start=event.start, end=event.end,
                                         details=details, location=join_url),
             "changes": changes or [],
+            # What registrants in the same group share; partials are rendered once per group.
+            SHARED_KEY: repr((language, join_url, registrant.timezone, test, changes)),
         }
 
     def _calendar_description(self, registrant: Registrant, join_url: str) -> str:
@@ -198,7 +201,7 @@ class Campaign:
             date=self.now,
             message_id=message_id,
             text=rendered.text,
-            html=rendered.html,
+            html=inline_css(rendered.html),
             calendar=ics.build_ics(entry),
             method=entry.method,
         ))

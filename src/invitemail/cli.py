@@ -23,7 +23,7 @@ from invitemail.errors import ExitCode, InvitemailError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from invitemail.campaign import Campaign, CheckReport
+    from invitemail.campaign import Built, Campaign, CheckReport
     from invitemail.delivery import SendResult
 
 PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"
@@ -147,22 +147,27 @@ def _summary_line(campaign: Campaign, report: CheckReport) -> str:
 @main.command()
 @event_options
 @click.option("--lint", is_flag=True, help="Also lint every built message (headers, MIME, "
-              "line lengths).")
+              "line lengths) and score a sample with SpamAssassin when it is installed.")
 @handle_errors
 def check(event: Path, template: str, registrants: Path | None, encoding: str | None,
           delimiter: str | None, lint: bool) -> None:
     """Validate the settings, every registrant and every message; send nothing."""
     campaign = _open_campaign(event, template, registrants, encoding, delimiter)
     lint_problems: list[str] = []
+    sample: list[Built] = []
     on_message = None
     if lint:
-        from invitemail.lint import lint_message
+        from invitemail.lint import SPAM_SAMPLE, lint_message
 
-        def on_message(built: Any) -> None:
+        def on_message(built: Built) -> None:
             lint_problems.extend(f"{built.recipient}: {p}" for p in lint_message(built.data))
+            if len(sample) < SPAM_SAMPLE:
+                sample.append(built)
 
     report = campaign.check(on_message=on_message)
     _print_problems(report)
+    if sample:
+        lint_problems.extend(_spamassassin(sample))
     for problem in lint_problems:
         _say(f"lint: {problem}", err=True)
     _say(_summary_line(campaign, report))
@@ -171,6 +176,36 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
         _say(f"{errors} problem{'s' if errors != 1 else ''} to fix before sending.", err=True)
         sys.exit(int(ExitCode.INPUT))
     _say("No problems found. Nothing was sent.")
+
+
+def _spamassassin(sample: list[Built]) -> list[str]:
+    """Score a sample with SpamAssassin's local rules when it is installed; print each
+    score and return the messages it takes for spam."""
+    from invitemail.lint import (
+        SPAM_GOOD,
+        SPAM_REQUIRED,
+        SpamAssassinError,
+        spamassassin_scores,
+    )
+
+    try:
+        scores = spamassassin_scores([built.data for built in sample])
+    except SpamAssassinError as err:
+        _say(f"warning: no spam score: {err}", err=True)
+        return []
+    if scores is None:
+        _say("SpamAssassin is not installed, so no spam score "
+             "(on Debian or Ubuntu: apt-get install spamassassin).")
+        return []
+    problems = []
+    for built, score in zip(sample, scores, strict=True):
+        _say(f"SpamAssassin: {built.recipient}: {score}")
+        if score.score >= SPAM_REQUIRED:
+            problems.append(f"{built.recipient}: SpamAssassin takes it for spam: {score}")
+        elif score.score >= SPAM_GOOD:
+            _say(f"warning: {built.recipient}: SpamAssassin scores it {score.score:.1f}; "
+                 f"keep it under {SPAM_GOOD:.1f} (the rules named above say why)", err=True)
+    return problems
 
 
 # -- preview ------------------------------------------------------------------------------
@@ -182,26 +217,48 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
               help="How many messages to print (default 1), or to write with --out "
               "(default all).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Write one .eml file per registrant into this folder.")
+              help="Write one .eml file per registrant into this folder, and index.html: a "
+              "gallery of them to open in a browser.")
+@click.option("--open", "open_gallery", is_flag=True,
+              help="Open the gallery in the default browser (without --out, it is written "
+              "to a new temporary folder).")
 @handle_errors
 def preview(event: Path, template: str, registrants: Path | None, encoding: str | None,
-            delimiter: str | None, limit: int | None, out: Path | None) -> None:
+            delimiter: str | None, limit: int | None, out: Path | None,
+            open_gallery: bool) -> None:
     """Show exactly what registrants will receive, without sending."""
-    from invitemail.preview import EmlWriter, readable
+    from invitemail.preview import readable
     from invitemail.registrants import unique_registrants
 
     campaign = _open_campaign(event, template, registrants, encoding, delimiter)
+    if out is None and open_gallery:
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix="invitemail-preview-"))
     if out is not None:
-        writer = EmlWriter(out)
-        if limit is None:
-            report = campaign.check(on_message=writer)
-            _print_problems(report)
-        else:
-            for built in campaign.messages(
-                    r for _, r in zip(range(limit), unique_registrants(campaign.source),
-                                      strict=False)):
-                writer(built)
+        from invitemail.gallery import GalleryWriter
+        from invitemail.preview import journal_states
+
+        config = campaign.config
+        with GalleryWriter(out, journal_states(config.folder, campaign.template),
+                           title=f"{config.event.title}: {campaign.template}",
+                           zone=config.event.zone) as writer:
+            if limit is None:
+                report = campaign.check(on_message=writer)
+                _print_problems(report)
+            else:
+                for built in campaign.messages(
+                        r for _, r in zip(range(limit), unique_registrants(campaign.source),
+                                          strict=False)):
+                    writer(built)
+        # The count line stays last: scripts (and tests/test_cli_input.py) read it.
+        _say(f"gallery: {writer.index} (open it in a browser)")
         _say(f"wrote {writer.count} message{'s' if writer.count != 1 else ''} to {out}")
+        if open_gallery:
+            import webbrowser
+
+            if not webbrowser.open(writer.index.resolve().as_uri()):
+                _say(f"No browser could be started; open {writer.index} in one.", err=True)
         return
     shown = 0
     wanted = 1 if limit is None else limit

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from icalendar import Calendar, Event, vCalAddress, vText
+from icalendar import Calendar, Component, Event, vCalAddress, vText
 
 PRODID = "-//invitemail//invitemail//EN"
 
@@ -102,3 +102,68 @@ def calendar_links(*, title: str, start: dt.datetime, end: dt.datetime, details:
         "office365": f"https://outlook.office.com/calendar/0/deeplink/compose?{urlencode(outlook)}",
         "yahoo": f"https://calendar.yahoo.com/?{yahoo}",
     }
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarSummary:
+    """What a calendar part says, read back from its bytes (for the preview gallery)."""
+
+    method: str
+    title: str
+    start: dt.datetime | None  # aware (UTC as sent)
+    end: dt.datetime | None
+    location: str
+    url: str
+    description: str
+    organizer: str
+    attendees: tuple[str, ...]
+    uid: str
+    sequence: int | None
+    status: str
+
+
+def _person(value: object) -> str:
+    """``"Name <address>"`` from an ORGANIZER or ATTENDEE property."""
+    address = str(value).removeprefix("mailto:").removeprefix("MAILTO:")
+    params = getattr(value, "params", {})
+    name = str(params.get("CN", "")) if params else ""
+    return f"{name} <{address}>" if name else address
+
+
+def _moment(event: Component, name: str) -> dt.datetime | None:
+    if name not in event:
+        return None
+    value = event.decoded(name)
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.date):  # an all-day event (a custom calendar): midnight UTC
+        return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+    return None
+
+
+def describe_ics(data: bytes | str) -> CalendarSummary:
+    """Read the first VEVENT of an iCalendar file. Raises ValueError when it has none or
+    cannot be parsed."""
+    calendar = Calendar.from_ical(data)
+    events = calendar.walk("VEVENT")
+    if not events:
+        raise ValueError("the calendar holds no event")
+    event = events[0]
+    attendees = event.get("attendee", [])
+    if not isinstance(attendees, list):
+        attendees = [attendees]
+    sequence = event.get("sequence")
+    return CalendarSummary(
+        method=str(calendar.get("method", "")),
+        title=str(event.get("summary", "")),
+        start=_moment(event, "dtstart"),
+        end=_moment(event, "dtend"),
+        location=str(event.get("location", "")),
+        url=str(event.get("url", "")),
+        description=str(event.get("description", "")),
+        organizer=_person(event["organizer"]) if "organizer" in event else "",
+        attendees=tuple(_person(a) for a in attendees),
+        uid=str(event.get("uid", "")),
+        sequence=int(sequence) if sequence is not None else None,
+        status=str(event.get("status", "")),
+    )

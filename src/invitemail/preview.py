@@ -1,4 +1,5 @@
-"""`preview --out DIR`: one .eml file per registrant, written as messages are built."""
+"""`preview`: a message as a person reads it, and for `--out DIR` one .eml file per
+registrant, written as messages are built (gallery.py adds the HTML pages beside them)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from invitemail.campaign import Built
 from invitemail.errors import InvitemailError
+from invitemail.journal import Journal
 
 
 def eml_name(number: int, address: str) -> str:
@@ -34,6 +36,16 @@ class EmlWriter:
     def __call__(self, built: Built) -> None:
         self.count += 1
         (self.folder / eml_name(self.count, built.recipient)).write_bytes(built.data)
+
+
+def journal_states(folder: Path, template: str) -> dict[str, str] | None:
+    """Each registrant's state in the event's send journal for ``template`` (by the
+    registrant's key); None when nothing was ever sent (no journal)."""
+    journal = Journal.open(folder, create=False)
+    if journal is None:
+        return None
+    with journal:
+        return {key: str(state) for key, state in journal.states(template).items()}
 
 
 def readable(built: Built) -> str:

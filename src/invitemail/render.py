@@ -11,7 +11,7 @@ then in the built-in ones, so an event overrides one file and keeps the rest.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,6 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from invitemail.errors import TemplateError
 
 BUILTIN_TEMPLATES = ("invitation", "reminder", "update", "cancellation")
+SHARED_KEY = "_shared"  # the context variable that names what registrants have in common
 PARTS = ("subject.txt", "txt", "html")
 MAX_OUTPUT = 2 * 1024 * 1024  # characters per part: a bigger one is a runaway template
 
@@ -55,7 +56,7 @@ class Renderer:
             else None
         self.builtin = builtin_template_dir()
         searchpath = [str(p) for p in (self.event_templates, self.builtin) if p is not None]
-        self.env = SandboxedEnvironment(
+        self.env = _PartialCachingEnvironment(
             loader=jinja2.FileSystemLoader(searchpath),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",),
@@ -146,6 +147,66 @@ class Renderer:
             parts.append(output)
         subject, text, html = parts
         return Rendered(subject=" ".join(subject.split()), text=text, html=html)
+
+
+class _PartialCachingEnvironment(SandboxedEnvironment):
+    """Renders each partial once per group of registrants that share it.
+
+    A partial (``LANG/_name.*``, included by a template) holds what every registrant with
+    the same language, join link and time zone gets: the meeting details, the FAQ, the
+    support contact. It is rendered once per value of the context's ``_shared`` key and the
+    text reused, which removes most of the per-registrant rendering. A partial therefore
+    cannot use ``registrant``: it renders without it, so trying is an error that says so.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.partial_cache: dict[tuple[str, str], str] = {}
+
+    def get_template(self, name: str | jinja2.Template, parent: str | None = None,
+                     globals: Mapping[str, Any] | None = None) -> Any:
+        template = super().get_template(name, parent, globals)
+        if parent is not None and isinstance(name, str) and _is_partial(name):
+            return _CachedPartial(template, self.partial_cache)
+        return template
+
+
+def _is_partial(name: str) -> bool:
+    folder, _, base = name.rpartition("/")
+    return bool(folder) and base.startswith("_")
+
+
+class _CachedPartial:
+    """What ``{% include %}`` needs of a template: ``new_context`` and ``root_render_func``."""
+
+    def __init__(self, template: jinja2.Template, cache: dict[tuple[str, str], str]) -> None:
+        self.template = template
+        self.cache = cache
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.template, name)
+
+    def new_context(self, vars: dict[str, Any] | None = None, shared: bool = False,
+                    locals: Mapping[str, Any] | None = None) -> jinja2.runtime.Context:
+        context = self.template.new_context(vars, shared, locals)
+        # Only an include with no loop variables around it renders the same for the group.
+        context.cacheable = not locals  # type: ignore[attr-defined]
+        return context
+
+    def root_render_func(self, context: jinja2.runtime.Context) -> Iterator[str]:
+        key = context.get(SHARED_KEY)
+        if key is None or not getattr(context, "cacheable", False):
+            yield from self.template.root_render_func(context)
+            return
+        cache_key = (str(self.template.name), str(key))
+        text = self.cache.get(cache_key)
+        if text is None:
+            without_registrant = {k: v for k, v in context.get_all().items()
+                                  if k != "registrant"}
+            text = "".join(self.template.root_render_func(
+                self.template.new_context(without_registrant)))
+            self.cache[cache_key] = text
+        yield text
 
 
 class _OutputTooLarge(Exception):
