@@ -98,12 +98,13 @@ def test_html_part_is_built_for_real_mail_clients(examples: list[Example]) -> No
         text_part = message.get_body(preferencelist=("plain",))
         assert html_part is not None and text_part is not None
         html, text = html_part.get_content(), text_part.get_content()
-        # Table layout, 600 px wide, CSS inlined, the dark-mode block kept for the clients
-        # that read <style>.
-        assert '<table class="im-card" role="presentation" style="width:100%;max-width:600px;' \
-            in html
+        # Table layout, 600 px wide, every style inline (nothing left in <style> that
+        # could be inlined), the dark-mode block kept for the clients that read <style>.
+        card = re.search(r'<table role="presentation" class="im-card" width="600"[^>]*>', html)
+        assert card is not None and "max-width:600px" in card.group(0), example
+        assert inline_css(html) == html  # nothing left for the inliner to do
         assert "@media (prefers-color-scheme: dark)" in html
-        assert re.search(r'<html[^>]* style="color-scheme: light dark;', html), example
+        assert re.search(r'<html[^>]* style="color-scheme: ?light dark;?"', html), example
         # Nothing to fetch when the message is opened: no remote image, font or stylesheet.
         assert not re.search(r"<(img|link|script)\b", html, re.I), example
         assert "url(" not in html
@@ -177,3 +178,13 @@ def test_spamassassin_scores_are_read_from_our_own_folded_header() -> None:
     assert _read_scores(output, "n0nce") == [
         SpamScore(1.2, {"HTML_MESSAGE": 0.001, "MISSING_DATE": 1.2}), SpamScore(-0.0, {})]
     assert str(SpamScore(-0.0, {"NO_RELAYS": -0.001})) == "0.0 (NO_RELAYS -0.001)"
+
+
+def test_inline_css_leaves_a_document_with_nothing_to_inline_as_it_is() -> None:
+    source = ("<html><head><style>/* p { color: red } */ :root { color-scheme: light dark; }"
+              "@media (max-width: 620px) { .card { width: 100% !important; } }</style>"
+              "<!--[if mso]><style>td { font-family: Arial; }</style><![endif]-->"
+              '</head><body><p style="margin:0">Hej</p></body></html>')
+    assert inline_css(source) is source
+    with_rule = source.replace("</head>", "<style>td { color: red }</style></head>")
+    assert inline_css(with_rule) != with_rule

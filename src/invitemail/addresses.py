@@ -7,6 +7,7 @@ we report rather than send.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from email.headerregistry import Address
 
@@ -29,6 +30,7 @@ class Mailbox:
         return self.address.rpartition("@")[2]
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def normalize_address(text: str) -> str:
     """Return the address in the form to send to, or raise :class:`AddressError`.
 

@@ -94,6 +94,8 @@ class Campaign:
         self.template = template
         self.now = now or _utcnow()
         self.history: dict[str, CalendarRecord] = {}
+        self._shared_contexts: dict[str, dict[str, Any]] = {}
+        self._calendars = ics.CalendarBuilder()
         journal = Journal.open(config.folder, create=False)
         if journal is not None:
             with journal:
@@ -121,8 +123,22 @@ class Campaign:
     def context(self, registrant: Registrant, *, test: bool = False,
                 changes: list[dict[str, str]] | None = None) -> dict[str, Any]:
         """Everything a template can use (the README's table lists it)."""
+        join_url = registrant.join_url or self.config.meeting.join_url
+        group = repr((registrant.language, join_url, registrant.timezone, test, changes))
+        shared = self._shared_contexts.get(group)
+        if shared is None:
+            shared = self._shared_context(registrant, join_url, test, changes or [])
+            if len(self._shared_contexts) > 4096:  # personal links: keep memory bounded
+                self._shared_contexts.clear()
+            self._shared_contexts[group] = shared
+        # What registrants in the same group share; partials are rendered once per group.
+        return {**shared, "registrant": registrant.as_context(), SHARED_KEY: group}
+
+    def _shared_context(self, registrant: Registrant, join_url: str, test: bool,
+                        changes: list[dict[str, str]]) -> dict[str, Any]:
+        """The part of the context that depends on the language, the join link, the time
+        zone and the template only, built once per such group."""
         c, language = self.config, registrant.language
-        join_url = registrant.join_url or c.meeting.join_url
         event = c.event
         details = self._calendar_description(registrant, join_url)
         return {
@@ -142,14 +158,11 @@ class Campaign:
             "support": {"phone": c.support.phone, "hours": c.support.hours_in(language),
                         "email": c.support.email},
             "privacy": {"policy_url": c.privacy.policy_url},
-            "registrant": registrant.as_context(),
             "when": describe_when(event.start, event.end, language,
                                   registrant_zone=registrant.timezone or None, now=self.now),
             "links": ics.calendar_links(title=event.title, start=event.start, end=event.end,
                                         details=details, location=join_url),
-            "changes": changes or [],
-            # What registrants in the same group share; partials are rendered once per group.
-            SHARED_KEY: repr((language, join_url, registrant.timezone, test, changes)),
+            "changes": changes,
         }
 
     def _calendar_description(self, registrant: Registrant, join_url: str) -> str:
@@ -202,7 +215,7 @@ class Campaign:
             message_id=message_id,
             text=rendered.text,
             html=inline_css(rendered.html),
-            calendar=ics.build_ics(entry),
+            calendar=self._calendars.build(entry),
             method=entry.method,
         ))
         record = dataclasses.replace(self.current_record(registrant), sequence=sequence)

@@ -43,41 +43,85 @@ def registrant_uid(event_uid: str, address: str) -> str:
     return f"{digest}-{event_uid}"
 
 
-def build_ics(entry: CalendarEntry) -> bytes:
-    """The text/calendar body (CRLF line endings, folded at 75 octets by icalendar)."""
+def _vevent_lines(entry: CalendarEntry, *, personal: bool, shared: bool) -> Event:
+    event = Event()
+    if personal:
+        event.add("uid", entry.uid)
+    if shared:
+        event.add("sequence", entry.sequence)
+        event.add("dtstamp", entry.stamp.astimezone(dt.UTC))
+        event.add("dtstart", entry.start.astimezone(dt.UTC))
+        event.add("dtend", entry.end.astimezone(dt.UTC))
+        event.add("summary", entry.title)
+        event.add("description", entry.description)
+        if entry.location:
+            event.add("location", entry.location)
+            event.add("url", entry.location)
+        organizer = vCalAddress(f"mailto:{entry.organizer_address}")
+        if entry.organizer_name:
+            organizer.params["cn"] = vText(entry.organizer_name)
+        event.add("organizer", organizer)
+    if personal:
+        attendee = vCalAddress(f"mailto:{entry.attendee_address}")
+        if entry.attendee_name:
+            attendee.params["cn"] = vText(entry.attendee_name)
+        attendee.params["role"] = vText("REQ-PARTICIPANT")
+        attendee.params["partstat"] = vText("NEEDS-ACTION")
+        attendee.params["rsvp"] = vText("FALSE")
+        event.add("attendee", attendee)
+    if shared:
+        cancelled = entry.method == "CANCEL"
+        event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+        event.add("transp", "TRANSPARENT" if cancelled else "OPAQUE")
+    return event
+
+
+def _calendar(entry: CalendarEntry, event: Event) -> bytes:
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", entry.method)
-    event = Event()
-    event.add("uid", entry.uid)
-    event.add("sequence", entry.sequence)
-    event.add("dtstamp", entry.stamp.astimezone(dt.UTC))
-    event.add("dtstart", entry.start.astimezone(dt.UTC))
-    event.add("dtend", entry.end.astimezone(dt.UTC))
-    event.add("summary", entry.title)
-    event.add("description", entry.description)
-    if entry.location:
-        event.add("location", entry.location)
-        event.add("url", entry.location)
-    organizer = vCalAddress(f"mailto:{entry.organizer_address}")
-    if entry.organizer_name:
-        organizer.params["cn"] = vText(entry.organizer_name)
-    event.add("organizer", organizer)
-    attendee = vCalAddress(f"mailto:{entry.attendee_address}")
-    if entry.attendee_name:
-        attendee.params["cn"] = vText(entry.attendee_name)
-    attendee.params["role"] = vText("REQ-PARTICIPANT")
-    attendee.params["partstat"] = vText("NEEDS-ACTION")
-    attendee.params["rsvp"] = vText("FALSE")
-    event.add("attendee", attendee)
-    cancelled = entry.method == "CANCEL"
-    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
-    event.add("transp", "TRANSPARENT" if cancelled else "OPAQUE")
     calendar.add_component(event)
     data: bytes = calendar.to_ical()
     return data
+
+
+def build_ics(entry: CalendarEntry) -> bytes:
+    """The text/calendar body (CRLF line endings, folded at 75 octets by icalendar)."""
+    return _calendar(entry, _vevent_lines(entry, personal=True, shared=True))
+
+
+_END = b"END:VEVENT\r\n"
+
+
+class CalendarBuilder:
+    """Builds calendars for many registrants of one event, fast.
+
+    Everything but the UID and the ATTENDEE is the same for registrants who share a join
+    link, so that part is serialised once and the two personal properties are serialised
+    per registrant and put in front of ``END:VEVENT``. The result is the same calendar as
+    :func:`build_ics` gives, with the properties in another order.
+    """
+
+    def __init__(self) -> None:
+        self._shared: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
+
+    def build(self, entry: CalendarEntry) -> bytes:
+        key = (entry.method, entry.sequence, entry.stamp, entry.start, entry.end, entry.title,
+               entry.description, entry.location, entry.organizer_name,
+               entry.organizer_address)
+        parts = self._shared.get(key)
+        if parts is None:
+            whole = _calendar(entry, _vevent_lines(entry, personal=False, shared=True))
+            cut = whole.rindex(_END)
+            parts = self._shared[key] = (whole[:cut], whole[cut:])
+            if len(self._shared) > 4096:  # personal links: keep the memory bounded
+                self._shared.pop(next(iter(self._shared)))
+        personal: bytes = _vevent_lines(entry, personal=True, shared=False).to_ical()
+        # b"BEGIN:VEVENT\r\n" ... b"END:VEVENT\r\n": keep what is between.
+        inner = personal[personal.index(b"\r\n") + 2:personal.rindex(_END)]
+        return parts[0] + inner + parts[1]
 
 
 def _utc(moment: dt.datetime, pattern: str) -> str:

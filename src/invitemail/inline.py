@@ -10,6 +10,7 @@ building a message makes no network request.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import css_inline
@@ -23,8 +24,56 @@ def _inliner() -> Any:
     return css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
 
 
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
+def _nested_blocks(css: str) -> str:
+    """``css`` without its ``@media``/``@supports`` blocks and comments."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    out, depth, at_rule = [], 0, False
+    i = 0
+    while i < len(css):
+        char = css[i]
+        if depth == 0 and char == "@":
+            at_rule = True
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0 and at_rule:
+                at_rule = False
+                i += 1
+                continue
+        if not at_rule:
+            out.append(char)
+        i += 1
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _needs_inlining(styles: str) -> bool:
+    """Whether any rule could be copied into an element: rules for the document root
+    (``:root``, ``html``) and rules inside @media cannot, and are left in the block."""
+    for rule in _nested_blocks(styles).split("}"):
+        selectors = rule.partition("{")[0].strip()
+        if not selectors or "{" not in rule:
+            continue
+        if any(s.strip() not in (":root", "html") for s in selectors.split(",")):
+            return True
+    return False
+
+
 def inline_css(html: str) -> str:
-    """``html`` with the rules of its ``<style>`` blocks copied into ``style`` attributes."""
+    """``html`` with the rules of its ``<style>`` blocks copied into ``style`` attributes.
+
+    The built-in templates already carry every style inline and keep only what cannot be
+    inlined (``:root``, ``@media``) in their block; such a document is returned as it is,
+    which saves the inliner's parse and re-serialisation for every message.
+    """
+    styles = "\n".join(_STYLE.findall(_COMMENT.sub("", html)))
+    if not _needs_inlining(styles):
+        return html
     try:
         inlined: str = _inliner().inline(html)
     except (css_inline.InlineError, ValueError) as err:

@@ -78,7 +78,9 @@ def encoded_words(text: str) -> str:
     Written here rather than with ``email.header.Header``, which costs more than the rest of
     the message; a word never splits a UTF-8 character.
     """
-    words, chunk, size = [], [], 0
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for char in text:
         width = len(char.encode("utf-8"))
         if size + width > _WORD_BYTES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import IO
 
 from rich.console import Console
 from rich.progress import (
@@ -54,7 +54,7 @@ class BarProgress:
 class LineProgress:
     """A plain line every few seconds, for logs and pipes."""
 
-    def __init__(self, stream: TextIO, *, every: float = 5.0,
+    def __init__(self, stream: IO[str], *, every: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream
         self.every = every

@@ -11,7 +11,7 @@ then in the built-in ones, so an event overrides one file and keeps the rest.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -97,7 +97,8 @@ class Renderer:
 
     def _template(self, template_name: str, name: str) -> jinja2.Template:
         try:
-            return self.env.get_template(template_name)
+            template: jinja2.Template = self.env.get_template(template_name)
+            return template
         except jinja2.TemplateNotFound as err:
             missing = err.name or template_name
             if missing != template_name:
@@ -164,7 +165,7 @@ class _PartialCachingEnvironment(SandboxedEnvironment):
         self.partial_cache: dict[tuple[str, str], str] = {}
 
     def get_template(self, name: str | jinja2.Template, parent: str | None = None,
-                     globals: Mapping[str, Any] | None = None) -> Any:
+                     globals: MutableMapping[str, Any] | None = None) -> Any:
         template = super().get_template(name, parent, globals)
         if parent is not None and isinstance(name, str) and _is_partial(name):
             return _CachedPartial(template, self.partial_cache)
