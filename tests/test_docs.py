@@ -39,7 +39,7 @@ def test_docs_every_context_variable_is_documented() -> None:
     campaign = Campaign.open(EXAMPLE, now=dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
     registrant = next(unique_registrants(campaign.source))
     context = campaign.context(registrant)
-    provided = _flatten({k: v for k, v in context.items() if k not in ("registrant", "_shared")})
+    provided = _flatten({k: v for k, v in context.items() if k != "registrant"})
     provided |= {f"registrant.{k}" for k in ("email", "name", "first_name", "last_name",
                                              "language", "join_url", "timezone")}
     documented = {name for name in TEMPLATE_VARIABLES if name != "registrant.<column>"}

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from invitemail import ics
 from invitemail.addresses import Mailbox
 from invitemail.campaign import Campaign
 from invitemail.lint import lint_message
@@ -214,3 +215,45 @@ def test_message_any_display_name_parses_back(name: str) -> None:
     assert [a.addr_spec for a in parsed["To"].addresses] == ["r@example.org"]
     assert " ".join(str(parsed["Subject"]).split()) == " ".join(name.split())
     assert lint_message(data) == []
+
+
+@given(name=st.text(max_size=120), uid_part=st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp")), max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_calendar_builder_writes_what_icalendar_writes(name: str, uid_part: str) -> None:
+    entry = ics.CalendarEntry(
+        uid=f"0123456789abcdef0123-{uid_part}@example.org", sequence=2, method="REQUEST",
+        start=dt.datetime(2026, 12, 10, 13, tzinfo=dt.UTC),
+        end=dt.datetime(2026, 12, 10, 14, tzinfo=dt.UTC), title="Persondata – æøå",
+        description="Deltag: https://zoom.us/j/1\nMøde-ID: 842", location="https://zoom.us/j/1",
+        organizer_name="Djøf, Arrangementer", organizer_address="a@example.org",
+        attendee_name=name, attendee_address="s@example.org", stamp=NOW)
+    fast = ics.CalendarBuilder().build(entry)
+    assert all(len(line) <= 75 for line in fast.split(b"\r\n"))
+    ours = icalendar.Calendar.from_ical(fast).walk("VEVENT")[0]
+    assert str(ours["UID"]) == entry.uid
+    assert str(ours["ATTENDEE"]) == "mailto:s@example.org"
+    printable = "".join(c for c in name if c >= " " or c == "\n")
+    assert str(ours["ATTENDEE"].params.get("CN", "")) == printable
+    if printable == name:  # icalendar itself writes control characters raw and loses them
+        theirs = icalendar.Calendar.from_ical(ics.build_ics(entry)).walk("VEVENT")[0]
+        assert sorted(ours) == sorted(theirs)
+        assert all(ours[k] == theirs[k] for k in ours if k not in ("ATTENDEE", "UID"))
+
+
+def test_messages_built_in_worker_processes_are_identical(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from invitemail import parallel
+
+    people = "".join(f"Deltager {i},user{i}@example.org,{'da' if i % 3 else 'en'},,\n"
+                     for i in range(parallel.MIN_ROWS + 200))
+    folder = make_event(tmp_path / "e", registrants=REGISTRANTS + people)
+    built: dict[str, list[bytes]] = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("INVITEMAIL_WORKERS", workers)
+        campaign = Campaign.open(folder, now=NOW)
+        built[workers] = [b.data for b in campaign.messages(unique_registrants(campaign.source))]
+        report = campaign.check()
+        assert report.ok and report.messages == len(built[workers])
+    assert built["1"] == built["2"]
+    assert len(built["1"]) == parallel.MIN_ROWS + 203

@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from invitemail import ics
+from invitemail import ics, parallel
 from invitemail.addresses import Mailbox
 from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
 from invitemail.dates import describe_when
 from invitemail.errors import Problem, ProblemsError, TemplateError
 from invitemail.inline import inline_css
 from invitemail.journal import CalendarRecord, Journal
-from invitemail.message import HeaderValueError, MessageParts, build_message, make_message_id
+from invitemail.message import (
+    MessageParts,
+    build_message,
+    encode_mailbox,
+    encode_text_header,
+    make_message_id,
+)
 from invitemail.registrants import (
     Registrant,
     RegistrantFile,
@@ -30,7 +36,7 @@ from invitemail.registrants import (
     open_registrants,
     unique_registrants,
 )
-from invitemail.render import SHARED_KEY, Renderer
+from invitemail.render import Rendered, Renderer
 
 CANCEL_TEMPLATE = "cancellation"
 UPDATE_TEMPLATE = "update"
@@ -83,8 +89,22 @@ class CheckReport:
         return not self.errors and not self.template_errors
 
 
+@dataclass(frozen=True, slots=True)
+class CampaignSpec:
+    """How a campaign was opened, so that a worker process can open the same one."""
+
+    event: Path
+    template: str
+    registrants: Path | None
+    encoding: str | None
+    delimiter: str | None
+    now: dt.datetime
+
+
 class Campaign:
     """One event, one template, one registrant list."""
+
+    spec: CampaignSpec | None = None  # set by open(); None: build in this process only
 
     def __init__(self, config: EventConfig, source: RegistrantFile, renderer: Renderer, *,
                  template: str = "invitation", now: dt.datetime | None = None) -> None:
@@ -116,7 +136,10 @@ class Campaign:
         source = open_registrants(registrants or config.folder / REGISTRANTS_FILE,
                                   encoding=encoding, delimiter=delimiter,
                                   default_language=config.event.language)
-        return cls(config, source, renderer, template=template, now=now)
+        campaign = cls(config, source, renderer, template=template, now=now)
+        campaign.spec = CampaignSpec(event=event, template=template, registrants=registrants,
+                                     encoding=encoding, delimiter=delimiter, now=campaign.now)
+        return campaign
 
     # -- the content -----------------------------------------------------------------------
 
@@ -131,8 +154,7 @@ class Campaign:
             if len(self._shared_contexts) > 4096:  # personal links: keep memory bounded
                 self._shared_contexts.clear()
             self._shared_contexts[group] = shared
-        # What registrants in the same group share; partials are rendered once per group.
-        return {**shared, "registrant": registrant.as_context(), SHARED_KEY: group}
+        return {**shared, "registrant": registrant.as_context()}
 
     def _shared_context(self, registrant: Registrant, join_url: str, test: bool,
                         changes: list[dict[str, str]]) -> dict[str, Any]:
@@ -181,16 +203,9 @@ class Campaign:
         """
         c = self.config
         test = test_to is not None
-        row = f"{self.source.label}:{registrant.line}"
         join_url = registrant.join_url or c.meeting.join_url
         previous = self.history.get(registrant.key) or self.latest
-        changes = self.changes(registrant, previous) if self.template == UPDATE_TEMPLATE else []
-        rendered = self.renderer.render(self.template, registrant.language,
-                                        self.context(registrant, test=test, changes=changes),
-                                        row=row)
-        subject = rendered.subject
-        if test:
-            subject = TEST_PREFIX.get(registrant.language, "[TEST] ") + subject
+        rendered, subject = self._render(registrant, previous, test)
         cancel = self.template == CANCEL_TEMPLATE
         recipient = test_to or registrant.email
         uid = ics.registrant_uid(c.event.uid, registrant.email)
@@ -220,6 +235,25 @@ class Campaign:
         ))
         record = dataclasses.replace(self.current_record(registrant), sequence=sequence)
         return Built(registrant, recipient, message_id, subject, data, record)
+
+    def _render(self, registrant: Registrant, previous: CalendarRecord | None,
+                test: bool) -> tuple[Rendered, str]:
+        changes = self.changes(registrant, previous) if self.template == UPDATE_TEMPLATE else []
+        rendered = self.renderer.render(self.template, registrant.language,
+                                        self.context(registrant, test=test, changes=changes),
+                                        row=f"{self.source.label}:{registrant.line}")
+        subject = rendered.subject
+        if test:
+            subject = TEST_PREFIX.get(registrant.language, "[TEST] ") + subject
+        return rendered, subject
+
+    def validate(self, registrant: Registrant) -> None:
+        """What `check` needs of a message without encoding it: the templates render and
+        nothing that goes in a header has a line break. Raises like :meth:`build`."""
+        previous = self.history.get(registrant.key) or self.latest
+        _, subject = self._render(registrant, previous, False)
+        encode_mailbox(Mailbox(registrant.name, registrant.email))
+        encode_text_header(subject)
 
     # -- the calendar's lifecycle -----------------------------------------------------------
 
@@ -296,29 +330,34 @@ class Campaign:
             report.event_problems.append(Problem(
                 str(self.config.path), None,
                 f"event.start {event.start:%Y-%m-%d %H:%M} is in the past"))
-        seen_template_errors: dict[str, int] = {}
+        seen_template_errors: set[str] = set()
         changed = checked = 0
-        for registrant in unique_registrants(self.source, report.scan):
-            previous = self.history.get(registrant.key)
-            if previous is not None or self.template == UPDATE_TEMPLATE:
-                checked += 1
-                if self.changes(registrant, previous or self.latest):
-                    changed += 1
-            try:
-                built = self.build(registrant)
-            except TemplateError as err:
-                first = str(err).split(" (rendering for ")[0]
+
+        def counted(registrants: Iterator[Registrant]) -> Iterator[Registrant]:
+            nonlocal changed, checked
+            for registrant in registrants:
+                previous = self.history.get(registrant.key)
+                if previous is not None or self.template == UPDATE_TEMPLATE:
+                    checked += 1
+                    if self.changes(registrant, previous or self.latest):
+                        changed += 1
+                yield registrant
+
+        rows = counted(unique_registrants(self.source, report.scan))
+        for registrant, outcome in parallel.outcomes(self, rows, encode=on_message is not None):
+            if outcome.kind == "template":
+                first = outcome.value.split(" (rendering for ")[0]
                 if first not in seen_template_errors:
-                    report.template_errors.append(str(err))
-                seen_template_errors[first] = seen_template_errors.get(first, 0) + 1
+                    report.template_errors.append(outcome.value)
+                    seen_template_errors.add(first)
                 continue
-            except HeaderValueError as err:
+            if outcome.kind == "header":
                 report.scan.problems.append(Problem(self.source.label, registrant.line,
-                                                    f"{err}; it cannot go in a header"))
+                                                    f"{outcome.value}; it cannot go in a header"))
                 continue
             report.messages += 1
             if on_message is not None:
-                on_message(built)
+                on_message(outcome.value)
         report.event_problems.extend(self._lifecycle_problems(changed, checked))
         if not report.scan.valid and not report.scan.errors:
             report.scan.problems.append(Problem(self.source.label, None,
@@ -338,11 +377,12 @@ class Campaign:
 
     def messages(self, registrants: Iterable[Registrant], *,
                  test_to: str | None = None) -> Iterator[Built]:
-        for registrant in registrants:
-            try:
-                yield self.build(registrant, test_to=test_to)
-            except HeaderValueError:
-                continue  # reported by check; never sent
+        for _, outcome in parallel.outcomes(self, registrants, encode=True, test_to=test_to):
+            if outcome.kind == "ok":
+                yield outcome.value
+            elif outcome.kind == "template":
+                raise TemplateError(outcome.value)
+            # "header": reported by check, never sent
 
 
 def password_digest(event_uid: str, password: str) -> str:

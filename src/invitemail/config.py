@@ -368,7 +368,7 @@ class _Reader:
             raise self.error(n, "language", f"{language!r} is not supported",
                              hint="use " + " or ".join(repr(x) for x in LANGUAGES))
         uid = self.text(s, n, "uid")
-        if " " in uid:
+        if any(c.isspace() or not c.isprintable() for c in uid):
             raise self.error(n, "uid", "must not contain spaces",
                              hint='use something like "webinar-2026-12-10@example.org"')
         return Event(

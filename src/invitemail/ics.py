@@ -118,10 +118,52 @@ class CalendarBuilder:
             parts = self._shared[key] = (whole[:cut], whole[cut:])
             if len(self._shared) > 4096:  # personal links: keep the memory bounded
                 self._shared.pop(next(iter(self._shared)))
-        personal: bytes = _vevent_lines(entry, personal=True, shared=False).to_ical()
-        # b"BEGIN:VEVENT\r\n" ... b"END:VEVENT\r\n": keep what is between.
-        inner = personal[personal.index(b"\r\n") + 2:personal.rindex(_END)]
+        inner = _personal_lines(entry.uid, entry.attendee_name, entry.attendee_address)
         return parts[0] + inner + parts[1]
+
+
+def _fold(line: str) -> bytes:
+    """One content line, folded at 75 octets (RFC 5545 3.1) without splitting a character."""
+    data = line.encode("utf-8")
+    if len(data) <= 75:
+        return data + b"\r\n"
+    out, chunk, limit = [], bytearray(), 75
+    for char in line:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > limit:
+            out.append(bytes(chunk))
+            chunk, limit = bytearray(b" "), 75
+        chunk += encoded
+    out.append(bytes(chunk))
+    return b"\r\n".join(out) + b"\r\n"
+
+
+def _text_value(value: str) -> str:
+    """A TEXT value (RFC 5545 3.3.11)."""
+    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+            .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n"))
+
+
+def _printable(value: str) -> str:
+    return "".join(c for c in value if c >= " " or c == "\n")
+
+
+def _param_value(value: str) -> str:
+    """A quoted parameter value, with RFC 6868's ^-escapes for what a quote cannot hold."""
+    return '"' + value.replace("^", "^^").replace("\n", "^n").replace('"', "^'") + '"'
+
+
+def _personal_lines(uid: str, name: str, address: str) -> bytes:
+    """The UID and ATTENDEE lines of one registrant, as icalendar would write them.
+
+    Written here because they are all that differs between registrants, and serialising
+    them through icalendar costs more than the rest of the message.
+    """
+    name = _printable(name)
+    cn = f"CN={_param_value(name)};" if name else ""
+    return (_fold(f"UID:{_text_value(uid)}")
+            + _fold(f"ATTENDEE;{cn}PARTSTAT=NEEDS-ACTION;ROLE=REQ-PARTICIPANT;RSVP=FALSE:"
+                    f"mailto:{address}"))
 
 
 def _utc(moment: dt.datetime, pattern: str) -> str:

@@ -101,6 +101,11 @@ class RegistrantFile:
     def label(self) -> str:
         return str(self.path)
 
+    @property
+    def rows_estimate(self) -> int:
+        """About how many rows the file has (its line count), without parsing it."""
+        return self.text.count("\n")
+
     def _reader(self) -> CsvReader:
         return csv.reader(io.StringIO(self.text, newline=""), delimiter=self.delimiter,
                           strict=True)

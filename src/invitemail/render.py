@@ -19,12 +19,12 @@ from types import TracebackType
 from typing import Any
 
 import jinja2
+from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from invitemail.errors import TemplateError
 
 BUILTIN_TEMPLATES = ("invitation", "reminder", "update", "cancellation")
-SHARED_KEY = "_shared"  # the context variable that names what registrants have in common
 PARTS = ("subject.txt", "txt", "html")
 MAX_OUTPUT = 2 * 1024 * 1024  # characters per part: a bigger one is a runaway template
 
@@ -151,63 +151,134 @@ class Renderer:
 
 
 class _PartialCachingEnvironment(SandboxedEnvironment):
-    """Renders each partial once per group of registrants that share it.
+    """Renders an included template once for all registrants who would get the same text.
 
-    A partial (``LANG/_name.*``, included by a template) holds what every registrant with
-    the same language, join link and time zone gets: the meeting details, the FAQ, the
-    support contact. It is rendered once per value of the context's ``_shared`` key and the
-    text reused, which removes most of the per-registrant rendering. A partial therefore
-    cannot use ``registrant``: it renders without it, so trying is an error that says so.
+    What an include (the meeting details, the FAQ, the support contact) renders depends
+    only on the variables it reads. Those are found once, from the template's syntax tree
+    (``meeting.web_join_url``, ``support``, ...), and the rendered text is kept under their
+    values: a registrant whose values match gets the text without rendering. An include that
+    reads ``registrant``, a loop variable, or anything the tree cannot pin down (a dynamic
+    include, an import) is rendered every time, as Jinja would.
     """
+
+    MAX_CACHED = 4096  # texts kept at once (many personal join links make many groups)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.partial_cache: dict[tuple[str, str], str] = {}
+        self.partial_cache: dict[tuple[object, ...], str] = {}
+        self._wrappers: dict[str, _CachedInclude] = {}
+        self._dependencies: dict[str, frozenset[tuple[str, ...]] | None] = {}
 
     def get_template(self, name: str | jinja2.Template, parent: str | None = None,
                      globals: MutableMapping[str, Any] | None = None) -> Any:
-        template = super().get_template(name, parent, globals)
-        if parent is not None and isinstance(name, str) and _is_partial(name):
-            return _CachedPartial(template, self.partial_cache)
-        return template
+        if parent is None or not isinstance(name, str):
+            return super().get_template(name, parent, globals)
+        wrapper = self._wrappers.get(name)
+        if wrapper is None:
+            template = super().get_template(name, parent, globals)
+            dependencies = self.dependencies(name)
+            if dependencies is None:
+                return template
+            wrapper = self._wrappers[name] = _CachedInclude(template, dependencies, self)
+        return wrapper
+
+    def dependencies(self, name: str, seen: frozenset[str] = frozenset()
+                     ) -> frozenset[tuple[str, ...]] | None:
+        """The variables (and attributes) template ``name`` reads, including what its own
+        includes read; None when it cannot be cached."""
+        if name in self._dependencies:
+            return self._dependencies[name]
+        if name in seen or self.loader is None:
+            return None
+        found = self._find_dependencies(name, seen | {name})
+        self._dependencies[name] = found
+        return found
+
+    def _find_dependencies(self, name: str, seen: frozenset[str]
+                           ) -> frozenset[tuple[str, ...]] | None:
+        assert self.loader is not None
+        source = self.loader.get_source(self, name)[0]
+        tree = self.parse(source)
+        if any(True for _ in tree.find_all((nodes.Extends, nodes.Import, nodes.FromImport))):
+            return None
+        found: set[tuple[str, ...]] = set()
+        for include in tree.find_all(nodes.Include):
+            target = include.template
+            if not (isinstance(target, nodes.Const) and isinstance(target.value, str)):
+                return None
+            inner = self.dependencies(target.value, seen)
+            if inner is None:
+                return None
+            found |= inner
+        free = meta.find_undeclared_variables(tree)
+        if "registrant" in free:
+            return None
+        under_attribute: set[int] = set()
+        for getattr_node in tree.find_all(nodes.Getattr):
+            if isinstance(getattr_node.node, nodes.Name) and getattr_node.node.name in free:
+                under_attribute.add(id(getattr_node.node))
+                found.add((getattr_node.node.name, getattr_node.attr))
+        for name_node in tree.find_all(nodes.Name):
+            if name_node.name in free and id(name_node) not in under_attribute:
+                found.add((name_node.name,))
+        return frozenset(found)
 
 
-def _is_partial(name: str) -> bool:
-    folder, _, base = name.rpartition("/")
-    return bool(folder) and base.startswith("_")
+class _CachedInclude:
+    """What ``{% include %}`` needs of a template (``new_context``, ``root_render_func``),
+    answering from the cache when the variables the template reads have been seen."""
 
-
-class _CachedPartial:
-    """What ``{% include %}`` needs of a template: ``new_context`` and ``root_render_func``."""
-
-    def __init__(self, template: jinja2.Template, cache: dict[tuple[str, str], str]) -> None:
+    def __init__(self, template: jinja2.Template, dependencies: frozenset[tuple[str, ...]],
+                 env: _PartialCachingEnvironment) -> None:
         self.template = template
-        self.cache = cache
+        self.dependencies = sorted(dependencies)
+        self.env = env
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.template, name)
 
     def new_context(self, vars: dict[str, Any] | None = None, shared: bool = False,
-                    locals: Mapping[str, Any] | None = None) -> jinja2.runtime.Context:
-        context = self.template.new_context(vars, shared, locals)
-        # Only an include with no loop variables around it renders the same for the group.
-        context.cacheable = not locals  # type: ignore[attr-defined]
-        return context
+                    locals: Mapping[str, Any] | None = None) -> Any:
+        if locals or vars is None:  # inside a loop or a macro: render as Jinja would
+            return self.template.new_context(vars, shared, locals)
+        return _Variables(vars)
 
-    def root_render_func(self, context: jinja2.runtime.Context) -> Iterator[str]:
-        key = context.get(SHARED_KEY)
-        if key is None or not getattr(context, "cacheable", False):
+    def root_render_func(self, context: Any) -> Iterator[str]:
+        if not isinstance(context, _Variables):
             yield from self.template.root_render_func(context)
             return
-        cache_key = (str(self.template.name), str(key))
-        text = self.cache.get(cache_key)
+        key = (self.template.name, *(_lookup(context.vars, path) for path in self.dependencies))
+        cache = self.env.partial_cache
+        text = cache.get(key)
         if text is None:
-            without_registrant = {k: v for k, v in context.get_all().items()
-                                  if k != "registrant"}
             text = "".join(self.template.root_render_func(
-                self.template.new_context(without_registrant)))
-            self.cache[cache_key] = text
+                self.template.new_context(context.vars, True)))
+            if len(cache) >= self.env.MAX_CACHED:
+                cache.clear()
+            cache[key] = text
         yield text
+
+
+class _Variables:
+    """The variables an include would render with, kept until the cache has answered."""
+
+    __slots__ = ("vars",)
+
+    def __init__(self, vars: dict[str, Any]) -> None:
+        self.vars = vars
+
+
+def _lookup(variables: Mapping[str, Any], path: tuple[str, ...]) -> object:
+    value: Any = variables.get(path[0], _ABSENT)
+    for attribute in path[1:]:
+        value = value.get(attribute, _ABSENT) if isinstance(value, Mapping) else \
+            getattr(value, attribute, _ABSENT)
+    if value is None or isinstance(value, str | int | float):
+        return value  # bool is an int; all of these compare by value and hash cheaply
+    return repr(value)
+
+
+_ABSENT = object()
 
 
 class _OutputTooLarge(Exception):
