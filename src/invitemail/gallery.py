@@ -20,7 +20,7 @@ import html
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -29,7 +29,7 @@ from urllib.parse import quote
 from invitemail import ics
 from invitemail.campaign import Built
 from invitemail.errors import InvitemailError
-from invitemail.lint import lint_message, parse_message
+from invitemail.lint import decoded_header, lint_message, parse_fast
 from invitemail.preview import EmlWriter, eml_name
 
 INDEX = "index.html"
@@ -139,9 +139,9 @@ class MessageView:
 
 def read_message(data: bytes) -> MessageView:
     """Parse a message as a mail client would: its parts, headers and calendar event."""
-    parsed = parse_message(data)
+    parsed = parse_fast(data)
     warnings = lint_message(data, parsed)
-    headers = [(name, str(value)) for name, value in parsed.items()]
+    headers = [(name, decoded_header(value)) for name, value in parsed.items()]
     text, html_part = _body(parsed, "plain", warnings), _body(parsed, "html", warnings)
     calendar = None
     for part in parsed.walk():
@@ -157,13 +157,16 @@ def read_message(data: bytes) -> MessageView:
     return MessageView(headers, text, html_part, calendar, warnings)
 
 
-def _body(parsed: EmailMessage, subtype: str, warnings: list[str]) -> str:
-    part = parsed.get_body(preferencelist=(subtype,))
-    if part is None or part.get_content_subtype() != subtype:
+def _body(parsed: Message, subtype: str, warnings: list[str]) -> str:
+    part = next((p for p in parsed.walk() if p.get_content_type() == f"text/{subtype}"
+                 and p.get("Content-Disposition") is None), None)
+    if part is None:
         warnings.append(f"the message has no text/{subtype} part")
         return ""
     try:
-        content: str = part.get_content()
+        payload = part.get_payload(decode=True)
+        raw = payload if isinstance(payload, bytes) else b""
+        content = raw.decode(part.get_content_charset() or "us-ascii")
     except (LookupError, UnicodeError) as err:
         warnings.append(f"the text/{subtype} part cannot be decoded: {err}")
         return ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -145,7 +146,8 @@ def _text_value(value: str) -> str:
 
 
 def _printable(value: str) -> str:
-    return "".join(c for c in value if c >= " " or c == "\n")
+    """Without control characters (a calendar line cannot hold them), line breaks kept."""
+    return "".join(c for c in value if c == "\n" or unicodedata.category(c) != "Cc")
 
 
 def _param_value(value: str) -> str:

@@ -16,8 +16,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from email.headerregistry import Address
-from email.message import EmailMessage
+from email.header import decode_header, make_header
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 
 from invitemail.errors import InvitemailError
@@ -33,21 +34,36 @@ SPAM_TIMEOUT = 300.0  # seconds for one batch (Perl loads its rules in about a s
 
 
 def parse_message(data: bytes) -> EmailMessage:
+    """Parse with the standard library's modern policy (what the tests read messages with)."""
     parsed = message_from_bytes(data, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
 
-def lint_message(data: bytes, parsed: EmailMessage | None = None) -> list[str]:
+def parse_fast(data: bytes) -> Message:
+    """Parse with the compat32 policy: headers stay strings until asked for, which is ten
+    times faster than the modern policy's header objects (the gallery reads every message)."""
+    return message_from_bytes(data, policy=policy.compat32)
+
+
+def decoded_header(value: object) -> str:
+    """A header's text with its RFC 2047 words decoded."""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError, UnicodeError):
+        return str(value)
+
+
+def lint_message(data: bytes, parsed: Message | None = None) -> list[str]:
     """Problems with one message's bytes; empty when it is fine.
 
-    ``parsed`` is ``data`` already parsed with the default policy (the gallery has it), to
+    ``parsed`` is ``data`` already parsed by :func:`parse_fast` (the gallery has it), to
     save parsing it twice.
     """
     problems: list[str] = []
     problems += _lint_lines(data)
     if parsed is None:
-        parsed = parse_message(data)
+        parsed = parse_fast(data)
     problems += _lint_headers(parsed)
     problems += _lint_structure(parsed)
     return problems
@@ -68,7 +84,7 @@ def _lint_lines(data: bytes) -> list[str]:
     return problems
 
 
-def _lint_headers(parsed: EmailMessage) -> list[str]:
+def _lint_headers(parsed: Message) -> list[str]:
     problems: list[str] = []
     for header in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version"):
         values = parsed.get_all(header) or []
@@ -78,34 +94,43 @@ def _lint_headers(parsed: EmailMessage) -> list[str]:
     if to is not None and len(_addresses(to)) != 1:
         problems.append("To: must hold exactly one address")
     date = parsed.get("Date")
-    if date is not None and getattr(date, "datetime", None) is None:
-        problems.append(f"Date: {date} is not an RFC 5322 date")
-    sender = parsed.get("From")
-    message_id = str(parsed.get("Message-ID", ""))
-    senders = _addresses(sender)
+    if date is not None:
+        try:
+            parsedate_to_datetime(str(date))
+        except (TypeError, ValueError, IndexError):
+            problems.append(f"Date: {date} is not an RFC 5322 date")
+    message_id = str(parsed.get("Message-ID", "")).strip()
+    senders = _addresses(parsed.get("From"))
     if senders:
-        domain = senders[0].domain
+        domain = senders[0].rpartition("@")[2]
         if not message_id.endswith(f"@{domain}>"):
             problems.append(f"Message-ID {message_id} is not on the sender's domain {domain}")
     return problems
 
 
-def _addresses(header: object) -> tuple[Address, ...]:
-    """The addresses of a parsed address header (none for a missing or broken one)."""
-    found = getattr(header, "addresses", None)
-    return tuple(found) if found else ()
+def _addresses(header: object) -> list[str]:
+    """The addresses of an address header (none for a missing or broken one)."""
+    if header is None:
+        return []
+    # The raw header: encoded words are atoms to the address parser, a decoded name is not.
+    return [address for _, address in getaddresses([str(header)]) if "@" in address]
 
 
-def _lint_structure(parsed: EmailMessage) -> list[str]:
+def _parts(message: Message) -> list[Message]:
+    payload = message.get_payload()
+    return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+
+
+def _lint_structure(parsed: Message) -> list[str]:
     problems: list[str] = []
     if parsed.get_content_type() != "multipart/mixed":
         problems.append(f"top level is {parsed.get_content_type()}, not multipart/mixed")
     else:
-        first = next(iter(parsed.iter_parts()), None)
+        first = next(iter(_parts(parsed)), None)
         if first is None or first.get_content_type() != "multipart/alternative":
             problems.append("the first part is not multipart/alternative")
         else:
-            kinds = [p.get_content_type() for p in first.iter_parts()]
+            kinds = [p.get_content_type() for p in _parts(first)]
             if kinds != ALTERNATIVE:
                 problems.append(f"the alternative holds {kinds}, not text, HTML and calendar in "
                                 "that order")

@@ -123,14 +123,16 @@ def _base64(data: bytes) -> bytes:
     return base64.encodebytes(data).replace(b"\n", CRLF)
 
 
-def _boundary(message_id: str, level: int) -> str:
-    # "=_" cannot occur in quoted-printable or base64 bodies, so this never collides.
-    return f"=_im{level}_{hashlib.sha256(message_id.encode()).hexdigest()[:24]}"
+# "=_" cannot occur in a quoted-printable or base64 body (QP writes "=" as "=3D"; base64 has
+# no "_"), and every part here is one of those, so a fixed boundary never collides. Fixed
+# boundaries also let a reader's parser reuse its compiled pattern for every message.
+OUTER_BOUNDARY = "=_invitemail_mixed_0"
+INNER_BOUNDARY = "=_invitemail_alternative_1"
 
 
 def build_message(parts: MessageParts) -> bytes:
     """The message as sent: CRLF line endings, no line over 998 octets."""
-    outer, inner = _boundary(parts.message_id, 0), _boundary(parts.message_id, 1)
+    outer, inner = OUTER_BOUNDARY, INNER_BOUNDARY
     headers = [
         f"From: {encode_mailbox(parts.sender)}",
         f"To: {encode_mailbox(parts.recipient)}",
