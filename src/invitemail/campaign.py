@@ -226,7 +226,7 @@ class Campaign:
             recipient=Mailbox(registrant.name, recipient),
             reply_to=c.sender.reply_to,
             subject=subject,
-            date=self.now,
+            date=self.now.astimezone(c.event.zone),
             message_id=message_id,
             text=rendered.text,
             html=inline_css(rendered.html),
