@@ -161,7 +161,9 @@ def _personal_lines(uid: str, name: str, address: str) -> bytes:
     Written here because they are all that differs between registrants, and serialising
     them through icalendar costs more than the rest of the message.
     """
-    name = _printable(name)
+    # Without backslashes too: RFC 5545 gives them no meaning in a parameter, but readers
+    # (icalendar among them) take one for an escape and lose what follows.
+    name = _printable(name).replace("\\", "")
     cn = f"CN={_param_value(name)};" if name else ""
     return (_fold(f"UID:{_text_value(uid)}")
             + _fold(f"ATTENDEE;{cn}PARTSTAT=NEEDS-ACTION;ROLE=REQ-PARTICIPANT;RSVP=FALSE:"
