@@ -8,6 +8,7 @@ we report rather than send.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 
@@ -40,6 +41,10 @@ def normalize_address(text: str) -> str:
     candidate = text.strip()
     if not candidate:
         raise AddressError("the address is empty")
+    named = re.fullmatch(r"[^<>]*<([^<>]+)>", candidate)
+    if named:  # "Name <addr>" where the bare address belongs (a CSV cell, support.email)
+        raise AddressError(f"give the address alone ({named.group(1).strip()}), without a name "
+                           "and < >")
     try:
         info = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as err:

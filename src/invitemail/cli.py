@@ -423,8 +423,12 @@ def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
     event = campaign.config.folder
     template = "" if campaign.template == "invitation" else f" --template {campaign.template}"
     if result.interrupted or result.stopped is not None:
-        _say(f"To continue, run the same command again: invitemail send {event}{template}",
-             err=True)
+        if _send_exit_code(result) is ExitCode.INPUT:  # stopped before sending anything
+            _say(f"Nothing was sent. Once that is fixed, run the same command again: "
+                 f"invitemail send {event}{template}", err=True)
+        else:
+            _say(f"To continue, run the same command again: invitemail send {event}{template}",
+                 err=True)
     if result.failed:
         _say(f"To try the failed ones again: invitemail send {event}{template} --retry-failed",
              err=True)

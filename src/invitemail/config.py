@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,18 @@ REGISTRANTS_FILE = "registrants.csv"
 LANGUAGES: tuple[str, ...] = ("da", "en")
 SECURITY_MODES: tuple[str, ...] = ("starttls", "tls", "none")
 DEFAULT_PORTS: Mapping[str, int] = {"starttls": 587, "tls": 465, "none": 25}
+# What str.splitlines() breaks at: any of them in a one-line value could start a new header
+# line for some reader, so all count as line breaks, not just CR and LF.
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+# RFC 5545 INTEGER (SEQUENCE): a larger value makes the calendar part impossible to write.
+MAX_SEQUENCE = 2**31 - 1
+# event.start must be a real date: time arithmetic and time zones fail at datetime's ends.
+START_YEARS = (1970, 9998)
+# Keys whose text may well be all digits (a title "2030", a phone number): a bare number there
+# was meant as text.
+FREE_TEXT_KEYS = frozenset({"title", "description", "platform", "id", "phone", "hours"})
+# Keys whose value an error message must never repeat.
+SECRET_KEYS = frozenset({("meeting", "password")})
 
 Security = Literal["starttls", "tls", "none"]
 
@@ -173,10 +187,31 @@ def load_config(location: Path) -> EventConfig:
         found = re.search(r" \(at line (\d+), column (\d+)\)$", message)
         if found:
             where = f"{path}:{found.group(1)}"
-            message = f"{message[:found.start()]} (column {found.group(2)})"
+            message = f"{_toml_problem(message[:found.start()])} (column {found.group(2)})"
+        elif message.endswith(" (at end of document)"):
+            message = _toml_problem(message.removesuffix(" (at end of document)"))
+            message += " (at the end of the file)"
         raise ConfigError(where, f"is not valid TOML: {message}",
                           hint="see https://toml.io for the syntax") from None
     return _Reader(path, text, data).read()
+
+
+def _toml_problem(message: str) -> str:
+    """tomllib's words for the mistakes people make most, in theirs; the rest as they are."""
+    declared = re.fullmatch(r"Cannot declare \((.*)\) twice", message)
+    if declared:
+        parts = declared.group(1).split(",")
+        names = ".".join(part.strip(" '\"") for part in parts if part.strip())
+        return f"the section [{names}] is written twice; keep one"
+    plain = {
+        "Illegal character '\\n'": 'the line ends inside a quoted value: a closing " is missing',
+        "Unterminated string": 'a quoted value is never closed: a closing " is missing',
+        "Cannot overwrite a value": "a key is given a second time (or a key and a section share "
+                                    "a name); keep one",
+        "Invalid value": 'the value is not one TOML knows: text needs quotes, as in title = "..."',
+        "Invalid date or datetime": "not a real date and time; write it as 2026-12-10T14:00:00",
+    }
+    return plain.get(message, message)
 
 
 T = TypeVar("T")
@@ -211,8 +246,10 @@ class _Reader:
     def line_of(self, section: str, key: str | None = None) -> int | None:
         """The line where ``[section]`` (or ``key`` inside it) is written, if it can be found."""
         in_section = False
-        header = re.compile(r"\s*\[\s*" + re.escape(section) + r"\s*\]\s*(#.*)?$")
+        header = re.compile(r"\s*\[\[?\s*" + re.escape(section) + r"\s*\]\]?\s*(#.*)?$")
         for number, line in enumerate(self.lines, start=1):
+            if key is None and re.match(r"\s*\"?" + re.escape(section) + r"\"?\s*=", line):
+                return number  # `section = value` where a section was meant
             if line.lstrip().startswith("["):
                 in_section = bool(header.match(line))
                 if in_section and key is None:
@@ -242,11 +279,14 @@ class _Reader:
         if value is _MISSING:
             if name in self.OPTIONAL_SECTIONS:
                 return {}
+            article = "an" if name in ("event", "smtp") else "a"  # as it is read aloud
             raise ConfigError(self.path, f"the [{name}] section is missing",
-                              hint=f"add a [{name}] section; `invitemail init` writes a full "
-                              "example")
+                              hint=f"add {article} [{name}] section; `invitemail init` writes a "
+                              "full example")
         if not isinstance(value, dict):
-            raise self.error(name, None, "must be a section ([" + name + "]), not a value")
+            what = (f"a list of sections ([[{name}]])" if isinstance(value, list)
+                    else _describe_value(value))
+            raise self.error(name, None, f"must be one section, written [{name}], not {what}")
         for key in value:
             if key not in self.SECTIONS[name]:
                 close = difflib.get_close_matches(key, self.SECTIONS[name], n=1)
@@ -270,11 +310,11 @@ class _Reader:
             isinstance(kind, tuple) and bool in kind)
         if wrong_bool or not isinstance(value, kind):
             wanted = describe or _describe(kind)
-            hint = None
-            if isinstance(value, str) and kind in (int, bool, (int,), (int, float)):
-                hint = f"write it without quotes: {key} = {value.strip()}"
-            raise self.error(name, key, f"must be {wanted}, not {_describe_value(value)}",
-                             hint=hint)
+            secret = (name, key) in SECRET_KEYS
+            hint = f'write it in quotes: {key} = "..."' if secret else _unquote_hint(key, value,
+                                                                                    kind)
+            raise self.error(name, key, f"must be {wanted}, not "
+                             f"{_describe_value(value, secret=secret)}", hint=hint)
         return value
 
     def text(self, section: dict[str, Any], name: str, key: str, default: Any = _MISSING,
@@ -283,10 +323,21 @@ class _Reader:
         if isinstance(value, str):
             if not value.strip():
                 raise self.error(name, key, "is empty")
-            if one_line and ("\n" in value or "\r" in value):
-                raise self.error(name, key, "must be on one line")
+            self.check_characters(name, key, value, one_line=one_line)
             value = value.strip()
         return value
+
+    def check_characters(self, name: str, key: str, value: str, *, one_line: bool) -> None:
+        """No line break in a one-line value, and no control character anywhere: either could
+        reach a header or the calendar part."""
+        if one_line and any(c in LINE_BREAKS for c in value):
+            raise self.error(name, key, "must be on one line")
+        allowed = "\t" if one_line else "\t\n\r"
+        control = next((c for c in value
+                        if c not in allowed and unicodedata.category(c) == "Cc"), None)
+        if control is not None:
+            raise self.error(name, key, f"contains a control character (U+{ord(control):04X})",
+                             hint="delete it (most editors do not show it), or retype the value")
 
     def url(self, section: dict[str, Any], name: str, key: str, default: Any = _MISSING) -> Any:
         value = self.text(section, name, key, default)
@@ -307,7 +358,7 @@ class _Reader:
         kind: tuple[type, ...] = (int,) if integer else (int, float)
         value = self.get(section, name, key, kind, default,
                          describe="a whole number" if integer else "a number")
-        if value < minimum or (maximum is not None and value > maximum):
+        if math.isnan(value) or value < minimum or (maximum is not None and value > maximum):
             bounds = (f"from {minimum} to {maximum}" if maximum is not None
                       else f"at least {minimum}")
             raise self.error(name, key, f"must be {bounds}, not {value}")
@@ -369,7 +420,7 @@ class _Reader:
                              hint="use " + " or ".join(repr(x) for x in LANGUAGES))
         uid = self.text(s, n, "uid")
         if any(c.isspace() or not c.isprintable() for c in uid):
-            raise self.error(n, "uid", "must not contain spaces",
+            raise self.error(n, "uid", "must not contain spaces or invisible characters",
                              hint='use something like "webinar-2026-12-10@example.org"')
         return Event(
             title=self.text(s, n, "title"),
@@ -379,8 +430,16 @@ class _Reader:
             timezone=timezone,
             language=language,
             uid=uid,
-            sequence=self.number(s, n, "sequence", 0, 0),
+            sequence=self.read_sequence(s),
         )
+
+    def read_sequence(self, s: dict[str, Any]) -> int:
+        sequence: int = self.number(s, "event", "sequence", 0, 0)
+        if sequence > MAX_SEQUENCE:
+            raise self.error("event", "sequence", f"must be at most {MAX_SEQUENCE} (the "
+                             f"calendar format's limit), not {sequence}",
+                             hint="raise it by one for each change; it need not be large")
+        return sequence
 
     def read_start(self, value: Any, zone: ZoneInfo) -> dt.datetime:
         if isinstance(value, str):
@@ -394,6 +453,11 @@ class _Reader:
         if not isinstance(value, dt.datetime):
             raise self.error("event", "start", "has a date but no time",
                              hint="write it as 2026-12-10T14:00:00")
+        first, last = START_YEARS
+        if not first <= value.year <= last:
+            raise self.error("event", "start",
+                             f"{value.isoformat(sep=' ', timespec='minutes')} is out of range",
+                             hint=f"write a date in the years {first} to {last}")
         if value.tzinfo is None:
             local = value.replace(tzinfo=zone)
             # A local time that does not exist (the hour skipped in spring) would silently move.
@@ -408,6 +472,10 @@ class _Reader:
     def read_meeting(self) -> Meeting:
         s, n = self.section("meeting"), "meeting"
         meeting_id = self.get(s, n, "id", (str, int), describe="text such as \"842 1234 5678\"")
+        if isinstance(meeting_id, str):
+            if not meeting_id.strip():
+                raise self.error(n, "id", "is empty")
+            self.check_characters(n, "id", meeting_id, one_line=True)
         return Meeting(
             platform=self.text(s, n, "platform", "Zoom"),
             id=str(meeting_id).strip(),
@@ -429,12 +497,14 @@ class _Reader:
                          describe='text, or a table per language such as '
                                   '{ da = "...", en = "..." }')
         if isinstance(hours, str):
+            self.check_characters(n, "hours", hours, one_line=True)
             hours_by_language = {lang: hours.strip() for lang in LANGUAGES}
         else:
             for lang, value in hours.items():
                 if lang not in LANGUAGES or not isinstance(value, str) or not value.strip():
                     raise self.error(n, "hours", f"has a bad entry {lang!r}",
                                      hint='give text per language: { da = "...", en = "..." }')
+                self.check_characters(n, "hours", value, one_line=True)
             if not hours:
                 raise self.error(n, "hours", "is empty")
             hours_by_language = {lang: value.strip() for lang, value in hours.items()}
@@ -456,6 +526,9 @@ class _Reader:
         ca_path = None
         if ca_file is not None:
             ca_path = (self.path.parent / ca_file).expanduser()
+            if ca_path.is_dir():
+                raise self.error(n, "ca_file", f"{ca_path} is a folder, not a file",
+                                 hint="give the PEM file that holds the CA certificate")
             if not ca_path.is_file():
                 raise self.error(n, "ca_file", f"{ca_path} does not exist")
         host = self.text(s, n, "host")
@@ -504,7 +577,37 @@ def _describe(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _describe_value(value: Any) -> str:
+def _unquote_hint(key: str, value: Any, kind: type | tuple[type, ...]) -> str | None:
+    """How to write a value of the wrong type, when it is clear: a quoted number or true/false
+    without the quotes, a number meant as text in quotes, 1 or 0 as true or false."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if str in kinds and key in FREE_TEXT_KEYS:  # a title or phone number of digits
+            return f'write it in quotes: {key} = "{value}"'
+        if bool in kinds:
+            return f"write true or false: {key} = {'true' if value else 'false'}"
+        return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if bool in kinds:
+        if text.lower() in ("true", "false"):
+            return f"write it without quotes: {key} = {text.lower()}"
+        return f"write true or false, without quotes: {key} = true"
+    if int in kinds or float in kinds:
+        try:
+            number = float(text) if float in kinds else int(text)
+        except ValueError:
+            return None
+        if math.isfinite(number):
+            return f"write it without quotes: {key} = {text}"
+    return None
+
+
+def _describe_value(value: Any, *, secret: bool = False) -> str:
+    if secret:  # the kind only: a secret's value must never reach the terminal or a log
+        return {int: "a number", float: "a number", str: "text"}.get(
+            type(value), _describe_value(value))
     if isinstance(value, bool):
         return "true/false"
     kinds: dict[type, Callable[[Any], str]] = {

@@ -13,6 +13,7 @@ import codecs
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from invitemail.addresses import AddressError, normalize_address
-from invitemail.config import LANGUAGES
+from invitemail.config import LANGUAGES, LINE_BREAKS
 from invitemail.errors import Problem, ProblemsError
 
 if TYPE_CHECKING:
@@ -138,6 +139,10 @@ class RegistrantFile:
         if any("\x00" in cell for cell in cells):
             yield Problem(label, line, "contains a NUL character")
             return
+        control = _control_character(cells, self.header, self.columns)
+        if control is not None:
+            yield Problem(label, line, control)
+            return
 
         def cell(name: str) -> str:
             index = self.columns.get(name)
@@ -146,7 +151,7 @@ class RegistrantFile:
         problems: list[Problem] = []
         raw_email = cell("email")
         email = ""
-        if "\n" in raw_email or "\r" in raw_email:
+        if any(c in LINE_BREAKS for c in raw_email):
             problems.append(Problem(label, line, "the address contains a line break"))
         else:
             try:
@@ -154,10 +159,13 @@ class RegistrantFile:
             except AddressError as err:
                 problems.append(Problem(label, line, f"{raw_email!r} is not a valid address: "
                                         f"{err}" if raw_email else "the address is empty"))
-        first, last = cell("first_name"), cell("last_name")
-        name = cell("name") or " ".join(part for part in (first, last) if part)
-        for what, value in (("name", cell("name")), ("first name", first), ("last name", last)):
-            if "\n" in value or "\r" in value:
+        # A tab inside a name (a pasted TSV row) is a space to the reader; headers and the
+        # calendar's CN would each treat it differently.
+        full, first, last = (cell(key).replace("\t", " ")
+                             for key in ("name", "first_name", "last_name"))
+        name = full or " ".join(part for part in (first, last) if part)
+        for what, value in (("name", full), ("first name", first), ("last name", last)):
+            if any(c in LINE_BREAKS for c in value):
                 problems.append(Problem(label, line, f"the {what} contains a line break; it "
                                         "would reach the To: header"))
         language = self.default_language
@@ -302,6 +310,32 @@ def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str 
                           header=header, columns=columns, default_language=default_language)
 
 
+# Cells that go into the To: header (and the calendar's ATTENDEE): only printable text there.
+_HEADER_FIELDS = ("email", "name", "first_name", "last_name")
+
+
+def _control_character(cells: list[str], header: list[str],
+                       columns: Mapping[str, int]) -> str | None:
+    """The problem with a row that holds a control character, or None.
+
+    A line break in a cell is normal (a note over two lines) except in the fields that reach
+    a header, which the caller reports as a line break. Any other control character (a bell,
+    an escape, a vertical tab) is never meant: it is garbage from a broken export, and some
+    of them start a new line for some readers, so the row is refused.
+    """
+    header_cells = {columns[name] for name in _HEADER_FIELDS if name in columns}
+    for index, cell in enumerate(cells):
+        for char in cell:
+            if char in "\t\n\r" or unicodedata.category(char) != "Cc":
+                continue
+            if index in header_cells and char in LINE_BREAKS:
+                break  # reported as a line break in that field
+            column = header[index].strip() if index < len(header) else str(index + 1)
+            return (f"column {column!r} contains a control character (U+{ord(char):04X}); "
+                    "delete it, or export the list again")
+    return None
+
+
 def _header_row(reader: CsvReader) -> list[str] | None:
     """The first row with any text (an export may have blank lines above the header)."""
     for cells in reader:
@@ -326,7 +360,13 @@ def _decode(data: bytes, encoding: str | None, fail: object) -> tuple[str, str]:
                        "give the right --encoding", line) from None
     # Excel writes a BOM for "CSV UTF-8"; csv would otherwise see it inside the first header.
     if data.startswith(codecs.BOM_UTF8):
-        candidates = ["utf-8-sig"]
+        try:
+            return data.decode("utf-8-sig"), "utf-8-sig"
+        except UnicodeDecodeError:
+            # A BOM before cp1252 text: a tool added the BOM to a Danish Excel export without
+            # converting it. The bytes after the BOM say what the text is.
+            data = data[len(codecs.BOM_UTF8):]
+            candidates = ["cp1252"]
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         candidates = ["utf-16"]
     else:

@@ -199,9 +199,21 @@ def is_throttling(code: int) -> bool:
 
 
 def format_reply(code: int, message: str) -> str:
-    """``550``, ``"5.1.1 <x@y>:\\nuser unknown"`` -> ``"550 5.1.1 <x@y>: user unknown"``."""
+    """``550``, ``"5.1.1 <x@y>:\\nuser unknown"`` -> ``"550 5.1.1 <x@y>: user unknown"``.
+
+    aiosmtplib gives code -1 for a reply that is not SMTP at all (garbled, or a line too long):
+    then the text alone, made printable, says what came.
+    """
     text = " ".join(message.split())
+    if not 100 <= code <= 599:
+        return _printable(text) or "an empty reply"
     return f"{code} {text}" if text else str(code)
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    """``text`` safe to show: control characters as ``?``, at most ``limit`` characters."""
+    shown = "".join(c if c.isprintable() else "?" for c in text[:limit + 1])
+    return shown[:limit] + "..." if len(shown) > limit else shown
 
 
 def backoff_delay(attempt: int, rng: random.Random, *, base: float = BACKOFF_BASE,
@@ -937,14 +949,26 @@ class _Connection:
         first = not run.connected_once  # a problem on the first connection is the settings'
         if isinstance(error, SMTPResponseException):  # e.g. "421 too many connections"
             reply = run.text(format_reply(error.code, error.message))
+            garbled = not 100 <= error.code <= 599
+            if garbled and first:  # not an SMTP server on that port, or a broken one
+                return self._fatal(ConnectError(
+                    f"{where} does not answer like an SMTP relay ({reply})",
+                    hint="check smtp.host and smtp.port: is that the relay's SMTP port? (port "
+                    '465 wants security = "tls", port 587 "starttls")'))
             if is_permanent(error.code) and first:
-                return self._fatal(ConnectError(f"{where} refused the connection: {reply}"))
+                return self._fatal(ConnectError(
+                    f"{where} refused the connection: {reply}",
+                    hint="check smtp.host and smtp.port; if they are right, the relay does not "
+                    "take mail from this machine: ask its administrator"))
             return _Result(_Kind.TEMPORARY, reply, throttling=is_throttling(error.code))
         tls = _in_chain(error, ssl.SSLError)
         if tls is not None:
             if first:
+                # Without OpenSSL's source position ("(_ssl.c:1006)"), which changes with
+                # every Python build and means nothing to a user.
+                detail = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(tls))
                 return self._fatal(ConnectError(
-                    f"{where}: the TLS handshake failed: {tls}",
+                    f"{where}: the TLS handshake failed: {detail}",
                     hint='check smtp.security and smtp.port: port 465 usually wants "tls", '
                     'port 587 "starttls"',
                 ))
@@ -957,8 +981,18 @@ class _Connection:
                 ))
             return _Result(_Kind.TEMPORARY, f"timed out connecting: {error}")
         if isinstance(error, TimeoutError):
+            if first:  # it greeted, then went silent: the settings, not a passing hiccup
+                return self._fatal(ConnectError(
+                    f"{where} greeted, then did not answer within {smtp.timeout:g} s",
+                    hint='check smtp.port and smtp.security (port 465 wants "tls", port 587 '
+                    '"starttls"), or raise smtp.timeout'))
             return _Result(_Kind.TEMPORARY, f"timed out setting up the connection: {error}")
         if isinstance(error, OSError | SMTPConnectError):
+            if first and isinstance(error.__cause__, SMTPServerDisconnected):
+                return self._fatal(ConnectError(
+                    f"{where} closed the connection before greeting",
+                    hint="check smtp.host and smtp.port; if they are right, the relay does not "
+                    "take connections from this machine: ask its administrator"))
             detail = _os_reason(error)
             if first and not isinstance(error, SMTPServerDisconnected):
                 return self._fatal(ConnectError(
