@@ -342,9 +342,6 @@ def test_the_report_is_the_only_csv_the_tool_writes() -> None:
 # -- known bugs elsewhere ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="message.py: an ASCII display name or subject that "
-                   "contains '=?' is written as is, so mail clients decode it as an encoded "
-                   "word; it should be encoded itself")
 @pytest.mark.parametrize("text", ["=?utf-8?b?QmNjOiBhbGxAZXhhbXBsZS5vcmc=?=",
                                   "Karen =?utf-8?q?Admin?="])
 def test_text_that_looks_like_an_encoded_word_is_shown_as_written(

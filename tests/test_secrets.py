@@ -183,9 +183,6 @@ def test_journal_is_private_even_with_a_permissive_umask(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
-@pytest.mark.xfail(strict=True, reason="render.py/campaign.py: a template error quotes the "
-                   "value it failed on, and that can be the meeting password; TemplateError "
-                   "text should have the password replaced, e.g. by [meeting.password]")
 @pytest.mark.parametrize("template", ["{{ meeting[meeting.password] }}\n",
                                       "{% include meeting.password %}\n"])
 def test_a_template_error_never_quotes_the_meeting_password(

@@ -73,7 +73,7 @@ class CheckReport:
     scan: Scan
     config_warnings: list[Problem]
     messages: int = 0
-    template_errors: list[str] = field(default_factory=list)
+    template_errors: list[TemplateError] = field(default_factory=list)
     event_problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -239,13 +239,24 @@ class Campaign:
     def _render(self, registrant: Registrant, previous: CalendarRecord | None,
                 test: bool) -> tuple[Rendered, str]:
         changes = self.changes(registrant, previous) if self.template == UPDATE_TEMPLATE else []
-        rendered = self.renderer.render(self.template, registrant.language,
-                                        self.context(registrant, test=test, changes=changes),
-                                        row=f"{self.source.label}:{registrant.line}")
+        try:
+            rendered = self.renderer.render(self.template, registrant.language,
+                                            self.context(registrant, test=test, changes=changes),
+                                            row=f"{self.source.label}:{registrant.line}")
+        except TemplateError as err:
+            raise self._without_password(err) from None
         subject = rendered.subject
         if test:
             subject = TEST_PREFIX.get(registrant.language, "[TEST] ") + subject
         return rendered, subject
+
+    def _without_password(self, err: TemplateError) -> TemplateError:
+        """A template error can quote the value it failed on; never the meeting password."""
+        password = self.config.meeting.password
+        if len(password) < 4 or (password not in err.message and password not in (err.hint or "")):
+            return err
+        return TemplateError(err.message.replace(password, "[meeting.password]"),
+                             hint=(err.hint or "").replace(password, "[meeting.password]") or None)
 
     def validate(self, registrant: Registrant) -> None:
         """What `check` needs of a message without encoding it: the templates render and
@@ -346,7 +357,7 @@ class Campaign:
         rows = counted(unique_registrants(self.source, report.scan))
         for registrant, outcome in parallel.outcomes(self, rows, encode=on_message is not None):
             if outcome.kind == "template":
-                first = outcome.value.split(" (rendering for ")[0]
+                first = outcome.value.message.split(" (rendering for ")[0]
                 if first not in seen_template_errors:
                     report.template_errors.append(outcome.value)
                     seen_template_errors.add(first)
@@ -366,8 +377,10 @@ class Campaign:
 
     def require_valid(self, report: CheckReport, *, skip_invalid: bool = False) -> None:
         if report.template_errors:
-            raise TemplateError("\n".join(report.template_errors),
-                                hint="fix the template; nothing was sent")
+            first = report.template_errors[0]
+            raise TemplateError("\n".join(e.message for e in report.template_errors),
+                                hint=f"{first.hint}; nothing was sent" if first.hint
+                                else "fix the template; nothing was sent")
         errors = report.errors
         if skip_invalid:
             errors = [p for p in errors if p.line is None]
@@ -381,7 +394,7 @@ class Campaign:
             if outcome.kind == "ok":
                 yield outcome.value
             elif outcome.kind == "template":
-                raise TemplateError(outcome.value)
+                raise outcome.value
             # "header": reported by check, never sent
 
 

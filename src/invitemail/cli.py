@@ -132,6 +132,8 @@ def _print_problems(report: CheckReport) -> None:
         _say(str(problem), err=True)
     for error in report.template_errors:
         _say(f"Error: {error}", err=True)
+        if error.hint:
+            _say(f"Hint: {error.hint}", err=True)
 
 
 def _summary_line(campaign: Campaign, report: CheckReport) -> str:

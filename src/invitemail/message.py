@@ -22,10 +22,12 @@ import binascii
 import datetime as dt
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from email.utils import format_datetime, formataddr
 
 from invitemail.addresses import Mailbox
+from invitemail.config import LINE_BREAKS
 
 CRLF = b"\r\n"
 
@@ -65,8 +67,14 @@ def make_message_id(domain: str, *parts: object, unique: bool = False) -> str:
 
 
 def _check_one_line(what: str, value: str) -> None:
-    if "\n" in value or "\r" in value:
-        raise HeaderValueError(f"the {what} contains a line break")
+    """A header value may hold no line break of any kind and no control character but tab:
+    a reader could start a new header at one, or show it raw."""
+    for char in value:
+        if char in LINE_BREAKS:
+            raise HeaderValueError(f"the {what} contains a line break")
+        if char != "\t" and unicodedata.category(char) == "Cc":
+            raise HeaderValueError(f"the {what} contains a control character "
+                                   f"(U+{ord(char):04X})")
 
 
 _WORD_BYTES = 45  # 45 bytes -> 60 base64 characters -> a 72-character encoded word
@@ -98,18 +106,19 @@ def encode_mailbox(mailbox: Mailbox) -> str:
     """``"Søren <s@example.org>"`` with the display name RFC 2047-encoded, the address plain."""
     _check_one_line("name", mailbox.name)
     _check_one_line("address", mailbox.address)
-    if mailbox.name and not mailbox.name.isascii():
-        return f"{encoded_words(mailbox.name)} <{mailbox.address}>"
-    if len(mailbox.name) > 900:
+    if _needs_encoding(mailbox.name):
         return f"{encoded_words(mailbox.name)} <{mailbox.address}>"
     return formataddr((mailbox.name, mailbox.address))
 
 
 def encode_text_header(value: str) -> str:
     _check_one_line("subject", value)
-    if value.isascii() and len(value) < 900:
-        return value
-    return encoded_words(value)
+    return encoded_words(value) if _needs_encoding(value) else value
+
+
+def _needs_encoding(value: str) -> bool:
+    # "=?" would be read as the start of an encoded word and shown decoded: encode it.
+    return bool(value) and (not value.isascii() or len(value) > 900 or "=?" in value)
 
 
 def _quoted_printable(text: str) -> bytes:

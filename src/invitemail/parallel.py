@@ -9,11 +9,13 @@ is byte for byte what the main process would build.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -40,7 +42,8 @@ class Outcome:
     """One registrant's result: ``kind`` is "ok", "template" or "header"."""
 
     kind: str
-    value: Any  # a Built (or None when only validating), or the error's text
+    value: Any  # a Built (or None when only validating), a TemplateError, or the header
+    # problem's text
 
 
 def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: bool,
@@ -53,20 +56,30 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
             yield registrant, _one(campaign, registrant, encode, test_to)
         return
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_start_worker, initargs=(spec,)) as pool:
-        pending: deque[tuple[list[Registrant], Future[list[Outcome]]]] = deque()
-        rows = iter(registrants)
-        while True:
-            while len(pending) < workers * WINDOW:
-                chunk = list(islice(rows, CHUNK))
-                if not chunk:
-                    break
-                pending.append((chunk, pool.submit(_run_chunk, chunk, encode, test_to)))
-            if not pending:
-                return
-            chunk, future = pending.popleft()
-            yield from zip(chunk, future.result(), strict=True)
+    pending: deque[tuple[list[Registrant], Future[list[Outcome]]]] = deque()
+    rows = iter(registrants)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                 initializer=_start_worker, initargs=(spec,)) as pool:
+            while True:
+                while len(pending) < workers * WINDOW:
+                    chunk = list(islice(rows, CHUNK))
+                    if not chunk:
+                        break
+                    pending.append((chunk, pool.submit(_run_chunk, chunk, encode, test_to)))
+                if not pending:
+                    return
+                chunk, future = pending[0]
+                results = future.result()
+                pending.popleft()
+                yield from zip(chunk, results, strict=True)
+    except BrokenProcessPool:
+        # The workers could not start (a script that starts the pool from its top level, as
+        # multiprocessing's "safe importing of main module" describes) or died: build the
+        # rest here, starting with the chunks that were in flight.
+        rest = itertools.chain.from_iterable(chunk for chunk, _ in pending)
+        for registrant in itertools.chain(rest, rows):
+            yield registrant, _one(campaign, registrant, encode, test_to)
 
 
 def _one(campaign: Campaign, registrant: Registrant, encode: bool,
@@ -80,7 +93,7 @@ def _one(campaign: Campaign, registrant: Registrant, encode: bool,
         campaign.validate(registrant)
         return Outcome("ok", None)
     except TemplateError as err:
-        return Outcome("template", str(err))
+        return Outcome("template", TemplateError(err.message, hint=err.hint))
     except HeaderValueError as err:
         return Outcome("header", str(err))
 

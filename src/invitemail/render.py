@@ -10,8 +10,9 @@ then in the built-in ones, so an event overrides one file and keeps the rest.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,9 @@ from invitemail.errors import TemplateError
 BUILTIN_TEMPLATES = ("invitation", "reminder", "update", "cancellation")
 PARTS = ("subject.txt", "txt", "html")
 MAX_OUTPUT = 2 * 1024 * 1024  # characters per part: a bigger one is a runaway template
+MAX_LOOP_STEPS = 1_000_000  # loop iterations per part: loops that write nothing add up too
+MAX_POWER_BITS = 10_000  # a ** b past this many bits is a runaway computation
+MAX_WIDTH = 10_000  # a padding or format width past this is not for an email
 
 
 def builtin_template_dir() -> Path:
@@ -57,7 +61,7 @@ class Renderer:
         self.builtin = builtin_template_dir()
         searchpath = [str(p) for p in (self.event_templates, self.builtin) if p is not None]
         self.env = _PartialCachingEnvironment(
-            loader=jinja2.FileSystemLoader(searchpath),
+            loader=_Loader(searchpath),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",),
                                                 default_for_string=False),
@@ -125,6 +129,7 @@ class Renderer:
             template_name = f"{language}/{name}.{part}"
             template = self._template(template_name, name)
             try:
+                self.env.steps_left = MAX_LOOP_STEPS
                 output = _render_bounded(template, context)
             except jinja2.UndefinedError as err:
                 where = _template_line(err, self)
@@ -135,10 +140,13 @@ class Renderer:
             except jinja2.exceptions.SecurityError as err:
                 raise TemplateError(f"{_template_line(err, self)}: not allowed in a template: "
                                     f"{err}") from None
-            except _OutputTooLarge:
+            except (_OutputTooLarge, MemoryError):
                 raise TemplateError(f"{self.source_of(template_name)}: the output is larger than "
                                     f"{MAX_OUTPUT // (1024 * 1024)} MiB; is there a runaway loop?"
                                     ) from None
+            except _TooManySteps:
+                raise TemplateError(f"{self.source_of(template_name)}: the loops ran more than "
+                                    f"{MAX_LOOP_STEPS} times; is there a runaway loop?") from None
             except jinja2.TemplateError as err:
                 raise TemplateError(f"{_template_line(err, self)}: {err}"
                                     + (f" (rendering for {row})" if row else "")) from None
@@ -150,7 +158,142 @@ class Renderer:
         return Rendered(subject=" ".join(subject.split()), text=text, html=html)
 
 
-class _PartialCachingEnvironment(SandboxedEnvironment):
+class _Loader(jinja2.FileSystemLoader):
+    """The file loader, with a sentence instead of a UnicodeDecodeError."""
+
+    def get_source(self, environment: jinja2.Environment,
+                   template: str) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            return super().get_source(environment, template)
+        except UnicodeDecodeError:
+            path = next((Path(folder) / template for folder in self.searchpath
+                         if (Path(folder) / template).is_file()), Path(template))
+            raise TemplateError(f"{path}: is not UTF-8 text", hint="save it as UTF-8") from None
+
+
+class _TooManySteps(Exception):
+    pass
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """Jinja's sandbox, plus bounds on what a template can make the machine do.
+
+    The sandbox keeps a template away from Python's internals; these keep it from taking
+    the machine down: every loop counts against a budget per part (loops that write
+    nothing never trip the output limit), ``**`` may not produce a huge number, and ``*``,
+    ``%``, padding filters and string methods may not build a huge string before the
+    output limit would see it.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.steps_left = MAX_LOOP_STEPS
+        self.globals["_bounded_loop"] = self._bounded_loop
+        lipsum: Callable[..., Any] = self.globals["lipsum"]  # type: ignore[assignment]
+        self.globals["lipsum"] = lambda n=5, *args, **kw: lipsum(min(int(n), 100), *args, **kw)
+        center, indent, format_ = (self.filters[n] for n in ("center", "indent", "format"))
+        self.filters["center"] = lambda value, width=80: center(value, _width(width))
+        self.filters["indent"] = lambda value, width=4, *a, **kw: indent(
+            value, _width(width) if isinstance(width, int) else width, *a, **kw)
+        self.filters["format"] = lambda value, *a, **kw: format_(_checked_format(value), *a, **kw)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Call(nodes.Name("_bounded_loop", "load", lineno=loop.lineno),
+                                   [loop.iter], [], None, None, lineno=loop.lineno)
+        return tree
+
+    def _bounded_loop(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        for item in iterable:
+            self.steps_left -= 1
+            if self.steps_left < 0:
+                raise _TooManySteps
+            yield item
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any,
+                   right: Any) -> Any:
+        if operator == "**":
+            _check_power(left, right)
+        elif operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, str | list | tuple) and isinstance(times, int) \
+                        and len(sequence) * times > MAX_OUTPUT:
+                    raise _OutputTooLarge
+        elif operator == "%" and isinstance(left, str):
+            _checked_format(left)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,
+             **kwargs: Any) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            _check_string_method(owner, getattr(__obj, "__name__", ""), args)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``"{:>9999999}".format(x)``: check the format's widths before formatting."""
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        text = value.__self__
+        for spec in re.findall(r"\{[^{}]*:([^{}]*)\}", text):
+            if any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", spec)):
+                raise _OutputTooLarge
+        if re.search(r"\{[^{}]*:[^{}]*\{", text):
+            raise jinja2.exceptions.SecurityError("a width taken from an argument is not allowed")
+        return wrapper
+
+
+def _width(width: Any) -> Any:
+    if isinstance(width, int | float) and width > MAX_WIDTH:
+        raise _OutputTooLarge
+    return width
+
+
+def _checked_format(text: Any) -> Any:
+    """``%``-formatting may not pad past MAX_WIDTH, nor take its width from an argument."""
+    if isinstance(text, str):
+        for width, precision in re.findall(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?",
+                                           text):
+            if "*" in (width, precision):
+                raise jinja2.exceptions.SecurityError("a '*' width is not allowed")
+            if any(n and int(n) > MAX_WIDTH for n in (width, precision)):
+                raise _OutputTooLarge
+    return text
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1 \
+            and exponent > 0 and exponent * math.log2(abs(base)) > MAX_POWER_BITS:
+        raise jinja2.exceptions.SecurityError(f"{base} ** {exponent} is too large a number")
+
+
+def _check_string_method(text: str, method: str, args: tuple[Any, ...]) -> None:
+    """String methods that can build a string much larger than their input."""
+    if method in ("center", "ljust", "rjust", "zfill") and args:
+        _width(args[0])
+    elif method == "expandtabs" and args and isinstance(args[0], int) \
+            and len(text) * args[0] > MAX_OUTPUT:
+        raise _OutputTooLarge
+    elif method == "replace" and len(args) >= 2 and all(isinstance(a, str) for a in args[:2]):
+        old, new = args[0], args[1]
+        grow = len(new) - len(old)
+        if grow > 0 and len(text) + grow * (text.count(old) if old else len(text) + 1) \
+                > MAX_OUTPUT:
+            raise _OutputTooLarge
+    elif method == "join" and args:
+        try:
+            items = list(args[0]) if not isinstance(args[0], str) else args[0]
+            if len(text) * max(len(items) - 1, 0) > MAX_OUTPUT:
+                raise _OutputTooLarge
+        except TypeError:
+            pass
+
+
+class _PartialCachingEnvironment(_BoundedEnvironment):
     """Renders an included template once for all registrants who would get the same text.
 
     What an include (the meeting details, the FAQ, the support contact) renders depends
@@ -210,7 +353,7 @@ class _PartialCachingEnvironment(SandboxedEnvironment):
             if inner is None:
                 return None
             found |= inner
-        free = meta.find_undeclared_variables(tree)
+        free = meta.find_undeclared_variables(tree) - set(self.globals)
         if "registrant" in free:
             return None
         under_attribute: set[int] = set()
