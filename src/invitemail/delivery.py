@@ -118,20 +118,25 @@ def _selected(campaign: Campaign, states: dict[str, State], options: SendOptions
     """The registrants this run sends to: pending ones, and what the options add."""
     count = 0
     for registrant in unique_registrants(campaign.source):
-        state = states.get(registrant.key, State.PENDING)
-        if state is State.SENT:
-            result.skipped_sent += 1
-            continue
-        if state is State.FAILED and not options.retry_failed:
-            result.skipped_failed += 1
-            continue
-        if state is State.UNCERTAIN and not options.resend_uncertain:
-            result.skipped_uncertain += 1
+        skip = _skip(states.get(registrant.key, State.PENDING), options)
+        if skip is not None:
+            setattr(result, skip, getattr(result, skip) + 1)
             continue
         if options.limit is not None and count >= options.limit:
             return
         count += 1
         yield registrant
+
+
+def _skip(state: State, options: SendOptions) -> str | None:
+    """Why a registrant in ``state`` is not sent to (the SendResult counter), or None."""
+    if state is State.SENT:
+        return "skipped_sent"
+    if state is State.FAILED and not options.retry_failed:
+        return "skipped_failed"
+    if state is State.UNCERTAIN and not options.resend_uncertain:
+        return "skipped_uncertain"
+    return None
 
 
 async def send(campaign: Campaign, *, password: str | None, options: SendOptions,
@@ -165,8 +170,7 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
         if journal is not None:
             if not options.dry_run:
                 result.recovered = journal.recover()
-                journal.register(campaign.template, ((r.key, r.email, r.line)
-                                                     for r in unique_registrants(campaign.source)))
+                journal.register(campaign.template, report.scan.identities)
             states = journal.states(campaign.template)
         registrants = _selected(campaign, states, options, result)
 
@@ -176,11 +180,14 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
                                                               test_to=options.test_to))
             return result
         hooks = _JournalHooks(journal, campaign.template, progress, result)
-        to_send = [r for r in registrants] if options.test_to else registrants
-        planned = _count_planned(campaign, states, options) if not options.test_to \
-            else len(list(to_send))
-        result.planned = planned
-        progress.started(planned)
+        to_send: Iterable[Registrant]
+        if options.test_to:
+            listed = list(registrants)
+            to_send, result.planned = listed, len(listed)
+        else:
+            to_send = registrants
+            result.planned = _count_planned(report.scan.identities, states, options)
+        progress.started(result.planned)
 
         def envelopes() -> Iterator[transport.Envelope]:
             for built in campaign.messages(to_send, test_to=options.test_to):
@@ -212,7 +219,9 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             journal.close()
 
 
-def _count_planned(campaign: Campaign, states: dict[str, State], options: SendOptions) -> int:
-    """How many messages this run will send (for the progress bar), from the journal alone."""
-    counted = SendResult()
-    return sum(1 for _ in _selected(campaign, states, options, counted))
+def _count_planned(identities: list[tuple[str, str, int]], states: dict[str, State],
+                   options: SendOptions) -> int:
+    """How many messages this run will send (for the progress bar), without reading rows."""
+    wanted = sum(1 for key, _, _ in identities
+                 if _skip(states.get(key, State.PENDING), options) is None)
+    return wanted if options.limit is None else min(wanted, options.limit)
