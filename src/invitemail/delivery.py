@@ -170,8 +170,9 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
         if journal is not None:
             if not options.dry_run:
                 result.recovered = journal.recover()
-                journal.register(campaign.template, report.scan.identities)
-            states = journal.states(campaign.template)
+                journal.register(campaign.template, ((email.lower(), email, line)
+                                                     for email, line in report.scan.identities))
+            states = journal.states(campaign.template, pending=False)  # absent = pending
         registrants = _selected(campaign, states, options, result)
 
     try:
@@ -187,6 +188,7 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
         else:
             to_send = registrants
             result.planned = _count_planned(report.scan.identities, states, options)
+            report.scan.identities = []  # counted and registered: free it for the run
         progress.started(result.planned)
 
         def envelopes() -> Iterator[transport.Envelope]:
@@ -219,9 +221,9 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             journal.close()
 
 
-def _count_planned(identities: list[tuple[str, str, int]], states: dict[str, State],
+def _count_planned(identities: list[tuple[str, int]], states: dict[str, State],
                    options: SendOptions) -> int:
     """How many messages this run will send (for the progress bar), without reading rows."""
-    wanted = sum(1 for key, _, _ in identities
-                 if _skip(states.get(key, State.PENDING), options) is None)
+    wanted = sum(1 for email, _ in identities
+                 if _skip(states.get(email.lower(), State.PENDING), options) is None)
     return wanted if options.limit is None else min(wanted, options.limit)

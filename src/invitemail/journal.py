@@ -181,9 +181,13 @@ class Journal:
             raise
         return added
 
-    def states(self, template: str) -> dict[str, State]:
-        return {key: State(state) for key, state in self.db.execute(
-            "SELECT key, state FROM deliveries WHERE template = ?", (template,))}
+    def states(self, template: str, *, pending: bool = True) -> dict[str, State]:
+        """Each registrant's state; without the ``pending`` ones when ``pending`` is false
+        (a caller that reads a missing key as pending keeps far less in memory)."""
+        query = "SELECT key, state FROM deliveries WHERE template = ?"
+        if not pending:
+            query += " AND state != 'pending'"
+        return {key: State(state) for key, state in self.db.execute(query, (template,))}
 
     # -- a run's steps (each one commit) ---------------------------------------------------
 

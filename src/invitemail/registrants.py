@@ -216,9 +216,9 @@ class Scan:
     valid: int = 0
     duplicates: int = 0
     languages: set[str] = field(default_factory=set)
-    # (key, address, line) of each valid, unique registrant: what the journal needs, so a
-    # send run does not parse the file again to learn it.
-    identities: list[tuple[str, str, int]] = field(default_factory=list)
+    # (address, line) of each valid, unique registrant (its key is the address in lower
+    # case): what the journal needs, so a send run does not parse the file again to learn it.
+    identities: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:
@@ -248,7 +248,7 @@ def unique_registrants(source: RegistrantFile, scan: Scan | None = None) -> Iter
         if scan is not None:
             scan.valid += 1
             scan.languages.add(item.language)
-            scan.identities.append((item.key, item.email, item.line))
+            scan.identities.append((item.email, item.line))
         yield item
 
 
