@@ -33,12 +33,15 @@ def renderer_with(tmp_path: Path, subject: str = "Emne", text: str = "Tekst",
     ("{% for i in range(2000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
      f"the loops ran more than {MAX_LOOP_STEPS} times"),
     ("{{ ''.__class__.__mro__ }}", "access to attribute '__class__' of 'str' object is unsafe"),
+    # A template cannot change what the next registrant's message is rendered from.
+    ("{{ meeting.update({'id': 'x'}) }}", "not allowed in a template"),
+    ("{{ changes.append(1) }}", "not allowed in a template"),
 ])
 def test_render_refuses_runaway_and_unsafe_templates(tmp_path: Path, template: str,
                                                      message: str) -> None:
     renderer = renderer_with(tmp_path, text=template)
     with pytest.raises(TemplateError) as caught:
-        renderer.render("t", "da", {})
+        renderer.render("t", "da", {"meeting": {"id": "1"}, "changes": []})
     assert message in str(caught.value)
 
 

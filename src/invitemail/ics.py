@@ -128,6 +128,9 @@ def _fold(line: str) -> bytes:
     data = line.encode("utf-8")
     if len(data) <= 75:
         return data + b"\r\n"
+    if len(data) == len(line):  # ASCII: one octet a character, slice directly
+        rest = b"\r\n ".join(data[i:i + 74] for i in range(75, len(data), 74))
+        return data[:75] + b"\r\n " + rest + b"\r\n"
     out, chunk, limit = [], bytearray(), 75
     for char in line:
         encoded = char.encode("utf-8")

@@ -21,6 +21,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -66,10 +67,17 @@ def make_message_id(domain: str, *parts: object, unique: bool = False) -> str:
     return f"<{digest}@{domain}>"
 
 
+# Every control character but tab, and the Unicode line breaks that are not control characters.
+_NOT_IN_HEADERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _check_one_line(what: str, value: str) -> None:
     """A header value may hold no line break of any kind and no control character but tab:
     a reader could start a new header at one, or show it raw."""
-    for char in value:
+    found = _NOT_IN_HEADERS.search(value)
+    if found is None:
+        return
+    for char in value[found.start():]:
         if char in LINE_BREAKS:
             raise HeaderValueError(f"the {what} contains a line break")
         if char != "\t" and unicodedata.category(char) == "Cc":
@@ -86,20 +94,16 @@ def encoded_words(text: str) -> str:
     Written here rather than with ``email.header.Header``, which costs more than the rest of
     the message; a word never splits a UTF-8 character.
     """
-    words: list[str] = []
-    chunk: list[str] = []
-    size = 0
-    for char in text:
-        width = len(char.encode("utf-8"))
-        if size + width > _WORD_BYTES:
-            words.append("".join(chunk))
-            chunk, size = [], 0
-        chunk.append(char)
-        size += width
-    if chunk:
-        words.append("".join(chunk))
-    return "\r\n ".join(
-        f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words)
+    data = text.encode("utf-8")
+    words: list[bytes] = []
+    start = 0
+    while start < len(data):
+        cut = min(start + _WORD_BYTES, len(data))
+        while cut < len(data) and data[cut] & 0xC0 == 0x80:  # inside a character: go back
+            cut -= 1
+        words.append(data[start:cut])
+        start = cut
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
 
 
 def encode_mailbox(mailbox: Mailbox) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from invitemail.errors import TemplateError
 
@@ -175,8 +175,12 @@ class _TooManySteps(Exception):
     pass
 
 
-class _BoundedEnvironment(SandboxedEnvironment):
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
     """Jinja's sandbox, plus bounds on what a template can make the machine do.
+
+    The immutable sandbox: a template cannot change a list or dict it is given, so what one
+    registrant's message renders cannot leak into the next one's (the context's shared parts
+    and the include cache rely on it).
 
     The sandbox keeps a template away from Python's internals; these keep it from taking
     the machine down: every loop counts against a budget per part (loops that write
@@ -390,7 +394,8 @@ class _CachedInclude:
         if not isinstance(context, _Variables):
             yield from self.template.root_render_func(context)
             return
-        key = (self.template.name, *(_lookup(context.vars, path) for path in self.dependencies))
+        variables = context.vars
+        key = (self.template.name, *[_lookup(variables, path) for path in self.dependencies])
         cache = self.env.partial_cache
         text = cache.get(key)
         if text is None:
@@ -414,10 +419,11 @@ class _Variables:
 def _lookup(variables: Mapping[str, Any], path: tuple[str, ...]) -> object:
     value: Any = variables.get(path[0], _ABSENT)
     for attribute in path[1:]:
-        value = value.get(attribute, _ABSENT) if isinstance(value, Mapping) else \
+        value = value.get(attribute, _ABSENT) if type(value) is dict else \
             getattr(value, attribute, _ABSENT)
-    if value is None or isinstance(value, str | int | float):
-        return value  # bool is an int; all of these compare by value and hash cheaply
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value  # these compare by value and hash cheaply
     return repr(value)
 
 
