@@ -164,12 +164,6 @@ def spamassassin_installed() -> bool:
     return shutil.which(SPAMASSASSIN) is not None
 
 
-def spamassassin_score(data: bytes) -> float | None:
-    """One message's SpamAssassin score (local rules only); None when it is not installed."""
-    scores = spamassassin_scores([data])
-    return None if scores is None else scores[0].score
-
-
 def spamassassin_scores(messages: Sequence[bytes], *, workers: int | None = None,
                         timeout: float = SPAM_TIMEOUT) -> list[SpamScore] | None:
     """Score each message with SpamAssassin's local rules, in order; None when SpamAssassin
