@@ -12,8 +12,9 @@ starts on a free loopback port, it measures:
 
 (a) ``invitemail send EVENT --yes``: full messages (text, HTML, calendar, attachment),
     8 connections; wall clock of the whole command, start-up and check included;
-(b) mailmerge 2.3.0 with an equivalent plain-text template (its only way of sending: one
-    connection per message, one message at a time);
+(b) mailmerge 2.3.0 with an equivalent template: invitemail's own text and HTML as a
+    multipart/alternative template, the name filled in, the calendar as an attachment (its
+    only way of sending: one connection per message, one message at a time);
 (c) the ceiling: raw aiosmtplib sending invitemail's own pre-built messages over 8 reused
     connections (only the sending is timed);
 (d) (a), (b) and (c) with 50 ms added to every server reply by a delaying proxy;
@@ -535,56 +536,66 @@ class Bench:
         return binary
 
     def mailmerge_folder(self, count: int, port: int) -> Path:
-        """An equivalent mailmerge job: the same people, one plain-text template with the
-        To/From/Reply-To/Subject headers and the name, date, meeting ID, password and link."""
-        from invitemail.config import load_config
-        from invitemail.dates import describe_when
+        """An equivalent mailmerge job: the same people, and a template that makes the same
+        kind of message: To/From/Reply-To/Subject, a text and an HTML part with invitemail's
+        own content (the name filled in by mailmerge), and the calendar as an attachment."""
+        from email import message_from_bytes, policy
+
+        from invitemail.campaign import Campaign
+        from invitemail.registrants import Registrant
 
         self.events.made += 1
         folder = self.work / f"mailmerge-{self.events.made:02d}-{count}"
         folder.mkdir()
         probe = self.events.fresh(1, port)
-        config = load_config(probe)
+        campaign = Campaign.open(probe, now=dt.datetime.now(dt.UTC))
         shutil.rmtree(probe)
-        event, meeting, sender = config.event, config.meeting, config.sender
-        now = dt.datetime.now(dt.UTC)
-        when = {lang: describe_when(event.start, event.end, lang, registrant_zone=None,
-                                    now=now) for lang in ("da", "en")}
+        sender = campaign.config.sender
+        sentinel = "Zzname Placeholder"
+        parts: dict[str, dict[str, str]] = {}
+        subjects: dict[str, str] = {}
+        calendar = b""
+        for language in ("da", "en"):
+            built = campaign.build(Registrant(
+                line=2, email="probe@example.org", name=sentinel, first_name="", last_name="",
+                language=language, join_url="", timezone="", fields={}))
+            message = message_from_bytes(built.data, policy=policy.default)
+            subjects[language] = built.subject
+            parts[language] = {}
+            for subtype in ("plain", "html"):
+                body = message.get_body(preferencelist=(subtype,))
+                assert body is not None
+                text = body.get_content().replace("\r\n", "\n")
+                # Static text is raw for mailmerge's Jinja; only the name is a variable.
+                parts[language][subtype] = "{% raw %}" + text.replace(
+                    sentinel, "{% endraw %}{{name}}{% raw %}") + "{% endraw %}"
+            calendar = next(p for p in message.walk()
+                            if p.get_content_type() == "text/calendar").get_payload(decode=True)
+        (folder / "invite.ics").write_bytes(calendar)
         reply_to = sender.reply_to.address if sender.reply_to else sender.address
+
+        def by_language(key: str) -> str:
+            return (f'{{% if language == "da" %}}{parts["da"][key]}{{% else %}}'
+                    f"{parts['en'][key]}{{% endif %}}")
+
         template = f"""\
 TO: "{{{{name}}}}" <{{{{email}}}}>
 FROM: {sender.name} <{sender.address}>
 REPLY-TO: {reply_to}
-SUBJECT: Invitation: {event.title} – {{% if language == "da" %}}{when['da']['date']} kl. \
-{when['da']['time']}{{% else %}}{when['en']['date']} at {when['en']['time']}{{% endif %}}
+SUBJECT: {{% if language == "da" %}}{subjects["da"]}{{% else %}}{subjects["en"]}{{% endif %}}
+MIME-Version: 1.0
+Content-Type: multipart/alternative; boundary="alternative"
+ATTACHMENT: invite.ics
 
-{{% if language == "da" %}}Kære {{{{name}}}}
+--alternative
+Content-Type: text/plain; charset=utf-8
 
-Tak for din tilmelding til webinaret "{event.title}".
+{by_language("plain")}
+--alternative
+Content-Type: text/html; charset=utf-8
 
-Tidspunkt: {when['da']['full']}
-Deltag i mødet: {meeting.join_url}
-Møde-ID: {meeting.id}
-Adgangskode: {meeting.password}
-
-Har du spørgsmål, så ring på {config.support.phone} eller skriv til {config.support.email}.
-
-Med venlig hilsen
-{sender.name}
-{{% else %}}Dear {{{{name}}}}
-
-Thank you for registering for the webinar "{event.title}".
-
-When: {when['en']['full']}
-Join the meeting: {meeting.join_url}
-Meeting ID: {meeting.id}
-Password: {meeting.password}
-
-Questions? Call {config.support.phone} or write to {config.support.email}.
-
-Kind regards
-{sender.name}
-{{% endif %}}
+{by_language("html")}
+--alternative--
 """
         (folder / "mailmerge_template.txt").write_text(template, encoding="utf-8")
         with (folder / "mailmerge_database.csv").open("w", encoding="utf-8",
