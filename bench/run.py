@@ -255,14 +255,19 @@ class Sink:
         return seen
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(5)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self._out.close()
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a helper process, and kill it if it does not stop within 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 class DelayProxy:
@@ -283,13 +288,7 @@ class DelayProxy:
         wait_for_smtp(self.port)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(5)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 async def _proxy_main(upstream: int, delay: float) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from invitemail import transport
 from invitemail.campaign import Built, Campaign, CheckReport
@@ -142,8 +143,8 @@ def _skip(state: State, options: SendOptions) -> str | None:
 async def send(campaign: Campaign, *, password: str | None, options: SendOptions,
                progress: Progress, stop: asyncio.Event | None = None,
                report: CheckReport | None = None,
-               clock: Callable[[], float] | None = None,
-               sleep: Callable[[float], Any] | None = None) -> SendResult:
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> SendResult:
     """Validate everything, then send through the transport, journaling every step.
 
     Raises an :class:`InvitemailError` when nothing can be sent (bad input, a template that
@@ -198,13 +199,9 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
                                          sender=config.sender.address,
                                          recipient=built.recipient, data=built.data)
 
-        extra: dict[str, Any] = {}
-        if clock is not None:
-            extra["clock"] = clock
-        if sleep is not None:
-            extra["sleep"] = sleep
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
-                                           password=password, hooks=hooks, stop=stop, **extra)
+                                           password=password, hooks=hooks, stop=stop,
+                                           clock=clock, sleep=sleep)
         result.stopped = delivery.stopped
         result.interrupted = delivery.interrupted
         if journal is not None:
