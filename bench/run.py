@@ -716,34 +716,51 @@ Content-Type: text/html; charset=utf-8
 
     # -- the run -----------------------------------------------------------------------------
 
+    def wanted(self, key: str) -> bool:
+        return not self.args.only or key in self.args.only
+
     def run(self) -> None:
         n, n50, mm50, large = self.n, self.n50, self.mm50, self.large
-        mailmerge = self.mailmerge_bin()  # installed before anything is timed
-        note(f"mailmerge: {mailmerge}")
+        want = self.wanted
+        if want("b0") or want("b50"):
+            mailmerge = self.mailmerge_bin()  # installed before anything is timed
+            note(f"mailmerge: {mailmerge}")
         self.sink = sink = Sink(self.work)
         note(f"smtp-sink on 127.0.0.1:{sink.port}; registrants: {n:,}; work: {self.work}")
         try:
-            self.help("help", "invitemail --help (best of 5)")
-            self.check("check", f"invitemail check, {n:,} registrants", n)
-            self.invitemail_send("a0", "(a) invitemail send, 0 ms", n, sink.port)
-            self.mailmerge("b0", "(b) mailmerge 2.3.0, 0 ms", n, sink.port)
-            messages = self.build_messages(n)
-            self.raw("c0", f"(c) raw aiosmtplib, {CONNECTIONS} connections, 0 ms", messages,
-                     sink.port)
-            proxy = DelayProxy(sink.port, LATENCY)
-            note(f"delaying proxy ({LATENCY * 1000:.0f} ms) on 127.0.0.1:{proxy.port}")
-            try:
-                self.raw("c50", f"(c) raw aiosmtplib, {CONNECTIONS} connections, 50 ms",
-                         messages[:n50], proxy.port)
-                del messages
-                self.invitemail_send("a50", "(a) invitemail send, 50 ms", n50, proxy.port)
-                self.mailmerge("b50", "(b) mailmerge 2.3.0, 50 ms", mm50, proxy.port)
-            finally:
-                proxy.stop()
-            self.invitemail_send("e_send", f"(e) invitemail send, {large:,} registrants",
-                                 large, sink.port)
-            self.preview("e_preview", f"(e) invitemail preview --out, {large:,} registrants",
-                         large)
+            if want("help"):
+                self.help("help", "invitemail --help (best of 5)")
+            if want("check"):
+                self.check("check", f"invitemail check, {n:,} registrants", n)
+            if want("a0"):
+                self.invitemail_send("a0", "(a) invitemail send, 0 ms", n, sink.port)
+            if want("b0"):
+                self.mailmerge("b0", "(b) mailmerge 2.3.0, 0 ms", n, sink.port)
+            messages = self.build_messages(n) if want("c0") or want("c50") else []
+            if want("c0"):
+                self.raw("c0", f"(c) raw aiosmtplib, {CONNECTIONS} connections, 0 ms",
+                         messages, sink.port)
+            if any(map(want, ("c50", "a50", "b50"))):
+                proxy = DelayProxy(sink.port, LATENCY)
+                note(f"delaying proxy ({LATENCY * 1000:.0f} ms) on 127.0.0.1:{proxy.port}")
+                try:
+                    if want("c50"):
+                        self.raw("c50", f"(c) raw aiosmtplib, {CONNECTIONS} connections, "
+                                 "50 ms", messages[:n50], proxy.port)
+                    del messages
+                    if want("a50"):
+                        self.invitemail_send("a50", "(a) invitemail send, 50 ms", n50,
+                                             proxy.port)
+                    if want("b50"):
+                        self.mailmerge("b50", "(b) mailmerge 2.3.0, 50 ms", mm50, proxy.port)
+                finally:
+                    proxy.stop()
+            if want("e_send"):
+                self.invitemail_send("e_send", f"(e) invitemail send, {large:,} registrants",
+                                     large, sink.port)
+            if want("e_preview"):
+                self.preview("e_preview",
+                             f"(e) invitemail preview --out, {large:,} registrants", large)
         finally:
             sink.stop()
 
@@ -945,6 +962,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mailmerge-50ms", type=int, help="registrants for mailmerge at "
                         "50 ms (default 100; 40 with --quick)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(),
+                        metavar="KEYS", help="run only these measurements (comma-separated: "
+                        "help, check, a0, b0, c0, c50, a50, b50, e_send, e_preview); "
+                        "the results are not written to bench/results.json")
     parser.add_argument("--proxy-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
@@ -983,17 +1004,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - began
     info["source_at_end"] = source_digest()
     found = report(bench, info, elapsed)
-    RESULTS.write_text(json.dumps({
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": ["python", "bench/run.py", *args.argv],
-        "machine": info,
-        "registrants": bench.n, "large": bench.large, "sample_50ms": bench.n50,
-        "mailmerge_50ms": bench.mm50, "connections": CONNECTIONS, "latency_s": LATENCY,
-        "elapsed_s": round(elapsed, 1),
-        "measurements": {k: asdict(m) for k, m in bench.results.items()},
-        "targets": [asdict(t) for t in found],
-    }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"\nresults: {RESULTS.relative_to(ROOT)}")
+    if not args.only:  # a partial run does not replace the full one on record
+        RESULTS.write_text(json.dumps({
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "command": ["python", "bench/run.py", *args.argv],
+            "machine": info,
+            "registrants": bench.n, "large": bench.large, "sample_50ms": bench.n50,
+            "mailmerge_50ms": bench.mm50, "connections": CONNECTIONS, "latency_s": LATENCY,
+            "elapsed_s": round(elapsed, 1),
+            "measurements": {k: asdict(m) for k, m in bench.results.items()},
+            "targets": [asdict(t) for t in found],
+        }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"\nresults: {RESULTS.relative_to(ROOT)}")
     return 0 if all(m.ok for m in bench.results.values()) else 1
 
 
