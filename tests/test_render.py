@@ -3,12 +3,19 @@ single character of what a registrant gets."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from helpers import NOW, write_event
+from invitemail.campaign import Campaign
 from invitemail.errors import TemplateError
-from invitemail.render import MAX_LOOP_STEPS, Renderer
+from invitemail.registrants import unique_registrants
+from invitemail.render import MAX_LOOP_STEPS, Rendered, Renderer
 
 
 def renderer_with(tmp_path: Path, subject: str = "Emne", text: str = "Tekst",
@@ -78,3 +85,126 @@ def test_render_template_not_utf8_names_the_file(tmp_path: Path) -> None:
         renderer.render("t", "da", {})
     assert str(caught.value) == f"{tmp_path / 'templates' / 'da' / 't.txt'}: is not UTF-8 text"
     assert caught.value.hint == "save it as UTF-8"
+
+
+# -- the skeleton fast path: a group's message rendered once, filled in per registrant ------
+
+AWKWARD = [
+    {"name": "Søren Ærø", "first_name": "Søren"},
+    {"name": "", "first_name": ""},
+    {"name": "<script>alert(1)</script>", "first_name": ""},
+    {"name": 'Tom & Jerry "Q" <b>', "first_name": "Tom & <i>"},
+    {"name": "x" * 300, "first_name": "  spaced  "},
+    {"name": "=?utf-8?q?x?=", "first_name": "e\u0301"},
+    {"name": "Line\u2028break", "first_name": "Tab\there"},
+    {"name": "\ue000 0 \ue001", "first_name": "\ue0007\ue001"},  # the skeleton's markers
+    {"name": "NUL\x00inside", "first_name": ""},
+]
+
+
+def parts(rendered: Rendered) -> tuple[str, str, str]:
+    return rendered.subject, rendered.text, rendered.html
+
+
+def full_render(renderer: Renderer, name: str, language: str,
+                context: dict[str, Any]) -> Rendered:
+    """What a renderer without the fast path gives (a fresh one, no group)."""
+    return Renderer(renderer.event_templates).render(name, language, context)
+
+
+@pytest.mark.parametrize("template", ["invitation", "reminder", "update", "cancellation"])
+@pytest.mark.parametrize("language", ["da", "en"])
+def test_skeleton_gives_what_a_full_render_gives(tmp_path: Path, template: str,
+                                                 language: str) -> None:
+    campaign = Campaign.open(write_event(tmp_path))
+    registrant = next(unique_registrants(campaign.source))
+    shared = campaign.context(dataclasses.replace(registrant, language=language), changes=[
+        {"field": "time", "old": "i går", "new": "i dag"}])
+    renderer = Renderer()
+    first = {"name": "Første", "first_name": "Første"}
+    renderer.render(template, language, {**shared, "registrant": first}, group="g")
+    assert renderer.filled == 0  # a group's first registrant is rendered in full
+    for values in AWKWARD:
+        context = {**shared, "registrant": values}
+        assert parts(renderer.render(template, language, context, group="g")) == \
+            parts(full_render(renderer, template, language, context)), values
+    # Every one but the value holding NUL (the fillers' separator) came from the skeleton.
+    assert renderer.filled == len(AWKWARD) - 1
+
+
+@pytest.fixture(scope="module")
+def invitation(tmp_path_factory: pytest.TempPathFactory) -> tuple[Renderer, dict[str, Any]]:
+    campaign = Campaign.open(write_event(tmp_path_factory.mktemp("event")), now=NOW)
+    registrant = next(unique_registrants(campaign.source))
+    return Renderer(), campaign.context(registrant)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.text(max_size=40), first=st.text(max_size=12))
+def test_skeleton_matches_full_render_for_any_name(
+        invitation: tuple[Renderer, dict[str, Any]], name: str, first: str) -> None:
+    renderer, shared = invitation
+    context = {**shared, "registrant": {"name": name, "first_name": first}}
+    renderer.render("invitation", "da", context, group="any")
+    assert parts(renderer.render("invitation", "da", context, group="any")) == \
+        parts(full_render(renderer, "invitation", "da", context))
+
+
+@pytest.mark.parametrize(("text", "fast"), [
+    # The registrant only in printed expressions: filled in from the skeleton.
+    ("Hej {{ registrant.name }}!{% for i in range(2) %}{{ registrant.name|upper }}{% endfor %}",
+     True),
+    ('{% include "da/_hello.txt" %}', True),
+    ("{% if meeting.id %}{{ registrant.name ~ '!' }}{% endif %}", True),
+    # Anything that could see the registrant or transform a marker: rendered in full.
+    ("{% if registrant.name %}Hej {{ registrant.name }}{% endif %}", False),
+    ("{% filter upper %}{{ registrant.name }}{% endfilter %}", False),
+    ("{% set x %}{{ registrant.name }}{% endset %}{{ x|lower }}", False),
+    ("{% macro m() %}{{ registrant.name }}{% endmacro %}{{ m()|title }}", False),
+    ('{% filter upper %}{% include "da/_hello.txt" %}{% endfilter %}', False),
+    ("{{ registrant.name ~ meeting.id }}", False),
+    ("{% for r in [registrant] %}{{ r.name }}{% endfor %}", False),
+    ("{% autoescape false %}{{ registrant.name }}{% endautoescape %}", False),
+    ('{% include ["da/_hello.txt"][0] %}', False),
+])
+def test_skeleton_is_used_only_where_it_gives_the_same_text(tmp_path: Path, text: str,
+                                                            fast: bool) -> None:
+    renderer = renderer_with(tmp_path, text=text, html=text.replace("upper", "lower"),
+                             extra={"da/_hello.txt": "Hej {{ registrant.name }}"})
+    for name in ("Ane", "bo <b>", "Cy", "dé"):
+        context = {"meeting": {"id": "7"}, "registrant": {"name": name}}
+        assert parts(renderer.render("t", "da", context, group="g")) == \
+            parts(full_render(renderer, "t", "da", context))
+    assert renderer.filled == (3 if fast else 0)
+
+
+def test_skeleton_block_output_passed_through_a_filter_is_rendered_in_full(
+        tmp_path: Path) -> None:
+    renderer = renderer_with(
+        tmp_path, html='{% extends "_base.html" %}{% block b %}{{ registrant.name }}'
+        "{% endblock %}",
+        extra={"_base.html": "<p>{{ self.b()|upper }}</p>"})
+    for name in ("ane", "bo"):
+        context = {"registrant": {"name": name}}
+        assert renderer.render("t", "da", context, group="g").html == f"<p>{name.upper()}</p>"
+    assert renderer.filled == 0
+
+
+def test_skeleton_reports_template_errors_as_a_full_render_does(tmp_path: Path) -> None:
+    renderer = renderer_with(tmp_path, text="Hej {{ registrant.organisation }}")
+    context = {"registrant": {"name": "Ane"}}
+    for _ in range(2):
+        with pytest.raises(TemplateError) as caught:
+            renderer.render("t", "da", context, group="g", row="r.csv:2")
+        assert "registrant.organisation is undefined" in str(caught.value)
+        assert "(rendering for r.csv:2)" in str(caught.value)
+
+
+def test_skeleton_html_is_offered_only_when_no_value_holds_markup(tmp_path: Path) -> None:
+    renderer = renderer_with(tmp_path, html="<p>{{ registrant.name|safe }}</p>")
+    for name in ("Ane", "Bo"):
+        rendered = renderer.render("t", "da", {"registrant": {"name": name}}, group="g")
+    assert rendered.html_skeleton == "<p>\ue0000\ue001</p>"
+    marked = renderer.render("t", "da", {"registrant": {"name": "<style>p{}</style>"}},
+                             group="g")
+    assert marked.html == "<p><style>p{}</style></p>" and marked.html_skeleton is None

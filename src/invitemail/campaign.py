@@ -147,7 +147,7 @@ class Campaign:
                 changes: list[dict[str, str]] | None = None) -> dict[str, Any]:
         """Everything a template can use (the README's table lists it)."""
         join_url = registrant.join_url or self.config.meeting.join_url
-        group = repr((registrant.language, join_url, registrant.timezone, test, changes))
+        group = self._group(registrant, test, changes)
         shared = self._shared_contexts.get(group)
         if shared is None:
             shared = self._shared_context(registrant, join_url, test, changes or [])
@@ -155,6 +155,13 @@ class Campaign:
                 self._shared_contexts.clear()
             self._shared_contexts[group] = shared
         return {**shared, "registrant": registrant.as_context()}
+
+    def _group(self, registrant: Registrant, test: bool,
+               changes: list[dict[str, str]] | None) -> str:
+        """What the context depends on besides the registrant's own values: registrants with
+        the same group share everything but ``registrant``."""
+        join_url = registrant.join_url or self.config.meeting.join_url
+        return repr((registrant.language, join_url, registrant.timezone, test, changes or []))
 
     def _shared_context(self, registrant: Registrant, join_url: str, test: bool,
                         changes: list[dict[str, str]]) -> dict[str, Any]:
@@ -229,7 +236,7 @@ class Campaign:
             date=self.now.astimezone(c.event.zone),
             message_id=message_id,
             text=rendered.text,
-            html=inline_css(rendered.html),
+            html=inline_css(rendered.html, skeleton=rendered.html_skeleton),
             calendar=self._calendars.build(entry),
             method=entry.method,
         ))
@@ -242,7 +249,8 @@ class Campaign:
         try:
             rendered = self.renderer.render(self.template, registrant.language,
                                             self.context(registrant, test=test, changes=changes),
-                                            row=f"{self.source.label}:{registrant.line}")
+                                            row=f"{self.source.label}:{registrant.line}",
+                                            group=self._group(registrant, test, changes))
         except TemplateError as err:
             raise self._without_password(err) from None
         subject = rendered.subject

@@ -64,15 +64,19 @@ def _needs_inlining(styles: str) -> bool:
     return False
 
 
-def inline_css(html: str) -> str:
+def inline_css(html: str, *, skeleton: str | None = None) -> str:
     """``html`` with the rules of its ``<style>`` blocks copied into ``style`` attributes.
 
     The built-in templates already carry every style inline and keep only what cannot be
     inlined (``:root``, ``@media``) in their block; such a document is returned as it is,
-    which saves the inliner's parse and re-serialisation for every message.
+    which saves the inliner's parse and re-serialisation for every message. ``skeleton``
+    (the renderer's ``html_skeleton``: the same document for a whole group of messages, with
+    markers where the registrant's values go) lets that be decided once for the group.
     """
-    styles = "\n".join(_STYLE.findall(_COMMENT.sub("", html)))
-    if not _needs_inlining(styles):
+    needed = _skeleton_needs_inlining(skeleton) if skeleton is not None else None
+    if needed is None:
+        needed = _needs_inlining(_styles(html))
+    if not needed:
         return html
     try:
         inlined: str = _inliner().inline(html)
@@ -80,3 +84,18 @@ def inline_css(html: str) -> str:
         raise TemplateError(f"the HTML part's CSS cannot be inlined: {err}",
                             hint="check the <style> block of the HTML template") from None
     return inlined
+
+
+def _styles(html: str) -> str:
+    """The text of the document's ``<style>`` blocks, but those inside comments."""
+    return "\n".join(_STYLE.findall(_COMMENT.sub("", html)))
+
+
+@functools.lru_cache(maxsize=64)
+def _skeleton_needs_inlining(skeleton: str) -> bool | None:
+    """Whether a group's documents need inlining; None when a registrant's value sits inside
+    a ``<style>`` block (then each document decides for itself)."""
+    styles = _styles(skeleton)
+    if "\ue000" in styles:  # the renderer's marker for a registrant's value
+        return None
+    return _needs_inlining(styles)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,6 +31,8 @@ MAX_OUTPUT = 2 * 1024 * 1024  # characters per part: a bigger one is a runaway t
 MAX_LOOP_STEPS = 1_000_000  # loop iterations per part: loops that write nothing add up too
 MAX_POWER_BITS = 10_000  # a ** b past this many bits is a runaway computation
 MAX_WIDTH = 10_000  # a padding or format width past this is not for an email
+MAX_SKELETONS = 256  # skeletons kept at once (about 50 KB each)
+MAX_GROUPS = 16_384  # groups remembered as seen (many personal join links make many groups)
 
 
 def builtin_template_dir() -> Path:
@@ -50,6 +52,11 @@ class Rendered:
     subject: str
     text: str
     html: str
+    # The HTML with each registrant value replaced by a marker, shared by every message of
+    # the group, when it was filled in from a skeleton and no value holds markup ("<"): the
+    # document's elements, comments and <style> blocks are then the same in every message
+    # of the group. None otherwise.
+    html_skeleton: str | None = None
 
 
 class Renderer:
@@ -60,7 +67,7 @@ class Renderer:
             else None
         self.builtin = builtin_template_dir()
         searchpath = [str(p) for p in (self.event_templates, self.builtin) if p is not None]
-        self.env = _PartialCachingEnvironment(
+        self._options: dict[str, Any] = dict(
             loader=_Loader(searchpath),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",),
@@ -68,6 +75,11 @@ class Renderer:
             keep_trailing_newline=True,
             auto_reload=False,
         )
+        self.env = _PartialCachingEnvironment(**self._options)
+        self._skeleton_env: _SkeletonEnvironment | None = None
+        self._skeletons: dict[tuple[str, str, Hashable], _Skeleton | None] = {}
+        self._groups_seen: set[tuple[str, str, Hashable]] = set()
+        self.filled = 0  # messages filled in from a skeleton (the rest were rendered in full)
 
     def names(self) -> list[str]:
         """Every template a user can pick: the built-in ones and the event's own."""
@@ -118,12 +130,51 @@ class Renderer:
                                 hint="fix the template's syntax") from None
 
     def render(self, name: str, language: str, context: Mapping[str, Any], *,
-               row: str = "") -> Rendered:
+               row: str = "", group: Hashable | None = None) -> Rendered:
         """Render the three parts of ``name`` for one registrant.
 
         ``row`` (``file:line`` of the registrant) goes into error messages, so an undefined
         name points at both the template line and the registrant.
+
+        ``group`` says that every registrant given the same group has the same context but
+        for ``registrant``: from the group's second registrant on, the message is filled in
+        from a skeleton rendered once for the group (see :class:`_SkeletonEnvironment`),
+        which gives the same text as rendering it in full.
         """
+        if group is not None:
+            skeleton = self._skeleton(name, language, context, group)
+            if skeleton is not None:
+                filled = skeleton.fill(context["registrant"])
+                if filled is not None:
+                    self.filled += 1
+                    return filled
+        return self._render_full(name, language, context, row)
+
+    def _skeleton(self, name: str, language: str, context: Mapping[str, Any],
+                  group: Hashable) -> _Skeleton | None:
+        key = (name, language, group)
+        try:
+            return self._skeletons[key]
+        except KeyError:
+            pass
+        if key not in self._groups_seen:
+            # A group's first registrant is rendered in full: with a personal join link
+            # in every row, each group has one registrant and a skeleton would not pay.
+            if len(self._groups_seen) >= MAX_GROUPS:
+                self._groups_seen.clear()
+            self._groups_seen.add(key)
+            return None
+        if self._skeleton_env is None:
+            self._skeleton_env = _SkeletonEnvironment(self.env, **self._options)
+        skeleton = self._skeleton_env.skeleton(
+            [f"{language}/{name}.{part}" for part in PARTS], context)
+        if len(self._skeletons) >= MAX_SKELETONS:
+            self._skeletons.clear()
+        self._skeletons[key] = skeleton
+        return skeleton
+
+    def _render_full(self, name: str, language: str, context: Mapping[str, Any],
+                     row: str) -> Rendered:
         parts = []
         for part in PARTS:
             template_name = f"{language}/{name}.{part}"
@@ -432,6 +483,231 @@ _ABSENT = object()
 
 class _OutputTooLarge(Exception):
     pass
+
+
+# -- the skeleton fast path -------------------------------------------------------------------
+#
+# Most of a message is the same for every registrant: the layout, the meeting details, the
+# FAQ, the support contact. Only a few output expressions, such as
+# ``{{ registrant.first_name or registrant.name or "deltager" }}``, read the registrant. A
+# skeleton is the message rendered once with each of those expressions replaced by a marker;
+# a registrant's message is the skeleton with the markers replaced by that registrant's
+# values, which are computed by one small template holding only those expressions.
+#
+# That gives the same text as a full render only when nothing else sees the registrant or a
+# marker, which is checked on each template's syntax tree: ``registrant`` may appear only
+# in a "slot" (an expression printed by ``{{ }}`` that reads nothing but ``registrant``), and
+# a slot, an include or a block may not sit inside something that could transform its
+# output (a filter block, a macro, a call block, ``{% set %}`` of a block, an autoescape
+# block). Anything else and the template is rendered in full for every registrant, as before.
+
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # private-use characters
+_MARK = re.compile("\ue000(\\d+)\ue001")
+_SEPARATOR = "\x00"  # between the slot values: a CSV value never holds NUL
+
+# Statements whose output reaches the message unchanged.
+_PASS_THROUGH = (nodes.Template, nodes.Output, nodes.If, nodes.For, nodes.Block, nodes.With,
+                 nodes.Scope)
+# Expressions that read something other than their operands.
+_OPAQUE = (nodes.ContextReference, nodes.DerivedContextReference, nodes.EnvironmentAttribute,
+           nodes.ExtensionAttribute, nodes.ImportedName, nodes.InternalName)
+
+
+class _NotSkeletal(Exception):
+    """The skeleton render touched the registrant (the syntax check should have said so)."""
+
+
+class _Poison:
+    """Stands in for the registrant in a skeleton render: any use of it is an error."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise _NotSkeletal
+
+    __getattr__ = __getitem__ = __str__ = __html__ = __bool__ = __len__ = __iter__ = _refuse
+    __eq__ = __contains__ = __call__ = __format__ = _refuse
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _SkeletonEnvironment(_PartialCachingEnvironment):
+    """Parses every template with its slots replaced by markers, and keeps the slots."""
+
+    def __init__(self, base: jinja2.Environment, **options: Any) -> None:
+        super().__init__(**options)
+        self.base = base  # the slots' own template is compiled and run there
+        self.slots: list[tuple[nodes.Expr, bool]] = []  # expression, autoescaped
+        self.safe: dict[str, bool] = {}
+        self.references: dict[str, list[str] | None] = {}  # None: a dynamic include
+        self._closures: dict[str, bool] = {}
+        self._fillers: dict[tuple[int, ...], jinja2.Template] = {}
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        autoescape = self.autoescape(name) if callable(self.autoescape) else self.autoescape
+        safe = self._mark(tree, bool(autoescape), inside=False)
+        if name is not None:
+            self.safe[name] = safe
+            self.references[name] = _references(tree)
+        return tree
+
+    def _mark(self, node: nodes.Node, autoescape: bool, *, inside: bool) -> bool:
+        """Replace the slots under ``node`` by markers; False when the template is not fit
+        for a skeleton. ``inside``: under a statement that could transform its output."""
+        safe = True
+        if isinstance(node, nodes.Output):
+            for i, child in enumerate(node.nodes):
+                if _is_slot(child):
+                    if inside:
+                        return False
+                    node.nodes[i] = nodes.TemplateData(
+                        f"{_MARK_OPEN}{len(self.slots)}{_MARK_CLOSE}", lineno=child.lineno)
+                    self.slots.append((child, autoescape))
+                elif _is_block_call(child):
+                    safe = safe and not inside
+                else:
+                    safe = self._mark(child, autoescape, inside=inside) and safe
+            return safe
+        if isinstance(node, nodes.Name) and node.name in ("registrant", "self", "super"):
+            return False
+        if isinstance(node, nodes.Include | nodes.Block) and inside:
+            return False
+        inner = inside or not isinstance(node, (*_PASS_THROUGH, nodes.Expr))
+        for inner_node in node.iter_child_nodes():
+            safe = self._mark(inner_node, autoescape, inside=inner) and safe
+        return safe
+
+    def closure_safe(self, name: str, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether ``name`` and every template it includes, extends or imports are fit."""
+        if name in self._closures:
+            return self._closures[name]
+        if name in seen:
+            return True  # a cycle: the other templates in it decide
+        self.get_template(name)
+        references = self.references.get(name)
+        found = bool(self.safe.get(name)) and references is not None and all(
+            self.closure_safe(other, seen | {name}) for other in references)
+        self._closures[name] = found
+        return found
+
+    def skeleton(self, names: list[str], context: Mapping[str, Any]) -> _Skeleton | None:
+        """The parts ``names`` rendered with markers for ``context``'s group; None when a
+        template is not fit or the render fails (the full render then says why)."""
+        outputs = []
+        try:
+            for name in names:
+                if not self.closure_safe(name):
+                    return None
+                self.steps_left = MAX_LOOP_STEPS
+                outputs.append(_render_bounded(self.get_template(name),
+                                               {**context, "registrant": _Poison()}))
+        except Exception:  # any failure: the full render runs and reports it
+            return None
+        parts: list[list[str | int]] = []
+        order: dict[int, int] = {}  # slot id -> position in the filler's output
+        for output in outputs:
+            pieces: list[str | int] = []
+            for i, piece in enumerate(_MARK.split(output)):
+                if i % 2 == 0:
+                    if _MARK_OPEN in piece or _MARK_CLOSE in piece:
+                        return None  # a value of the event's own carries a marker character
+                    if piece:
+                        pieces.append(piece)
+                else:
+                    slot = int(piece)
+                    if slot >= len(self.slots):
+                        return None
+                    pieces.append(order.setdefault(slot, len(order)))
+            parts.append(pieces)
+        slots = tuple(sorted(order, key=order.__getitem__))
+        return _Skeleton(parts, self._filler(slots), len(slots), outputs[-1])
+
+    def _filler(self, slots: tuple[int, ...]) -> jinja2.Template:
+        """One template printing the values of ``slots``, separated by NUL, each escaped
+        as its own template would have escaped it."""
+        filler = self._fillers.get(slots)
+        if filler is None:
+            children: list[nodes.Expr] = []
+            for slot in slots:
+                expression, autoescape = self.slots[slot]
+                if children:
+                    children.append(nodes.TemplateData(_SEPARATOR))
+                children.append(nodes.Filter(expression, "escape", [], [], None, None,
+                                                lineno=expression.lineno)
+                                if autoescape else expression)
+            tree = nodes.Template([nodes.Output(children, lineno=1)], lineno=1)
+            tree.set_environment(self.base)
+            code = self.base.compile(tree)  # no name: autoescape off, the filter escapes
+            filler = self._fillers[slots] = self.base.template_class.from_code(
+                self.base, code, self.base.make_globals(None))
+        return filler
+
+
+def _is_slot(node: nodes.Node) -> bool:
+    """An expression that reads ``registrant`` and nothing else."""
+    names = [node] if isinstance(node, nodes.Name) else list(node.find_all(nodes.Name))
+    return (isinstance(node, nodes.Expr) and bool(names)
+            and all(n.name == "registrant" and n.ctx == "load" for n in names)
+            and not isinstance(node, _OPAQUE) and not any(True for _ in node.find_all(_OPAQUE)))
+
+
+def _is_block_call(node: nodes.Node) -> bool:
+    """``{{ super() }}`` or ``{{ self.name() }}``: a block's output, printed as it is."""
+    if not (isinstance(node, nodes.Call) and not node.args and not node.kwargs
+            and node.dyn_args is None and node.dyn_kwargs is None):
+        return False
+    target = node.node
+    return (isinstance(target, nodes.Name) and target.name == "super") or (
+        isinstance(target, nodes.Getattr) and isinstance(target.node, nodes.Name)
+        and target.node.name == "self")
+
+
+def _references(tree: nodes.Template) -> list[str] | None:
+    """The templates ``tree`` includes, extends or imports; None when one is not a constant."""
+    found = []
+    kinds = (nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)
+    for node in tree.find_all(kinds):
+        assert isinstance(node, kinds)
+        target = node.template
+        if isinstance(target, nodes.Const) and isinstance(target.value, str):
+            found.append(target.value)
+        elif isinstance(target, nodes.List | nodes.Tuple) and all(
+                isinstance(item, nodes.Const) and isinstance(item.value, str)
+                for item in target.items):
+            found.extend(item.value for item in target.items)  # type: ignore[attr-defined]
+        else:
+            return None
+    return found
+
+
+class _Skeleton:
+    """A group's three parts with their slots, and the template that fills the slots."""
+
+    __slots__ = ("filler", "html", "html_slots", "parts", "slots")
+
+    def __init__(self, parts: list[list[str | int]], filler: jinja2.Template,
+                 slots: int, html: str) -> None:
+        self.parts = parts
+        self.filler = filler
+        self.slots = slots
+        self.html = html  # the HTML part with its markers
+        self.html_slots = sorted({p for p in parts[-1] if type(p) is int})
+
+    def fill(self, registrant: Any) -> Rendered | None:
+        """The registrant's message; None when a value fails (the full render says why)."""
+        filler = self.filler
+        try:
+            values = "".join(filler.root_render_func(filler.new_context(
+                {"registrant": registrant}))).split(_SEPARATOR) if self.slots else []
+        except Exception:
+            return None
+        if len(values) != self.slots:
+            return None  # a value held NUL
+        subject, text, html = ("".join([p if type(p) is str else values[p]  # type: ignore[index]
+                                        for p in pieces]) for pieces in self.parts)
+        if len(text) > MAX_OUTPUT or len(html) > MAX_OUTPUT or len(subject) > MAX_OUTPUT:
+            return None
+        plain = not any("<" in values[i] for i in self.html_slots)
+        return Rendered(subject=" ".join(subject.split()), text=text, html=html,
+                        html_skeleton=self.html if plain else None)
 
 
 def _render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str:
