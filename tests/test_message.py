@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import unicodedata
 from email import message_from_bytes, policy
@@ -264,3 +265,38 @@ def test_messages_built_in_worker_processes_are_identical(tmp_path: Path,
         assert report.ok and report.messages == len(built[workers])
     assert built["1"] == built["2"]
     assert len(built["1"]) == parallel.MIN_ROWS + 203
+
+
+# -- the encoders' fast paths give what the plain encoders give -----------------------------
+
+LINES = st.lists(st.sampled_from(["", " ", "\t", "=", ".", "a" * 80, "æøå " * 30, "x ",
+                                  "\r", "\n", "\r\n", "<p style=\"a:b\">", "é" * 40, "\x7f"]),
+                 max_size=30).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.text(max_size=400), LINES))
+def test_quoted_printable_line_by_line_is_what_the_whole_body_encodes_to(text: str) -> None:
+    import binascii
+
+    from invitemail.message import _quoted_printable
+
+    body = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    whole = binascii.b2a_qp(body, quotetabs=False, istext=True, header=False)
+    assert _quoted_printable(text) == whole.replace(b"\n", b"\r\n")
+    assert _quoted_printable(text) == _quoted_printable(text)  # from the line cache
+
+
+@settings(max_examples=300, deadline=None)
+@given(line=st.text(max_size=300))
+def test_calendar_lines_fold_at_75_octets_without_splitting_a_character(line: str) -> None:
+    folded = ics._fold(line)
+    assert folded.endswith(b"\r\n")
+    pieces = folded[:-2].split(b"\r\n")
+    assert all(len(piece) <= 75 for piece in pieces)
+    assert all(piece.startswith(b" ") for piece in pieces[1:])
+    text = [piece.decode("utf-8") for piece in pieces]  # no piece splits a character
+    assert text[0] + "".join(t[1:] for t in text[1:]) == line
+    for piece, following in itertools.pairwise(pieces):
+        # Each piece is full: the next character would not have fitted.
+        assert len(piece) + len(following[1:].decode("utf-8")[0].encode("utf-8")) > 75

@@ -128,18 +128,15 @@ def _fold(line: str) -> bytes:
     data = line.encode("utf-8")
     if len(data) <= 75:
         return data + b"\r\n"
-    if len(data) == len(line):  # ASCII: one octet a character, slice directly
-        rest = b"\r\n ".join(data[i:i + 74] for i in range(75, len(data), 74))
-        return data[:75] + b"\r\n " + rest + b"\r\n"
-    out, chunk, limit = [], bytearray(), 75
-    for char in line:
-        encoded = char.encode("utf-8")
-        if len(chunk) + len(encoded) > limit:
-            out.append(bytes(chunk))
-            chunk, limit = bytearray(b" "), 75
-        chunk += encoded
-    out.append(bytes(chunk))
-    return b"\r\n".join(out) + b"\r\n"
+    chunks, start, limit = [], 0, 75  # continuation lines: a space and 74 octets
+    while len(data) - start > limit:
+        cut = start + limit
+        while data[cut] & 0xC0 == 0x80:  # inside a character: go back to its first octet
+            cut -= 1
+        chunks.append(data[start:cut])
+        start, limit = cut, 74
+    chunks.append(data[start:])
+    return b"\r\n ".join(chunks) + b"\r\n"
 
 
 def _text_value(value: str) -> str:

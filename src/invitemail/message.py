@@ -125,10 +125,36 @@ def _needs_encoding(value: str) -> bool:
     return bool(value) and (not value.isascii() or len(value) > 900 or "=?" in value)
 
 
+_QP_LINES: dict[str, bytes] = {}  # a line -> its encoding; shared lines recur in every message
+_QP_CACHED = 20_000  # lines kept at once (the lines holding a registrant's name never recur)
+
+
 def _quoted_printable(text: str) -> bytes:
+    """``text`` as quoted-printable UTF-8 with CRLF line endings.
+
+    Quoted-printable encodes each line on its own (a soft line break never crosses a line
+    ending), so a line's encoding is kept and reused: most lines of a message (the meeting
+    details, the FAQ, the layout) are the same in every message of a run.
+    """
     # Normalise line endings first: b2a_qp keeps "\r" as a byte of its own otherwise.
-    body = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
-    encoded = binascii.b2a_qp(body, quotetabs=False, istext=True, header=False)
+    *lines, last = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    cache = _QP_LINES
+    if len(cache) + len(lines) > _QP_CACHED:
+        cache.clear()
+    encoded = []
+    for line in lines:
+        found = cache.get(line)
+        if found is None:  # encoded with its line ending: the end of a line is encoded
+            # differently from the end of the text
+            found = cache[line] = _qp(line + "\n")
+        encoded.append(found)
+    if last:
+        encoded.append(_qp(last))
+    return b"".join(encoded)
+
+
+def _qp(text: str) -> bytes:
+    encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
     return encoded.replace(b"\n", CRLF)
 
 
