@@ -86,16 +86,15 @@ class _JournalHooks:
     def handing_over(self, envelope: transport.Envelope, attempt: int) -> None:
         if self.journal is not None:
             built = self.in_flight[envelope.key]
-            self.journal.mark_sending(self.template, envelope.key, built.message_id, attempt)
+            self.journal.mark_sending(self.template, envelope.key, built.message_id, attempt,
+                                      calendar=built.calendar)
 
     def finished(self, outcome: transport.Outcome) -> None:
         built = self.in_flight.pop(outcome.key, None)
         state = State(outcome.state.value)
         if self.journal is not None:
             self.journal.mark_done(self.template, outcome.key, state, outcome.reply,
-                                   outcome.attempts,
-                                   calendar=built.calendar if built and state is State.SENT
-                                   else None)
+                                   outcome.attempts)
         if state is State.SENT:
             self.result.sent += 1
         elif state is State.FAILED:

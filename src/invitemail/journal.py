@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at  TEXT NOT NULL,
     updated_at  TEXT NOT NULL,
     sent_at     TEXT,
+    calendar_sequence INTEGER,
+    calendar_start    TEXT,
+    calendar_duration INTEGER,
+    calendar_join_url TEXT,
+    calendar_password_digest TEXT,
     PRIMARY KEY (template, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calendar (
@@ -51,6 +56,24 @@ CREATE TABLE IF NOT EXISTS calendar (
     template    TEXT NOT NULL,
     updated_at  TEXT NOT NULL
 ) WITHOUT ROWID;
+"""
+
+# The calendar a message carries is written with its ``sending`` state; when the message is
+# ``sent`` it becomes the registrant's calendar in the same statement (one commit, no window
+# in which the delivery says sent and the calendar does not).
+CALENDAR_COLUMNS = {"calendar_sequence": "INTEGER", "calendar_start": "TEXT",
+                    "calendar_duration": "INTEGER", "calendar_join_url": "TEXT",
+                    "calendar_password_digest": "TEXT"}
+TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS calendar_follows_sent AFTER UPDATE OF state ON deliveries
+WHEN new.state = 'sent' AND old.state != 'sent' AND new.calendar_sequence IS NOT NULL
+BEGIN
+    INSERT OR REPLACE INTO calendar (key, sequence, start, duration, join_url,
+                                     password_digest, template, updated_at)
+    VALUES (new.key, new.calendar_sequence, new.calendar_start, new.calendar_duration,
+            new.calendar_join_url, new.calendar_password_digest, new.template,
+            new.updated_at);
+END;
 """
 
 
@@ -130,6 +153,11 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+            for column, kind in CALENDAR_COLUMNS.items():
+                if column not in have:  # a journal written by invitemail 0.1
+                    db.execute(f"ALTER TABLE deliveries ADD COLUMN {column} {kind}")
+            db.executescript(TRIGGER)
         except sqlite3.DatabaseError as err:
             raise JournalError(f"{path}: the journal cannot be read: {err}",
                                hint="is another invitemail running on this event? if the "
@@ -191,11 +219,22 @@ class Journal:
 
     # -- a run's steps (each one commit) ---------------------------------------------------
 
-    def mark_sending(self, template: str, key: str, message_id: str, attempt: int) -> None:
+    def mark_sending(self, template: str, key: str, message_id: str, attempt: int, *,
+                     calendar: CalendarRecord | None = None) -> None:
+        """The message is about to be handed over; ``calendar`` is what the registrant's
+        calendar entry says once it is sent (:meth:`mark_done` makes it so)."""
+        if calendar is None:
+            self.db.execute(
+                "UPDATE deliveries SET state = 'sending', message_id = ?, attempts = ?, "
+                "updated_at = ?, calendar_sequence = NULL WHERE template = ? AND key = ?",
+                (message_id, attempt, self._now(), template, key))
+            return
         self.db.execute(
             "UPDATE deliveries SET state = 'sending', message_id = ?, attempts = ?, "
-            "updated_at = ? WHERE template = ? AND key = ?",
-            (message_id, attempt, self._now(), template, key))
+            "updated_at = ?, calendar_sequence = ?, calendar_start = ?, calendar_duration = ?, "
+            "calendar_join_url = ?, calendar_password_digest = ? WHERE template = ? AND key = ?",
+            (message_id, attempt, self._now(), calendar.sequence, calendar.start,
+             calendar.duration, calendar.join_url, calendar.password_digest, template, key))
 
     def mark_retrying(self, template: str, key: str, reply: str, attempt: int) -> None:
         self.db.execute(
@@ -210,27 +249,16 @@ class Journal:
             "WHERE template = ? AND key = ? AND state = 'sending'",
             (self._now(), template, key))
 
-    def mark_done(self, template: str, key: str, state: State, reply: str, attempts: int, *,
-                  calendar: CalendarRecord | None = None) -> None:
-        """The final state of one delivery; with ``calendar``, what the registrant's calendar
-        entry now says, in the same commit."""
+    def mark_done(self, template: str, key: str, state: State, reply: str,
+                  attempts: int) -> None:
+        """The final state of one delivery. When it is ``sent``, the calendar given to
+        :meth:`mark_sending` becomes the registrant's calendar, in the same commit."""
         now = self._now()
-        update = (
+        self.db.execute(
             "UPDATE deliveries SET state = ?, last_reply = ?, attempts = ?, updated_at = ?, "
             "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
             "WHERE template = ? AND key = ?",
             (state.value, reply, attempts, now, state.value, now, template, key))
-        if calendar is None:
-            self.db.execute(*update)
-            return
-        self.db.execute("BEGIN")
-        try:
-            self.db.execute(*update)
-            self.record_calendar(key, calendar)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -268,14 +296,3 @@ class Journal:
         return {row[0]: CalendarRecord(*row[1:]) for row in self.db.execute(
             "SELECT key, sequence, start, duration, join_url, password_digest, template "
             "FROM calendar")}
-
-    def record_calendar(self, key: str, record: CalendarRecord) -> None:
-        self.db.execute(
-            "INSERT INTO calendar (key, sequence, start, duration, join_url, password_digest, "
-            "template, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "
-            "SET sequence = excluded.sequence, start = excluded.start, "
-            "duration = excluded.duration, join_url = excluded.join_url, "
-            "password_digest = excluded.password_digest, template = excluded.template, "
-            "updated_at = excluded.updated_at",
-            (key, record.sequence, record.start, record.duration, record.join_url,
-             record.password_digest, record.template, self._now()))
