@@ -36,6 +36,43 @@ class Mailbox:
 _KNOWN_GOOD: set[str] = set()
 _KNOWN_GOOD_LIMIT = 1 << 18
 
+# The fast path for the common address: a plain lower-case dot-atom before the @ (what
+# email-validator accepts as it is) and a domain already validated for another address.
+# The domain's verdict is what email-validator says of "x@domain"; what an address adds to
+# it (the local part, the lengths) is checked here, and anything unusual (upper case, quotes,
+# a long local part, an address near 254 octets) takes the full validation.
+_PLAIN_LOCAL = re.compile(r"[a-z0-9_!#$%&'*+\-/=?^`{|}~]+(?:\.[a-z0-9_!#$%&'*+\-/=?^`{|}~]+)*")
+_PLAIN_DOMAIN = re.compile(r"[\w.-]+")
+_DOMAINS: dict[str, tuple[str, str] | None] = {}  # domain -> (ascii, unicode form), or None
+_DOMAINS_LIMIT = 1 << 14
+_MAX_LOCAL = 64  # octets (RFC 5321 4.5.3.1.1)
+_MAX_ADDRESS = 254  # octets (RFC 3696 errata 1690)
+
+
+def _fast(candidate: str) -> str | None:
+    """The normal form of a plain address on a known-good domain; None: validate in full."""
+    local, _, domain = candidate.rpartition("@")
+    if not (0 < len(local) <= _MAX_LOCAL and _PLAIN_LOCAL.fullmatch(local)
+            and _PLAIN_DOMAIN.fullmatch(domain)):
+        return None
+    try:
+        forms = _DOMAINS[domain]
+    except KeyError:
+        try:
+            info = validate_email("x@" + domain, check_deliverability=False,
+                                  allow_smtputf8=False)
+            forms = (info.ascii_domain, info.domain)
+        except EmailNotValidError:
+            forms = None
+        if len(_DOMAINS) >= _DOMAINS_LIMIT:
+            _DOMAINS.clear()
+        _DOMAINS[domain] = forms
+    if forms is None:
+        return None
+    longest = max(len(candidate.encode()), len(local) + 1 + max(
+        len(form.encode()) for form in forms))
+    return f"{local}@{forms[0]}" if longest <= _MAX_ADDRESS else None
+
 
 def normalize_address(text: str) -> str:
     """Return the address in the form to send to, or raise :class:`AddressError`.
@@ -52,11 +89,13 @@ def normalize_address(text: str) -> str:
     if named:  # "Name <addr>" where the bare address belongs (a CSV cell, support.email)
         raise AddressError(f"give the address alone ({named.group(1).strip()}), without a name "
                            "and < >")
-    try:
-        info = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as err:
-        raise AddressError(str(err)) from None
-    normal = f"{info.local_part}@{info.ascii_domain}"
+    normal = _fast(candidate)
+    if normal is None:
+        try:
+            info = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
+        except EmailNotValidError as err:
+            raise AddressError(str(err)) from None
+        normal = f"{info.local_part}@{info.ascii_domain}"
     if normal == candidate:
         if len(_KNOWN_GOOD) >= _KNOWN_GOOD_LIMIT:
             _KNOWN_GOOD.clear()
