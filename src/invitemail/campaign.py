@@ -228,6 +228,8 @@ class Campaign:
             attendee_name=registrant.name, attendee_address=recipient, stamp=self.now)
         message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.template,
                                      sequence, registrant.key, unique=test)
+        html = inline_css(rendered.html, skeleton=rendered.html_skeleton)
+        values = rendered.values
         data = build_message(MessageParts(
             sender=c.sender.mailbox,
             recipient=Mailbox(registrant.name, recipient),
@@ -236,9 +238,14 @@ class Campaign:
             date=self.now.astimezone(c.event.zone),
             message_id=message_id,
             text=rendered.text,
-            html=inline_css(rendered.html, skeleton=rendered.html_skeleton),
+            html=html,
             calendar=self._calendars.build(entry),
             method=entry.method,
+            text_pieces=(rendered.text_pieces, values)
+            if rendered.text_pieces is not None and values is not None else None,
+            html_pieces=(rendered.html_pieces, values)
+            if rendered.html_pieces is not None and values is not None
+            and html is rendered.html else None,  # unless the inliner rewrote it
         ))
         record = dataclasses.replace(self.current_record(registrant), sequence=sequence)
         return Built(registrant, recipient, message_id, subject, data, record)
@@ -340,6 +347,11 @@ class Campaign:
         return []
 
     # -- check -----------------------------------------------------------------------------
+
+    def start_workers(self) -> None:
+        """Start the processes that will build the messages (for a large list) now, so that
+        they start while :meth:`check` runs here, and are ready when it is done."""
+        parallel.start_workers(self)
 
     def check(self, *, on_message: Callable[[Built], None] | None = None) -> CheckReport:
         """Read every row and build every message; send nothing."""

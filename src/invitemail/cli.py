@@ -347,6 +347,8 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
     options = SendOptions(limit=limit, retry_failed=retry_failed,
                           resend_uncertain=resend_uncertain, skip_invalid=skip_invalid,
                           dry_run=dry_run, test_to=test_to, concurrency=concurrency, rate=rate)
+    if not dry_run and test_to is None:
+        campaign.start_workers()
     report = campaign.check()
     campaign.require_valid(report, skip_invalid=skip_invalid)  # the error lists every problem
     _print_problems(report)  # warnings, and with --skip-invalid the rows left out

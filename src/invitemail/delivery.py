@@ -150,7 +150,11 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
     fails). A relay that stops the run half way is reported in ``SendResult.stopped``.
     """
     result = SendResult(dry_run=options.dry_run, test=options.test_to is not None)
-    result.report = report = report or campaign.check()
+    if report is None:
+        if not options.dry_run and options.test_to is None:
+            campaign.start_workers()
+        report = campaign.check()
+    result.report = report
     campaign.require_valid(report, skip_invalid=options.skip_invalid)
     config = campaign.config
     sending = config.sending

@@ -9,9 +9,11 @@ is byte for byte what the main process would build.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -26,7 +28,11 @@ if TYPE_CHECKING:
 
 CHUNK = 128  # registrants per task: large enough that pickling costs little
 WINDOW = 3  # tasks in flight per worker: enough to keep every worker busy
-MIN_ROWS = 1000  # below this, starting the workers costs more than it saves
+# Below these, starting the workers (each imports the package and opens the campaign: about
+# half a second of CPU) costs more than it saves: building a message takes a few hundred
+# microseconds, checking one (rendering from the skeleton, no encoding) a few dozen.
+MIN_ROWS = 1000
+MIN_ROWS_CHECK = 20_000
 
 
 def worker_count() -> int:
@@ -51,16 +57,15 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
     """Each registrant with its outcome, in order; in worker processes when it pays."""
     workers = worker_count()
     spec = campaign.spec
-    if spec is None or workers < 2 or campaign.source.rows_estimate < MIN_ROWS:
+    if spec is None or not _pays(campaign, encode, workers):
         for registrant in registrants:
             yield registrant, _one(campaign, registrant, encode, test_to)
         return
-    context = multiprocessing.get_context("forkserver")
     pending: deque[tuple[list[Registrant], Future[list[Outcome]]]] = deque()
     rows = iter(registrants)
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_start_worker, initargs=(spec,)) as pool:
+        pool = _pool(campaign, spec, workers)
+        try:
             while True:
                 while len(pending) < workers * WINDOW:
                     chunk = list(islice(rows, CHUNK))
@@ -73,13 +78,53 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
                 results = future.result()
                 pending.popleft()
                 yield from zip(chunk, results, strict=True)
+        finally:
+            for _, future in pending:  # the caller stopped early: drop what is queued
+                future.cancel()
     except BrokenProcessPool:
+        _POOLS.pop(campaign, None)
         # The workers could not start (a script that starts the pool from its top level, as
         # multiprocessing's "safe importing of main module" describes) or died: build the
         # rest here, starting with the chunks that were in flight.
         rest = itertools.chain.from_iterable(chunk for chunk, _ in pending)
         for registrant in itertools.chain(rest, rows):
             yield registrant, _one(campaign, registrant, encode, test_to)
+
+
+# One pool per campaign, kept while the campaign lives: `send` checks every row and then
+# builds the messages, and the second pass finds the workers started, with the templates
+# parsed and the skeletons rendered. A pool's workers open the campaign as it was when they
+# started, so a pool is never shared between two campaigns.
+_POOLS: weakref.WeakKeyDictionary[Campaign, ProcessPoolExecutor] = weakref.WeakKeyDictionary()
+
+
+def start_workers(campaign: Campaign) -> None:
+    """Start the workers that will build ``campaign``'s messages now, so that they are ready
+    when the check (which runs in this process while they start) is done."""
+    workers = worker_count()
+    if campaign.spec is None or not _pays(campaign, True, workers):
+        return
+    pool = _pool(campaign, campaign.spec, workers)
+    for _ in range(workers):
+        pool.submit(_warm)
+
+
+def _pays(campaign: Campaign, encode: bool, workers: int) -> bool:
+    rows = campaign.source.rows_estimate
+    return workers >= 2 and rows >= (MIN_ROWS if encode else MIN_ROWS_CHECK)
+
+
+def _pool(campaign: Campaign, spec: CampaignSpec, workers: int) -> ProcessPoolExecutor:
+    pool = _POOLS.get(campaign)
+    if pool is None:
+        context = multiprocessing.get_context("forkserver")
+        # Workers fork from a server that has imported the package once, not each on its own.
+        context.set_forkserver_preload(["invitemail.campaign"])
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                   initializer=_start_worker, initargs=(spec,))
+        _POOLS[campaign] = pool
+        weakref.finalize(campaign, pool.shutdown, wait=False, cancel_futures=True)
+    return pool
 
 
 def _one(campaign: Campaign, registrant: Registrant, encode: bool,
@@ -107,6 +152,15 @@ def _start_worker(spec: CampaignSpec) -> None:
 
     _campaign = Campaign.open(spec.event, template=spec.template, registrants=spec.registrants,
                               encoding=spec.encoding, delimiter=spec.delimiter, now=spec.now)
+
+
+def _warm() -> None:
+    """Parse the campaign's templates (a syntax error is reported by the check, not here)."""
+    from invitemail.config import LANGUAGES
+
+    assert _campaign is not None, "the worker was started without its campaign"
+    with contextlib.suppress(Exception):
+        _campaign.renderer.load(_campaign.template, LANGUAGES)
 
 
 def _run_chunk(chunk: list[Registrant], encode: bool, test_to: str | None) -> list[Outcome]:
