@@ -300,3 +300,29 @@ def test_calendar_lines_fold_at_75_octets_without_splitting_a_character(line: st
     for piece, following in itertools.pairwise(pieces):
         # Each piece is full: the next character would not have fitted.
         assert len(piece) + len(following[1:].decode("utf-8")[0].encode("utf-8")) > 75
+
+
+PIECE = st.one_of(st.sampled_from(["\n", "\r\n", "a\nb", " \n", "x" * 90 + "\n", "=",
+                                   "æ\n\nø", "\r", "end "]), st.text(max_size=30))
+
+
+@settings(max_examples=400, deadline=None)
+@given(constants=st.lists(PIECE, max_size=8),
+       values=st.lists(st.one_of(PIECE, st.sampled_from(["", "Søren", "\r", "\n"])),
+                       min_size=1, max_size=4),
+       layout=st.lists(st.integers(min_value=-1, max_value=3), max_size=12))
+def test_quoted_printable_from_pieces_is_what_the_joined_text_encodes_to(
+        constants: list[str], values: list[str], layout: list[int]) -> None:
+    from invitemail.message import _quoted_printable, quoted_printable_pieces
+
+    pieces: list[str | int] = []
+    for i, slot in enumerate(layout):  # -1: the next constant piece; else a value
+        if slot < 0 or slot >= len(values):
+            if constants:
+                pieces.append(constants[i % len(constants)])
+        else:
+            pieces.append(slot)
+    text = "".join(p if isinstance(p, str) else values[p] for p in pieces)
+    expected = _quoted_printable(text)
+    assert quoted_printable_pieces(pieces, values) == expected
+    assert quoted_printable_pieces(pieces, values) == expected  # from the plan's cache

@@ -20,10 +20,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import re
 import secrets
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import format_datetime, formataddr
 
@@ -51,6 +53,10 @@ class MessageParts:
     html: str
     calendar: bytes  # the iCalendar file
     method: str  # "REQUEST" or "CANCEL"
+    # The text and HTML as pieces and values (see :func:`quoted_printable_pieces`), when
+    # they were filled in from a skeleton: the same body, encoded faster.
+    text_pieces: tuple[Sequence[str | int], Sequence[str]] | None = None
+    html_pieces: tuple[Sequence[str | int], Sequence[str]] | None = None
 
 
 def make_message_id(domain: str, *parts: object, unique: bool = False) -> str:
@@ -153,6 +159,71 @@ def _quoted_printable(text: str) -> bytes:
     return b"".join(encoded)
 
 
+# A skeleton part's encoding plan: its complete constant lines encoded once, and the lines
+# that hold a value as the pieces to join for each message. Keyed by the pieces' id, with
+# the pieces kept alongside so that the id cannot be reused while the entry lives.
+_Plan = list[bytes | tuple[list[str | int], bool]]
+_PLANS: dict[int, tuple[Sequence[str | int], _Plan | None]] = {}
+_PLANS_CACHED = 1024
+
+
+def quoted_printable_pieces(pieces: Sequence[str | int], values: Sequence[str]) -> bytes:
+    """What :func:`_quoted_printable` gives for the text ``pieces`` make with ``values``
+    (each int in ``pieces`` is an index into ``values``).
+
+    The pieces are the same objects for every message of a group, so their lines are
+    encoded once; per message only the lines that hold a value are encoded.
+    """
+    entry = _PLANS.get(id(pieces))
+    if entry is None or entry[0] is not pieces:
+        if len(_PLANS) >= _PLANS_CACHED:
+            _PLANS.clear()
+        entry = _PLANS[id(pieces)] = (pieces, _plan(pieces))
+    plan = entry[1]
+    if plan is None:
+        return _quoted_printable("".join(p if isinstance(p, str) else values[p]
+                                         for p in pieces))
+    encoded = []
+    for item in plan:
+        if isinstance(item, bytes):
+            encoded.append(item)
+            continue
+        line_pieces, ended = item
+        line = "".join([p if isinstance(p, str) else values[p] for p in line_pieces])
+        if ended:
+            line += "\n"
+        if "\r" in line or "\n" in line[:-1]:  # a value with a line break of its own
+            encoded.append(_quoted_printable(line))
+        elif line:
+            encoded.append(_qp(line))
+    return b"".join(encoded)
+
+
+def _plan(pieces: Sequence[str | int]) -> _Plan | None:
+    """The encoding plan of a skeleton part; None when a constant piece holds "\r" (a line
+    ending could then straddle a piece and a value: the whole text is encoded instead)."""
+    if any(isinstance(p, str) and "\r" in p for p in pieces):
+        return None
+    plan: _Plan = []
+    line: list[str | int] = []  # the pieces of the line being gathered
+    for piece in pieces:
+        if isinstance(piece, int) or "\n" not in piece:
+            line.append(piece)
+            continue
+        first, *middle, last = piece.split("\n")
+        line.append(first)
+        if all(isinstance(p, str) for p in line):
+            plan.append(_qp("".join(line) + "\n"))  # type: ignore[arg-type]
+        else:
+            plan.append((line, True))
+        if middle:
+            plan.append(b"".join(_qp(m + "\n") for m in middle))
+        line = [last] if last else []
+    if line:
+        plan.append((line, False))
+    return plan
+
+
 def _qp(text: str) -> bytes:
     encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
     return encoded.replace(b"\n", CRLF)
@@ -169,6 +240,11 @@ OUTER_BOUNDARY = "=_invitemail_mixed_0"
 INNER_BOUNDARY = "=_invitemail_alternative_1"
 
 
+@functools.lru_cache(maxsize=16)
+def _date_header(date: dt.datetime) -> str:
+    return format_datetime(date)  # every message of a run has the run's date
+
+
 def build_message(parts: MessageParts) -> bytes:
     """The message as sent: CRLF line endings, no line over 998 octets."""
     outer, inner = OUTER_BOUNDARY, INNER_BOUNDARY
@@ -180,12 +256,13 @@ def build_message(parts: MessageParts) -> bytes:
         headers.append(f"Reply-To: {encode_mailbox(parts.reply_to)}")
     headers += [
         f"Subject: {encode_text_header(parts.subject)}",
-        f"Date: {format_datetime(parts.date)}",
+        f"Date: {_date_header(parts.date)}",
         f"Message-ID: {parts.message_id}",
         "MIME-Version: 1.0",
         f'Content-Type: multipart/mixed; boundary="{outer}"',
     ]
     method = parts.method
+    calendar = _base64(parts.calendar)  # the same file twice: inline, and attached
     chunks = [
         "\r\n".join(headers).encode("ascii"), CRLF, CRLF,
         b"This is a message in MIME format.\r\n",
@@ -194,21 +271,23 @@ def build_message(parts: MessageParts) -> bytes:
         f"--{inner}\r\n".encode(),
         b"Content-Type: text/plain; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-        _quoted_printable(parts.text), CRLF,
+        quoted_printable_pieces(*parts.text_pieces) if parts.text_pieces
+        else _quoted_printable(parts.text), CRLF,
         f"--{inner}\r\n".encode(),
         b"Content-Type: text/html; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-        _quoted_printable(parts.html), CRLF,
+        quoted_printable_pieces(*parts.html_pieces) if parts.html_pieces
+        else _quoted_printable(parts.html), CRLF,
         f"--{inner}\r\n".encode(),
         f"Content-Type: text/calendar; charset=utf-8; method={method}\r\n".encode(),
         b"Content-Transfer-Encoding: base64\r\n\r\n",
-        _base64(parts.calendar),
+        calendar,
         f"--{inner}--\r\n".encode(),
         f"--{outer}\r\n".encode(),
         f'Content-Type: application/ics; name="invite.ics"; method={method}\r\n'.encode(),
         b'Content-Disposition: attachment; filename="invite.ics"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n",
-        _base64(parts.calendar),
+        calendar,
         f"--{outer}--\r\n".encode(),
     ]
     return b"".join(chunks)

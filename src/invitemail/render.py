@@ -57,6 +57,12 @@ class Rendered:
     # document's elements, comments and <style> blocks are then the same in every message
     # of the group. None otherwise.
     html_skeleton: str | None = None
+    # The text and HTML parts as the skeleton's pieces (strings shared by the whole group,
+    # and indexes into ``values``) when filled in from a skeleton: what lets the encoder
+    # reuse the encoding of everything but the lines that hold a value.
+    text_pieces: list[str | int] | None = None
+    html_pieces: list[str | int] | None = None
+    values: list[str] | None = None
 
 
 class Renderer:
@@ -707,7 +713,8 @@ class _Skeleton:
             return None
         plain = not any("<" in values[i] for i in self.html_slots)
         return Rendered(subject=" ".join(subject.split()), text=text, html=html,
-                        html_skeleton=self.html if plain else None)
+                        html_skeleton=self.html if plain else None,
+                        text_pieces=self.parts[1], html_pieces=self.parts[2], values=values)
 
 
 def _render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str:
