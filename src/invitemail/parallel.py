@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import threading
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -105,8 +106,16 @@ def start_workers(campaign: Campaign) -> None:
     if campaign.spec is None or not _pays(campaign, True, workers):
         return
     pool = _pool(campaign, campaign.spec, workers)
-    for _ in range(workers):
-        pool.submit(_warm)
+    # Submitting waits for the fork server to import the package and fork each worker:
+    # that waiting is done on a thread of its own, while this one goes on with the check.
+    threading.Thread(target=_submit_warm_up, args=(pool, workers), daemon=True,
+                     name="invitemail-start-workers").start()
+
+
+def _submit_warm_up(pool: ProcessPoolExecutor, workers: int) -> None:
+    with contextlib.suppress(Exception):  # a pool that cannot start fails again, and is
+        for _ in range(workers):  # replaced by building in-process, when it is used
+            pool.submit(_warm)
 
 
 def _pays(campaign: Campaign, encode: bool, workers: int) -> bool:
@@ -155,12 +164,15 @@ def _start_worker(spec: CampaignSpec) -> None:
 
 
 def _warm() -> None:
-    """Parse the campaign's templates (a syntax error is reported by the check, not here)."""
-    from invitemail.config import LANGUAGES
+    """Build the first registrant's message and throw it away: the templates are parsed
+    and the skeleton is rendered before the first real chunk arrives. (A failure is the
+    check's to report.)"""
+    from invitemail.registrants import unique_registrants
 
     assert _campaign is not None, "the worker was started without its campaign"
     with contextlib.suppress(Exception):
-        _campaign.renderer.load(_campaign.template, LANGUAGES)
+        for registrant in islice(unique_registrants(_campaign.source), 1):
+            _campaign.build(registrant)
 
 
 def _run_chunk(chunk: list[Registrant], encode: bool, test_to: str | None) -> list[Outcome]:
