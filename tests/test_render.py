@@ -15,7 +15,7 @@ from helpers import NOW, write_event
 from invitemail.campaign import Campaign
 from invitemail.errors import TemplateError
 from invitemail.registrants import unique_registrants
-from invitemail.render import MAX_LOOP_STEPS, Rendered, Renderer
+from invitemail.render import MAX_LOOP_STEPS, SKELETON_TRIAL, Rendered, Renderer
 
 
 def renderer_with(tmp_path: Path, subject: str = "Emne", text: str = "Tekst",
@@ -123,13 +123,28 @@ def test_skeleton_gives_what_a_full_render_gives(tmp_path: Path, template: str,
     renderer = Renderer()
     first = {"name": "Første", "first_name": "Første"}
     renderer.render(template, language, {**shared, "registrant": first}, group="g")
-    assert renderer.filled == 0  # a group's first registrant is rendered in full
+    assert renderer.filled == 1
     for values in AWKWARD:
         context = {**shared, "registrant": values}
         assert parts(renderer.render(template, language, context, group="g")) == \
             parts(full_render(renderer, template, language, context)), values
     # Every one but the value holding NUL (the fillers' separator) came from the skeleton.
-    assert renderer.filled == len(AWKWARD) - 1
+    assert renderer.filled == len(AWKWARD)
+
+
+def test_skeletons_stop_when_every_group_has_one_registrant(
+        invitation: tuple[Renderer, dict[str, Any]]) -> None:
+    _, shared = invitation
+    renderer = Renderer()
+    for i in range(SKELETON_TRIAL + 10):  # a personal join link in every row
+        context = {**shared, "meeting": {**shared["meeting"], "join_url": f"https://z/{i}"},
+                   "registrant": {"name": f"N{i}", "first_name": ""}}
+        assert parts(renderer.render("invitation", "da", context, group=i)) == \
+            parts(full_render(renderer, "invitation", "da", context))
+    assert renderer.filled == SKELETON_TRIAL  # then the rest were rendered in full
+    context = {**shared, "registrant": {"name": "Again", "first_name": ""}}
+    renderer.render("invitation", "da", context, group=0)  # a group made before: filled
+    assert renderer.filled == SKELETON_TRIAL + 1
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +190,7 @@ def test_skeleton_is_used_only_where_it_gives_the_same_text(tmp_path: Path, text
         context = {"meeting": {"id": "7"}, "registrant": {"name": name}}
         assert parts(renderer.render("t", "da", context, group="g")) == \
             parts(full_render(renderer, "t", "da", context))
-    assert renderer.filled == (3 if fast else 0)
+    assert renderer.filled == (4 if fast else 0)
 
 
 def test_skeleton_block_output_passed_through_a_filter_is_rendered_in_full(

@@ -32,7 +32,7 @@ MAX_LOOP_STEPS = 1_000_000  # loop iterations per part: loops that write nothing
 MAX_POWER_BITS = 10_000  # a ** b past this many bits is a runaway computation
 MAX_WIDTH = 10_000  # a padding or format width past this is not for an email
 MAX_SKELETONS = 256  # skeletons kept at once (about 50 KB each)
-MAX_GROUPS = 16_384  # groups remembered as seen (many personal join links make many groups)
+SKELETON_TRIAL = 64  # skeletons made before asking whether groups repeat at all
 
 
 def builtin_template_dir() -> Path:
@@ -84,7 +84,8 @@ class Renderer:
         self.env = _PartialCachingEnvironment(**self._options)
         self._skeleton_env: _SkeletonEnvironment | None = None
         self._skeletons: dict[tuple[str, str, Hashable], _Skeleton | None] = {}
-        self._groups_seen: set[tuple[str, str, Hashable]] = set()
+        self._built = 0  # skeletons made
+        self._reused = 0  # messages filled from a skeleton made for an earlier registrant
         self.filled = 0  # messages filled in from a skeleton (the rest were rendered in full)
 
     def names(self) -> list[str]:
@@ -143,9 +144,10 @@ class Renderer:
         name points at both the template line and the registrant.
 
         ``group`` says that every registrant given the same group has the same context but
-        for ``registrant``: from the group's second registrant on, the message is filled in
-        from a skeleton rendered once for the group (see :class:`_SkeletonEnvironment`),
-        which gives the same text as rendering it in full.
+        for ``registrant``: the message is then filled in from a skeleton rendered once for
+        the group (see :class:`_SkeletonEnvironment`), which gives the same text as
+        rendering it in full. When groups turn out to have one registrant each (a personal
+        join link in every row), new groups are rendered in full.
         """
         if group is not None:
             skeleton = self._skeleton(name, language, context, group)
@@ -160,16 +162,17 @@ class Renderer:
                   group: Hashable) -> _Skeleton | None:
         key = (name, language, group)
         try:
-            return self._skeletons[key]
+            skeleton = self._skeletons[key]
         except KeyError:
             pass
-        if key not in self._groups_seen:
-            # A group's first registrant is rendered in full: with a personal join link
-            # in every row, each group has one registrant and a skeleton would not pay.
-            if len(self._groups_seen) >= MAX_GROUPS:
-                self._groups_seen.clear()
-            self._groups_seen.add(key)
+        else:
+            self._reused += skeleton is not None
+            return skeleton
+        if self._built >= SKELETON_TRIAL and self._reused < self._built:
+            # Groups have one registrant each (a personal join link in every row): a
+            # skeleton costs a little more than the full render it replaces.
             return None
+        self._built += 1
         if self._skeleton_env is None:
             self._skeleton_env = _SkeletonEnvironment(self.env, **self._options)
         skeleton = self._skeleton_env.skeleton(
