@@ -191,8 +191,8 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             to_send, result.planned = listed, len(listed)
         else:
             to_send = registrants
-            result.planned = _count_planned(report.scan.identities, states, options)
-            report.scan.identities = []  # counted and registered: free it for the run
+            result.planned = _count_planned(report.scan.addresses, states, options)
+            report.scan.forget_identities()  # counted and registered: free it for the run
         progress.started(result.planned)
 
         def envelopes() -> Iterator[transport.Envelope]:
@@ -221,9 +221,9 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             journal.close()
 
 
-def _count_planned(identities: list[tuple[str, int]], states: dict[str, State],
+def _count_planned(addresses: list[str], states: dict[str, State],
                    options: SendOptions) -> int:
     """How many messages this run will send (for the progress bar), without reading rows."""
-    wanted = sum(1 for email, _ in identities
+    wanted = sum(1 for email in addresses
                  if _skip(states.get(email.lower(), State.PENDING), options) is None)
     return wanted if options.limit is None else min(wanted, options.limit)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from invitemail.campaign import Campaign, CampaignSpec
     from invitemail.registrants import Registrant
 
-CHUNK = 128  # registrants per task: large enough that pickling costs little
+CHUNK = 64  # registrants per task: pickling costs little, and a result (1.3 MB) is small
 WINDOW = 3  # tasks in flight per worker: enough to keep every worker busy
 # Below these, starting the workers (each imports the package and opens the campaign: about
 # half a second of CPU) costs more than it saves: building a message takes a few hundred
