@@ -146,8 +146,11 @@ class Campaign:
     def context(self, registrant: Registrant, *, test: bool = False,
                 changes: list[dict[str, str]] | None = None) -> dict[str, Any]:
         """Everything a template can use (the README's table lists it)."""
+        return self._context(registrant, self._group(registrant, test, changes), test, changes)
+
+    def _context(self, registrant: Registrant, group: str, test: bool,
+                 changes: list[dict[str, str]] | None) -> dict[str, Any]:
         join_url = registrant.join_url or self.config.meeting.join_url
-        group = self._group(registrant, test, changes)
         shared = self._shared_contexts.get(group)
         if shared is None:
             shared = self._shared_context(registrant, join_url, test, changes or [])
@@ -253,11 +256,12 @@ class Campaign:
     def _render(self, registrant: Registrant, previous: CalendarRecord | None,
                 test: bool) -> tuple[Rendered, str]:
         changes = self.changes(registrant, previous) if self.template == UPDATE_TEMPLATE else []
+        group = self._group(registrant, test, changes)
         try:
             rendered = self.renderer.render(self.template, registrant.language,
-                                            self.context(registrant, test=test, changes=changes),
+                                            self._context(registrant, group, test, changes),
                                             row=f"{self.source.label}:{registrant.line}",
-                                            group=self._group(registrant, test, changes))
+                                            group=group)
         except TemplateError as err:
             raise self._without_password(err) from None
         subject = rendered.subject
