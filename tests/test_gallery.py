@@ -287,3 +287,24 @@ def test_describe_ics_reads_the_event_back(example_gallery: Path) -> None:
 
 def test_page_name_matches_the_eml_file() -> None:
     assert page_name(7, "Søren+x@example.org") == "00007-S_ren+x@example.org.html"
+
+
+def test_gallery_read_back_on_the_workers_is_the_one_read_back_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,100 rows: the messages are built and read back in worker processes (with the
+    gallery's ``view_of`` as ``inspect``); every file is what one process writes."""
+    from invitemail.gallery import view_of
+
+    rows = [(f"Deltager {i} Ærø", f"deltager{i}@example.org", "da" if i % 3 else "en")
+            for i in range(1100)]
+    event = write_event(tmp_path / "event", rows)
+    written = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("INVITEMAIL_WORKERS", workers)
+        campaign = Campaign.open(event, now=NOW)
+        out = tmp_path / f"out-{workers}"
+        with GalleryWriter(out, None, title="t", zone=campaign.config.event.zone) as writer:
+            report = campaign.check(on_message=writer, inspect=view_of)
+        assert report.ok and writer.count == 1100
+        written[workers] = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert written["1"] == written["2"]

@@ -357,8 +357,13 @@ class Campaign:
         they start while :meth:`check` runs here, and are ready when it is done."""
         parallel.start_workers(self)
 
-    def check(self, *, on_message: Callable[[Built], None] | None = None) -> CheckReport:
-        """Read every row and build every message; send nothing."""
+    def check(self, *, on_message: Callable[[Built, Any], None] | None = None,
+              inspect: parallel.Inspect | None = None) -> CheckReport:
+        """Read every row and check every message; send nothing.
+
+        With ``on_message``, every message is built and given to it, with what ``inspect``
+        (a module-level function, run where the message was built) said of it, or None.
+        """
         report = CheckReport(scan=Scan(), config_warnings=list(self.config.warnings))
         event = self.config.event
         if event.start < self.now and self.template != CANCEL_TEMPLATE:
@@ -379,7 +384,8 @@ class Campaign:
                 yield registrant
 
         rows = counted(unique_registrants(self.source, report.scan))
-        for registrant, outcome in parallel.outcomes(self, rows, encode=on_message is not None):
+        for registrant, outcome in parallel.outcomes(self, rows, encode=on_message is not None,
+                                                     inspect=inspect):
             if outcome.kind == "template":
                 first = outcome.value.message.split(" (rendering for ")[0]
                 if first not in seen_template_errors:
@@ -392,7 +398,7 @@ class Campaign:
                 continue
             report.messages += 1
             if on_message is not None:
-                on_message(outcome.value)
+                on_message(outcome.value, outcome.inspected)
         report.event_problems.extend(self._lifecycle_problems(changed, checked))
         if not report.scan.valid and not report.scan.errors:
             report.scan.problems.append(Problem(self.source.label, None,

@@ -157,16 +157,18 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
     campaign = _open_campaign(event, template, registrants, encoding, delimiter)
     lint_problems: list[str] = []
     sample: list[Built] = []
-    on_message = None
+    on_message = inspect = None
     if lint:
-        from invitemail.lint import SPAM_SAMPLE, lint_message
+        from invitemail.lint import SPAM_SAMPLE, lint_built
 
-        def on_message(built: Built) -> None:
-            lint_problems.extend(f"{built.recipient}: {p}" for p in lint_message(built.data))
+        def on_message(built: Built, problems: list[str]) -> None:
+            lint_problems.extend(f"{built.recipient}: {p}" for p in problems)
             if len(sample) < SPAM_SAMPLE:
                 sample.append(built)
 
-    report = campaign.check(on_message=on_message)
+        inspect = lint_built  # run where each message is built: on every core
+
+    report = campaign.check(on_message=on_message, inspect=inspect)
     _print_problems(report)
     if sample:
         lint_problems.extend(_spamassassin(sample))
@@ -238,7 +240,7 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
 
         out = Path(tempfile.mkdtemp(prefix="invitemail-preview-"))
     if out is not None:
-        from invitemail.gallery import GalleryWriter
+        from invitemail.gallery import GalleryWriter, view_of
         from invitemail.preview import journal_states
 
         config = campaign.config
@@ -246,7 +248,7 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
                            title=f"{config.event.title}: {campaign.template}",
                            zone=config.event.zone) as writer:
             if limit is None:
-                report = campaign.check(on_message=writer)
+                report = campaign.check(on_message=writer, inspect=view_of)
                 _print_problems(report)
             else:
                 for built in campaign.messages(

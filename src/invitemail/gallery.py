@@ -157,6 +157,11 @@ def read_message(data: bytes) -> MessageView:
     return MessageView(headers, text, html_part, calendar, warnings)
 
 
+def view_of(built: Built) -> MessageView:
+    """:func:`read_message` of a built message (``Campaign.check``'s ``inspect``)."""
+    return read_message(built.data)
+
+
 def _body(parsed: Message, subtype: str, warnings: list[str]) -> str:
     part = next((p for p in parsed.walk() if p.get_content_type() == f"text/{subtype}"
                  and p.get("Content-Disposition") is None), None)
@@ -296,14 +301,17 @@ class GalleryWriter:
         else:
             self.abandon()
 
-    def __call__(self, built: Built) -> None:
+    def __call__(self, built: Built, view: MessageView | None = None) -> None:
+        """Write one message; ``view`` is :func:`view_of` ``built`` when it was read back
+        already (in the worker that built it)."""
         if self._out is None:
             raise ValueError("the gallery is closed")
         self.eml(built)
         number = self.eml.count
         eml = eml_name(number, built.recipient)
         page = page_name(number, built.recipient)
-        view = read_message(built.data)
+        if view is None:
+            view = read_message(built.data)
         (self.folder / page).write_text(
             message_page(built, view, number=number, eml=eml, zone=self.zone),
             encoding="utf-8", newline="\n")

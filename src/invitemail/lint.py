@@ -20,8 +20,12 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invitemail.errors import InvitemailError
+
+if TYPE_CHECKING:
+    from invitemail.campaign import Built
 
 MAX_LINE = 998  # RFC 5322 2.1.1, without the CRLF
 ALTERNATIVE = ["text/plain", "text/html", "text/calendar"]
@@ -52,6 +56,11 @@ def decoded_header(value: object) -> str:
         return str(make_header(decode_header(str(value))))
     except (ValueError, LookupError, UnicodeError):
         return str(value)
+
+
+def lint_built(built: Built) -> list[str]:
+    """:func:`lint_message` of a built message (``Campaign.check``'s ``inspect``)."""
+    return lint_message(built.data)
 
 
 def lint_message(data: bytes, parsed: Message | None = None) -> list[str]:

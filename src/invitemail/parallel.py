@@ -16,7 +16,7 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -24,8 +24,10 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from invitemail.campaign import Campaign, CampaignSpec
+    from invitemail.campaign import Built, Campaign, CampaignSpec
     from invitemail.registrants import Registrant
+
+Inspect = Callable[["Built"], Any]
 
 CHUNK = 64  # registrants per task: pickling costs little, and a result (1.3 MB) is small
 WINDOW = 3  # tasks in flight per worker: enough to keep every worker busy
@@ -51,16 +53,23 @@ class Outcome:
     kind: str
     value: Any  # a Built (or None when only validating), a TemplateError, or the header
     # problem's text
+    inspected: Any = None  # what ``inspect`` said of the Built, when one was given
 
 
 def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: bool,
-             test_to: str | None = None) -> Iterator[tuple[Registrant, Outcome]]:
-    """Each registrant with its outcome, in order; in worker processes when it pays."""
+             test_to: str | None = None, inspect: Inspect | None = None
+             ) -> Iterator[tuple[Registrant, Outcome]]:
+    """Each registrant with its outcome, in order; in worker processes when it pays.
+
+    ``inspect`` (a module-level function, so that a worker can be given it) is run on each
+    built message where it was built, and its result comes back as ``Outcome.inspected``:
+    reading a message back (the gallery, lint) then runs on every core too.
+    """
     workers = worker_count()
     spec = campaign.spec
     if spec is None or not _pays(campaign, encode, workers):
         for registrant in registrants:
-            yield registrant, _one(campaign, registrant, encode, test_to)
+            yield registrant, _one(campaign, registrant, encode, test_to, inspect)
         return
     pending: deque[tuple[list[Registrant], Future[list[Outcome]]]] = deque()
     rows = iter(registrants)
@@ -72,7 +81,8 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
                     chunk = list(islice(rows, CHUNK))
                     if not chunk:
                         break
-                    pending.append((chunk, pool.submit(_run_chunk, chunk, encode, test_to)))
+                    future = pool.submit(_run_chunk, chunk, encode, test_to, inspect)
+                    pending.append((chunk, future))
                 if not pending:
                     return
                 chunk, future = pending[0]
@@ -89,7 +99,7 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
         # rest here, starting with the chunks that were in flight.
         rest = itertools.chain.from_iterable(chunk for chunk, _ in pending)
         for registrant in itertools.chain(rest, rows):
-            yield registrant, _one(campaign, registrant, encode, test_to)
+            yield registrant, _one(campaign, registrant, encode, test_to, inspect)
 
 
 # One pool per campaign, kept while the campaign lives: `send` checks every row and then
@@ -137,13 +147,14 @@ def _pool(campaign: Campaign, spec: CampaignSpec, workers: int) -> ProcessPoolEx
 
 
 def _one(campaign: Campaign, registrant: Registrant, encode: bool,
-         test_to: str | None) -> Outcome:
+         test_to: str | None, inspect: Inspect | None = None) -> Outcome:
     from invitemail.errors import TemplateError
     from invitemail.message import HeaderValueError
 
     try:
         if encode:
-            return Outcome("ok", campaign.build(registrant, test_to=test_to))
+            built = campaign.build(registrant, test_to=test_to)
+            return Outcome("ok", built, inspect(built) if inspect is not None else None)
         campaign.validate(registrant)
         return Outcome("ok", None)
     except TemplateError as err:
@@ -175,6 +186,7 @@ def _warm() -> None:
             _campaign.build(registrant)
 
 
-def _run_chunk(chunk: list[Registrant], encode: bool, test_to: str | None) -> list[Outcome]:
+def _run_chunk(chunk: list[Registrant], encode: bool, test_to: str | None,
+               inspect: Inspect | None) -> list[Outcome]:
     assert _campaign is not None, "the worker was started without its campaign"
-    return [_one(_campaign, registrant, encode, test_to) for registrant in chunk]
+    return [_one(_campaign, registrant, encode, test_to, inspect) for registrant in chunk]
