@@ -164,7 +164,7 @@ def _quoted_printable(text: str) -> bytes:
 # the pieces kept alongside so that the id cannot be reused while the entry lives.
 _Plan = list[bytes | tuple[list[str | int], bool]]
 _PLANS: dict[int, tuple[Sequence[str | int], _Plan | None]] = {}
-_PLANS_CACHED = 1024
+_PLANS_CACHED = 512  # two parts for each of the renderer's 256 skeletons
 
 
 def quoted_printable_pieces(pieces: Sequence[str | int], values: Sequence[str]) -> bytes:
