@@ -48,7 +48,7 @@ import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -477,6 +477,21 @@ class Bench:
         note(f"{m.label}: {seconds}{rate}{rss} ({status})")
         return m
 
+    def median(self, key: str, label: str, samples: list[Measurement]) -> Measurement:
+        """The sample with the median rate, recorded as ``key`` (the others stay listed)."""
+        for sample in samples:
+            del self.results[sample.key]
+        if not all(sample.ok for sample in samples):
+            failed = next(sample for sample in samples if not sample.ok)
+            return self.record(replace(failed, key=key, label=label))
+        ranked = sorted(samples, key=lambda sample: sample.rate or 0.0)
+        middle = ranked[len(ranked) // 2]
+        runs = ", ".join(f"{sample.rate:,.1f}" for sample in samples)
+        m = replace(middle, key=key, label=label,
+                                notes=[*middle.notes, f"median of {len(samples)} runs "
+                                       f"(msg/s, in order: {runs})"])
+        return self.record(m)
+
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
@@ -732,14 +747,25 @@ Content-Type: text/html; charset=utf-8
                 self.help("help", "invitemail --help (best of 5)")
             if want("check"):
                 self.check("check", f"invitemail check, {n:,} registrants", n)
-            if want("a0"):
-                self.invitemail_send("a0", "(a) invitemail send, 0 ms", n, sink.port)
+            messages = self.build_messages(n) if want("c0") or want("c50") else []
+            # (a) and (c) at 0 ms take a few seconds each, so a burst of load from elsewhere
+            # on the machine moves one of them a lot: each is measured --repeat times,
+            # taking turns, and the median of each is the figure.
+            samples: dict[str, list[Measurement]] = {"a0": [], "c0": []}
+            for i in range(1, self.args.repeat + 1):
+                if want("a0"):
+                    samples["a0"].append(self.invitemail_send(
+                        f"a0-{i}", f"(a) invitemail send, 0 ms, run {i}", n, sink.port))
+                if want("c0"):
+                    samples["c0"].append(self.raw(
+                        f"c0-{i}", f"(c) raw aiosmtplib, {CONNECTIONS} connections, 0 ms, "
+                        f"run {i}", messages, sink.port))
+            for key, label in (("a0", "(a) invitemail send, 0 ms"),
+                               ("c0", f"(c) raw aiosmtplib, {CONNECTIONS} connections, 0 ms")):
+                if samples[key]:
+                    self.median(key, label, samples[key])
             if want("b0"):
                 self.mailmerge("b0", "(b) mailmerge 2.3.0, 0 ms", n, sink.port)
-            messages = self.build_messages(n) if want("c0") or want("c50") else []
-            if want("c0"):
-                self.raw("c0", f"(c) raw aiosmtplib, {CONNECTIONS} connections, 0 ms",
-                         messages, sink.port)
             if any(map(want, ("c50", "a50", "b50"))):
                 proxy = DelayProxy(sink.port, LATENCY)
                 note(f"delaying proxy ({LATENCY * 1000:.0f} ms) on 127.0.0.1:{proxy.port}")
@@ -921,6 +947,10 @@ def report(bench: Bench, info: dict[str, Any], elapsed: float,
          f"(a) and (c) send the first {bench.n50:,}")
     emit(f"  registrants, (b) the first {bench.mm50:,} (mailmerge opens one connection per "
          "message: a few per second).")
+    for key in ("a0", "c0"):
+        medians = [n for n in getattr(bench.results.get(key), "notes", []) if "median" in n]
+        if medians:
+            emit(f"{key[0]} at 0 ms: the {medians[0]}.")
     if bench.large < 100_000:
         emit(f"(e) ran with {bench.large:,} registrants, not the target's 100,000.")
     emit("")
@@ -962,6 +992,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mailmerge-50ms", type=int, help="registrants for mailmerge at "
                         "50 ms (default 100; 40 with --quick)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N",
+                        help="runs of (a) and (c) at 0 ms, taking turns; the median of each "
+                        "is the figure (default 3)")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(),
                         metavar="KEYS", help="run only these measurements (comma-separated: "
                         "help, check, a0, b0, c0, c50, a50, b50, e_send, e_preview); "
@@ -979,6 +1012,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.mailmerge_50ms = args.mailmerge_50ms or (40 if args.quick else 100)
     if args.registrants < 1:
         parser.error("--registrants must be at least 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     try:
         import invitemail  # noqa: F401
     except ImportError:
