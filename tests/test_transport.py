@@ -620,6 +620,7 @@ def test_dot_stuff_round_trips(lines: list[str]) -> None:
     wire = dot_stuff(data)
     assert b"\r\n.\r\n" not in wire[:-3] and not wire[:-3].startswith(b".\r\n")
     assert _unstuff(wire) == data
+    assert dot_stuff(data, crlf=True) == wire  # CRLF only: the check may be skipped
 
 
 def test_dot_stuff_normalises_line_endings() -> None:

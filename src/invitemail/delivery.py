@@ -200,7 +200,8 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
                 hooks.in_flight[built.registrant.key] = built
                 yield transport.Envelope(key=built.registrant.key,
                                          sender=config.sender.address,
-                                         recipient=built.recipient, data=built.data)
+                                         recipient=built.recipient, data=built.data,
+                                         crlf=True)  # message.build_message writes CRLF only
 
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
                                            password=password, hooks=hooks, stop=stop,

@@ -106,6 +106,9 @@ class Envelope:
     sender: str  # MAIL FROM address
     recipient: str  # the ONE RCPT TO address
     data: bytes  # the whole message, CRLF line endings
+    # True when every line of ``data`` is known to end in CRLF, with no other CR or LF in it
+    # (invitemail's own messages are written so): the transport skips checking that.
+    crlf: bool = False
 
 
 class State(enum.StrEnum):
@@ -232,11 +235,14 @@ def backoff_delay(attempt: int, rng: random.Random, *, base: float = BACKOFF_BAS
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """The message as it goes on the wire after DATA (RFC 5321 4.5.2), with the final dot."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # a stray CR or LF:
-        data = _LINE_ENDINGS.sub(b"\r\n", data)  # make every line end in CRLF
+def dot_stuff(data: bytes, *, crlf: bool = False) -> bytes:
+    """The message as it goes on the wire after DATA (RFC 5321 4.5.2), with the final dot.
+
+    Stray CRs and LFs become CRLF, unless ``crlf`` says there are none."""
+    if not crlf:
+        ends = data.count(b"\r\n")
+        if data.count(b"\n") != ends or data.count(b"\r") != ends:  # a stray CR or LF:
+            data = _LINE_ENDINGS.sub(b"\r\n", data)  # make every line end in CRLF
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     # Counting and searching rather than a regex: this runs over every message, in the
@@ -246,10 +252,13 @@ def dot_stuff(data: bytes) -> bytes:
     return (b"." if data.startswith(b".") else b"") + data + b".\r\n"
 
 
+_NOT_ON_A_COMMAND_LINE = frozenset("\r\n\0<> ")
+
+
 def _quoted(address: str, encoding: str) -> bytes:
     """``<address>`` for MAIL FROM or RCPT TO. The addresses were validated when the list
     was read; this only refuses what would break the command line."""
-    if not address or any(c in address for c in "\r\n\0<> "):
+    if not address or not _NOT_ON_A_COMMAND_LINE.isdisjoint(address):
         raise ValueError(f"{address!r} cannot go on an SMTP command line")
     return b"<" + address.encode(encoding) + b">"
 
@@ -792,7 +801,7 @@ class _Connection:
             protocol = client.protocol
             if protocol is None:
                 raise SMTPServerDisconnected("Connection lost")
-            protocol.write(dot_stuff(envelope.data))
+            protocol.write(dot_stuff(envelope.data, crlf=envelope.crlf))
             handed_over = True
             final = await protocol.read_response(timeout=run.smtp.timeout)
         except (SMTPException, OSError) as error:
