@@ -577,6 +577,10 @@ class _SkeletonEnvironment(_PartialCachingEnvironment):
             return safe
         if isinstance(node, nodes.Name) and node.name in ("registrant", "self", "super"):
             return False
+        if "registrant" in _bound_names(node):  # an import or a macro that takes the name
+            return False
+        if isinstance(node, nodes.Include) and not node.with_context:
+            return False  # the included template cannot see the registrant: leave it be
         if isinstance(node, nodes.Include | nodes.Block) and inside:
             return False
         inner = inside or not isinstance(node, (*_PASS_THROUGH, nodes.Expr))
@@ -656,6 +660,17 @@ def _is_slot(node: nodes.Node) -> bool:
     return (isinstance(node, nodes.Expr) and bool(names)
             and all(n.name == "registrant" and n.ctx == "load" for n in names)
             and not isinstance(node, _OPAQUE) and not any(True for _ in node.find_all(_OPAQUE)))
+
+
+def _bound_names(node: nodes.Node) -> list[str]:
+    """The names a statement binds that are not Name nodes of their own."""
+    if isinstance(node, nodes.Import):
+        return [node.target]
+    if isinstance(node, nodes.FromImport):
+        return [name if isinstance(name, str) else name[1] for name in node.names]
+    if isinstance(node, nodes.Macro):
+        return [node.name]
+    return []
 
 
 def _is_block_call(node: nodes.Node) -> bool:
