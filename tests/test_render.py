@@ -4,6 +4,7 @@ single character of what a registrant gets."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,17 @@ def test_skeleton_html_is_offered_only_when_no_value_holds_markup(tmp_path: Path
     renderer = renderer_with(tmp_path, html="<p>{{ registrant.name|safe }}</p>")
     for name in ("Ane", "Bo"):
         rendered = renderer.render("t", "da", {"registrant": {"name": name}}, group="g")
-    assert rendered.html_skeleton == "<p>\ue0000\ue001</p>"
+    assert rendered.html_skeleton is not None
+    assert re.fullmatch("<p>\ue000[0-9a-f]+0\ue001</p>", rendered.html_skeleton)
     marked = renderer.render("t", "da", {"registrant": {"name": "<style>p{}</style>"}},
                              group="g")
     assert marked.html == "<p><style>p{}</style></p>" and marked.html_skeleton is None
+
+
+def test_skeleton_is_not_fooled_by_marker_characters_in_the_events_own_text(
+        tmp_path: Path) -> None:
+    renderer = renderer_with(tmp_path, text="{{ meeting.id }} {{ registrant.name }}")
+    for fake in ("\ue0000\ue001", "\ue000", "\ue001", "\ue000abcd0\ue001"):
+        for name in ("Ane", "Bo"):
+            context = {"meeting": {"id": fake}, "registrant": {"name": name}}
+            assert renderer.render("t", "da", context, group=fake).text == f"{fake} {name}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
@@ -511,7 +512,6 @@ class _OutputTooLarge(Exception):
 # block). Anything else and the template is rendered in full for every registrant, as before.
 
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # private-use characters
-_MARK = re.compile("\ue000(\\d+)\ue001")
 _SEPARATOR = "\x00"  # between the slot values: a CSV value never holds NUL
 
 # Statements whose output reaches the message unchanged.
@@ -547,6 +547,10 @@ class _SkeletonEnvironment(_PartialCachingEnvironment):
         self.safe: dict[str, bool] = {}
         self.references: dict[str, list[str] | None] = {}  # None: a dynamic include
         self._closures: dict[str, bool] = {}
+        # A marker is U+E000, a nonce, the slot's number and U+E001: text of the event's own
+        # cannot pass for one.
+        self.nonce = secrets.token_hex(4)
+        self._marks = re.compile(f"{_MARK_OPEN}{self.nonce}(\\d+){_MARK_CLOSE}")
         self._fillers: dict[tuple[int, ...], jinja2.Template] = {}
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
@@ -568,7 +572,8 @@ class _SkeletonEnvironment(_PartialCachingEnvironment):
                     if inside:
                         return False
                     node.nodes[i] = nodes.TemplateData(
-                        f"{_MARK_OPEN}{len(self.slots)}{_MARK_CLOSE}", lineno=child.lineno)
+                        f"{_MARK_OPEN}{self.nonce}{len(self.slots)}{_MARK_CLOSE}",
+                        lineno=child.lineno)
                     self.slots.append((child, autoescape))
                 elif _is_block_call(child):
                     safe = safe and not inside
@@ -618,7 +623,7 @@ class _SkeletonEnvironment(_PartialCachingEnvironment):
         order: dict[int, int] = {}  # slot id -> position in the filler's output
         for output in outputs:
             pieces: list[str | int] = []
-            for i, piece in enumerate(_MARK.split(output)):
+            for i, piece in enumerate(self._marks.split(output)):
                 if i % 2 == 0:
                     if _MARK_OPEN in piece or _MARK_CLOSE in piece:
                         return None  # a value of the event's own carries a marker character
