@@ -415,6 +415,29 @@ def test_send_ctrl_c_stops_gracefully_and_says_how_to_continue(
     assert_exactly_once(server, [f"user{i}@example.org" for i in range(400)])
 
 
+@pytest.mark.slow
+def test_send_ctrl_c_at_a_terminal_reaches_the_workers_too_and_they_keep_quiet(
+        start_smtp_server: Callable[..., SmtpServer], tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole process group, the worker processes that build
+    the messages (1,200 rows) included: the run still stops as it does above."""
+    server = start_smtp_server(script=Script(reply_delay=0.01))
+    folder = event_for(server, tmp_path / "e", rows(1200), sending="concurrency = 2\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "INVITEMAIL_WORKERS": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "invitemail", "send", str(folder),
+                                "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env, start_new_session=True)
+    _wait_for(lambda: len(server.transactions) >= 20)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 3, (out + err).decode()
+    assert "To continue, run the same command again" in err.decode()
+    assert "Traceback" not in (out + err).decode() and "KeyboardInterrupt" not in err.decode()
+    states = journal_states(folder)
+    assert State.SENDING not in set(states.values())
+    assert {a for a, s in states.items() if s is State.SENT} == \
+        {a for t in server.transactions for a in t.rcpt_tos}
+
+
 def test_journal_file_is_private(smtp_server: SmtpServer, tmp_path: Path) -> None:
     folder = event_for(smtp_server, tmp_path / "e", rows(2))
     assert run_cli("send", folder, "--yes").exit_code == 0

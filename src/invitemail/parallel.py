@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import signal
 import threading
 import weakref
 from collections import deque
@@ -168,6 +169,9 @@ _campaign: Campaign | None = None
 
 def _start_worker(spec: CampaignSpec) -> None:
     global _campaign
+    # A terminal's Ctrl-C reaches every process of the group: the main process decides
+    # what it means (finish what is in flight), and a worker keeps building until told.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from invitemail.campaign import Campaign
 
     _campaign = Campaign.open(spec.event, template=spec.template, registrants=spec.registrants,
