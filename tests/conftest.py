@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from smtp_servers import SmtpServer
+
+# The property tests draw the same examples on every run, so a run's result does not
+# depend on luck; HYPOTHESIS_PROFILE=explore draws new ones (run it now and then).
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture
