@@ -509,7 +509,9 @@ class _OutputTooLarge(Exception):
 # in a "slot" (an expression printed by ``{{ }}`` that reads nothing but ``registrant``), and
 # a slot, an include or a block may not sit inside something that could transform its
 # output (a filter block, a macro, a call block, ``{% set %}`` of a block, an autoescape
-# block). Anything else and the template is rendered in full for every registrant, as before.
+# block); nothing may bind the name ``registrant`` (a loop, ``{% set %}``, an import, a
+# macro), and every include sees the context. Anything else and the template is rendered in
+# full for every registrant, as before.
 
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # private-use characters
 _SEPARATOR = "\x00"  # between the slot values: a CSV value never holds NUL
