@@ -418,9 +418,13 @@ class Campaign:
             raise ProblemsError(report.problems, hint="fix these rows (or give --skip-invalid "
                                 "to send to the valid ones); nothing was sent")
 
-    def messages(self, registrants: Iterable[Registrant], *,
-                 test_to: str | None = None) -> Iterator[Built]:
-        for _, outcome in parallel.outcomes(self, registrants, encode=True, test_to=test_to):
+    def messages(self, registrants: Iterable[Registrant], *, test_to: str | None = None,
+                 expected: int | None = None) -> Iterator[Built]:
+        """The registrants' messages, in order. ``expected`` is how many registrants will
+        come when it is far fewer than the file has (a preview, a rerun): a few are built
+        here rather than by worker processes started for them."""
+        for _, outcome in parallel.outcomes(self, registrants, encode=True, test_to=test_to,
+                                            expected=expected):
             if outcome.kind == "ok":
                 yield outcome.value
             elif outcome.kind == "template":

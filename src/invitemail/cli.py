@@ -8,6 +8,7 @@ icalendar, babel) happen inside the commands so that ``invitemail --help`` stays
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import sys
 import traceback
@@ -252,8 +253,8 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
                 _print_problems(report)
             else:
                 for built in campaign.messages(
-                        r for _, r in zip(range(limit), unique_registrants(campaign.source),
-                                          strict=False)):
+                        itertools.islice(unique_registrants(campaign.source), limit),
+                        expected=limit):
                     writer(built)
         # The count line stays last: scripts (and tests/test_cli_input.py) read it.
         _say(f"gallery: {writer.index} (open it in a browser)")
@@ -266,7 +267,7 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
         return
     shown = 0
     wanted = 1 if limit is None else limit
-    for built in campaign.messages(unique_registrants(campaign.source)):
+    for built in campaign.messages(unique_registrants(campaign.source), expected=wanted):
         if shown >= wanted:
             break
         if shown:

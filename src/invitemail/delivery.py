@@ -196,7 +196,8 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
         progress.started(result.planned)
 
         def envelopes() -> Iterator[transport.Envelope]:
-            for built in campaign.messages(to_send, test_to=options.test_to):
+            for built in campaign.messages(to_send, test_to=options.test_to,
+                                           expected=result.planned):
                 hooks.in_flight[built.registrant.key] = built
                 yield transport.Envelope(key=built.registrant.key,
                                          sender=config.sender.address,

@@ -58,17 +58,18 @@ class Outcome:
 
 
 def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: bool,
-             test_to: str | None = None, inspect: Inspect | None = None
-             ) -> Iterator[tuple[Registrant, Outcome]]:
+             test_to: str | None = None, inspect: Inspect | None = None,
+             expected: int | None = None) -> Iterator[tuple[Registrant, Outcome]]:
     """Each registrant with its outcome, in order; in worker processes when it pays.
 
     ``inspect`` (a module-level function, so that a worker can be given it) is run on each
     built message where it was built, and its result comes back as ``Outcome.inspected``:
-    reading a message back (the gallery, lint) then runs on every core too.
+    reading a message back (the gallery, lint) then runs on every core too. ``expected``:
+    how many registrants will come, when not the whole file.
     """
     workers = worker_count()
     spec = campaign.spec
-    if spec is None or not _pays(campaign, encode, workers):
+    if spec is None or not _pays(campaign, encode, workers, expected):
         for registrant in registrants:
             yield registrant, _one(campaign, registrant, encode, test_to, inspect)
         return
@@ -129,8 +130,8 @@ def _submit_warm_up(pool: ProcessPoolExecutor, workers: int) -> None:
             pool.submit(_warm)
 
 
-def _pays(campaign: Campaign, encode: bool, workers: int) -> bool:
-    rows = campaign.source.rows_estimate
+def _pays(campaign: Campaign, encode: bool, workers: int, expected: int | None = None) -> bool:
+    rows = campaign.source.rows_estimate if expected is None else expected
     return workers >= 2 and rows >= (MIN_ROWS if encode else MIN_ROWS_CHECK)
 
 
