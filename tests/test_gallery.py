@@ -309,15 +309,3 @@ def test_gallery_read_back_on_the_workers_is_the_one_read_back_here(
         written[workers] = {path.name: path.read_bytes() for path in out.iterdir()}
     assert written["1"] == written["2"]
 
-
-def test_a_few_messages_of_a_long_list_are_built_without_starting_workers(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`preview` shows one message of 1,100: building it here beats starting processes."""
-    from invitemail import parallel
-
-    monkeypatch.setenv("INVITEMAIL_WORKERS", "2")
-    rows = [(f"Deltager {i}", f"deltager{i}@example.org", "da") for i in range(1100)]
-    campaign = Campaign.open(write_event(tmp_path / "event", rows), now=NOW)
-    first = next(campaign.messages(unique_registrants(campaign.source), expected=1))
-    assert first.recipient == "deltager0@example.org"
-    assert campaign not in parallel._POOLS

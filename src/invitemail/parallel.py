@@ -75,16 +75,18 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
         return
     pending: deque[tuple[list[Registrant], Future[list[Outcome]]]] = deque()
     rows = iter(registrants)
+    taken: list[Registrant] = []  # read from the rows and not yet in a task
     try:
         pool = _pool(campaign, spec, workers)
         try:
             while True:
                 while len(pending) < workers * WINDOW:
-                    chunk = list(islice(rows, CHUNK))
-                    if not chunk:
+                    taken = list(islice(rows, CHUNK))
+                    if not taken:
                         break
-                    future = pool.submit(_run_chunk, chunk, encode, test_to, inspect)
-                    pending.append((chunk, future))
+                    future = pool.submit(_run_chunk, taken, encode, test_to, inspect)
+                    pending.append((taken, future))
+                    taken = []
                 if not pending:
                     return
                 chunk, future = pending[0]
@@ -98,9 +100,10 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
         _POOLS.pop(campaign, None)
         # The workers could not start (a script that starts the pool from its top level, as
         # multiprocessing's "safe importing of main module" describes) or died: build the
-        # rest here, starting with the chunks that were in flight.
+        # rest here, starting with the chunks that were in flight (and the one that was
+        # being handed over when the pool said it was broken).
         rest = itertools.chain.from_iterable(chunk for chunk, _ in pending)
-        for registrant in itertools.chain(rest, rows):
+        for registrant in itertools.chain(rest, taken, rows):
             yield registrant, _one(campaign, registrant, encode, test_to, inspect)
 
 
