@@ -21,6 +21,9 @@ starts on a free loopback port, it measures:
 (e) peak RSS of ``send`` (to the sink) and ``preview --out`` for 100,000 registrants;
 (f) ``check`` of the registrant list, and ``invitemail --help`` (best of 5).
 
+(a) and (c) without latency are each run ``--repeat`` times (3), taking turns, and the
+median of each is the figure.
+
 It prints a table with the issue's targets, each marked met or not met, and writes
 ``bench/results.json``. Exit code: 0 when every measurement ran and passed its correctness
 guard (targets missed are not an error), 1 otherwise.
