@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -232,7 +233,8 @@ class Campaign:
         message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.template,
                                      sequence, registrant.key, unique=test)
         html = inline_css(rendered.html, skeleton=rendered.html_skeleton)
-        values = rendered.values
+        # The inliner's output is a new document, without the skeleton's pieces.
+        html_pieces = rendered.html_pieces if html is rendered.html else None
         data = build_message(MessageParts(
             sender=c.sender.mailbox,
             recipient=Mailbox(registrant.name, recipient),
@@ -244,11 +246,8 @@ class Campaign:
             html=html,
             calendar=self._calendars.build(entry),
             method=entry.method,
-            text_pieces=(rendered.text_pieces, values)
-            if rendered.text_pieces is not None and values is not None else None,
-            html_pieces=(rendered.html_pieces, values)
-            if rendered.html_pieces is not None and values is not None
-            and html is rendered.html else None,  # unless the inliner rewrote it
+            text_pieces=rendered.text_pieces,
+            html_pieces=html_pieces,
         ))
         record = dataclasses.replace(self.current_record(registrant), sequence=sequence)
         return Built(registrant, recipient, message_id, subject, data, record)
@@ -432,6 +431,7 @@ class Campaign:
             # "header": reported by check, never sent
 
 
+@functools.lru_cache(maxsize=16)  # the same event and password for every message of a run
 def password_digest(event_uid: str, password: str) -> str:
     """Enough to notice a changed meeting password without storing it."""
     return hashlib.sha256(f"invitemail\0{event_uid}\0{password}".encode()).hexdigest()[:16]

@@ -16,6 +16,7 @@ from typing import Any
 import css_inline
 
 from invitemail.errors import TemplateError
+from invitemail.render import SKELETON_MARK
 
 
 @functools.cache
@@ -96,6 +97,6 @@ def _skeleton_needs_inlining(skeleton: str) -> bool | None:
     """Whether a group's documents need inlining; None when a registrant's value sits inside
     a ``<style>`` block (then each document decides for itself)."""
     styles = _styles(skeleton)
-    if "\ue000" in styles:  # the renderer's marker for a registrant's value
+    if SKELETON_MARK in styles:
         return None
     return _needs_inlining(styles)

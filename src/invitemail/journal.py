@@ -223,18 +223,14 @@ class Journal:
                      calendar: CalendarRecord | None = None) -> None:
         """The message is about to be handed over; ``calendar`` is what the registrant's
         calendar entry says once it is sent (:meth:`mark_done` makes it so)."""
-        if calendar is None:
-            self.db.execute(
-                "UPDATE deliveries SET state = 'sending', message_id = ?, attempts = ?, "
-                "updated_at = ?, calendar_sequence = NULL WHERE template = ? AND key = ?",
-                (message_id, attempt, self._now(), template, key))
-            return
+        c = calendar
         self.db.execute(
             "UPDATE deliveries SET state = 'sending', message_id = ?, attempts = ?, "
             "updated_at = ?, calendar_sequence = ?, calendar_start = ?, calendar_duration = ?, "
             "calendar_join_url = ?, calendar_password_digest = ? WHERE template = ? AND key = ?",
-            (message_id, attempt, self._now(), calendar.sequence, calendar.start,
-             calendar.duration, calendar.join_url, calendar.password_digest, template, key))
+            (message_id, attempt, self._now(), *((c.sequence, c.start, c.duration, c.join_url,
+                                                   c.password_digest) if c else (None,) * 5),
+             template, key))
 
     def mark_retrying(self, template: str, key: str, reply: str, attempt: int) -> None:
         self.db.execute(

@@ -48,6 +48,12 @@ def builtin_template_dir() -> Path:
                         hint="reinstall invitemail")
 
 
+Pieces = tuple[list[str | int], list[str]]
+# Where a registrant's value goes in ``Rendered.html_skeleton``, a marker starts with this
+# private-use character.
+SKELETON_MARK = "\ue000"
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     subject: str
@@ -58,12 +64,11 @@ class Rendered:
     # document's elements, comments and <style> blocks are then the same in every message
     # of the group. None otherwise.
     html_skeleton: str | None = None
-    # The text and HTML parts as the skeleton's pieces (strings shared by the whole group,
-    # and indexes into ``values``) when filled in from a skeleton: what lets the encoder
-    # reuse the encoding of everything but the lines that hold a value.
-    text_pieces: list[str | int] | None = None
-    html_pieces: list[str | int] | None = None
-    values: list[str] | None = None
+    # The text and HTML parts as (pieces, values) when filled in from a skeleton: the pieces
+    # are strings shared by the whole group and indexes into this registrant's values. What
+    # lets the encoder reuse the encoding of everything but the lines that hold a value.
+    text_pieces: Pieces | None = None
+    html_pieces: Pieces | None = None
 
 
 class Renderer:
@@ -96,21 +101,6 @@ class Renderer:
             found.update(p.name.removesuffix(".subject.txt")
                          for p in self.event_templates.glob("*/*.subject.txt"))
         return sorted(found)
-
-    def exists(self, name: str, language: str) -> bool:
-        try:
-            self.env.get_template(f"{language}/{name}.subject.txt")
-        except jinja2.TemplateNotFound:
-            return False
-        except jinja2.TemplateSyntaxError:
-            return True
-        return True
-
-    def load(self, name: str, languages: Iterable[str]) -> None:
-        """Parse every part of ``name`` in each language, so syntax errors surface early."""
-        for language in languages:
-            for part in PARTS:
-                self._template(f"{language}/{name}.{part}", name)
 
     def source_of(self, template_name: str) -> str:
         """The file a template was loaded from (for error messages and `init --templates`)."""
@@ -513,7 +503,7 @@ class _OutputTooLarge(Exception):
 # macro), and every include sees the context. Anything else and the template is rendered in
 # full for every registrant, as before.
 
-_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # private-use characters
+_MARK_OPEN, _MARK_CLOSE = SKELETON_MARK, "\ue001"
 _SEPARATOR = "\x00"  # between the slot values: a CSV value never holds NUL
 
 # Statements whose output reaches the message unchanged.
@@ -739,7 +729,8 @@ class _Skeleton:
         plain = not any("<" in values[i] for i in self.html_slots)
         return Rendered(subject=" ".join(subject.split()), text=text, html=html,
                         html_skeleton=self.html if plain else None,
-                        text_pieces=self.parts[1], html_pieces=self.parts[2], values=values)
+                        text_pieces=(self.parts[1], values),
+                        html_pieces=(self.parts[2], values))
 
 
 def _render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str:
