@@ -355,16 +355,19 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
 @pytest.mark.slow
 def test_send_killed_half_way_resumes_without_duplicates(
         start_smtp_server: Callable[..., SmtpServer], tmp_path: Path) -> None:
-    # Slow replies at first keep every connection waiting on the relay, so messages are in
-    # flight when the process is killed; then the relay speeds up for the rerun.
-    server = start_smtp_server(script=Script(reply_delay=0.03, reply_delay_count=400))
+    server = start_smtp_server(script=Script())
     addresses = [f"user{i}@example.org" for i in range(2000)]
     folder = event_for(server, tmp_path / "e", rows(2000), sending="concurrency = 4\n")
 
     process = _spawn_send(folder)
     _wait_for(lambda: len(server.transactions) >= 300)
+    # From here the relay holds each message's reply, so messages are surely in flight (their
+    # data taken, no answer yet) when the process is killed; the rerun finds it fast again.
+    server.script.reply_delay = 60.0
+    _wait_for(lambda: server.handler.messages_seen > len(server.transactions))
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    server.script.reply_delay = 0.0
     first_run = len(server.transactions)
     assert first_run < 2000
 
