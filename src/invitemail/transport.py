@@ -1,27 +1,34 @@
-"""Delivery over SMTP: connection pool, rate limit, retries, reply classification.
+"""Delivery over SMTP: connection pool, rate limit, retries, and what each reply means.
 
-The only module that imports aiosmtplib. :func:`deliver` takes a lazy stream of
-:class:`Envelope` (one recipient each) and reports one :class:`Outcome` per envelope through
-:class:`Hooks`, so the caller's journal can record every step as it happens:
+With :mod:`invitemail.smtp_adapter`, the only module that imports aiosmtplib. :func:`deliver`
+takes a lazy stream of :class:`Envelope` (one recipient each) and reports one
+:class:`Outcome` per envelope through :class:`Hooks`, so the caller's journal can record
+every step as it happens:
 
 - ``sending.concurrency`` workers, each owning one SMTP connection that it reuses for many
   messages (RSET after a failed transaction, a new connection after a drop), fed from one
   bounded queue that is filled from the caller's iterator as the workers need it.
 - One shared token bucket (:class:`RateLimiter`) caps the rate when ``sending.rate`` is set.
-  A throttling reply (421, 451, 454) slows the whole run down: every worker pauses briefly and
-  the rate halves, then recovers a little with each accepted message.
-- A 5xx reply is permanent for that recipient (``failed``). A 4xx reply, a dropped
-  connection or a timeout *before* the message data was handed over is retried with
-  exponential backoff and jitter, up to ``sending.max_attempts`` attempts. A connection that
-  breaks *after* the data was handed over and before the final reply is ``uncertain``: the
-  relay may have delivered it, so it is never retried here.
+- Every refusal is judged by :func:`invitemail.replies.classify` from its code, enhanced code,
+  text and step, and handled by its class: *recipient-permanent* ``failed``;
+  *recipient-temporary* and *transient* retried with exponential backoff and jitter, up to
+  ``sending.max_attempts`` attempts; *sender-rate* slows the whole run down (the rate
+  limiter's :meth:`RateLimiter.throttled`) and retries; *concurrency* closes that worker's
+  connection (never the last one) and hands its message to another; *sender-quota* and
+  *sender-blocked* stop the run with the rows not sent left pending
+  (:class:`QuotaReached`, :class:`SenderBlocked`).
+- A connection that breaks *after* the data was handed over and before the final reply is
+  ``uncertain``: the relay may have delivered it, so it is never retried here. Before the
+  hand-over it is *transient*.
 - An authentication failure, ``sending.max_consecutive_failures`` failed attempts in a row,
-  or a first connection that cannot be made at all stop the run: workers finish the
-  transaction they are in and send nothing more; :attr:`DeliveryReport.stopped` says why.
+  a first connection that cannot be made at all, a quota or a blocked sender stop the run:
+  workers finish the transaction they are in and send nothing more;
+  :attr:`DeliveryReport.stopped` says why.
 
 All timing decisions (backoff, rate, throttling pauses) use the injected ``clock`` and
-``sleep``, so tests run on a fake clock; network timeouts are real (``smtp.timeout``).
-The password never appears in any text this module produces.
+``sleep``, and a reply's "try again after <time>" is read against ``wall_clock``, so tests
+run on a fake clock; network timeouts are real (``smtp.timeout``). The password never
+appears in any text this module produces.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 import enum
 import os
 import random
@@ -56,8 +64,10 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from invitemail import smtp_adapter
 from invitemail.config import Sending, Smtp
 from invitemail.errors import ExitCode, InvitemailError
+from invitemail.replies import ReplyClass, Step, Verdict, classify
 
 __all__ = [
     "AuthenticationError",
@@ -67,7 +77,10 @@ __all__ = [
     "Hooks",
     "InsecureAuthError",
     "Outcome",
+    "QuotaReached",
     "RateLimiter",
+    "RelayStop",
+    "SenderBlocked",
     "State",
     "TooManyFailures",
     "TransportError",
@@ -75,16 +88,10 @@ __all__ = [
     "deliver",
     "dot_stuff",
     "format_reply",
-    "is_permanent",
-    "is_temporary",
-    "is_throttling",
     "make_tls_context",
     "redact",
 ]
 
-# Replies with which relays say "slow down" rather than "no": Postfix and Exchange use 421 and
-# 451, Amazon SES answers "454 Throttling failure: Maximum sending rate exceeded".
-THROTTLING_CODES: frozenset[int] = frozenset({421, 451, 454})
 BACKOFF_BASE: float = 2.0  # seconds before the first retry (before jitter)
 BACKOFF_CAP: float = 120.0  # no single wait longer than this
 THROTTLE_PAUSE: float = 1.0  # every worker waits this long after a throttling reply
@@ -170,6 +177,26 @@ class TooManyFailures(TransportError):
         self.reply = reply
 
 
+class RelayStop(TransportError):
+    """The relay refuses every message for now: the run stops, the rows not sent stay
+    pending. ``reason`` names what (``"Gmail daily sending limit (550 5.4.5 ...)"``) and
+    ``until`` is when the relay said to try again, if it did."""
+
+    def __init__(self, message: str, *, reason: str, until: dt.datetime | None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+        self.until = until
+
+
+class QuotaReached(RelayStop):
+    """A sender-wide quota (daily limit, credits) is used up."""
+
+
+class SenderBlocked(RelayStop):
+    """The relay will not take mail from this sender until someone acts."""
+
+
 @dataclass
 class DeliveryReport:
     """What one :func:`deliver` run did."""
@@ -181,7 +208,8 @@ class DeliveryReport:
     connections: int = 0  # connections opened (the relay answered the greeting)
     stopped: TransportError | None = None  # why the run stopped early, or None
     interrupted: bool = False  # the stop event was set
-    throttled: int = 0  # throttling replies (421/451/454) that slowed the whole run down
+    throttled: int = 0  # sender-rate replies that slowed the whole run down
+    connections_dropped: int = 0  # connections given up on a "too many connections" reply
     # Envelopes that were tried but had no final outcome when the run stopped early: each
     # attempt ended in a temporary refusal or failed before the data was handed over, so none
     # was delivered. No ``finished`` call was made for them; put them back to pending.
@@ -189,18 +217,6 @@ class DeliveryReport:
 
 
 # -- pure helpers ----------------------------------------------------------------------------
-
-
-def is_temporary(code: int) -> bool:
-    return 400 <= code < 500
-
-
-def is_permanent(code: int) -> bool:
-    return 500 <= code < 600
-
-
-def is_throttling(code: int) -> bool:
-    return code in THROTTLING_CODES
 
 
 def format_reply(code: int, message: str) -> str:
@@ -439,6 +455,7 @@ async def deliver(
     rng: random.Random | None = None,
     stop: asyncio.Event | None = None,
     local_hostname: str | None = None,
+    wall_clock: Callable[[], dt.datetime] | None = None,
 ) -> DeliveryReport:
     """Send every envelope; report each outcome through ``hooks`` as it is known.
 
@@ -448,7 +465,7 @@ async def deliver(
     met while running (login refused, too many failures, the relay unreachable) end the run
     early and are returned in :attr:`DeliveryReport.stopped`. An exception raised by a hook or
     by the ``envelopes`` iterator stops the run too (in-flight transactions finish) and is
-    re-raised.
+    re-raised. ``wall_clock`` (aware datetimes) reads a reply's "try again after <time>".
     """
     _check_credentials(smtp, password)
     tls_context = make_tls_context(smtp) if smtp.security != "none" else None
@@ -466,8 +483,13 @@ async def deliver(
         stop=stop,
         local_hostname=local_hostname,
         tls_context=tls_context,
+        wall_clock=wall_clock or _utcnow,
     )
     return await run.execute(envelopes)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _check_credentials(smtp: Smtp, password: str | None) -> None:
@@ -489,18 +511,22 @@ def _check_credentials(smtp: Smtp, password: str | None) -> None:
 
 class _Kind(enum.Enum):
     SENT = "sent"
-    TEMPORARY = "temporary"  # try again later
-    PERMANENT = "permanent"  # a 5xx for this recipient
+    REFUSED = "refused"  # not delivered; the verdict says what to do
     UNCERTAIN = "uncertain"  # handed over, no final reply
     FATAL = "fatal"  # the run cannot go on
     NOT_STARTED = "not started"  # the run stopped before this attempt began
+
+
+# What a network failure before the hand-over, or an address that cannot go on the wire, is.
+_NETWORK = Verdict(ReplyClass.TRANSIENT, "a network failure")
+_UNSENDABLE = Verdict(ReplyClass.RECIPIENT_PERMANENT, "an address that cannot be sent to")
 
 
 @dataclass(frozen=True, slots=True)
 class _Result:
     kind: _Kind
     reply: str
-    throttling: bool = False
+    verdict: Verdict | None = None  # for REFUSED
     error: TransportError | None = None
 
 
@@ -512,10 +538,13 @@ class _Failure(Exception):
         self.result = result
 
 
-def _reply_result(code: int, reply: str) -> _Result:
-    if is_permanent(code):
-        return _Result(_Kind.PERMANENT, reply)
-    return _Result(_Kind.TEMPORARY, reply, throttling=is_throttling(code))
+def _step_of(error: SMTPResponseException) -> Step:
+    """The step a refusal of a transaction answers."""
+    if isinstance(error, SMTPSenderRefused):
+        return Step.MAIL
+    if isinstance(error, SMTPRecipientRefused):
+        return Step.RCPT
+    return Step.DATA
 
 
 def _in_chain(error: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -563,6 +592,7 @@ class _Run:
         stop: asyncio.Event | None,
         local_hostname: str,
         tls_context: ssl.SSLContext | None,
+        wall_clock: Callable[[], dt.datetime],
     ) -> None:
         self.smtp = smtp
         self.sending = sending
@@ -573,17 +603,22 @@ class _Run:
         self.stop = stop
         self.local_hostname = local_hostname
         self.tls_context = tls_context
+        self.wall_clock = wall_clock
         self.limiter = RateLimiter(sending.rate, clock=clock, sleep=sleep)
         self.report = DeliveryReport()
         self.halted = asyncio.Event()
         self.consecutive_failures = 0
         self.connected_once = False
         self.error: Exception | None = None  # from a hook or the iterator; re-raised
+        # Envelopes whose worker gave up its connection ("too many connections"), with the
+        # attempts made: the other workers take them before anything new.
+        self.requeued: deque[tuple[Envelope, int]] = deque()
+        self.workers = 0  # workers still running
 
     # -- running -------------------------------------------------------------------------
 
     async def execute(self, envelopes: Iterable[Envelope]) -> DeliveryReport:
-        workers = max(1, self.sending.concurrency)
+        workers = self.workers = max(1, self.sending.concurrency)
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=QUEUE_PER_WORKER * workers)
         producer = asyncio.create_task(self._produce(envelopes, queue, workers))
         helpers = [asyncio.create_task(self._on_halt(producer, queue, workers))]
@@ -599,6 +634,8 @@ class _Run:
             await asyncio.gather(*everything, return_exceptions=True)
         if self.stop is not None and self.stop.is_set():
             self.report.interrupted = True
+        # Handed back, then the run stopped before another worker took them.
+        self.report.deferred.extend(envelope.key for envelope, _ in self.requeued)
         if self.error is not None:
             raise self.error
         return self.report
@@ -632,15 +669,25 @@ class _Run:
 
     async def _work(self, queue: asyncio.Queue[Envelope | None]) -> None:
         connection = _Connection(self)
+        drained = False  # this worker took its end-of-queue marker
         try:
-            while True:
-                envelope = await queue.get()
-                if envelope is None or self.stopping:
+            while not self.stopping:
+                if self.requeued:
+                    envelope, tried = self.requeued.popleft()
+                elif drained:
                     return
-                await self._deliver_one(connection, envelope)
+                else:
+                    item = await queue.get()
+                    if item is None:
+                        drained = True
+                        continue
+                    envelope, tried = item, 0
+                if not await self._deliver_one(connection, envelope, tried):
+                    return  # this worker gave up its connection
         except Exception as error:  # a hook failed (or a bug): stop, let the others finish
             self._fail(error)
         finally:
+            self.workers -= 1
             await connection.close()
 
     @property
@@ -684,8 +731,11 @@ class _Run:
 
     # -- one envelope --------------------------------------------------------------------
 
-    async def _deliver_one(self, connection: _Connection, envelope: Envelope) -> None:
-        attempt = 0
+    async def _deliver_one(self, connection: _Connection, envelope: Envelope,
+                           tried: int = 0) -> bool:
+        """Try ``envelope`` until it has an outcome (or the run stops); ``tried``: attempts
+        already made. False when this worker gave up its connection and must end."""
+        attempt = tried
         while True:
             attempt += 1
             result = await connection.attempt(envelope, attempt)
@@ -694,34 +744,76 @@ class _Run:
                     self.abort(result.error)
                 if attempt > 1:
                     self.report.deferred.append(envelope.key)
-                return
+                return True
             if result.kind is _Kind.SENT:
                 self.consecutive_failures = 0
                 self.limiter.succeeded()
                 self._finish(envelope, State.SENT, result.reply, attempt)
-                return
+                return True
+            verdict = result.verdict or _NETWORK
+            if result.kind is _Kind.REFUSED and verdict.reply_class.stops_the_run:
+                self.abort(self._relay_stop(verdict, result.reply))
+                self.report.deferred.append(envelope.key)  # not delivered: pending again
+                return True
             self._count_failure(result.reply)
             if result.kind is _Kind.UNCERTAIN:
                 self._finish(envelope, State.UNCERTAIN, result.reply, attempt)
-                return
-            if result.kind is _Kind.PERMANENT:
+                return True
+            if verdict.reply_class is ReplyClass.RECIPIENT_PERMANENT:
                 self._finish(envelope, State.FAILED, result.reply, attempt)
-                return
-            if result.throttling:
+                return True
+            if verdict.reply_class is ReplyClass.SENDER_RATE:
                 self.report.throttled += 1
                 self.limiter.throttled()
             if attempt >= self.sending.max_attempts:
                 self._finish(envelope, State.FAILED, result.reply, attempt)
-                return
+                return True
             if self.stopping:
                 self.report.deferred.append(envelope.key)
-                return
+                return True
+            if verdict.reply_class is ReplyClass.CONCURRENCY and self.workers > 1:
+                # One connection fewer from now on; another worker sends this message. No
+                # await from here to _work's `workers -= 1`: two workers cannot both leave.
+                self.report.connections_dropped += 1
+                connection.drop()
+                self.report.retried += 1
+                self.hooks.retrying(envelope, result.reply, attempt, 0.0)
+                self.requeued.append((envelope, attempt))
+                return False
             delay = backoff_delay(attempt, self.rng)
+            if verdict.until is not None:  # the relay said when: not before then
+                delay = max(delay, (verdict.until - self.wall_clock()).total_seconds())
             self.report.retried += 1
             self.hooks.retrying(envelope, result.reply, attempt, delay)
             if not await self.unless_halted(self.sleep(delay)):
                 self.report.deferred.append(envelope.key)
-                return
+                return True
+
+    def _relay_stop(self, verdict: Verdict, reply: str) -> RelayStop:
+        where = self.smtp.where
+        until = verdict.until
+        frees = f"; the relay says to try again after {until:%Y-%m-%d %H:%M} UTC" if until \
+            else ""
+        reason = f"{verdict.name} ({reply})"
+        if verdict.reply_class is ReplyClass.SENDER_QUOTA:
+            return QuotaReached(
+                f"{where}: {verdict.name} is reached: {reply}{frees}", reason=reason,
+                until=until,
+                hint="the registrants not sent to stay pending (not failed); run the same "
+                "command again " + ("after that time" if until else "when the quota frees "
+                                    "(the README's Relays section lists the relays' limits)"))
+        return SenderBlocked(
+            f"{where} takes no mail from this sender now: {verdict.name}: {reply}{frees}",
+            reason=reason, until=until,
+            hint="the registrants not sent to stay pending (not failed); do what the relay's "
+            "reply says (or ask its administrator), then run the same command again")
+
+    def refused(self, step: Step, code: int, message: str) -> _Result:
+        """A refusal judged by its class."""
+        reply = self.text(format_reply(code, message))
+        verdict = classify(step, code, self.text(" ".join(message.split())),
+                           now=self.wall_clock())
+        return _Result(_Kind.REFUSED, reply, verdict)
 
     def _count_failure(self, reply: str) -> None:
         self.consecutive_failures += 1
@@ -775,12 +867,12 @@ class _Connection:
             options, encoding = self._mail_options(client, envelope)
             # MAIL and RCPT as aiosmtplib's mail() and rcpt() send them, without their
             # address parsing (email.utils, in this process, for every message).
-            response = await client.execute_command(
-                b"MAIL", b"FROM:" + _quoted(envelope.sender, encoding), *options)
+            response = await smtp_adapter.command(
+                client, b"MAIL", b"FROM:" + _quoted(envelope.sender, encoding), *options)
             if response.code != 250:
                 raise SMTPSenderRefused(response.code, response.message, envelope.sender)
-            response = await client.execute_command(
-                b"RCPT", b"TO:" + _quoted(envelope.recipient, encoding))
+            response = await smtp_adapter.command(
+                client, b"RCPT", b"TO:" + _quoted(envelope.recipient, encoding))
             if response.code not in (250, 251):
                 raise SMTPRecipientRefused(response.code, response.message, envelope.recipient)
         except (SMTPException, OSError, ValueError) as error:
@@ -792,18 +884,14 @@ class _Connection:
         run.hooks.handing_over(envelope, attempt)
         handed_over = False
         try:
-            start = await client.execute_command(b"DATA")
+            start = await smtp_adapter.command(client, b"DATA")
             if start.code != 354:
                 raise SMTPDataError(start.code, start.message)
-            # aiosmtplib's data() sends the DATA command and the message in one call, so a
-            # failure could not tell "refused before" from "lost after" the hand-over. The
-            # protocol's write/read_response are the same steps it takes, split in two.
-            protocol = client.protocol
-            if protocol is None:
-                raise SMTPServerDisconnected("Connection lost")
-            protocol.write(dot_stuff(envelope.data, crlf=envelope.crlf))
+            # DATA, then the message, then its reply, as separate steps: a failure tells
+            # "refused before" from "lost after" the hand-over (smtp_adapter says more).
+            smtp_adapter.write_message(client, dot_stuff(envelope.data, crlf=envelope.crlf))
             handed_over = True
-            final = await protocol.read_response(timeout=run.smtp.timeout)
+            final = await smtp_adapter.read_reply(client, timeout=run.smtp.timeout)
         except (SMTPException, OSError) as error:
             return await self._failed(error, handed_over=handed_over)
         except BaseException:
@@ -814,8 +902,8 @@ class _Connection:
             return _Result(_Kind.SENT, reply)
         if final.code == 421:  # "closing the transmission channel"
             self.drop()
-        if is_temporary(final.code) or is_permanent(final.code):
-            return _reply_result(final.code, reply)
+        if 400 <= final.code <= 599:
+            return run.refused(Step.DATA, final.code, final.message)
         self.drop()
         return _Result(_Kind.UNCERTAIN, reply)
 
@@ -827,17 +915,17 @@ class _Connection:
             if handed_over:  # a garbled final reply: nobody knows what the relay did
                 self.drop()
                 return _Result(_Kind.UNCERTAIN, reply)
-            if is_temporary(error.code) or is_permanent(error.code):
+            if 400 <= error.code <= 599:
                 await self.reset()
-                return _reply_result(error.code, reply)
+                return run.refused(_step_of(error), error.code, error.message)
             self.drop()  # a garbled reply: the connection is out of step
-            return _Result(_Kind.TEMPORARY, reply)
+            return _Result(_Kind.REFUSED, reply, _NETWORK)
         if isinstance(error, SMTPException | OSError):  # disconnects and timeouts
             self.drop()
             reply = run.text(_network_failure(error, handed_over=handed_over))
-            return _Result(_Kind.UNCERTAIN if handed_over else _Kind.TEMPORARY, reply)
+            return _Result(_Kind.UNCERTAIN if handed_over else _Kind.REFUSED, reply, _NETWORK)
         await self.reset()  # ValueError: an address aiosmtplib will not put on the wire
-        return _Result(_Kind.PERMANENT, f"not sent: {error}")
+        return _Result(_Kind.REFUSED, f"not sent: {error}", _UNSENDABLE)
 
     @staticmethod
     def _mail_options(client: SMTP, envelope: Envelope) -> tuple[list[bytes], str]:
@@ -920,7 +1008,7 @@ class _Connection:
         try:
             await client.ehlo()
         except SMTPHeloError as error:
-            if not (is_permanent(error.code) and client.is_connected):
+            if not (500 <= error.code <= 599 and client.is_connected):
                 raise
             await client.helo()  # an old relay without ESMTP
 
@@ -942,9 +1030,12 @@ class _Connection:
             await client.login(username, run.password or "")
         except SMTPAuthenticationError as error:
             reply = run.text(format_reply(error.code, error.message))
-            if is_temporary(error.code):
-                raise _Failure(_Result(_Kind.TEMPORARY, reply,
-                                       throttling=is_throttling(error.code))) from None
+            refusal = run.refused(Step.AUTH, error.code, error.message)
+            # A reply the table knows (a quota, a blocked sender) or a temporary one is
+            # handled by its class; any other 5xx is this login's fault.
+            known = refusal.verdict is not None and refusal.verdict.rule is not None
+            if known or 400 <= error.code <= 499:
+                raise _Failure(refusal) from None
             raise _Failure(self._fatal(AuthenticationError(
                 f"{where} refused the login of user {username!r}: {reply}",
                 hint="check smtp.username and the password (INVITEMAIL_SMTP_PASSWORD)",
@@ -987,12 +1078,16 @@ class _Connection:
                     f"{where} does not answer like an SMTP relay ({reply})",
                     hint="check smtp.host and smtp.port: is that the relay's SMTP port? (port "
                     '465 wants security = "tls", port 587 "starttls")'))
-            if is_permanent(error.code) and first:
+            if garbled:
+                return _Result(_Kind.REFUSED, reply, _NETWORK)
+            refusal = run.refused(Step.GREETING, error.code, error.message)
+            known = refusal.verdict is not None and refusal.verdict.rule is not None
+            if error.code >= 500 and first and not known:
                 return self._fatal(ConnectError(
                     f"{where} refused the connection: {reply}",
                     hint="check smtp.host and smtp.port; if they are right, the relay does not "
                     "take mail from this machine: ask its administrator"))
-            return _Result(_Kind.TEMPORARY, reply, throttling=is_throttling(error.code))
+            return refusal
         tls = _in_chain(error, ssl.SSLError)
         if tls is not None:
             if first:
@@ -1004,21 +1099,22 @@ class _Connection:
                     hint='check smtp.security and smtp.port: port 465 usually wants "tls", '
                     'port 587 "starttls"',
                 ))
-            return _Result(_Kind.TEMPORARY, f"TLS handshake failed: {tls}")
+            return _Result(_Kind.REFUSED, f"TLS handshake failed: {tls}", _NETWORK)
         if isinstance(error, SMTPConnectTimeoutError):
             if first:
                 return self._fatal(ConnectError(
                     f"{where}: no answer within {smtp.timeout:g} s",
                     hint="check smtp.host, smtp.port and the firewall, or raise smtp.timeout",
                 ))
-            return _Result(_Kind.TEMPORARY, f"timed out connecting: {error}")
+            return _Result(_Kind.REFUSED, f"timed out connecting: {error}", _NETWORK)
         if isinstance(error, TimeoutError):
             if first:  # it greeted, then went silent: the settings, not a passing hiccup
                 return self._fatal(ConnectError(
                     f"{where} greeted, then did not answer within {smtp.timeout:g} s",
                     hint='check smtp.port and smtp.security (port 465 wants "tls", port 587 '
                     '"starttls"), or raise smtp.timeout'))
-            return _Result(_Kind.TEMPORARY, f"timed out setting up the connection: {error}")
+            return _Result(_Kind.REFUSED, f"timed out setting up the connection: {error}",
+                           _NETWORK)
         if isinstance(error, OSError | SMTPConnectError):
             if first and isinstance(error.__cause__, SMTPServerDisconnected):
                 return self._fatal(ConnectError(
@@ -1032,5 +1128,6 @@ class _Connection:
                     hint="check smtp.host and smtp.port, and that this machine can reach the "
                     "relay",
                 ))
-            return _Result(_Kind.TEMPORARY, f"cannot connect: {detail}")
-        return _Result(_Kind.TEMPORARY, f"connection failed: {run.text(str(error))}")
+            return _Result(_Kind.REFUSED, f"cannot connect: {detail}", _NETWORK)
+        return _Result(_Kind.REFUSED, f"connection failed: {run.text(str(error))}",
+                       _NETWORK)
