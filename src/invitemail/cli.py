@@ -171,6 +171,7 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
 
     report = campaign.check(on_message=on_message, inspect=inspect)
     _print_problems(report)
+    _warn_sending_time(campaign, report)
     if sample:
         lint_problems.extend(_spamassassin(sample))
     for problem in lint_problems:
@@ -181,6 +182,32 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
         _say(f"{errors} problem{'s' if errors != 1 else ''} to fix before sending.", err=True)
         sys.exit(int(ExitCode.INPUT))
     _say("No problems found. Nothing was sent.")
+
+
+def _warn_sending_time(campaign: Campaign, report: CheckReport) -> None:
+    """Warn when the messages still to send cannot go before the event at sending.rate and
+    sending.daily_limit."""
+    from invitemail.journal import Journal, State
+    from invitemail.limits import daily_window, sending_time_warning
+
+    config = campaign.config
+    sending = config.sending
+    if sending.rate is None and sending.daily_limit is None:
+        return
+    journal = Journal.open(config.folder, create=False)
+    done = window = None
+    if journal is not None:
+        with journal:
+            done = journal.counts(campaign.template)[State.SENT]
+            if sending.daily_limit is not None:
+                window = daily_window(journal, sending.daily_limit, campaign.now)
+    elif sending.daily_limit is not None:
+        window = daily_window(None, sending.daily_limit, campaign.now)
+    warning = sending_time_warning(
+        pending=report.messages - (done or 0), now=campaign.now, start=config.event.start,
+        rate=sending.rate, rate_text=sending.rate_text, window=window)
+    if warning is not None:
+        _say(f"{config.path}: warning: {warning}", err=True)
 
 
 def _spamassassin(sample: list[Built]) -> list[str]:
@@ -429,7 +456,10 @@ def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
         return
     event = campaign.config.folder
     template = "" if campaign.template == "invitation" else f" --template {campaign.template}"
-    if result.interrupted or result.stopped is not None:
+    if getattr(result.stopped, "reason", None) is not None:  # a quota, the daily limit
+        _say("The registrants not sent to stay pending. To continue, run the same command "
+             f"again then: invitemail send {event}{template}", err=True)
+    elif result.interrupted or result.stopped is not None:
         if _send_exit_code(result) is ExitCode.INPUT:  # stopped before sending anything
             _say(f"Nothing was sent. Once that is fixed, run the same command again: "
                  f"invitemail send {event}{template}", err=True)
@@ -454,6 +484,41 @@ def _print_skipped(result: SendResult) -> None:
 
 
 # -- status -------------------------------------------------------------------------------
+
+
+def _stop_lines(journal: Any, folder: Path, template: str, *, waiting: bool) -> list[str]:
+    """Why the last run stopped early (a quota, a blocked sender, the daily limit) and when
+    it frees, while rows wait; and the daily limit's window now."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from invitemail.config import load_config
+    from invitemail.limits import daily_window, describe_time
+
+    now = dt.datetime.now(dt.UTC)
+    try:
+        config = load_config(folder)
+    except InvitemailError:  # status reads the journal even when event.toml is broken
+        config = None
+    zone = config.event.zone if config is not None else ZoneInfo("UTC")
+    lines = []
+    stop = journal.last_stop(template) if waiting else None
+    if stop is not None:
+        reason, until, at = stop
+        line = f"The last run stopped at {describe_time(at, now, zone)}: {reason}"
+        if until is not None:
+            line += f"; it frees at {describe_time(until, now, zone)}"
+            line += " (that time has passed: run send again)" if until <= now else ""
+        lines.append(line + ".")
+    limit = config.sending.daily_limit if config is not None else None
+    if limit is not None:
+        window = daily_window(journal, limit, now)
+        line = f"Daily limit {limit}: {len(window.sent)} sent in the last 24 hours, "
+        frees = window.frees_at
+        lines.append(line + (f"{window.left} more can go now." if frees is None else
+                             f"the next can go at {describe_time(frees, now, zone)}."))
+    return lines
+
 
 
 @main.command()
@@ -488,6 +553,8 @@ def status(event: Path, template: str, report_path: Path | None) -> None:
             _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
         for row in journal.rows(template, [State.UNCERTAIN]):
             _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
+        for line in _stop_lines(journal, folder, template, waiting=counts[State.PENDING] > 0):
+            _say(line)
         if report_path is not None:
             written = write_report(report_path, journal.rows(template))
             _say(f"wrote {written} rows to {report_path}")
