@@ -329,9 +329,9 @@ class Journal:
         return row[0], until, dt.datetime.fromisoformat(row[2])
 
     def sent_since(self, since: dt.datetime) -> list[dt.datetime]:
-        """When each message of this event (every template) was sent, from ``since`` on,
-        oldest first."""
+        """When each message of this event (every template) was sent after ``since``, oldest
+        first."""
         cutoff = since.astimezone(dt.UTC).isoformat(timespec="seconds")
         return [dt.datetime.fromisoformat(at) for (at,) in self.db.execute(
-            "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at >= ? "
+            "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at > ? "
             "ORDER BY sent_at", (cutoff,))]
