@@ -493,3 +493,57 @@ def test_relay_check_warns_when_the_list_cannot_go_before_the_event(
         assert "warning" not in run.stderr
     else:
         assert f"{count} message(s) are still to send, and {warned}" in run.stderr
+
+
+# -- the setting -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("written", "said"), [
+    ('"2000/week"', "'2000/week' is not a daily limit"),
+    ('"0/day"', "'0/day' is not a daily limit"),
+    ('"lots"', "'lots' is not a daily limit"),
+    ("0", "0 is not a daily limit"),
+    ("true", "must be text, not true/false"),
+])
+def test_relay_a_wrong_daily_limit_names_file_line_and_key(tmp_path: Path, written: str,
+                                                            said: str) -> None:
+    toml = EVENT_TOML.replace("max_consecutive_failures = 20\n",
+                              f"max_consecutive_failures = 20\ndaily_limit = {written}\n")
+    folder = write_event(tmp_path / "e", toml=toml)
+    run = run_cli("check", folder)
+    assert run.exit_code == 1
+    assert f"event.toml:45: sending.daily_limit: {said}" in run.stderr
+    assert "Traceback" not in run.output
+
+
+@pytest.mark.parametrize(("written", "limit"), [('"2000/day"', 2000), ('"500 / 24h"', 500),
+                                                ("10000", 10000), ('"3/DAY"', 3)])
+def test_relay_daily_limit_is_read_in_its_forms(tmp_path: Path, written: str,
+                                                limit: int) -> None:
+    from invitemail.config import load_config
+
+    toml = EVENT_TOML.replace("max_consecutive_failures = 20\n",
+                              f"max_consecutive_failures = 20\ndaily_limit = {written}\n")
+    assert load_config(write_event(tmp_path / "e", toml=toml)).sending.daily_limit == limit
+
+
+def test_relay_status_says_when_a_quota_time_has_passed(tmp_path: Path) -> None:
+    with relay_thread(Relay()) as relay:
+        folder = event(tmp_path / "e", relay, 3)
+        assert run_cli("send", folder, "--yes").exit_code == 0
+    journal = Journal.open(folder, create=False)
+    assert journal is not None
+    with journal:  # as a run stopped by a quota that freed long ago leaves it
+        journal.record_stop("invitation", "Gmail daily sending limit (550 5.4.5 ...)",
+                            dt.datetime(2020, 1, 2, 10, 0, tzinfo=dt.UTC))
+        journal.db.execute("UPDATE deliveries SET state = 'pending' "
+                           "WHERE key = 'user2@example.org'")
+    status = run_cli("status", folder).stdout
+    assert "Gmail daily sending limit (550 5.4.5 ...); it frees at 11:00 on 2020-01-02 " \
+           "(Europe/Copenhagen time) (that time has passed: run send again)." in status
+
+
+def test_relay_a_reply_time_in_the_past_is_no_reason_to_stop() -> None:
+    reply = "421 4.7.0 Service busy, try again after 2020-01-01 10:00 UTC"
+    report, hooks = deliver_to(Relay(first(1, "DATA", reply)), 3, concurrency=1)
+    assert report.stopped is None and report.sent == 3 and hooks.retries == [reply]

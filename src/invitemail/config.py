@@ -565,16 +565,17 @@ class _Reader:
             except ValueError as err:
                 raise self.error(n, "rate", f"{rate_text!r} is not a rate", hint=str(err)) from None
         written = s.get("daily_limit")
+        shown = None
         if isinstance(written, int) and not isinstance(written, bool):  # 2000: per day
-            s = {**s, "daily_limit": f"{written}/day"}
+            s, shown = {**s, "daily_limit": f"{written}/day"}, str(written)
         daily_text = self.text(s, n, "daily_limit", None)
         daily = None
         if daily_text is not None:
             try:
                 daily = parse_daily_limit(daily_text)
             except ValueError as err:
-                raise self.error(n, "daily_limit", f"{daily_text!r} is not a daily limit",
-                                 hint=str(err)) from None
+                raise self.error(n, "daily_limit", f"{shown or repr(daily_text)} is not a "
+                                 "daily limit", hint=str(err)) from None
         return Sending(
             concurrency=self.number(s, n, "concurrency", 4, 1, 100),
             rate=rate,
