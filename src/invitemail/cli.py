@@ -185,27 +185,10 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
 
 
 def _warn_sending_time(campaign: Campaign, report: CheckReport) -> None:
-    """Warn when the messages still to send cannot go before the event at sending.rate and
-    sending.daily_limit."""
-    from invitemail.journal import Journal, State
-    from invitemail.limits import daily_window, sending_time_warning
+    from invitemail.limits import sending_time_check
 
     config = campaign.config
-    sending = config.sending
-    if sending.rate is None and sending.daily_limit is None:
-        return
-    journal = Journal.open(config.folder, create=False)
-    done = window = None
-    if journal is not None:
-        with journal:
-            done = journal.counts(campaign.template)[State.SENT]
-            if sending.daily_limit is not None:
-                window = daily_window(journal, sending.daily_limit, campaign.now)
-    elif sending.daily_limit is not None:
-        window = daily_window(None, sending.daily_limit, campaign.now)
-    warning = sending_time_warning(
-        pending=report.messages - (done or 0), now=campaign.now, start=config.event.start,
-        rate=sending.rate, rate_text=sending.rate_text, window=window)
+    warning = sending_time_check(config, campaign.template, report.messages, campaign.now)
     if warning is not None:
         _say(f"{config.path}: warning: {warning}", err=True)
 
@@ -486,41 +469,6 @@ def _print_skipped(result: SendResult) -> None:
 # -- status -------------------------------------------------------------------------------
 
 
-def _stop_lines(journal: Any, folder: Path, template: str, *, waiting: bool) -> list[str]:
-    """Why the last run stopped early (a quota, a blocked sender, the daily limit) and when
-    it frees, while rows wait; and the daily limit's window now."""
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
-    from invitemail.config import load_config
-    from invitemail.limits import daily_window, describe_time
-
-    now = dt.datetime.now(dt.UTC)
-    try:
-        config = load_config(folder)
-    except InvitemailError:  # status reads the journal even when event.toml is broken
-        config = None
-    zone = config.event.zone if config is not None else ZoneInfo("UTC")
-    lines = []
-    stop = journal.last_stop(template) if waiting else None
-    if stop is not None:
-        reason, until, at = stop
-        line = f"The last run stopped at {describe_time(at, now, zone)}: {reason}"
-        if until is not None:
-            line += f"; it frees at {describe_time(until, now, zone)}"
-            line += " (that time has passed: run send again)" if until <= now else ""
-        lines.append(line + ".")
-    limit = config.sending.daily_limit if config is not None else None
-    if limit is not None:
-        window = daily_window(journal, limit, now)
-        line = f"Daily limit {limit}: {len(window.sent)} sent in the last 24 hours, "
-        frees = window.frees_at
-        lines.append(line + (f"{window.left} more can go now." if frees is None else
-                             f"the next can go at {describe_time(frees, now, zone)}."))
-    return lines
-
-
-
 @main.command()
 @click.argument("event", default=".", type=click.Path(path_type=Path))
 @click.option("--template", "-t", default="invitation", show_default=True,
@@ -532,6 +480,7 @@ def status(event: Path, template: str, report_path: Path | None) -> None:
     """What the journal says: sent, failed, pending, uncertain."""
     from invitemail.config import find_event_file
     from invitemail.journal import Journal, State
+    from invitemail.limits import stop_lines
     from invitemail.report import write_report
 
     folder = find_event_file(event).parent
@@ -553,7 +502,7 @@ def status(event: Path, template: str, report_path: Path | None) -> None:
             _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
         for row in journal.rows(template, [State.UNCERTAIN]):
             _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
-        for line in _stop_lines(journal, folder, template, waiting=counts[State.PENDING] > 0):
+        for line in stop_lines(journal, folder, template, waiting=counts[State.PENDING] > 0):
             _say(line)
         if report_path is not None:
             written = write_report(report_path, journal.rows(template))

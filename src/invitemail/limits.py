@@ -11,15 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from invitemail.config import EventConfig, load_config
 from invitemail.errors import ExitCode, InvitemailError
-from invitemail.journal import Journal
+from invitemail.journal import Journal, State
 
 WINDOW: dt.timedelta = dt.timedelta(hours=24)
 
 __all__ = ["WINDOW", "DailyLimitReached", "DailyWindow", "daily_window", "describe_time",
-           "limit_reached", "sending_time_warning"]
+           "limit_reached", "sending_time_check", "sending_time_warning", "stop_lines"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +109,53 @@ def sending_time_warning(*, pending: int, now: dt.datetime, start: dt.datetime,
     return (f"{pending} message(s) are still to send, and at {' and '.join(caps)} only about "
             f"{int(capacity)} can go before the event starts ({start:%Y-%m-%d %H:%M}); start "
             "sending now, or raise the limits if the relay allows more")
+
+
+def sending_time_check(config: EventConfig, template: str, messages: int,
+                       now: dt.datetime) -> str | None:
+    """`check`'s warning when the ``messages`` of ``template`` not yet sent (the journal
+    says which were) cannot go before the event at sending.rate and sending.daily_limit."""
+    sending = config.sending
+    if sending.rate is None and sending.daily_limit is None:
+        return None
+    done, window = 0, None
+    journal = Journal.open(config.folder, create=False)
+    try:
+        if journal is not None:
+            done = journal.counts(template)[State.SENT]
+        if sending.daily_limit is not None:
+            window = daily_window(journal, sending.daily_limit, now)
+    finally:
+        if journal is not None:
+            journal.close()
+    return sending_time_warning(pending=messages - done, now=now, start=config.event.start,
+                                rate=sending.rate, rate_text=sending.rate_text, window=window)
+
+
+def stop_lines(journal: Journal, folder: Path, template: str, *, waiting: bool,
+               now: dt.datetime | None = None) -> list[str]:
+    """What `status` says of limits: why the last run stopped early (a quota, a blocked
+    sender, the daily limit) and when it frees, while rows wait; the daily window now."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        config: EventConfig | None = load_config(folder)
+    except InvitemailError:  # status reads the journal even when event.toml is broken
+        config = None
+    zone = config.event.zone if config is not None else ZoneInfo("UTC")
+    lines = []
+    stop = journal.last_stop(template) if waiting else None
+    if stop is not None:
+        reason, until, at = stop
+        line = f"The last run stopped at {describe_time(at, now, zone)}: {reason}"
+        if until is not None:
+            line += f"; it frees at {describe_time(until, now, zone)}"
+            line += " (that time has passed: run send again)" if until <= now else ""
+        lines.append(line + ".")
+    limit = config.sending.daily_limit if config is not None else None
+    if limit is not None:
+        window = daily_window(journal, limit, now)
+        frees = window.frees_at
+        lines.append(f"Daily limit {limit}: {len(window.sent)} sent in the last 24 hours, "
+                     + (f"{window.left} more can go now." if frees is None else
+                        f"the next can go at {describe_time(frees, now, zone)}."))
+    return lines
