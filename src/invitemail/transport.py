@@ -659,8 +659,7 @@ class _Run:
     def _relay_stop(self, verdict: Verdict, reply: str) -> RelayStop:
         where = self.smtp.where
         until = verdict.until
-        frees = f"; the relay says to try again after {until:%Y-%m-%d %H:%M} UTC" if until \
-            else ""
+        frees = f" (it frees at {until:%Y-%m-%d %H:%M} UTC)" if until else ""
         reason = f"{verdict.name} ({reply})"
         if verdict.reply_class is ReplyClass.SENDER_QUOTA:
             return QuotaReached(
