@@ -369,7 +369,6 @@ class Campaign:
             report.event_problems.append(Problem(
                 str(self.config.path), None,
                 f"event.start {event.start:%Y-%m-%d %H:%M} is in the past"))
-        seen_template_errors: set[str] = set()
         changed = checked = 0
 
         def counted(registrants: Iterator[Registrant]) -> Iterator[Registrant]:
@@ -382,22 +381,28 @@ class Campaign:
                         changed += 1
                 yield registrant
 
+        failures = _RenderFailures(self.source.label)
         rows = counted(unique_registrants(self.source, report.scan))
         for registrant, outcome in parallel.outcomes(self, rows, encode=on_message is not None,
                                                      inspect=inspect):
             if outcome.kind == "template":
-                first = outcome.value.message.split(" (rendering for ")[0]
-                if first not in seen_template_errors:
-                    report.template_errors.append(outcome.value)
-                    seen_template_errors.add(first)
+                failures.add(registrant, outcome.value)
                 continue
             if outcome.kind == "header":
                 report.scan.problems.append(Problem(self.source.label, registrant.line,
                                                     f"{outcome.value}; it cannot go in a header"))
+                failures.header_keys.add(registrant.key)
                 continue
+            failures.built_languages.add(registrant.language)
             report.messages += 1
             if on_message is not None:
                 on_message(outcome.value, outcome.inspected)
+        # Rows that share an address and disagree (found as the rows went by): the first
+        # one's message was built before that came to light.
+        report.messages -= len(report.scan.left_out - failures.keys)
+        report.template_errors.extend(failures.settle(report.scan))
+        self.source.left_out |= report.scan.left_out
+        report.scan.problems.sort(key=lambda p: (p.line is None, p.line or 0))
         report.event_problems.extend(self._lifecycle_problems(changed, checked))
         if not report.scan.valid and not report.scan.errors:
             report.scan.problems.append(Problem(self.source.label, None,
@@ -429,6 +434,51 @@ class Campaign:
             elif outcome.kind == "template":
                 raise outcome.value
             # "header": reported by check, never sent
+
+
+class _RenderFailures:
+    """The registrants whose message could not be built, sorted out once every row is in.
+
+    A template that fails for one registrant and renders for another of the same language
+    (the same template files) fails on that registrant's values (``{{ 100 // seats }}`` with
+    seats 0): that row gets a problem, like any invalid row, and ``--skip-invalid`` leaves it
+    out. A template that renders for no registrant of that language is broken: a template
+    error, reported once per distinct message, and nothing is sent.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.built_languages: set[str] = set()
+        self.header_keys: set[str] = set()
+        self._failed: list[tuple[int, str, str, str]] = []  # line, key, language, reason
+        self._errors: dict[str, TemplateError] = {}  # the first error of each reason
+        self._reasons: dict[str, str] = {}
+
+    @property
+    def keys(self) -> set[str]:
+        return self.header_keys | {key for _, key, _, _ in self._failed}
+
+    def add(self, registrant: Registrant, error: TemplateError) -> None:
+        reason = error.message.split(" (rendering for ")[0]
+        if reason in self._errors:
+            reason = self._reasons[reason]  # one string per reason, however many rows
+        else:
+            self._errors[reason], self._reasons[reason] = error, reason
+        self._failed.append((registrant.line, registrant.key, registrant.language, reason))
+
+    def settle(self, scan: Scan) -> list[TemplateError]:
+        """Record the rows' problems in ``scan``; return the template errors."""
+        left_out = set(self.header_keys)
+        broken: dict[str, TemplateError] = {}
+        for line, key, language, reason in self._failed:
+            if language in self.built_languages:
+                scan.problems.append(Problem(self.label, line, "the template failed for this "
+                                             f"row: {reason}"))
+                left_out.add(key)
+            else:
+                broken.setdefault(reason, self._errors[reason])
+        scan.leave_out(left_out)
+        return list(broken.values())
 
 
 @functools.lru_cache(maxsize=16)  # the same event and password for every message of a run

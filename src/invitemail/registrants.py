@@ -266,6 +266,7 @@ class Scan:
     # Two flat arrays rather than a list of pairs: a third of the memory for 100,000 rows.
     addresses: list[str] = field(default_factory=list)
     lines: array[int] = field(default_factory=lambda: array("q"))
+    left_out: set[str] = field(default_factory=set)  # keys that left the identities
 
     @property
     def identities(self) -> Iterator[tuple[str, int]]:
@@ -279,7 +280,10 @@ class Scan:
     def leave_out(self, keys: Iterable[str]) -> None:
         """Valid registrants that turned out not to get a message after all: they count as
         rows with a problem (the caller has reported it), and leave the identities."""
-        keys = set(keys)
+        keys = set(keys) - self.left_out
+        if not keys:
+            return
+        self.left_out |= keys
         kept = [(a, n) for a, n in self.identities if a.lower() not in keys]
         self.valid -= len(self.addresses) - len(kept)
         self.invalid += len(self.addresses) - len(kept)
@@ -343,16 +347,25 @@ def unique_registrants(source: RegistrantFile, scan: Scan | None = None) -> Iter
             scan.problems.append(_conflict(label, line, registrant.email, first))
             if key not in conflicting:
                 conflicting.add(key)
-                scan.problems.append(_conflict(label, first, registrant.email, line))
+                scan.problems.append(_conflict(label, first, key, line))
     if conflicting:
         scan.leave_out(conflicting)
         source.left_out |= conflicting
 
 
+def scan_file(path: Path, *, encoding: str | None = None, delimiter: str | None = None) -> Scan:
+    """Every row of a registrant file read and counted, without keeping the rows."""
+    scan = Scan()
+    for _ in unique_registrants(open_registrants(path, encoding=encoding, delimiter=delimiter),
+                                scan):
+        pass
+    return scan
+
+
 def _conflict(label: str, line: int, email: str, other: int) -> Problem:
-    return Problem(label, line, f"{email} is also on line {other}, with a different personal "
-                   "join link: keep the row with the right link and delete the other (neither "
-                   "gets a message until then)")
+    return Problem(label, line, f"{email} is also on line {other}, with another personal join "
+                   "link: keep the row with the right link and delete the other (neither gets "
+                   "a message until then)")
 
 
 def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str | None = None,
