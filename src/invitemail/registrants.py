@@ -17,77 +17,21 @@ import csv
 import functools
 import io
 import re
-import unicodedata
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from invitemail.addresses import AddressError, normalize_address
-from invitemail.config import LANGUAGES, LINE_BREAKS
-from invitemail.decoding import BAD_BYTE, decode, describe_bad_bytes, mojibake
+from invitemail.cells import HEADER_ALIASES as HEADER_ALIASES
+from invitemail.cells import LANGUAGE_ALIASES as LANGUAGE_ALIASES
+from invitemail.cells import Registrant as Registrant
+from invitemail.cells import RowLayout, check_row, header_alias
+from invitemail.cells import column_key as column_key
+from invitemail.decoding import BAD_BYTE, decode, describe_bad_bytes
 from invitemail.errors import Problem, ProblemsError
 
 DELIMITERS = (",", ";", "\t")
 MAX_CELL = 128 * 1024  # csv's own limit; a bigger cell is a broken file, not a registrant
-
-# Header names as exports spell them, after lower-casing and dropping spaces, "_", "-", ".".
-HEADER_ALIASES: Mapping[str, str] = {
-    **dict.fromkeys(("email", "emailaddress", "mail", "emailadresse", "mailadresse",
-                     "epost"), "email"),
-    **dict.fromkeys(("name", "navn", "fullname", "fuldenavn", "fuldtnavn", "deltager"), "name"),
-    **dict.fromkeys(("firstname", "fornavn", "givenname"), "first_name"),
-    **dict.fromkeys(("lastname", "efternavn", "surname", "familyname"), "last_name"),
-    **dict.fromkeys(("language", "sprog", "lang"), "language"),
-    **dict.fromkeys(("joinurl", "joinlink", "personallink", "personligtlink", "deltagerlink"),
-                    "join_url"),
-    **dict.fromkeys(("timezone", "tidszone", "tz"), "timezone"),
-}
-LANGUAGE_ALIASES: Mapping[str, str] = {
-    "da": "da", "dk": "da", "dansk": "da", "danish": "da", "en": "en", "engelsk": "en",
-    "english": "en", "uk": "en", "gb": "en",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Registrant:
-    """One valid registrant: what the templates and the message need."""
-
-    line: int
-    email: str
-    name: str
-    first_name: str
-    last_name: str
-    language: str
-    join_url: str
-    timezone: str
-    fields: Mapping[str, str] = field(default_factory=dict)  # every column, by its key
-
-    @property
-    def key(self) -> str:
-        """The identity of a registrant: the address, case-insensitive (product.md)."""
-        email = self.email
-        return email if email.islower() else email.lower()  # the same string when it can be
-
-    def as_context(self) -> dict[str, str]:
-        """What a template sees as ``registrant``: every column, then the known names."""
-        context = dict(self.fields)
-        context.update(email=self.email, name=self.name, first_name=self.first_name,
-                       last_name=self.last_name, language=self.language,
-                       join_url=self.join_url, timezone=self.timezone)
-        return context
-
-
-def column_key(header: str) -> str:
-    """``"Join URL"`` -> ``join_url``: the name a column has in templates."""
-    return re.sub(r"[^0-9a-zæøå]+", "_", header.strip().lower()).strip("_")
-
-
-def _alias(header: str) -> str | None:
-    return HEADER_ALIASES.get(re.sub(r"[\s_.\-]+", "", header.strip().lower()))
-
 
 # What one record of the file became: its first line, the registrant (None when the row is
 # not sent: a problem, or a repeated header) and its problems and warnings.
@@ -119,6 +63,11 @@ class RegistrantFile:
         """(column index, template key) of every column with a usable name."""
         return [(i, key) for i, h in enumerate(self.header) if (key := column_key(h))]
 
+    @functools.cached_property
+    def layout(self) -> RowLayout:
+        return RowLayout(self.label, self.header, self.columns, self.field_keys,
+                         self.default_language)
+
     @property
     def rows_estimate(self) -> int:
         """About how many rows the file has (its line count), without parsing it."""
@@ -127,7 +76,7 @@ class RegistrantFile:
     def checked_rows(self) -> Iterator[CheckedRow]:
         """Each data record, checked: (line, registrant or None, problems). Blank rows are
         left out; every other record of the file is here."""
-        lines = _Lines(self.text)
+        lines, layout = _Lines(self.text), self.layout
         for _ in range(self.body_line - 1):
             next(lines, None)
         for line, cells in _records(lines, self.delimiter, self._is_full_row,
@@ -135,7 +84,7 @@ class RegistrantFile:
             if isinstance(cells, str):
                 yield line, None, [Problem(self.label, line, cells)]
                 continue
-            checked = self._row(line, cells)
+            checked = check_row(layout, line, cells)
             if checked is not None:
                 yield line, *checked
 
@@ -157,92 +106,6 @@ class RegistrantFile:
             return False
         email = cells[self.columns["email"]].strip()
         return "@" in email and not any(c.isspace() for c in email)
-
-    def _row(self, line: int, cells: list[str]) -> tuple[Registrant | None, list[Problem]] | None:
-        if not any(cell.strip() for cell in cells):
-            return None  # a blank line or a row of empty cells
-        label = self.label
-
-        def refused(message: str) -> tuple[None, list[Problem]]:
-            return None, [Problem(label, line, message)]
-
-        if [c.strip() for c in cells] == [h.strip() for h in self.header]:
-            return None, [Problem(label, line, "repeats the header row", warning=True)]
-        if len(cells) != len(self.header):
-            few = "few" if len(cells) < len(self.header) else "many"
-            return refused(f"has {len(cells)} cells, the header has {len(self.header)}: too "
-                           f"{few}; is a delimiter or quote missing?")
-        joined = "\t".join(cells)
-        if "\x00" in joined:
-            return refused("contains a NUL character; delete it, or export the list again")
-        if BAD_BYTE.search(joined):
-            bad = next(c for c in cells if BAD_BYTE.search(c))
-            return refused(f"is not UTF-8 here ({describe_bad_bytes(bad)}), though the rest "
-                           "of the file is: retype this row's letters, or export the list "
-                           "again as CSV UTF-8")
-        control = _control_character(cells, self.header, self.columns)
-        if control is not None:
-            return refused(control)
-
-        def cell(name: str) -> str:
-            index = self.columns.get(name)
-            return cells[index].strip() if index is not None else ""
-
-        problems: list[Problem] = []
-        raw_email = cell("email")
-        email = ""
-        if any(c in LINE_BREAKS for c in raw_email):
-            problems.append(Problem(label, line, "the address contains a line break"))
-        else:
-            try:
-                email = normalize_address(raw_email)
-            except AddressError as err:
-                problems.append(Problem(label, line, f"{raw_email!r} is not a valid address: "
-                                        f"{err}" if raw_email else "the address is empty"))
-        # A tab inside a name (a pasted TSV row) is a space to the reader; headers and the
-        # calendar's CN would each treat it differently.
-        full, first, last = (cell(key).replace("\t", " ")
-                             for key in ("name", "first_name", "last_name"))
-        name = full or " ".join(part for part in (first, last) if part)
-        for what, value in (("name", full), ("first name", first), ("last name", last)):
-            if any(c in LINE_BREAKS for c in value):
-                problems.append(Problem(label, line, f"the {what} contains a line break; it "
-                                        "would reach the To: header"))
-        language = self.default_language
-        if raw := cell("language"):
-            found = LANGUAGE_ALIASES.get(raw.lower().split("-")[0].split("_")[0])
-            if found is None:
-                problems.append(Problem(label, line, f"language {raw!r} is not supported; use "
-                                        + " or ".join(LANGUAGES)))
-            else:
-                language = found
-        join_url = cell("join_url")
-        if join_url:
-            parts = urlsplit(join_url)
-            # urlsplit drops tabs and line breaks silently; a link with any is broken.
-            if parts.scheme not in ("http", "https") or not parts.netloc or any(
-                    c.isspace() for c in join_url):
-                problems.append(Problem(label, line, f"join link {join_url!r} is not a web "
-                                        "address"))
-            elif parts.scheme != "https":
-                problems.append(Problem(label, line, f"join link {join_url} is not https",
-                                        warning=True))
-        timezone = cell("timezone")
-        if timezone:
-            try:
-                ZoneInfo(timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                problems.append(Problem(label, line, f"time zone {timezone!r} is not known; use "
-                                        'an IANA name such as "America/New_York"'))
-        if any(not p.warning for p in problems):
-            return None, problems
-        garbled = _garbled(cells, self.header)
-        if garbled is not None:
-            problems.append(Problem(label, line, garbled, warning=True))
-        fields = {key: cells[i].strip() for i, key in self.field_keys}
-        return Registrant(line=line, email=email, name=name, first_name=first, last_name=last,
-                          language=language, join_url=join_url, timezone=timezone,
-                          fields=fields), problems
 
 
 @dataclass
@@ -419,7 +282,7 @@ def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str 
     columns: dict[str, int] = {}
     problems: list[Problem] = []
     for index, name in enumerate(header):
-        canonical = _alias(name) or column_key(name)
+        canonical = header_alias(name) or column_key(name)
         if not canonical:
             continue
         if canonical in columns:
@@ -557,50 +420,6 @@ def _parse_line(line: str, delimiter: str) -> list[str] | None:
         return next(csv.reader([line], delimiter=delimiter, strict=True), [])
     except csv.Error:
         return None
-
-
-def _garbled(cells: list[str], header: list[str]) -> str | None:
-    """A warning when a cell looks like UTF-8 that was read as cp1252 before it reached the
-    file (``SÃ¸ren``), else None."""
-    for index, cell in enumerate(cells):
-        meant = mojibake(cell)
-        if meant is not None:
-            column = header[index].strip()
-            guess = f"; it probably said {meant.strip()!r}" if meant != cell else ""
-            return (f"{cell.strip()!r} (column {column!r}) looks garbled: UTF-8 read as "
-                    f"Windows-1252 somewhere before this file{guess}; correct it in the file")
-    return None
-
-
-# Cells that go into the To: header (and the calendar's ATTENDEE): only printable text there.
-_HEADER_FIELDS = ("email", "name", "first_name", "last_name")
-
-
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # Cc but tab, LF, CR
-
-
-def _control_character(cells: list[str], header: list[str],
-                       columns: Mapping[str, int]) -> str | None:
-    """The problem with a row that holds a control character, or None.
-
-    A line break in a cell is normal (a note over two lines) except in the fields that reach
-    a header, which the caller reports as a line break. Any other control character (a bell,
-    an escape, a vertical tab) is never meant: it is garbage from a broken export, and some
-    of them start a new line for some readers, so the row is refused.
-    """
-    if not _CONTROL.search("\t".join(cells)):
-        return None  # the common case, found at C speed
-    header_cells = {columns[name] for name in _HEADER_FIELDS if name in columns}
-    for index, cell in enumerate(cells):
-        for char in cell:
-            if char in "\t\n\r" or unicodedata.category(char) != "Cc":
-                continue
-            if index in header_cells and char in LINE_BREAKS:
-                break  # reported as a line break in that field
-            column = header[index].strip() if index < len(header) else str(index + 1)
-            return (f"column {column!r} contains a control character (U+{ord(char):04X}); "
-                    "delete it, or export the list again")
-    return None
 
 
 def _csv_error(err: csv.Error) -> str:
