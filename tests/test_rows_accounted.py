@@ -12,8 +12,12 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import run_cli
+from invitemail.errors import ProblemsError
+from invitemail.registrants import Scan, open_registrants, unique_registrants
 from registrant_lists import lines, recipients, relay_event, send
 from smtp_servers import SmtpServer
 
@@ -234,3 +238,57 @@ def test_a_failing_row_is_left_out_when_workers_build_the_messages(
     assert dry.exit_code == 0, dry.output
     assert lines(dry.stderr, event) == [f"{CSV}:702: {ZERO}"]
     assert "Dry run: 1099 messages would be sent" in dry.stdout
+
+
+# -- any mix of good and malformed rows ------------------------------------------------------
+
+BAD_ROWS = ['"Mallory"x,m{n}@evil.example,da,', '"Mallory,m{n}@evil.example,da,',
+            'Mallory,m{n}@evil.example,da,"note', "Mal\x00lory,m{n}@evil.example,da,",
+            "Mallory,m{n}@evil.example,da,,extra", "Mallory\r Evil,m{n}@evil.example,da,",
+            "Mallory,m{n}@evil.example\r,da,"]
+good_name = st.text(alphabet="abcæøå ÆØÅ'.-", min_size=1, max_size=12).filter(str.strip)
+good_row = st.tuples(good_name, st.booleans(), st.sampled_from(["", "a note", "1, 2, 3"]))
+any_row = st.one_of(good_row.map(lambda row: ("good", row)),
+                    st.sampled_from(BAD_ROWS).map(lambda row: ("bad", row)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(any_row, min_size=1, max_size=12), crlf=st.booleans(),
+       end_newline=st.booleans())
+def test_every_good_row_is_read_at_its_line_and_every_row_is_counted(
+        tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, object]], crlf: bool,
+        end_newline: bool) -> None:
+    """Whatever the malformed rows around it, a good row (one line, a whole row by itself)
+    is read at its own line; a problem is only ever on a malformed row's line; and the
+    counts add up to the number of rows."""
+    lines_out, good, bad = ["Navn,E-mail,Sprog,Note"], {}, set()
+    for n, (kind, row) in enumerate(rows):
+        line = n + 2
+        if kind == "good":
+            assert isinstance(row, tuple)
+            name, quoted, note = row
+            cells = [f'"{name}"' if quoted else name.replace('"', ""), f"p{n}@example.org",
+                     "da", f'"{note}"' if "," in note else note]
+            good[f"p{n}@example.org"] = line
+            lines_out.append(",".join(cells))
+        else:
+            assert isinstance(row, str)
+            bad.add(line)
+            lines_out.append(row.format(n=n))
+    newline = "\r\n" if crlf else "\n"
+    path = tmp_path_factory.mktemp("rows") / "registrants.csv"
+    path.write_bytes((newline.join(lines_out) + (newline if end_newline else "")).encode())
+    scan = Scan()
+    nul_rows = sum(1 for line in lines_out if "\x00" in line)
+    if 2 * nul_rows >= len(rows):  # NULs in half the rows: not a text file at all
+        with pytest.raises(ProblemsError, match="contains NUL bytes: it is not a text file"):
+            open_registrants(path)
+        return
+
+    registrants = list(unique_registrants(open_registrants(path), scan))
+
+    assert {r.email: r.line for r in registrants} == good
+    assert {p.line for p in scan.problems} <= bad
+    assert (bad and scan.errors) or not bad  # a malformed row never goes unmentioned
+    assert scan.rows == scan.valid + scan.duplicates + scan.invalid + scan.ignored
+    assert scan.valid == len(good) and scan.duplicates == 0 and scan.ignored == 0
