@@ -147,6 +147,37 @@ def test_rows_pasted_with_a_bare_cr_between_them_are_each_read(smtp_server: Smtp
                                               "niels@example.org"])
 
 
+def test_status_counts_rows_the_journal_has_not_seen_yet(smtp_server: SmtpServer,
+                                                          tmp_path: Path) -> None:
+    event = relay_event(tmp_path / "e", smtp_server,
+                        with_bad_row('"Mallory"x,m@evil.example,da\n', 1))
+    before = run_cli("status", event)
+    assert send(event, "--skip-invalid").exit_code == 0
+    csv_file = event / "registrants.csv"
+    csv_file.write_text(with_bad_row("Mallory,m@evil.example,da\n", 1), encoding="utf-8")
+
+    fixed = run_cli("status", event)
+    assert send(event).exit_code == 0
+    done = run_cli("status", event)
+    csv_file.unlink()
+    gone = run_cli("status", event)
+
+    assert lines(before.stdout, event) == [
+        "{event}: nothing has been sent for this event yet (no journal).",
+        f"{CSV}: 6 rows read: 5 registrants, 1 with a problem (never sent)"]
+    assert lines(fixed.stdout, event) == [
+        "{event}: template 'invitation', 5 registrants: 5 sent",
+        f"{CSV}: 6 rows read: 6 registrants (1 not in the journal yet)"]
+    assert lines(done.stdout, event) == [
+        "{event}: template 'invitation', 6 registrants: 6 sent",
+        f"{CSV}: 6 rows read: 6 registrants"]
+    assert gone.exit_code == 0
+    assert lines(gone.stdout, event) == ["{event}: template 'invitation', 6 registrants: 6 sent"]
+    assert lines(gone.stderr, event) == [
+        f"warning: {CSV}: not found; the counts are the journal's only"]
+    assert recipients(smtp_server) == sorted([*ADDRESSES, "m@evil.example"])
+
+
 # -- a row whose values make the template fail ----------------------------------------------
 
 SEATS = "Pladser pr. person: {{ 100 // registrant.seats|int }}\n"

@@ -480,20 +480,21 @@ def _print_skipped(result: SendResult) -> None:
 # -- status -------------------------------------------------------------------------------
 
 
-def _list_scan(folder: Path, registrants: Path | None, encoding: str | None,
-               delimiter: str | None) -> tuple[str, Scan] | None:
-    """Every row of the registrant list counted, or None (and a warning) when it cannot be
-    read: `status` then tells what the journal says only."""
+def _say_list_rows(folder: Path, registrants: Path | None, encoding: str | None,
+                   delimiter: str | None, journal_keys: Container[str] | None) -> None:
+    """How every row of the registrant list was taken; a warning when it cannot be read
+    (`status` then tells what the journal says only)."""
     from invitemail.config import REGISTRANTS_FILE
     from invitemail.registrants import scan_file
 
     path = registrants or folder / REGISTRANTS_FILE
     try:
-        return str(path), scan_file(path, encoding=encoding,
-                                    delimiter="\t" if delimiter == "tab" else delimiter)
+        scan = scan_file(path, encoding=encoding,
+                         delimiter="\t" if delimiter == "tab" else delimiter)
     except InvitemailError as err:
         _say(f"warning: {str(err).splitlines()[0]}; the counts are the journal's only", err=True)
-        return None
+        return
+    _say(f"{path}: {_rows_line(scan, journal_keys=journal_keys)}")
 
 
 @main.command()
@@ -517,30 +518,24 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
     from invitemail.report import write_report
 
     folder = find_event_file(event).parent
-    listed = _list_scan(folder, registrants, encoding, delimiter)
     journal = Journal.open(folder, create=False)
     if journal is None:
         _say(f"{folder}: nothing has been sent for this event yet (no journal).")
-        if listed is not None:
-            _say(f"{listed[0]}: {_rows_line(listed[1])}")
+        _say_list_rows(folder, registrants, encoding, delimiter, None)
         return
     with journal:
-        if listed is not None:
-            label, scan = listed
-            rows_line = f"{label}: {_rows_line(scan, journal_keys=journal.states(template))}"
         counts = journal.counts(template)
         total = sum(counts.values())
         if not total:
             others = journal.templates()
             _say(f"{folder}: nothing in the journal for template {template!r}"
                  + (f" (it has: {', '.join(others)})" if others else "") + ".")
-            if listed is not None:
-                _say(rows_line)
+        else:
+            _say(f"{folder}: template {template!r}, {total} registrants: "
+                 + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
+        _say_list_rows(folder, registrants, encoding, delimiter, journal.states(template))
+        if not total:
             return
-        _say(f"{folder}: template {template!r}, {total} registrants: "
-             + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
-        if listed is not None:
-            _say(rows_line)
         for row in journal.rows(template, [State.FAILED]):
             _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
         for row in journal.rows(template, [State.UNCERTAIN]):
