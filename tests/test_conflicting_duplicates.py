@@ -41,7 +41,9 @@ def join_links(server: SmtpServer) -> dict[str, str]:
     found = {}
     for transaction in server.transactions:
         message = message_from_bytes(transaction.data, policy=policy.default)
-        text = message.get_body(("plain",)).get_content()
+        body = message.get_body(("plain",))
+        assert body is not None
+        text = body.get_content()
         link = next(word for word in text.split() if word.startswith("https://zoom.us/"))
         found[message["To"].addresses[0].display_name] = link
     return found
