@@ -143,6 +143,8 @@ MOJIBAKE = {  # the ids say which letters were garbled
     "ae-and-a-ring": ("Ã†rÃ¸ MÃ¥rtensen", "Ærø Mårtensen"),
     "capital-o-slash-and-a-ring": ("Ã˜stergÃ¥rd Ã…se", "Østergård Åse"),
     "en-dash": ("Karen â€“ Blixen", "Karen – Blixen"),
+    "polish": ("PaweÅ‚ Å»ak", "Paweł Żak"),
+    "cyrillic": ("Ð˜Ð²Ð°Ð½", "Иван"),
 }
 
 
@@ -165,7 +167,7 @@ def test_check_warns_about_names_garbled_before_they_reached_the_file(
 def test_real_names_are_not_taken_for_garbled_ones(smtp_server: SmtpServer,
                                                    tmp_path: Path) -> None:
     names = ["JOÃO Silva", "Ålborg Ærø Østergård", "Ängström Ölund", "Âge d'or",
-             "Björk Guðmundsdóttir"]
+             "Björk Guðmundsdóttir", "JØ’S Åse", "Renée O’Hara"]
     event = relay_event(tmp_path / "e", smtp_server, "Navn,E-mail\n" + "".join(
         f"{name},p{i}@example.org\n" for i, name in enumerate(names)))
 
@@ -221,3 +223,35 @@ def test_status_counts_the_rows_with_bad_bytes(smtp_server: SmtpServer, tmp_path
         "{event}: template 'invitation', 4 registrants: 4 sent",
         f"{CSV}: 5 rows read: 4 registrants, 1 with a problem (never sent)"]
     assert sorted(recipients(smtp_server)) == sorted(EVERYONE)
+
+
+def test_utf8_rows_in_a_file_that_is_mostly_cp1252_are_warned_about(smtp_server: SmtpServer,
+                                                                     tmp_path: Path) -> None:
+    # Two cp1252 rows full of æøå outweigh one short UTF-8 name: the file is read as
+    # cp1252, and the UTF-8 name, garbled by that, is named.
+    data = (HEADER + "Søren Ærø Åse,soren@example.org,da\nÆbeløe Østergård,ae@example.org,da\n"
+            .encode("cp1252") + "Иван,ivan@example.org,en\n".encode())
+    event = relay_event(tmp_path / "e", smtp_server, data)
+
+    check = run_cli("check", event)
+
+    assert check.exit_code == 0, check.output
+    assert lines(check.stderr, event) == [
+        f"{CSV}:4: warning: 'Ð˜Ð²Ð°Ð½' (column 'Navn') looks garbled: UTF-8 read as "
+        "Windows-1252 somewhere before this file; it probably said 'Иван'; correct it in the "
+        "file"]
+
+
+def test_bytes_cp1252_does_not_have_leave_the_utf8_reading(smtp_server: SmtpServer,
+                                                           tmp_path: Path) -> None:
+    # "Ł" is C5 81 in UTF-8, and 0x81 is no cp1252 character: the file cannot be cp1252, so
+    # the rows that are not UTF-8 are named, even though they have more odd bytes.
+    data = (HEADER + "Łukasz,lukasz@example.org,en\n".encode()
+            + "Søren Ærø Åse,soren@example.org,da\n".encode("cp1252"))
+    event = relay_event(tmp_path / "e", smtp_server, data)
+
+    sent = send(event, "--skip-invalid")
+
+    assert lines(sent.stderr, event) == [not_utf8(3, "S\ufffdren \ufffdr\ufffd \ufffdse",
+                                                  "0xF8, 0xC6, 0xC5")]
+    assert display_names(smtp_server) == {"lukasz@example.org": "Łukasz"}

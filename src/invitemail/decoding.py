@@ -25,15 +25,20 @@ from collections.abc import Callable
 BAD_BYTE = re.compile("[\udc80-\udcff]")
 _MULTI_BYTE = re.compile("[^\x00-\x7f\udc80-\udcff]")  # a character from a valid sequence
 
-# UTF-8 read as cp1252 (or Latin-1): each multi-byte letter becomes a lead character and
-# one or two continuation characters (the cp1252 or Latin-1 reading of 0x80-0xBF): "ø" is
-# C3 B8, read "Ã¸"; "–" is E2 80 93, read "â€“". Only the leads of Latin-1 letters (Â, Ã)
-# and of punctuation (â€) are looked for: a real name never has Ã or Â before such a
-# character, while Å (the lead of Latin Extended-A) is a Danish letter.
-_CONTINUATION = "".join(sorted({bytes([b]).decode("cp1252", "ignore") or chr(b)
-                                for b in range(0x80, 0xC0)} | {chr(b) for b in range(0x80, 0xC0)}))
-_MOJIBAKE = re.compile(f"[\u00c2\u00c3][{re.escape(_CONTINUATION)}]"
-                       f"|\u00e2\u20ac[{re.escape(_CONTINUATION)}]")
+# UTF-8 read as cp1252 (or Latin-1): each multi-byte letter becomes a lead character (the
+# reading of C2-F4: Â Ã ... Å ... Ð Ñ ... â ...) and one to three continuation characters
+# (the reading of 0x80-0xBF: € ‚ ... ’ “ ” – ... NBSP ¡ ... ¿): "ø" is C3 B8, read "Ã¸";
+# "–" is E2 80 93, read "â€“"; "И" is D0 98, read "Ð˜". Â and Ã before a continuation
+# (Latin-1 letters: æøå, é, ü) and the three-byte sequences never occur in a real name;
+# other leads are letters too (Å, Ø), and one of them before "’" can be real ("JØ’S"), so
+# those count only twice in one cell ("Ð˜Ð²Ð°Ð½" for "Иван", "PaweÅ‚ Å»ak" for "Paweł Żak").
+_CONTINUATION = re.escape("".join(sorted(
+    {bytes([b]).decode("cp1252", "ignore") or chr(b) for b in range(0x80, 0xC0)}
+    | {chr(b) for b in range(0x80, 0xC0)})))
+_ANY_GARBLED = re.compile(f"[\u00c2-\u00f4][{_CONTINUATION}]")
+_SURELY_GARBLED = re.compile(f"[\u00c2\u00c3][{_CONTINUATION}]"
+                             f"|[\u00e0-\u00ef][{_CONTINUATION}]{{2}}"
+                             f"|[\u00f0-\u00f4][{_CONTINUATION}]{{3}}")
 
 Fail = Callable[..., Exception]  # fail(message, hint=None, line=None) -> the error to raise
 
@@ -69,10 +74,13 @@ def decode(data: bytes, encoding: str | None, fail: Fail) -> tuple[str, str]:
     if truncated or (good and good >= bad):
         return text, "utf-8 (some bytes are not)"
     # In real cp1252 text most bytes above 0x7F are not valid UTF-8 sequences; the few that
-    # happen to pair up are outweighed. Plain "CSV" from a Danish Excel is cp1252.
+    # happen to pair up are outweighed. Plain "CSV" from a Danish Excel is cp1252. (UTF-8
+    # rows in a file that is mostly cp1252 read garbled, and check warns about them.)
     try:
         return body.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
+        if good:  # bytes cp1252 does not have: the UTF-8 in the file is what is left
+            return text, "utf-8 (some bytes are not)"
         raise fail("is neither UTF-8 nor Windows-1252 (cp1252) text",
                    "save it as CSV UTF-8, or give --encoding") from None
 
@@ -102,12 +110,14 @@ def describe_bad_bytes(cell: str) -> str:
 def mojibake(value: str) -> str | None:
     """When ``value`` looks like UTF-8 that was read as cp1252 before it reached the file,
     what it probably said (each garbled letter read back where that works); else None."""
-    if not _MOJIBAKE.search(value):
+    if not _ANY_GARBLED.search(value):
+        return None  # the common case, found at C speed
+    if not _SURELY_GARBLED.search(value) and len(_ANY_GARBLED.findall(value)) < 2:
         return None
     return _GARBLED_RUN.sub(_read_back, value)
 
 
-_GARBLED_RUN = re.compile(f"[\u00c2-\u00f4][{re.escape(_CONTINUATION)}]{{1,3}}")
+_GARBLED_RUN = re.compile(f"[\u00c2-\u00f4][{_CONTINUATION}]{{1,3}}")
 
 
 def _read_back(match: re.Match[str]) -> str:
