@@ -79,7 +79,9 @@ def decode(data: bytes, encoding: str | None, fail: Fail) -> tuple[str, str]:
     try:
         return body.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
-        if good:  # bytes cp1252 does not have: the UTF-8 in the file is what is left
+        # Bytes cp1252 does not have: the UTF-8 in the file is the evidence left, unless
+        # bad bytes are everywhere (a binary file).
+        if good and 10 * bad < len(body):
             return text, "utf-8 (some bytes are not)"
         raise fail("is neither UTF-8 nor Windows-1252 (cp1252) text",
                    "save it as CSV UTF-8, or give --encoding") from None
