@@ -166,7 +166,8 @@ def test_cli_check_reads_a_cp1252_file(event: Path) -> None:
 
     assert check.exit_code == 0, check.output
     assert check.stdout == (f"{event}/registrants.csv: 1 registrant (languages: da); "
-                            "1 invitation message built\nNo problems found. Nothing was sent.\n")
+                            "1 invitation message built\n1 row read: 1 registrant\n"
+                            "No problems found. Nothing was sent.\n")
     assert "To: Søren Ærø Åse <soren@example.org>\n" in preview.stdout
 
 

@@ -38,6 +38,7 @@ from invitemail.registrants import (
     unique_registrants,
 )
 from invitemail.render import Rendered, Renderer
+from invitemail.render_failures import RenderFailures
 
 CANCEL_TEMPLATE = "cancellation"
 UPDATE_TEMPLATE = "update"
@@ -369,7 +370,6 @@ class Campaign:
             report.event_problems.append(Problem(
                 str(self.config.path), None,
                 f"event.start {event.start:%Y-%m-%d %H:%M} is in the past"))
-        seen_template_errors: set[str] = set()
         changed = checked = 0
 
         def counted(registrants: Iterator[Registrant]) -> Iterator[Registrant]:
@@ -382,22 +382,28 @@ class Campaign:
                         changed += 1
                 yield registrant
 
+        failures = RenderFailures(self.source.label)
         rows = counted(unique_registrants(self.source, report.scan))
         for registrant, outcome in parallel.outcomes(self, rows, encode=on_message is not None,
                                                      inspect=inspect):
             if outcome.kind == "template":
-                first = outcome.value.message.split(" (rendering for ")[0]
-                if first not in seen_template_errors:
-                    report.template_errors.append(outcome.value)
-                    seen_template_errors.add(first)
+                failures.add(registrant, outcome.value)
                 continue
             if outcome.kind == "header":
                 report.scan.problems.append(Problem(self.source.label, registrant.line,
                                                     f"{outcome.value}; it cannot go in a header"))
+                failures.header_keys.add(registrant.key)
                 continue
+            failures.built_languages.add(registrant.language)
             report.messages += 1
             if on_message is not None:
                 on_message(outcome.value, outcome.inspected)
+        # Rows that share an address and disagree (found as the rows went by): the first
+        # one's message was built before that came to light.
+        report.messages -= len(report.scan.left_out - failures.keys)
+        report.template_errors.extend(failures.settle(report.scan))
+        self.source.left_out |= report.scan.left_out
+        report.scan.problems.sort(key=lambda p: (p.line is None, p.line or 0))
         report.event_problems.extend(self._lifecycle_problems(changed, checked))
         if not report.scan.valid and not report.scan.errors:
             report.scan.problems.append(Problem(self.source.label, None,

@@ -12,7 +12,7 @@ import itertools
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from invitemail.campaign import Built, Campaign, CheckReport
     from invitemail.delivery import SendResult
+    from invitemail.registrants import Scan
 
 PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -147,6 +148,26 @@ def _summary_line(campaign: Campaign, report: CheckReport) -> str:
             f"message{'s' if report.messages != 1 else ''} built")
 
 
+def _rows_line(scan: Scan, *, journal_keys: Container[str] | None = None) -> str:
+    """How every row of the list was taken: registrants, duplicates, problems."""
+    def count(number: int, what: str, plural: str = "s") -> str:
+        return f"{number} {what}{plural if number != 1 else ''}"
+
+    registrants = count(scan.valid, "registrant")
+    if journal_keys is not None:
+        absent = sum(1 for a in scan.addresses if a.lower() not in journal_keys)
+        registrants += f" ({absent} not in the journal yet)" if absent else ""
+    parts = [registrants]
+    if scan.duplicates:
+        parts.append(count(scan.duplicates, "duplicate"))
+    if scan.invalid:
+        parts.append(f"{scan.invalid} with {'problems' if scan.invalid != 1 else 'a problem'}"
+                     " (never sent)")
+    if scan.ignored:
+        parts.append(count(scan.ignored, "repeated header row"))
+    return f"{count(scan.rows, 'row')} read: " + ", ".join(parts)
+
+
 @main.command()
 @event_options
 @click.option("--lint", is_flag=True, help="Also lint every built message (headers, MIME, "
@@ -177,6 +198,7 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
     for problem in lint_problems:
         _say(f"lint: {problem}", err=True)
     _say(_summary_line(campaign, report))
+    _say(_rows_line(report.scan))
     errors = len(report.errors) + len(report.template_errors) + len(lint_problems)
     if errors:
         _say(f"{errors} problem{'s' if errors != 1 else ''} to fix before sending.", err=True)
@@ -365,6 +387,8 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
     report = campaign.check()
     campaign.require_valid(report, skip_invalid=skip_invalid)  # the error lists every problem
     _print_problems(report)  # warnings, and with --skip-invalid the rows left out
+    if report.scan.invalid:
+        _say(_rows_line(report.scan))
     config = campaign.config
     if not dry_run and not yes:
         what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \
@@ -469,15 +493,39 @@ def _print_skipped(result: SendResult) -> None:
 # -- status -------------------------------------------------------------------------------
 
 
+def _say_list_rows(folder: Path, registrants: Path | None, encoding: str | None,
+                   delimiter: str | None, journal_keys: Container[str] | None) -> None:
+    """How every row of the registrant list was taken; a warning when it cannot be read
+    (`status` then tells what the journal says only)."""
+    from invitemail.config import REGISTRANTS_FILE
+    from invitemail.registrants import scan_file
+
+    path = registrants or folder / REGISTRANTS_FILE
+    try:
+        scan = scan_file(path, encoding=encoding,
+                         delimiter="\t" if delimiter == "tab" else delimiter)
+    except InvitemailError as err:
+        _say(f"warning: {str(err).splitlines()[0]}; the counts are the journal's only", err=True)
+        return
+    _say(f"{path}: {_rows_line(scan, journal_keys=journal_keys)}")
+
+
 @main.command()
 @click.argument("event", default=".", type=click.Path(path_type=Path))
 @click.option("--template", "-t", default="invitation", show_default=True,
               help="Which template's journal to show.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write one row per registrant (state, attempts, last reply) to FILE.csv.")
+@click.option("--registrants", type=click.Path(path_type=Path, dir_okay=False),
+              help="Count the rows of FILE instead of EVENT/registrants.csv.")
+@click.option("--encoding", help="The registrant file's encoding (default: detected).")
+@click.option("--delimiter", type=click.Choice([",", ";", "tab"]),
+              help="The registrant file's delimiter (default: detected).")
 @handle_errors
-def status(event: Path, template: str, report_path: Path | None) -> None:
-    """What the journal says: sent, failed, pending, uncertain."""
+def status(event: Path, template: str, report_path: Path | None, registrants: Path | None,
+           encoding: str | None, delimiter: str | None) -> None:
+    """What the journal says: sent, failed, pending, uncertain; and how every row of the
+    registrant list was taken."""
     from invitemail.config import find_event_file
     from invitemail.journal import Journal, State
     from invitemail.limits import stop_lines
@@ -487,6 +535,7 @@ def status(event: Path, template: str, report_path: Path | None) -> None:
     journal = Journal.open(folder, create=False)
     if journal is None:
         _say(f"{folder}: nothing has been sent for this event yet (no journal).")
+        _say_list_rows(folder, registrants, encoding, delimiter, None)
         return
     with journal:
         counts = journal.counts(template)
@@ -495,9 +544,12 @@ def status(event: Path, template: str, report_path: Path | None) -> None:
             others = journal.templates()
             _say(f"{folder}: nothing in the journal for template {template!r}"
                  + (f" (it has: {', '.join(others)})" if others else "") + ".")
+        else:
+            _say(f"{folder}: template {template!r}, {total} registrants: "
+                 + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
+        _say_list_rows(folder, registrants, encoding, delimiter, journal.states(template))
+        if not total:
             return
-        _say(f"{folder}: template {template!r}, {total} registrants: "
-             + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
         for row in journal.rows(template, [State.FAILED]):
             _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
         for row in journal.rows(template, [State.UNCERTAIN]):
