@@ -1,0 +1,654 @@
+"""Where templates come from and what they may cost: the loader and the bounded sandbox.
+
+Part of the template engine's boundary, like render.py (the only other module that imports
+Jinja2): render.py decides what to render, this module decides what a template may read and
+how much time and memory its render may take. A template is text from the event folder, so
+it is treated as untrusted code.
+
+- :class:`TemplateLoader` reads a template only from a regular file whose every path
+  component below its folder is a real folder or file, never a link, a FIFO, a device or a
+  ``/proc`` file, and never more than MAX_TEMPLATE_BYTES. A name with ``..`` or a leading
+  ``/`` is refused.
+- :class:`BoundedEnvironment` is Jinja's immutable sandbox with bounds: every loop step,
+  call (macros, ``loop(...)`` of a recursive loop, methods), filter and include counts
+  against a CPU-time budget per render; loops against a step budget; every operation that
+  can build a big value from small ones (``*``, ``+``, ``~``, ``%``, ``join``, ``replace``,
+  ``format``, padding, ``indent``, ``wordwrap``, ``batch``, ``sum``, ...) is checked
+  before it runs, and what calls and filters return is checked after.
+- :func:`render_bounded` renders with those budgets and, as the backstop for whatever the
+  checks miss, an address-space limit (``RLIMIT_AS``) lowered to what the process uses now
+  plus MAX_RENDER_MEMORY for the render's duration and restored after it. A template that
+  runs out of any budget once is refused at once from then on (a run stops at the first
+  template error anyway).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.runtime import LoopContext, markup_join, str_join
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from invitemail.errors import TemplateError
+
+try:  # not on Windows: there the memory backstop is missing, the other bounds hold
+    import resource
+except ImportError:  # pragma: no cover
+    resource = None  # type: ignore[assignment]
+
+MAX_OUTPUT = 2 * 1024 * 1024  # characters per part (and per value): a bigger one is a runaway
+MAX_LOOP_STEPS = 1_000_000  # loop iterations per part: loops that write nothing add up too
+MAX_POWER_BITS = 10_000  # a ** b past this many bits is a runaway computation
+MAX_WIDTH = 10_000  # a padding or format width (or a slice count) past this is not for an email
+MAX_RENDER_SECONDS = 2.0  # CPU time per part: an ordinary part takes about a millisecond
+MAX_RENDER_MEMORY = 512 * 1024 * 1024  # address space a render may add (the backstop)
+MAX_TEMPLATE_BYTES = 1024 * 1024  # a template file larger than this is not a template
+MAX_DEPTH = 100  # nesting of lists and dicts a size check follows
+
+
+class TemplateTooCostly(Exception):
+    """A render ran out of a budget; ``str()`` says which, and where when it is known."""
+
+
+# -- where templates come from --------------------------------------------------------------
+
+
+class TemplateLoader(jinja2.BaseLoader):
+    """Reads ``LANG/NAME.PART`` from the first of ``folders`` that has it, without following
+    a link anywhere below the folder (``open`` with ``O_NOFOLLOW``, one component at a time)."""
+
+    def __init__(self, folders: Iterable[Path]) -> None:
+        # As given: error messages and the traceback's file names use these.
+        self.folders = [str(folder) for folder in folders]
+
+    def get_source(self, environment: jinja2.Environment,
+                   template: str) -> tuple[str, str, Callable[[], bool]]:
+        pieces = _template_pieces(template)
+        for folder in self.folders:
+            found = _read_inside(folder, pieces)
+            if found is not None:
+                text, mtime = found
+                path = os.path.join(folder, *pieces)
+                return text, path, functools.partial(_unchanged, path, mtime)
+        raise jinja2.TemplateNotFound(template)
+
+    def entry(self, template: str) -> str | None:
+        """The path of ``template`` in the first folder that has an entry of that name
+        (a file, or whatever else is there, not following a link); None when none has."""
+        try:
+            pieces = _template_pieces(template)
+        except jinja2.TemplateNotFound:
+            return None
+        for folder in self.folders:
+            path = os.path.join(folder, *pieces)
+            if os.path.lexists(path):
+                return path
+        return None
+
+
+def _template_pieces(template: str) -> list[str]:
+    pieces = template.split("/")
+    if template.startswith("/") or "\\" in template or any(p in ("", ".", "..")
+                                                           for p in pieces):
+        raise jinja2.TemplateNotFound(template, message=(
+            f"{template!r}: a template name is a path inside templates/ (no '..', no "
+            "leading '/')"))
+    return pieces
+
+
+_NOFOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_inside(folder: str, pieces: list[str]) -> tuple[str, float] | None:
+    """The text of ``folder/pieces`` and its mtime; None when there is no such entry."""
+    try:
+        fd = os.open(folder, _NOFOLLOW | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+    try:
+        for i, piece in enumerate(pieces[:-1]):
+            try:
+                inner = os.open(piece, _NOFOLLOW | getattr(os, "O_DIRECTORY", 0), dir_fd=fd)
+            except FileNotFoundError:
+                return None
+            except OSError:  # a link (ELOOP), or a file where a folder should be
+                where = os.path.join(folder, *pieces[:i + 1])
+                if os.path.islink(where):
+                    raise _refuse_link(where, os.path.join(folder, *pieces), "folder") from None
+                return None
+            os.close(fd)
+            fd = inner
+        path = os.path.join(folder, *pieces)
+        try:
+            info = os.stat(pieces[-1], dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            raise _refuse_link(path, path, "file")
+        if not stat.S_ISREG(info.st_mode):
+            raise TemplateError(f"{path}: is not a regular file but {_kind(info.st_mode)}; "
+                                "templates are read only from plain files",
+                                hint=f"replace {path} with a text file")
+        _check_template_size(path, info.st_size)
+        # O_NONBLOCK: should a FIFO take the file's place now, opening it does not hang.
+        file_fd = os.open(pieces[-1], _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=fd)
+        try:
+            opened = os.fstat(file_fd)
+            if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) \
+                    or not stat.S_ISREG(opened.st_mode):
+                raise TemplateError(f"{path}: changed while it was being read",
+                                    hint="run the command again")
+            data = b""
+            while len(data) <= MAX_TEMPLATE_BYTES:
+                block = os.read(file_fd, MAX_TEMPLATE_BYTES + 1 - len(data))
+                if not block:
+                    break
+                data += block
+        finally:
+            os.close(file_fd)
+        _check_template_size(path, len(data))
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8"), info.st_mtime
+    except UnicodeDecodeError:
+        raise TemplateError(f"{path}: is not UTF-8 text", hint="save it as UTF-8") from None
+
+
+def _refuse_link(link: str, path: str, kind: str) -> TemplateError:
+    try:
+        target = f" (to {os.readlink(link)})"
+    except OSError:
+        target = ""
+    where = f"{path}: " + ("is a link" if link == path else f"{link} is a link")
+    return TemplateError(
+        f"{where}{target}; templates are read only from files inside the templates folder, "
+        "never through a link",
+        hint=f"replace the link {link} with a copy of the {kind} it points to")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "something else"
+
+
+def _check_template_size(path: str, size: int) -> None:
+    if size > MAX_TEMPLATE_BYTES:
+        raise TemplateError(f"{path}: is larger than {MAX_TEMPLATE_BYTES // 1024} KiB; that is "
+                            "not an email template", hint="check that it is the right file")
+
+
+def _unchanged(path: str, mtime: float) -> bool:
+    try:
+        return os.lstat(path).st_mtime == mtime
+    except OSError:
+        return False
+
+
+# -- what a render may cost -----------------------------------------------------------------
+
+
+class RenderGuard:
+    """The budgets of the render under way, shared by the environments of one renderer, and
+    the templates that already ran out of one (with the message that said so)."""
+
+    def __init__(self, *, seconds: float = MAX_RENDER_SECONDS,
+                 memory: int = MAX_RENDER_MEMORY) -> None:
+        self.seconds = seconds
+        self.memory = memory
+        self.deadline = math.inf  # thread CPU time; infinite between renders
+        self.steps_left = MAX_LOOP_STEPS
+        self.costly: dict[str, str] = {}
+
+    def tick(self) -> None:
+        if time.thread_time() > self.deadline:
+            self.deadline = math.inf  # the error's own handling may call back in
+            raise TemplateTooCostly(f"it ran for more than {self.seconds:g} s of CPU time")
+
+    def step(self) -> None:
+        self.steps_left -= 1
+        if self.steps_left < 0:
+            raise TemplateTooCostly(f"the loops ran more than {MAX_LOOP_STEPS} times")
+        self.tick()
+
+
+def _too_large() -> TemplateTooCostly:
+    return TemplateTooCostly(f"the output is larger than {MAX_OUTPUT // (1024 * 1024)} MiB")
+
+
+def weight(value: Any, limit: int = MAX_OUTPUT, depth: int = 0,
+           memo: dict[int, int] | None = None) -> int:
+    """About how many characters ``value`` prints as: the length of a string, one per item
+    plus the items' own weights for a list, tuple, set or dict, 1 for anything else;
+    counted up to just past ``limit`` (a list of a million references to one big string
+    weighs a million times the string)."""
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    if not isinstance(value, list | tuple | dict | set | frozenset):
+        return 1
+    if depth > MAX_DEPTH:
+        return limit + 1
+    memo = {} if memo is None else memo
+    known = memo.get(id(value))
+    if known is not None:
+        return known
+    total = len(value)
+    items = value.items() if isinstance(value, dict) else ((item,) for item in value)
+    for pair in items:
+        for item in pair:
+            total += weight(item, limit - total, depth + 1, memo)
+        if total > limit:
+            break
+    memo[id(value)] = total
+    return total
+
+
+def _check_weight(*values: Any, times: int = 1, extra: int = 0) -> None:
+    total = extra
+    memo: dict[int, int] = {}
+    for value in values:
+        total += weight(value, MAX_OUTPUT, 0, memo) * max(times, 0)
+        if total > MAX_OUTPUT:
+            raise _too_large()
+
+
+def _check_result(value: Any) -> Any:
+    """What a call or a filter gave back: not a string or a collection past MAX_OUTPUT."""
+    if isinstance(value, str | bytes | bytearray):
+        if len(value) > MAX_OUTPUT:
+            raise _too_large()
+    elif isinstance(value, list | tuple | dict | set | frozenset):
+        _check_weight(value)
+    return value
+
+
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """Jinja's sandbox, plus bounds on what a template can make the machine do.
+
+    The immutable sandbox: a template cannot change a list or dict it is given, so what one
+    registrant's message renders cannot leak into the next one's (the context's shared parts
+    and the include cache rely on it).
+
+    The sandbox keeps a template away from Python's internals; these keep it from taking
+    the machine down (see the module's docstring). ``guard`` (an option) is the
+    :class:`RenderGuard` shared with other environments of the same renderer.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, guard: RenderGuard | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.guard = guard if guard is not None else RenderGuard()
+        self.globals["_bounded_loop"] = self._bounded_loop
+        lipsum: Callable[..., Any] = self.globals["lipsum"]  # type: ignore[assignment]
+        self.globals["lipsum"] = lambda n=5, html=True, min=20, max=100: lipsum(
+            _at_most(n, 100), html, _at_most(min, 1000), _at_most(max, 1000))
+        self.filters["_bounded_concat"] = _concat
+        self.filters = {name: self._checked(name, f) for name, f in self.filters.items()}
+        self.tests = {name: self._checked(name, test) for name, test in self.tests.items()}
+
+    @property
+    def steps_left(self) -> int:
+        """The loop steps the render under way may still take."""
+        return self.guard.steps_left
+
+    @steps_left.setter
+    def steps_left(self, value: int) -> None:
+        self.guard.steps_left = value
+
+    def _checked(self, name: str, function: Any) -> Callable[..., Any]:
+        """``function`` (a filter or a test) counting against the time budget, with its
+        arguments checked first (FILTER_CHECKS) and its result after."""
+        check = _FILTER_CHECKS.get(name)
+        passes = getattr(function, "jinja_pass_arg", None) is not None
+        tick = self.guard.tick
+
+        @functools.wraps(function)  # keeps jinja_pass_arg: the filter gets what it asked for
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            tick()
+            if check is not None:
+                check(*args[passes:], **kwargs)
+            return _check_result(function(*args, **kwargs))
+
+        return checked
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Call(nodes.Name("_bounded_loop", "load", lineno=loop.lineno),
+                                   [loop.iter], [], None, None, lineno=loop.lineno)
+        # ``a ~ b`` is compiled to a plain join: make it a filter, which is checked. (A filter,
+        # not a call: the expression still reads only the names it read.)
+        for concat in list(tree.find_all(nodes.Concat)):
+            operands = nodes.Tuple(concat.nodes, "load", lineno=concat.lineno)
+            concat.nodes = [nodes.Filter(operands, "_bounded_concat", [], [], None, None,
+                                         lineno=concat.lineno)]
+        return tree
+
+    def _bounded_loop(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        step = self.guard.step
+        for item in iterable:
+            step()
+            yield item
+
+    @jinja2.utils.internalcode
+    def _load_template(self, name: str,
+                       globals: MutableMapping[str, Any] | None) -> jinja2.Template:
+        self.guard.tick()  # every include, import and extends: a template including itself
+        return super()._load_template(name, globals)
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any,
+                   right: Any) -> Any:
+        if operator == "**":
+            _check_power(left, right)
+        elif operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, str | bytes | list | tuple) and isinstance(times, int):
+                    _check_weight(sequence, times=times)
+        elif operator == "+" and isinstance(left, str | bytes | list | tuple):
+            _check_weight(left, right)
+        elif operator == "%" and isinstance(left, str):
+            _check_format_size(left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,
+             **kwargs: Any) -> Any:
+        __self.guard.tick()
+        if isinstance(__obj, LoopContext) and args:  # loop(...) of a recursive loop
+            args = (__self._bounded_loop(args[0]), *args[1:])
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str | bytes):
+            _check_string_method(owner, getattr(__obj, "__name__", ""), args)
+        return _check_result(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``"{:>9999999}".format(x)``: check the format's widths before formatting."""
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        text = value.__self__
+        widths = 0
+        for spec in re.findall(r"\{[^{}]*:([^{}]*)\}", text):
+            for number in re.findall(r"\d+", spec):
+                widths += _width(int(number))
+        if re.search(r"\{[^{}]*:[^{}]*\{", text):
+            raise jinja2.exceptions.SecurityError("a width taken from an argument is not allowed")
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            # Each field may print any argument, padded to its width.
+            _check_weight(*args, *kwargs.values(), times=text.count("{"),
+                          extra=len(text) + widths)
+            return wrapper(*args, **kwargs)
+
+        return checked
+
+
+def _at_most(value: Any, limit: int) -> Any:
+    return min(value, limit) if isinstance(value, int) else value
+
+
+@jinja2.pass_eval_context
+def _concat(eval_ctx: jinja2.nodes.EvalContext, operands: tuple[Any, ...]) -> str:
+    """``a ~ b ~ c``, as Jinja compiles it, once the operands' sizes are checked."""
+    _check_weight(*operands)
+    join = markup_join if eval_ctx.volatile or eval_ctx.autoescape else str_join
+    return join(operands)
+
+
+def _width(width: Any) -> int:
+    """A padding width, a slice count: at most MAX_WIDTH; what it adds (0 if not a number)."""
+    if isinstance(width, int | float) and width > MAX_WIDTH:
+        raise _too_large()
+    return int(width) if isinstance(width, int | float) and width > 0 else 0
+
+
+def _format_widths(text: Any) -> int:
+    """``%``-formatting may not pad past MAX_WIDTH, nor take its width from an argument;
+    the sum of the widths."""
+    total = 0
+    if isinstance(text, str):
+        for width, precision in re.findall(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?",
+                                           text):
+            if "*" in (width, precision):
+                raise jinja2.exceptions.SecurityError("a '*' width is not allowed")
+            total += sum(_width(int(n)) for n in (width, precision) if n)
+    return total
+
+
+def _check_format_size(text: Any, arguments: Any) -> None:
+    """Each ``%`` may print the largest argument, padded: ``('%s' * 10**6) % big`` and
+    ``('%9999s' * 10**6) % args`` are refused."""
+    widths = _format_widths(text)
+    values = arguments.values() if isinstance(arguments, Mapping) else \
+        arguments if isinstance(arguments, tuple) else (arguments,)
+    largest = max((weight(v) for v in values), default=0)
+    if len(str(text)) + widths + str(text).count("%") * largest > MAX_OUTPUT:
+        raise _too_large()
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1 \
+            and exponent > 0 and exponent * math.log2(abs(base)) > MAX_POWER_BITS:
+        raise jinja2.exceptions.SecurityError(f"{base} ** {exponent} is too large a number")
+
+
+def _check_string_method(text: str | bytes, method: str, args: tuple[Any, ...]) -> None:
+    """String methods that can build a string much larger than their input."""
+    if method in ("center", "ljust", "rjust", "zfill") and args:
+        _width(args[0])
+    elif method == "expandtabs" and args and isinstance(args[0], int):
+        _check_weight(text, times=max(args[0], 1))
+    elif method == "replace" and len(args) >= 2:
+        _check_replace(text, args[0], args[1], args[2] if len(args) > 2 else -1)
+    elif method == "join" and args:
+        items = args[0] if isinstance(args[0], list | tuple | str | bytes) else None
+        if items is not None:
+            _check_weight(items, extra=len(text) * max(len(items) - 1, 0))
+    elif method == "translate" and args and isinstance(args[0], Mapping):
+        largest = max((weight(v) for v in args[0].values()), default=0)
+        _check_weight(text, times=max(largest, 1))
+
+
+def _check_replace(text: Any, old: Any, new: Any, count: Any = -1) -> None:
+    if not (isinstance(old, str | bytes) and isinstance(new, str | bytes)
+            and isinstance(text, str | bytes)):
+        return
+    grow = len(new) - len(old)
+    if grow <= 0:
+        return
+    found = text.count(old) if old else len(text) + 1  # type: ignore[arg-type]
+    if isinstance(count, int) and count >= 0:
+        found = min(found, count)
+    if len(text) + grow * found > MAX_OUTPUT:
+        raise _too_large()
+
+
+def _check_join(value: Any, d: Any = "", attribute: Any = None) -> None:
+    if isinstance(value, list | tuple | str):
+        _check_weight(value, extra=weight(d) * max(len(value) - 1, 0))
+
+
+def _check_indent(s: Any, width: Any = 4, *args: Any, **kwargs: Any) -> None:
+    if isinstance(width, str):
+        _check_weight(s, extra=len(width) * (str(s).count("\n") + 1))
+    else:
+        _width(width)
+
+
+def _check_wordwrap(s: Any, width: Any = 79, break_long_words: Any = True,
+                    wrapstring: Any = None, *args: Any, **kwargs: Any) -> None:
+    if isinstance(wrapstring, str) and isinstance(width, int) and width > 0:
+        lines = len(str(s)) // width + str(s).count("\n") + 1
+        _check_weight(s, extra=len(wrapstring) * lines)
+
+
+def _check_batch(value: Any, linecount: Any, fill_with: Any = None) -> None:
+    if isinstance(linecount, int):
+        _check_weight(fill_with, times=linecount)
+
+
+def _check_slice(value: Any, slices: Any, fill_with: Any = None) -> None:
+    _width(slices)
+    if isinstance(slices, int):
+        _check_weight(fill_with, times=slices)
+
+
+def _check_sum(iterable: Any, attribute: Any = None, start: Any = 0) -> None:
+    if isinstance(start, str | bytes | list | tuple) and isinstance(iterable, list | tuple):
+        _check_weight(start, iterable)
+
+
+def _check_urlize(value: Any, trim_url_limit: Any = None, nofollow: Any = False,
+                  target: Any = None, rel: Any = None, *args: Any, **kwargs: Any) -> None:
+    text = str(value)
+    links = text.count(" ") + text.count("\n") + 1
+    _check_weight(text, times=3, extra=links * (weight(target or "") + weight(rel or "")))
+
+
+def _check_tojson(value: Any, indent: Any = None) -> None:
+    _width(indent)
+    _check_weight(value, times=1 + (indent if isinstance(indent, int) and indent > 0 else 0))
+
+
+def _check_format_filter(value: Any, *args: Any, **kwargs: Any) -> None:
+    _check_format_size(value, kwargs or args)
+
+
+_FILTER_CHECKS: dict[str, Callable[..., object]] = {
+    "join": _check_join,
+    "replace": lambda s, old, new, count=None: _check_replace(
+        str(s), str(old), str(new), -1 if count is None else count),
+    "center": lambda value, width=80: _width(width),
+    "indent": _check_indent,
+    "wordwrap": _check_wordwrap,
+    "format": _check_format_filter,
+    "batch": _check_batch,
+    "slice": _check_slice,
+    "sum": _check_sum,
+    "urlize": _check_urlize,
+    "tojson": _check_tojson,
+    "pprint": lambda value: _check_weight(value),
+    "string": lambda value: _check_weight(value),
+}
+
+
+# -- rendering within the budgets -----------------------------------------------------------
+
+
+def render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str:
+    """Render, within the time, step, output and memory budgets of the template's
+    environment (a BoundedEnvironment); TemplateTooCostly (``file:line: what``) when one
+    runs out."""
+    environment = template.environment
+    guard: RenderGuard = environment.guard  # type: ignore[attr-defined]
+    loader = environment.loader
+    roots = loader.folders if isinstance(loader, TemplateLoader) else []
+    name = template.name or ""
+    if name in guard.costly:
+        raise TemplateTooCostly(guard.costly[name])
+    guard.steps_left = MAX_LOOP_STEPS
+    try:
+        restore = _cap_memory(guard.memory)
+        try:
+            guard.deadline = time.thread_time() + guard.seconds
+            chunks: list[str] = []
+            size = 0
+            for chunk in template.generate(context):
+                size += len(chunk)
+                if size > MAX_OUTPUT:
+                    raise _too_large()
+                chunks.append(chunk)
+            return "".join(chunks)
+        finally:
+            guard.deadline = math.inf
+            _restore_memory(restore)
+    except MemoryError as err:
+        reason = f"it needs more than {guard.memory // (1024 * 1024)} MiB of memory"
+        where = template_location(err, roots) or template.filename or name
+        del err  # the traceback holds the frames that hold the memory
+        guard.costly[name] = f"{where}: {reason}"
+        raise TemplateTooCostly(guard.costly[name]) from None
+    except TemplateTooCostly as err:
+        where = template_location(err, roots) or template.filename or name
+        guard.costly[name] = f"{where}: {err}"
+        raise TemplateTooCostly(guard.costly[name]) from None
+
+
+def template_location(err: BaseException, roots: Iterable[str]) -> str:
+    """``file:line`` of the innermost template frame an error came from (Jinja rewrites
+    tracebacks so that template frames carry the template's file and line); "" if none."""
+    tb: TracebackType | None = err.__traceback__
+    found = ""
+    prefixes = tuple(roots)
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if prefixes and filename.startswith(prefixes):
+            found = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+_statm: tuple[int, int] | None = None  # (pid, fd of /proc/self/statm opened by that pid)
+
+
+def _address_space() -> int | None:
+    """The process's address space in bytes (Linux), or None."""
+    global _statm
+    pid = os.getpid()
+    if _statm is None or _statm[0] != pid:  # a forked process opens its own
+        try:
+            _statm = (pid, os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+        except OSError:
+            return None
+    try:
+        return int(os.pread(_statm[1], 64, 0).split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cap_memory(headroom: int) -> tuple[int, int] | None:
+    """Lower the soft address-space limit to what the process uses now plus ``headroom``;
+    the limits to restore after, or None when nothing was changed."""
+    if resource is None:  # pragma: no cover
+        return None
+    used = _address_space()
+    if used is None:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = used + headroom
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY and soft <= cap:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ValueError, OSError):
+        return None
+    return soft, hard
+
+
+def _restore_memory(limits: tuple[int, int] | None) -> None:
+    if limits is not None and resource is not None:
+        resource.setrlimit(resource.RLIMIT_AS, limits)
+
+
+def limit_process_memory(extra: int) -> None:
+    """Limit this whole process's address space to what it uses now plus ``extra`` (for a
+    worker process, which does nothing but build messages)."""
+    restore = _cap_memory(extra)
+    del restore  # kept: the limit stays for the process's life
