@@ -222,9 +222,10 @@ class RenderGuard:
 
     def step(self) -> None:
         self.steps_left -= 1
-        if self.steps_left < 0:
-            raise TemplateTooCostly(f"the loops ran more than {MAX_LOOP_STEPS} times")
-        self.tick()
+        if self.steps_left & 63 == 0:  # the clock costs more than a step that calls nothing
+            if self.steps_left < 0:
+                raise TemplateTooCostly(f"the loops ran more than {MAX_LOOP_STEPS} times")
+            self.tick()
 
 
 def _too_large() -> TemplateTooCostly:
@@ -354,6 +355,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any,
                    right: Any) -> Any:
+        self.guard.tick()
         if operator == "**":
             _check_power(left, right)
         elif operator == "*":
