@@ -3,6 +3,7 @@ password, and they do not outlive the run that started them, however it ends."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,10 +87,8 @@ def sending(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], set[int]]
             process.kill()
             process.wait()
             for pid in found:  # whatever a failed test left behind
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 def test_workers_never_have_the_smtp_password_in_their_environment(

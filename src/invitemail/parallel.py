@@ -191,7 +191,7 @@ def _start_worker(spec: CampaignSpec, run: int) -> None:
     # what it means (finish what is in flight), and a worker keeps building until told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from invitemail.campaign import Campaign
-    from invitemail.sandbox import limit_process_memory
+    from invitemail.memory import limit_process_memory
 
     limit_process_memory(WORKER_MEMORY)
 

@@ -28,7 +28,6 @@ import functools
 import math
 import os
 import re
-import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
@@ -40,12 +39,8 @@ from jinja2 import nodes
 from jinja2.runtime import LoopContext, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from invitemail.errors import TemplateError
-
-try:  # not on Windows: there the memory backstop is missing, the other bounds hold
-    import resource
-except ImportError:  # pragma: no cover
-    resource = None  # type: ignore[assignment]
+from invitemail.memory import cap_address_space, restore_address_space
+from invitemail.template_files import BadTemplateName, read_template, template_pieces, unchanged
 
 MAX_OUTPUT = 2 * 1024 * 1024  # characters per part (and per value): a bigger one is a runaway
 MAX_LOOP_STEPS = 1_000_000  # loop iterations per part: loops that write nothing add up too
@@ -53,7 +48,6 @@ MAX_POWER_BITS = 10_000  # a ** b past this many bits is a runaway computation
 MAX_WIDTH = 10_000  # a padding or format width (or a slice count) past this is not for an email
 MAX_RENDER_SECONDS = 2.0  # CPU time per part: an ordinary part takes about a millisecond
 MAX_RENDER_MEMORY = 512 * 1024 * 1024  # address space a render may add (the backstop)
-MAX_TEMPLATE_BYTES = 1024 * 1024  # a template file larger than this is not a template
 MAX_DEPTH = 100  # nesting of lists and dicts a size check follows
 
 
@@ -74,130 +68,30 @@ class TemplateLoader(jinja2.BaseLoader):
 
     def get_source(self, environment: jinja2.Environment,
                    template: str) -> tuple[str, str, Callable[[], bool]]:
-        pieces = _template_pieces(template)
+        try:
+            pieces = template_pieces(template)
+        except BadTemplateName as err:
+            raise jinja2.TemplateNotFound(template, message=str(err)) from None
         for folder in self.folders:
-            found = _read_inside(folder, pieces)
+            found = read_template(folder, pieces)
             if found is not None:
                 text, mtime = found
                 path = os.path.join(folder, *pieces)
-                return text, path, functools.partial(_unchanged, path, mtime)
+                return text, path, functools.partial(unchanged, path, mtime)
         raise jinja2.TemplateNotFound(template)
 
     def entry(self, template: str) -> str | None:
         """The path of ``template`` in the first folder that has an entry of that name
         (a file, or whatever else is there, not following a link); None when none has."""
         try:
-            pieces = _template_pieces(template)
-        except jinja2.TemplateNotFound:
+            pieces = template_pieces(template)
+        except BadTemplateName:
             return None
         for folder in self.folders:
             path = os.path.join(folder, *pieces)
             if os.path.lexists(path):
                 return path
         return None
-
-
-def _template_pieces(template: str) -> list[str]:
-    pieces = template.split("/")
-    if template.startswith("/") or "\\" in template or any(p in ("", ".", "..")
-                                                           for p in pieces):
-        raise jinja2.TemplateNotFound(template, message=(
-            f"{template!r}: a template name is a path inside templates/ (no '..', no "
-            "leading '/')"))
-    return pieces
-
-
-_NOFOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-def _read_inside(folder: str, pieces: list[str]) -> tuple[str, float] | None:
-    """The text of ``folder/pieces`` and its mtime; None when there is no such entry."""
-    try:
-        fd = os.open(folder, _NOFOLLOW | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return None
-    try:
-        for i, piece in enumerate(pieces[:-1]):
-            try:
-                inner = os.open(piece, _NOFOLLOW | getattr(os, "O_DIRECTORY", 0), dir_fd=fd)
-            except FileNotFoundError:
-                return None
-            except OSError:  # a link (ELOOP), or a file where a folder should be
-                where = os.path.join(folder, *pieces[:i + 1])
-                if os.path.islink(where):
-                    raise _refuse_link(where, os.path.join(folder, *pieces), "folder") from None
-                return None
-            os.close(fd)
-            fd = inner
-        path = os.path.join(folder, *pieces)
-        try:
-            info = os.stat(pieces[-1], dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        if stat.S_ISLNK(info.st_mode):
-            raise _refuse_link(path, path, "file")
-        if not stat.S_ISREG(info.st_mode):
-            raise TemplateError(f"{path}: is not a regular file but {_kind(info.st_mode)}; "
-                                "templates are read only from plain files",
-                                hint=f"replace {path} with a text file")
-        _check_template_size(path, info.st_size)
-        # O_NONBLOCK: should a FIFO take the file's place now, opening it does not hang.
-        file_fd = os.open(pieces[-1], _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=fd)
-        try:
-            opened = os.fstat(file_fd)
-            if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) \
-                    or not stat.S_ISREG(opened.st_mode):
-                raise TemplateError(f"{path}: changed while it was being read",
-                                    hint="run the command again")
-            data = b""
-            while len(data) <= MAX_TEMPLATE_BYTES:
-                block = os.read(file_fd, MAX_TEMPLATE_BYTES + 1 - len(data))
-                if not block:
-                    break
-                data += block
-        finally:
-            os.close(file_fd)
-        _check_template_size(path, len(data))
-    finally:
-        os.close(fd)
-    try:
-        return data.decode("utf-8"), info.st_mtime
-    except UnicodeDecodeError:
-        raise TemplateError(f"{path}: is not UTF-8 text", hint="save it as UTF-8") from None
-
-
-def _refuse_link(link: str, path: str, kind: str) -> TemplateError:
-    try:
-        target = f" (to {os.readlink(link)})"
-    except OSError:
-        target = ""
-    where = f"{path}: " + ("is a link" if link == path else f"{link} is a link")
-    return TemplateError(
-        f"{where}{target}; templates are read only from files inside the templates folder, "
-        "never through a link",
-        hint=f"replace the link {link} with a copy of the {kind} it points to")
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
-                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "something else"
-
-
-def _check_template_size(path: str, size: int) -> None:
-    if size > MAX_TEMPLATE_BYTES:
-        raise TemplateError(f"{path}: is larger than {MAX_TEMPLATE_BYTES // 1024} KiB; that is "
-                            "not an email template", hint="check that it is the right file")
-
-
-def _unchanged(path: str, mtime: float) -> bool:
-    try:
-        return os.lstat(path).st_mtime == mtime
-    except OSError:
-        return False
 
 
 # -- what a render may cost -----------------------------------------------------------------
@@ -565,7 +459,7 @@ def render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str
         raise TemplateTooCostly(guard.costly[name])
     guard.steps_left = MAX_LOOP_STEPS
     try:
-        restore = _cap_memory(guard.memory)
+        restore = cap_address_space(guard.memory)
         try:
             guard.deadline = time.thread_time() + guard.seconds
             chunks: list[str] = []
@@ -578,7 +472,7 @@ def render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str
             return "".join(chunks)
         finally:
             guard.deadline = math.inf
-            _restore_memory(restore)
+            restore_address_space(restore)
     except MemoryError as err:
         reason = f"it needs more than {guard.memory // (1024 * 1024)} MiB of memory"
         where = template_location(err, roots) or template.filename or name
@@ -603,54 +497,3 @@ def template_location(err: BaseException, roots: Iterable[str]) -> str:
             found = f"{filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return found
-
-
-_statm: tuple[int, int] | None = None  # (pid, fd of /proc/self/statm opened by that pid)
-
-
-def _address_space() -> int | None:
-    """The process's address space in bytes (Linux), or None."""
-    global _statm
-    pid = os.getpid()
-    if _statm is None or _statm[0] != pid:  # a forked process opens its own
-        try:
-            _statm = (pid, os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
-        except OSError:
-            return None
-    try:
-        return int(os.pread(_statm[1], 64, 0).split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _cap_memory(headroom: int) -> tuple[int, int] | None:
-    """Lower the soft address-space limit to what the process uses now plus ``headroom``;
-    the limits to restore after, or None when nothing was changed."""
-    if resource is None:  # pragma: no cover
-        return None
-    used = _address_space()
-    if used is None:
-        return None
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = used + headroom
-    if hard != resource.RLIM_INFINITY:
-        cap = min(cap, hard)
-    if soft != resource.RLIM_INFINITY and soft <= cap:
-        return None
-    try:
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    except (ValueError, OSError):
-        return None
-    return soft, hard
-
-
-def _restore_memory(limits: tuple[int, int] | None) -> None:
-    if limits is not None and resource is not None:
-        resource.setrlimit(resource.RLIMIT_AS, limits)
-
-
-def limit_process_memory(extra: int) -> None:
-    """Limit this whole process's address space to what it uses now plus ``extra`` (for a
-    worker process, which does nothing but build messages)."""
-    restore = _cap_memory(extra)
-    del restore  # kept: the limit stays for the process's life
