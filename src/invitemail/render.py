@@ -26,15 +26,14 @@ from jinja2 import meta, nodes
 from invitemail.errors import TemplateError
 from invitemail.sandbox import (
     MAX_LOOP_STEPS,
-    MAX_OUTPUT,
     MAX_RENDER_MEMORY,
     MAX_RENDER_SECONDS,
     RenderGuard,
     TemplateLoader,
-    TemplateTooCostly,
     render_bounded,
 )
 from invitemail.sandbox import BoundedEnvironment as _BoundedEnvironment
+from invitemail.sizes import MAX_OUTPUT, TemplateTooCostly
 
 BUILTIN_TEMPLATES = ("invitation", "reminder", "update", "cancellation")
 PARTS = ("subject.txt", "txt", "html")
@@ -115,12 +114,15 @@ class Renderer:
         if self.event_templates is not None:
             # Not through a link to a folder: a name is offered only where it can be read.
             # (A file that is a link is offered: reading it says what is wrong with it.)
-            with os.scandir(self.event_templates) as languages:
-                folders = [e.path for e in languages if e.is_dir(follow_symlinks=False)]
-            for folder in folders:
-                with os.scandir(folder) as entries:
-                    found.update(e.name.removesuffix(".subject.txt") for e in entries
-                                 if e.name.endswith(".subject.txt"))
+            try:
+                with os.scandir(self.event_templates) as languages:
+                    folders = [e.path for e in languages if e.is_dir(follow_symlinks=False)]
+                for folder in folders:
+                    with os.scandir(folder) as entries:
+                        found.update(e.name.removesuffix(".subject.txt") for e in entries
+                                     if e.name.endswith(".subject.txt"))
+            except OSError:  # unreadable: loading a template from it says so
+                pass
         return sorted(found)
 
     def source_of(self, template_name: str) -> str:

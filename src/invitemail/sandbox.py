@@ -7,19 +7,19 @@ it is treated as untrusted code.
 
 - :class:`TemplateLoader` reads a template only from a regular file whose every path
   component below its folder is a real folder or file, never a link, a FIFO, a device or a
-  ``/proc`` file, and never more than MAX_TEMPLATE_BYTES. A name with ``..`` or a leading
-  ``/`` is refused.
+  ``/proc`` file, and never more than MAX_TEMPLATE_BYTES (template_files.py does the
+  reading). A name with ``..`` or a leading ``/`` is refused.
 - :class:`BoundedEnvironment` is Jinja's immutable sandbox with bounds: every loop step,
   call (macros, ``loop(...)`` of a recursive loop, methods), filter and include counts
   against a CPU-time budget per render; loops against a step budget; every operation that
   can build a big value from small ones (``*``, ``+``, ``~``, ``%``, ``join``, ``replace``,
   ``format``, padding, ``indent``, ``wordwrap``, ``batch``, ``sum``, ...) is checked
-  before it runs, and what calls and filters return is checked after.
+  before it runs, and what calls and filters return is checked after (sizes.py).
 - :func:`render_bounded` renders with those budgets and, as the backstop for whatever the
   checks miss, an address-space limit (``RLIMIT_AS``) lowered to what the process uses now
-  plus MAX_RENDER_MEMORY for the render's duration and restored after it. A template that
-  runs out of any budget once is refused at once from then on (a run stops at the first
-  template error anyway).
+  plus MAX_RENDER_MEMORY for the render's duration and restored after it (memory.py). A
+  template that runs out of any budget once is refused at once from then on (a run stops
+  at the first template error anyway).
 """
 
 from __future__ import annotations
@@ -40,19 +40,23 @@ from jinja2.runtime import LoopContext, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from invitemail.memory import cap_address_space, restore_address_space
+from invitemail.sizes import (
+    FILTER_CHECKS,
+    MAX_OUTPUT,
+    TemplateTooCostly,
+    check_result,
+    check_string_method,
+    check_weight,
+    check_width,
+    too_large,
+    weight,
+)
 from invitemail.template_files import BadTemplateName, read_template, template_pieces, unchanged
 
-MAX_OUTPUT = 2 * 1024 * 1024  # characters per part (and per value): a bigger one is a runaway
 MAX_LOOP_STEPS = 1_000_000  # loop iterations per part: loops that write nothing add up too
 MAX_POWER_BITS = 10_000  # a ** b past this many bits is a runaway computation
-MAX_WIDTH = 10_000  # a padding or format width (or a slice count) past this is not for an email
 MAX_RENDER_SECONDS = 2.0  # CPU time per part: an ordinary part takes about a millisecond
 MAX_RENDER_MEMORY = 512 * 1024 * 1024  # address space a render may add (the backstop)
-MAX_DEPTH = 100  # nesting of lists and dicts a size check follows
-
-
-class TemplateTooCostly(Exception):
-    """A render ran out of a budget; ``str()`` says which, and where when it is known."""
 
 
 # -- where templates come from --------------------------------------------------------------
@@ -122,56 +126,6 @@ class RenderGuard:
             self.tick()
 
 
-def _too_large() -> TemplateTooCostly:
-    return TemplateTooCostly(f"the output is larger than {MAX_OUTPUT // (1024 * 1024)} MiB")
-
-
-def weight(value: Any, limit: int = MAX_OUTPUT, depth: int = 0,
-           memo: dict[int, int] | None = None) -> int:
-    """About how many characters ``value`` prints as: the length of a string, one per item
-    plus the items' own weights for a list, tuple, set or dict, 1 for anything else;
-    counted up to just past ``limit`` (a list of a million references to one big string
-    weighs a million times the string)."""
-    if isinstance(value, str | bytes | bytearray):
-        return len(value)
-    if not isinstance(value, list | tuple | dict | set | frozenset):
-        return 1
-    if depth > MAX_DEPTH:
-        return limit + 1
-    memo = {} if memo is None else memo
-    known = memo.get(id(value))
-    if known is not None:
-        return known
-    total = len(value)
-    items = value.items() if isinstance(value, dict) else ((item,) for item in value)
-    for pair in items:
-        for item in pair:
-            total += weight(item, limit - total, depth + 1, memo)
-        if total > limit:
-            break
-    memo[id(value)] = total
-    return total
-
-
-def _check_weight(*values: Any, times: int = 1, extra: int = 0) -> None:
-    total = extra
-    memo: dict[int, int] = {}
-    for value in values:
-        total += weight(value, MAX_OUTPUT, 0, memo) * max(times, 0)
-        if total > MAX_OUTPUT:
-            raise _too_large()
-
-
-def _check_result(value: Any) -> Any:
-    """What a call or a filter gave back: not a string or a collection past MAX_OUTPUT."""
-    if isinstance(value, str | bytes | bytearray):
-        if len(value) > MAX_OUTPUT:
-            raise _too_large()
-    elif isinstance(value, list | tuple | dict | set | frozenset):
-        _check_weight(value)
-    return value
-
-
 class BoundedEnvironment(ImmutableSandboxedEnvironment):
     """Jinja's sandbox, plus bounds on what a template can make the machine do.
 
@@ -218,7 +172,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             tick()
             if check is not None:
                 check(*args[passes:], **kwargs)
-            return _check_result(function(*args, **kwargs))
+            return check_result(function(*args, **kwargs))
 
         return checked
 
@@ -255,9 +209,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         elif operator == "*":
             for sequence, times in ((left, right), (right, left)):
                 if isinstance(sequence, str | bytes | list | tuple) and isinstance(times, int):
-                    _check_weight(sequence, times=times)
+                    check_weight(sequence, times=times)
         elif operator == "+" and isinstance(left, str | bytes | list | tuple):
-            _check_weight(left, right)
+            check_weight(left, right)
         elif operator == "%" and isinstance(left, str):
             _check_format_size(left, right)
         return super().call_binop(context, operator, left, right)
@@ -269,8 +223,8 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             args = (__self._bounded_loop(args[0]), *args[1:])
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str | bytes):
-            _check_string_method(owner, getattr(__obj, "__name__", ""), args)
-        return _check_result(super().call(__context, __obj, *args, **kwargs))
+            check_string_method(owner, getattr(__obj, "__name__", ""), args)
+        return check_result(super().call(__context, __obj, *args, **kwargs))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """``"{:>9999999}".format(x)``: check the format's widths before formatting."""
@@ -281,13 +235,13 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         widths = 0
         for spec in re.findall(r"\{[^{}]*:([^{}]*)\}", text):
             for number in re.findall(r"\d+", spec):
-                widths += _width(int(number))
+                widths += check_width(int(number))
         if re.search(r"\{[^{}]*:[^{}]*\{", text):
             raise jinja2.exceptions.SecurityError("a width taken from an argument is not allowed")
 
         def checked(*args: Any, **kwargs: Any) -> str:
             # Each field may print any argument, padded to its width.
-            _check_weight(*args, *kwargs.values(), times=text.count("{"),
+            check_weight(*args, *kwargs.values(), times=text.count("{"),
                           extra=len(text) + widths)
             return wrapper(*args, **kwargs)
 
@@ -301,16 +255,9 @@ def _at_most(value: Any, limit: int) -> Any:
 @jinja2.pass_eval_context
 def _concat(eval_ctx: jinja2.nodes.EvalContext, operands: tuple[Any, ...]) -> str:
     """``a ~ b ~ c``, as Jinja compiles it, once the operands' sizes are checked."""
-    _check_weight(*operands)
+    check_weight(*operands)
     join = markup_join if eval_ctx.volatile or eval_ctx.autoescape else str_join
     return join(operands)
-
-
-def _width(width: Any) -> int:
-    """A padding width, a slice count: at most MAX_WIDTH; what it adds (0 if not a number)."""
-    if isinstance(width, int | float) and width > MAX_WIDTH:
-        raise _too_large()
-    return int(width) if isinstance(width, int | float) and width > 0 else 0
 
 
 def _format_widths(text: Any) -> int:
@@ -322,7 +269,7 @@ def _format_widths(text: Any) -> int:
                                            text):
             if "*" in (width, precision):
                 raise jinja2.exceptions.SecurityError("a '*' width is not allowed")
-            total += sum(_width(int(n)) for n in (width, precision) if n)
+            total += sum(check_width(int(n)) for n in (width, precision) if n)
     return total
 
 
@@ -334,7 +281,7 @@ def _check_format_size(text: Any, arguments: Any) -> None:
         arguments if isinstance(arguments, tuple) else (arguments,)
     largest = max((weight(v) for v in values), default=0)
     if len(str(text)) + widths + str(text).count("%") * largest > MAX_OUTPUT:
-        raise _too_large()
+        raise too_large()
 
 
 def _check_power(base: Any, exponent: Any) -> None:
@@ -343,107 +290,11 @@ def _check_power(base: Any, exponent: Any) -> None:
         raise jinja2.exceptions.SecurityError(f"{base} ** {exponent} is too large a number")
 
 
-def _check_string_method(text: str | bytes, method: str, args: tuple[Any, ...]) -> None:
-    """String methods that can build a string much larger than their input."""
-    if method in ("center", "ljust", "rjust", "zfill") and args:
-        _width(args[0])
-    elif method == "expandtabs" and args and isinstance(args[0], int):
-        _check_weight(text, times=max(args[0], 1))
-    elif method == "replace" and len(args) >= 2:
-        _check_replace(text, args[0], args[1], args[2] if len(args) > 2 else -1)
-    elif method == "join" and args:
-        items = args[0] if isinstance(args[0], list | tuple | str | bytes) else None
-        if items is not None:
-            _check_weight(items, extra=len(text) * max(len(items) - 1, 0))
-    elif method == "translate" and args and isinstance(args[0], Mapping):
-        largest = max((weight(v) for v in args[0].values()), default=0)
-        _check_weight(text, times=max(largest, 1))
-
-
-def _check_replace(text: Any, old: Any, new: Any, count: Any = -1) -> None:
-    if not (isinstance(old, str | bytes) and isinstance(new, str | bytes)
-            and isinstance(text, str | bytes)):
-        return
-    grow = len(new) - len(old)
-    if grow <= 0:
-        return
-    found = text.count(old) if old else len(text) + 1  # type: ignore[arg-type]
-    if isinstance(count, int) and count >= 0:
-        found = min(found, count)
-    if len(text) + grow * found > MAX_OUTPUT:
-        raise _too_large()
-
-
-def _check_join(value: Any, d: Any = "", attribute: Any = None) -> None:
-    if isinstance(value, list | tuple | str):
-        _check_weight(value, extra=weight(d) * max(len(value) - 1, 0))
-
-
-def _check_indent(s: Any, width: Any = 4, *args: Any, **kwargs: Any) -> None:
-    if isinstance(width, str):
-        _check_weight(s, extra=len(width) * (str(s).count("\n") + 1))
-    else:
-        _width(width)
-
-
-def _check_wordwrap(s: Any, width: Any = 79, break_long_words: Any = True,
-                    wrapstring: Any = None, *args: Any, **kwargs: Any) -> None:
-    if isinstance(wrapstring, str) and isinstance(width, int) and width > 0:
-        lines = len(str(s)) // width + str(s).count("\n") + 1
-        _check_weight(s, extra=len(wrapstring) * lines)
-
-
-def _check_batch(value: Any, linecount: Any, fill_with: Any = None) -> None:
-    if isinstance(linecount, int):
-        _check_weight(fill_with, times=linecount)
-
-
-def _check_slice(value: Any, slices: Any, fill_with: Any = None) -> None:
-    _width(slices)
-    if isinstance(slices, int):
-        _check_weight(fill_with, times=slices)
-
-
-def _check_sum(iterable: Any, attribute: Any = None, start: Any = 0) -> None:
-    if isinstance(start, str | bytes | list | tuple) and isinstance(iterable, list | tuple):
-        _check_weight(start, iterable)
-
-
-def _check_urlize(value: Any, trim_url_limit: Any = None, nofollow: Any = False,
-                  target: Any = None, rel: Any = None, *args: Any, **kwargs: Any) -> None:
-    text = str(value)
-    links = text.count(" ") + text.count("\n") + 1
-    _check_weight(text, times=3, extra=links * (weight(target or "") + weight(rel or "")))
-
-
-def _check_tojson(value: Any, indent: Any = None) -> None:
-    _width(indent)
-    _check_weight(value, times=1 + (indent if isinstance(indent, int) and indent > 0 else 0))
-
-
 def _check_format_filter(value: Any, *args: Any, **kwargs: Any) -> None:
     _check_format_size(value, kwargs or args)
 
 
-_FILTER_CHECKS: dict[str, Callable[..., object]] = {
-    "join": _check_join,
-    "replace": lambda s, old, new, count=None: _check_replace(
-        str(s), str(old), str(new), -1 if count is None else count),
-    "center": lambda value, width=80: _width(width),
-    "indent": _check_indent,
-    "wordwrap": _check_wordwrap,
-    "format": _check_format_filter,
-    "batch": _check_batch,
-    "slice": _check_slice,
-    "sum": _check_sum,
-    "urlize": _check_urlize,
-    "tojson": _check_tojson,
-    "pprint": lambda value: _check_weight(value),
-    "string": lambda value: _check_weight(value),
-}
-
-
-# -- rendering within the budgets -----------------------------------------------------------
+_FILTER_CHECKS = {**FILTER_CHECKS, "format": _check_format_filter}
 
 
 def render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str:
@@ -467,7 +318,7 @@ def render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str
             for chunk in template.generate(context):
                 size += len(chunk)
                 if size > MAX_OUTPUT:
-                    raise _too_large()
+                    raise too_large()
                 chunks.append(chunk)
             return "".join(chunks)
         finally:
