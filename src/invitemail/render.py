@@ -1,11 +1,14 @@
-"""Templates -> subject, text and HTML: the only module that uses Jinja2.
+"""Templates -> subject, text and HTML: with sandbox.py, the only module that uses Jinja2.
 
 Templates run in Jinja2's sandbox (a template passed around by email must not reach Python
-internals), with StrictUndefined (a misspelt variable is an error, never an empty string or
-"None") and autoescape for HTML (a registrant named ``<script>`` stays text).
+internals), bounded in time, memory and size (sandbox.py), with StrictUndefined (a misspelt
+variable is an error, never an empty string or "None") and autoescape for HTML (a
+registrant named ``<script>`` stays text).
 
 Templates are looked up by ``LANG/NAME.PART``, first in the event's ``templates/`` folder,
-then in the built-in ones, so an event overrides one file and keeps the rest.
+then in the built-in ones, so an event overrides one file and keeps the rest. They are read
+only from regular files inside those folders, never through a link (``templates/`` itself
+being a link is refused too).
 """
 
 from __future__ import annotations
