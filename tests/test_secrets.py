@@ -87,6 +87,9 @@ def run_every_command(tmp_path: Path, accepting: SmtpServer, refusing: SmtpServe
     steps: list[Step] = []
 
     def run(*args: str | Path, expect: int, prints_messages: bool = False) -> None:
+        # Each command starts with the password in its environment, as a new process does
+        # (the CLI takes it out as it starts); the fixture's monkeypatch removes it after.
+        os.environ[PASSWORD_ENV] = SMTP_SECRET
         result = run_cli(*args)
         label = " ".join(str(a) for a in args)
         assert result.exit_code == expect, (label, result.output)

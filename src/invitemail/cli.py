@@ -103,6 +103,7 @@ def main(debug: bool) -> None:
     Every command takes the event folder (with event.toml and registrants.csv) as EVENT,
     default the current folder. Start with `invitemail init DIR`.
     """
+    _take_password_from_environment()
 
 
 # -- init ---------------------------------------------------------------------------------
@@ -314,11 +315,23 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
 # -- send ---------------------------------------------------------------------------------
 
 
+def _take_password_from_environment() -> None:
+    """Take the SMTP password out of the environment before anything else runs, so that no
+    process started from here (the worker processes, SpamAssassin, a token command)
+    inherits it: the worker processes fork from a server that is started with the
+    environment as it is then. It is kept with this command's context."""
+    password = os.environ.pop(PASSWORD_ENV, None)
+    click.get_current_context().meta[PASSWORD_ENV] = password
+
+
 def _password(campaign: Campaign, dry_run: bool) -> str | None:
     smtp = campaign.config.smtp
+    # Taken out of the environment as the command started (main); popped here as well for
+    # a caller that did not go through main.
+    password = os.environ.pop(PASSWORD_ENV, None) or \
+        click.get_current_context().meta.pop(PASSWORD_ENV, None)
     if smtp.username is None or dry_run:
         return None
-    password = os.environ.get(PASSWORD_ENV)
     if password:
         return password
     if sys.stdin.isatty():

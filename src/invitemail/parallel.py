@@ -5,16 +5,26 @@ list the registrants go to worker processes in chunks, and the results come back
 original order through a bounded window, so memory stays flat however long the list is.
 Each worker opens the same campaign (the same files, the same ``now``), so what it builds
 is byte for byte what the main process would build.
+
+A worker lives only as long as the run that started it: it exits when its parent dies,
+however it dies (``PR_SET_PDEATHSIG`` on Linux, and everywhere a thread that watches the
+parent). Its address space is limited (WORKER_MEMORY above what it uses when it starts), the
+backstop for a template that the sandbox's own checks let grow. Workers fork from a fork
+server that is started with the environment as it is then; the CLI takes the SMTP password
+out of the environment before anything starts, and nothing sent to a worker holds it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import multiprocessing
 import os
 import signal
+import sys
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -37,6 +47,8 @@ WINDOW = 3  # tasks in flight per worker: enough to keep every worker busy
 # microseconds, checking one (rendering from the skeleton, no encoding) a few dozen.
 MIN_ROWS = 1000
 MIN_ROWS_CHECK = 20_000
+WORKER_MEMORY = 1024 * 1024 * 1024  # address space a worker may add to what it starts with
+PARENT_POLL = 0.5  # seconds between a worker's looks at whether its parent is still there
 
 
 def worker_count() -> int:
@@ -145,7 +157,7 @@ def _pool(campaign: Campaign, spec: CampaignSpec, workers: int) -> ProcessPoolEx
         # Workers fork from a server that has imported the package once, not each on its own.
         context.set_forkserver_preload(["invitemail.campaign"])
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                   initializer=_start_worker, initargs=(spec,))
+                                   initializer=_start_worker, initargs=(spec, os.getpid()))
         _POOLS[campaign] = pool
         weakref.finalize(campaign, pool.shutdown, wait=False, cancel_futures=True)
     return pool
@@ -171,15 +183,49 @@ def _one(campaign: Campaign, registrant: Registrant, encode: bool,
 _campaign: Campaign | None = None
 
 
-def _start_worker(spec: CampaignSpec) -> None:
+def _start_worker(spec: CampaignSpec, run: int) -> None:
+    """Set up a worker process: ``run`` is the pid of the process that started the pool."""
     global _campaign
+    _die_with_parent(run)
     # A terminal's Ctrl-C reaches every process of the group: the main process decides
     # what it means (finish what is in flight), and a worker keeps building until told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from invitemail.campaign import Campaign
+    from invitemail.memory import limit_process_memory
+
+    limit_process_memory(WORKER_MEMORY)
 
     _campaign = Campaign.open(spec.event, template=spec.template, registrants=spec.registrants,
                               encoding=spec.encoding, delimiter=spec.delimiter, now=spec.now)
+
+
+def _die_with_parent(run: int) -> None:
+    """Exit when the parent (the fork server, which itself exits when the run ends) or the
+    run dies, even by SIGKILL: an orphaned worker would wait for work for ever."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            # PR_SET_PDEATHSIG (1): the kernel kills this process when its parent exits.
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    threading.Thread(target=_watch_parent, args=(parent, run), daemon=True,
+                     name="invitemail-watch-parent").start()
+
+
+def _watch_parent(parent: int, run: int) -> None:
+    while True:
+        if os.getppid() != parent or not _alive(run):
+            os._exit(1)  # nothing to clean up: the worker holds only what it was sent
+        time.sleep(PARENT_POLL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _warm() -> None:

@@ -1,19 +1,22 @@
-"""Templates -> subject, text and HTML: the only module that uses Jinja2.
+"""Templates -> subject, text and HTML: with sandbox.py, the only module that uses Jinja2.
 
 Templates run in Jinja2's sandbox (a template passed around by email must not reach Python
-internals), with StrictUndefined (a misspelt variable is an error, never an empty string or
-"None") and autoescape for HTML (a registrant named ``<script>`` stays text).
+internals), bounded in time, memory and size (sandbox.py), with StrictUndefined (a misspelt
+variable is an error, never an empty string or "None") and autoescape for HTML (a
+registrant named ``<script>`` stays text).
 
 Templates are looked up by ``LANG/NAME.PART``, first in the event's ``templates/`` folder,
-then in the built-in ones, so an event overrides one file and keeps the rest.
+then in the built-in ones, so an event overrides one file and keeps the rest. They are read
+only from regular files inside those folders, never through a link (``templates/`` itself
+being a link is refused too).
 """
 
 from __future__ import annotations
 
-import math
+import os
 import re
 import secrets
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Hashable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,16 +25,21 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from invitemail.errors import TemplateError
+from invitemail.sandbox import (
+    MAX_LOOP_STEPS,
+    MAX_RENDER_MEMORY,
+    MAX_RENDER_SECONDS,
+    RenderGuard,
+    TemplateLoader,
+    render_bounded,
+)
+from invitemail.sandbox import BoundedEnvironment as _BoundedEnvironment
+from invitemail.sizes import MAX_OUTPUT, TemplateTooCostly
 
 BUILTIN_TEMPLATES = ("invitation", "reminder", "update", "cancellation")
 PARTS = ("subject.txt", "txt", "html")
-MAX_OUTPUT = 2 * 1024 * 1024  # characters per part: a bigger one is a runaway template
-MAX_LOOP_STEPS = 1_000_000  # loop iterations per part: loops that write nothing add up too
-MAX_POWER_BITS = 10_000  # a ** b past this many bits is a runaway computation
-MAX_WIDTH = 10_000  # a padding or format width past this is not for an email
 MAX_SKELETONS = 256  # skeletons kept at once (about 50 KB each)
 SKELETON_TRIAL = 64  # skeletons made before asking whether groups repeat at all
 
@@ -75,12 +83,21 @@ class Renderer:
     """Loads and renders one event's templates."""
 
     def __init__(self, event_templates: Path | None = None) -> None:
+        if event_templates is not None and event_templates.is_symlink():
+            # Everything is read from inside the event folder: a link would take the
+            # templates (and whatever they include) from anywhere.
+            raise TemplateError(
+                f"{event_templates}: is a link (to {os.readlink(event_templates)}); the "
+                "templates are read only from a folder inside the event folder",
+                hint=f"replace the link {event_templates} with a copy of the folder")
         self.event_templates = event_templates if event_templates and event_templates.is_dir() \
             else None
-        self.builtin = builtin_template_dir()
-        searchpath = [str(p) for p in (self.event_templates, self.builtin) if p is not None]
+        self.builtin = builtin_template_dir().resolve()
+        self._loader = TemplateLoader(p for p in (self.event_templates, self.builtin)
+                                      if p is not None)
         self._options: dict[str, Any] = dict(
-            loader=_Loader(searchpath),
+            loader=self._loader,
+            guard=RenderGuard(),  # shared by the skeleton's environment
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",),
                                                 default_for_string=False),
@@ -98,16 +115,22 @@ class Renderer:
         """Every template a user can pick: the built-in ones and the event's own."""
         found = set(BUILTIN_TEMPLATES)
         if self.event_templates is not None:
-            found.update(p.name.removesuffix(".subject.txt")
-                         for p in self.event_templates.glob("*/*.subject.txt"))
+            # Not through a link to a folder: a name is offered only where it can be read.
+            # (A file that is a link is offered: reading it says what is wrong with it.)
+            try:
+                with os.scandir(self.event_templates) as languages:
+                    folders = [e.path for e in languages if e.is_dir(follow_symlinks=False)]
+                for folder in folders:
+                    with os.scandir(folder) as entries:
+                        found.update(e.name.removesuffix(".subject.txt") for e in entries
+                                     if e.name.endswith(".subject.txt"))
+            except OSError:  # unreadable: loading a template from it says so
+                pass
         return sorted(found)
 
     def source_of(self, template_name: str) -> str:
-        """The file a template was loaded from (for error messages and `init --templates`)."""
-        for folder in (self.event_templates, self.builtin):
-            if folder is not None and (folder / template_name).is_file():
-                return str(folder / template_name)
-        return template_name
+        """The file a template is loaded from (for error messages and `init --templates`)."""
+        return self._loader.entry(template_name) or template_name
 
     def _template(self, template_name: str, name: str) -> jinja2.Template:
         try:
@@ -180,8 +203,7 @@ class Renderer:
             template_name = f"{language}/{name}.{part}"
             template = self._template(template_name, name)
             try:
-                self.env.steps_left = MAX_LOOP_STEPS
-                output = _render_bounded(template, context)
+                output = render_bounded(template, context)
             except jinja2.UndefinedError as err:
                 where = _template_line(err, self)
                 raise TemplateError(f"{where}: {_undefined_message(err, where)}"
@@ -191,13 +213,9 @@ class Renderer:
             except jinja2.exceptions.SecurityError as err:
                 raise TemplateError(f"{_template_line(err, self)}: not allowed in a template: "
                                     f"{err}") from None
-            except (_OutputTooLarge, MemoryError):
-                raise TemplateError(f"{self.source_of(template_name)}: the output is larger than "
-                                    f"{MAX_OUTPUT // (1024 * 1024)} MiB; is there a runaway loop?"
-                                    ) from None
-            except _TooManySteps:
-                raise TemplateError(f"{self.source_of(template_name)}: the loops ran more than "
-                                    f"{MAX_LOOP_STEPS} times; is there a runaway loop?") from None
+            except TemplateTooCostly as err:
+                raise TemplateError(f"{err}; is there a runaway loop?",
+                                    hint=RUNAWAY_HINT) from None
             except jinja2.TemplateError as err:
                 raise TemplateError(f"{_template_line(err, self)}: {err}"
                                     + (f" (rendering for {row})" if row else "")) from None
@@ -207,145 +225,6 @@ class Renderer:
             parts.append(output)
         subject, text, html = parts
         return Rendered(subject=" ".join(subject.split()), text=text, html=html)
-
-
-class _Loader(jinja2.FileSystemLoader):
-    """The file loader, with a sentence instead of a UnicodeDecodeError."""
-
-    def get_source(self, environment: jinja2.Environment,
-                   template: str) -> tuple[str, str, Callable[[], bool]]:
-        try:
-            return super().get_source(environment, template)
-        except UnicodeDecodeError:
-            path = next((Path(folder) / template for folder in self.searchpath
-                         if (Path(folder) / template).is_file()), Path(template))
-            raise TemplateError(f"{path}: is not UTF-8 text", hint="save it as UTF-8") from None
-
-
-class _TooManySteps(Exception):
-    pass
-
-
-class _BoundedEnvironment(ImmutableSandboxedEnvironment):
-    """Jinja's sandbox, plus bounds on what a template can make the machine do.
-
-    The immutable sandbox: a template cannot change a list or dict it is given, so what one
-    registrant's message renders cannot leak into the next one's (the context's shared parts
-    and the include cache rely on it).
-
-    The sandbox keeps a template away from Python's internals; these keep it from taking
-    the machine down: every loop counts against a budget per part (loops that write
-    nothing never trip the output limit), ``**`` may not produce a huge number, and ``*``,
-    ``%``, padding filters and string methods may not build a huge string before the
-    output limit would see it.
-    """
-
-    intercepted_binops = frozenset({"*", "**", "%"})
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.steps_left = MAX_LOOP_STEPS
-        self.globals["_bounded_loop"] = self._bounded_loop
-        lipsum: Callable[..., Any] = self.globals["lipsum"]  # type: ignore[assignment]
-        self.globals["lipsum"] = lambda n=5, *args, **kw: lipsum(min(int(n), 100), *args, **kw)
-        center, indent, format_ = (self.filters[n] for n in ("center", "indent", "format"))
-        self.filters["center"] = lambda value, width=80: center(value, _width(width))
-        self.filters["indent"] = lambda value, width=4, *a, **kw: indent(
-            value, _width(width) if isinstance(width, int) else width, *a, **kw)
-        self.filters["format"] = lambda value, *a, **kw: format_(_checked_format(value), *a, **kw)
-
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        for loop in tree.find_all(nodes.For):
-            loop.iter = nodes.Call(nodes.Name("_bounded_loop", "load", lineno=loop.lineno),
-                                   [loop.iter], [], None, None, lineno=loop.lineno)
-        return tree
-
-    def _bounded_loop(self, iterable: Iterable[Any]) -> Iterator[Any]:
-        for item in iterable:
-            self.steps_left -= 1
-            if self.steps_left < 0:
-                raise _TooManySteps
-            yield item
-
-    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any,
-                   right: Any) -> Any:
-        if operator == "**":
-            _check_power(left, right)
-        elif operator == "*":
-            for sequence, times in ((left, right), (right, left)):
-                if isinstance(sequence, str | list | tuple) and isinstance(times, int) \
-                        and len(sequence) * times > MAX_OUTPUT:
-                    raise _OutputTooLarge
-        elif operator == "%" and isinstance(left, str):
-            _checked_format(left)
-        return super().call_binop(context, operator, left, right)
-
-    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,
-             **kwargs: Any) -> Any:
-        owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str):
-            _check_string_method(owner, getattr(__obj, "__name__", ""), args)
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        """``"{:>9999999}".format(x)``: check the format's widths before formatting."""
-        wrapper = super().wrap_str_format(value)
-        if wrapper is None:
-            return None
-        text = value.__self__
-        for spec in re.findall(r"\{[^{}]*:([^{}]*)\}", text):
-            if any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", spec)):
-                raise _OutputTooLarge
-        if re.search(r"\{[^{}]*:[^{}]*\{", text):
-            raise jinja2.exceptions.SecurityError("a width taken from an argument is not allowed")
-        return wrapper
-
-
-def _width(width: Any) -> Any:
-    if isinstance(width, int | float) and width > MAX_WIDTH:
-        raise _OutputTooLarge
-    return width
-
-
-def _checked_format(text: Any) -> Any:
-    """``%``-formatting may not pad past MAX_WIDTH, nor take its width from an argument."""
-    if isinstance(text, str):
-        for width, precision in re.findall(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?",
-                                           text):
-            if "*" in (width, precision):
-                raise jinja2.exceptions.SecurityError("a '*' width is not allowed")
-            if any(n and int(n) > MAX_WIDTH for n in (width, precision)):
-                raise _OutputTooLarge
-    return text
-
-
-def _check_power(base: Any, exponent: Any) -> None:
-    if isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1 \
-            and exponent > 0 and exponent * math.log2(abs(base)) > MAX_POWER_BITS:
-        raise jinja2.exceptions.SecurityError(f"{base} ** {exponent} is too large a number")
-
-
-def _check_string_method(text: str, method: str, args: tuple[Any, ...]) -> None:
-    """String methods that can build a string much larger than their input."""
-    if method in ("center", "ljust", "rjust", "zfill") and args:
-        _width(args[0])
-    elif method == "expandtabs" and args and isinstance(args[0], int) \
-            and len(text) * args[0] > MAX_OUTPUT:
-        raise _OutputTooLarge
-    elif method == "replace" and len(args) >= 2 and all(isinstance(a, str) for a in args[:2]):
-        old, new = args[0], args[1]
-        grow = len(new) - len(old)
-        if grow > 0 and len(text) + grow * (text.count(old) if old else len(text) + 1) \
-                > MAX_OUTPUT:
-            raise _OutputTooLarge
-    elif method == "join" and args:
-        try:
-            items = list(args[0]) if not isinstance(args[0], str) else args[0]
-            if len(text) * max(len(items) - 1, 0) > MAX_OUTPUT:
-                raise _OutputTooLarge
-        except TypeError:
-            pass
 
 
 class _PartialCachingEnvironment(_BoundedEnvironment):
@@ -733,16 +612,15 @@ class _Skeleton:
                         html_pieces=(self.parts[2], values))
 
 
+RUNAWAY_HINT = (f"a template gets {MAX_RENDER_SECONDS:g} s of CPU time, "
+                f"{MAX_RENDER_MEMORY // (1024 * 1024)} MiB of memory and "
+                f"{MAX_OUTPUT // (1024 * 1024)} MiB of text per part: look for a loop that never "
+                "ends, a macro that calls itself, or a value multiplied into a huge one")
+
+
 def _render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str:
-    """Render, stopping a template whose output grows past MAX_OUTPUT."""
-    chunks: list[str] = []
-    size = 0
-    for chunk in template.generate(context):
-        size += len(chunk)
-        if size > MAX_OUTPUT:
-            raise _OutputTooLarge
-        chunks.append(chunk)
-    return "".join(chunks)
+    """Render within the budgets (see :func:`invitemail.sandbox.render_bounded`)."""
+    return render_bounded(template, context)
 
 
 def _undefined_message(err: jinja2.UndefinedError, where: str) -> str:
