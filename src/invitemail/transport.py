@@ -27,8 +27,6 @@ The password never appears in any text this module produces.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import enum
 import os
 import random
@@ -58,6 +56,7 @@ from aiosmtplib import (
 
 from invitemail.config import Sending, Smtp
 from invitemail.errors import ExitCode, InvitemailError
+from invitemail.redaction import clean_reply, redact
 
 __all__ = [
     "AuthenticationError",
@@ -203,22 +202,18 @@ def is_throttling(code: int) -> bool:
     return code in THROTTLING_CODES
 
 
-def format_reply(code: int, message: str) -> str:
+def format_reply(code: int, message: str, secret: str | None = None) -> str:
     """``550``, ``"5.1.1 <x@y>:\\nuser unknown"`` -> ``"550 5.1.1 <x@y>: user unknown"``.
 
-    aiosmtplib gives code -1 for a reply that is not SMTP at all (garbled, or a line too long):
-    then the text alone, made printable, says what came.
+    The text is cleaned as :func:`~invitemail.redaction.clean_reply` says: ``secret`` (the
+    password) and its base64 forms redacted before anything else, terminal escape sequences
+    and control characters taken out. aiosmtplib gives code -1 for a reply that is not SMTP
+    at all (garbled, or a line too long): then the text alone, shortened, says what came.
     """
-    text = " ".join(message.split())
     if not 100 <= code <= 599:
-        return _printable(text) or "an empty reply"
+        return clean_reply(message, secret, limit=120) or "an empty reply"
+    text = clean_reply(message, secret)
     return f"{code} {text}" if text else str(code)
-
-
-def _printable(text: str, limit: int = 120) -> str:
-    """``text`` safe to show: control characters as ``?``, at most ``limit`` characters."""
-    shown = "".join(c if c.isprintable() else "?" for c in text[:limit + 1])
-    return shown[:limit] + "..." if len(shown) > limit else shown
 
 
 def backoff_delay(attempt: int, rng: random.Random, *, base: float = BACKOFF_BASE,
@@ -261,22 +256,6 @@ def _quoted(address: str, encoding: str) -> bytes:
     if not address or not _NOT_ON_A_COMMAND_LINE.isdisjoint(address):
         raise ValueError(f"{address!r} cannot go on an SMTP command line")
     return b"<" + address.encode(encoding) + b">"
-
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` without ``secret``, also where a server echoes it base64-encoded."""
-    if not secret:
-        return text
-    text = text.replace(secret, "[redacted]")
-    needle = secret.encode("utf-8")
-    words = []
-    for word in text.split(" "):
-        try:
-            decoded = base64.b64decode(word, validate=True) if len(word) >= 4 else b""
-        except (binascii.Error, ValueError):
-            decoded = b""
-        words.append("[redacted]" if needle in decoded else word)
-    return " ".join(words)
 
 
 def make_tls_context(smtp: Smtp) -> ssl.SSLContext:
@@ -485,6 +464,15 @@ def _check_credentials(smtp: Smtp, password: str | None) -> None:
             f"{smtp.where}: no password was given for user {smtp.username!r}",
             hint="set INVITEMAIL_SMTP_PASSWORD, or run in a terminal to be asked for it",
         )
+    try:
+        password.encode("utf-8")  # what AUTH sends
+    except UnicodeEncodeError:  # bytes that are not UTF-8, kept by os.environ as surrogates
+        raise AuthenticationError(
+            f"{smtp.where}: the password for user {smtp.username!r} is not valid UTF-8 text "
+            "(INVITEMAIL_SMTP_PASSWORD holds bytes in another encoding)",
+            hint="set INVITEMAIL_SMTP_PASSWORD to the password encoded as UTF-8 (check the "
+            "encoding of the script or file that sets it), or unset it to be asked for it",
+        ) from None
 
 
 class _Kind(enum.Enum):
@@ -744,8 +732,13 @@ class _Run:
             self.report.uncertain += 1
         self.hooks.finished(Outcome(envelope.key, state, reply, attempts))
 
-    def text(self, reply: str) -> str:
-        return redact(reply, self.password)
+    def reply(self, code: int, message: str) -> str:
+        """A relay's reply as it may be shown and stored (never the password)."""
+        return format_reply(code, message, self.password)
+
+    def text(self, text: str) -> str:
+        """A sentence that may quote the relay, as it may be shown and stored."""
+        return clean_reply(text, self.password)
 
 
 class _Connection:
@@ -809,7 +802,7 @@ class _Connection:
         except BaseException:
             self.drop()  # the connection is in an unknown state
             raise
-        reply = run.text(format_reply(final.code, final.message))
+        reply = run.reply(final.code, final.message)
         if final.code == 250:
             return _Result(_Kind.SENT, reply)
         if final.code == 421:  # "closing the transmission channel"
@@ -823,7 +816,7 @@ class _Connection:
         """Classify a transaction that raised."""
         run = self.run
         if isinstance(error, SMTPResponseException):
-            reply = run.text(format_reply(error.code, error.message))
+            reply = run.reply(error.code, error.message)
             if handed_over:  # a garbled final reply: nobody knows what the relay did
                 self.drop()
                 return _Result(_Kind.UNCERTAIN, reply)
@@ -941,7 +934,7 @@ class _Connection:
         try:
             await client.login(username, run.password or "")
         except SMTPAuthenticationError as error:
-            reply = run.text(format_reply(error.code, error.message))
+            reply = run.reply(error.code, error.message)
             if is_temporary(error.code):
                 raise _Failure(_Result(_Kind.TEMPORARY, reply,
                                        throttling=is_throttling(error.code))) from None
@@ -980,7 +973,7 @@ class _Connection:
                 f"{where}: the relay's certificate could not be verified: {detail}", hint=hint))
         first = not run.connected_once  # a problem on the first connection is the settings'
         if isinstance(error, SMTPResponseException):  # e.g. "421 too many connections"
-            reply = run.text(format_reply(error.code, error.message))
+            reply = run.reply(error.code, error.message)
             garbled = not 100 <= error.code <= 599
             if garbled and first:  # not an SMTP server on that port, or a broken one
                 return self._fatal(ConnectError(
@@ -1004,14 +997,14 @@ class _Connection:
                     hint='check smtp.security and smtp.port: port 465 usually wants "tls", '
                     'port 587 "starttls"',
                 ))
-            return _Result(_Kind.TEMPORARY, f"TLS handshake failed: {tls}")
+            return _Result(_Kind.TEMPORARY, run.text(f"TLS handshake failed: {tls}"))
         if isinstance(error, SMTPConnectTimeoutError):
             if first:
                 return self._fatal(ConnectError(
                     f"{where}: no answer within {smtp.timeout:g} s",
                     hint="check smtp.host, smtp.port and the firewall, or raise smtp.timeout",
                 ))
-            return _Result(_Kind.TEMPORARY, f"timed out connecting: {error}")
+            return _Result(_Kind.TEMPORARY, run.text(f"timed out connecting: {error}"))
         if isinstance(error, TimeoutError):
             if first:  # it greeted, then went silent: the settings, not a passing hiccup
                 return self._fatal(ConnectError(
