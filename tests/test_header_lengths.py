@@ -13,6 +13,7 @@ word into a space, so it is held to the names in one word, white space aside.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from email import message_from_bytes, policy
@@ -233,3 +234,18 @@ def test_calendar_lines_are_folded_at_75_octets_for_any_name(name: str) -> None:
         lines = data.split(b"\r\n")
         assert all(len(line) <= 75 for line in lines), max(lines, key=len)
         assert b"\r" not in data.replace(b"\r\n", b"") and b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_the_builder_checks_the_whole_header_block_before_writing_it() -> None:
+    parts = MessageParts(
+        sender=Mailbox("Djøf", "arrangementer@example.org"),
+        recipient=Mailbox("Søren", "soren@example.org"), reply_to=None, subject="x",
+        date=NOW, message_id="<" + "a" * 1000 + "@example.org>", text="Hej",
+        html="<p>Hej</p>", calendar=CALENDAR, method="REQUEST")
+    with pytest.raises(HeaderValueError, match="the Message-ID header would have a line of "
+                                               "1026 octets, more than the 998"):
+        build_message(parts)
+    unchecked = dataclasses.replace(parts, message_id="<1@example.org>",
+                                    recipient=Mailbox("Søren", "søren@example.org"))
+    with pytest.raises(HeaderValueError, match="not ASCII"):
+        build_message(unchecked)
