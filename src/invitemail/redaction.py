@@ -1,8 +1,8 @@
 """Text from a relay, made safe to show and to store.
 
 A relay's reply is the one text invitemail shows and journals that a stranger wrote. Two
-things must never get through: the SMTP password (relays have been seen echoing the AUTH
-payload back, ``535 5.7.8 you sent:AHVzZXIAc2VjcmV0``), and terminal control (an escape
+things must never get through: the SMTP password (a relay may echo the AUTH payload back,
+``535 5.7.8 you sent:AHVzZXIAc2VjcmV0``), and terminal control (an escape
 sequence that retitles the window, hides a link behind text, clears the screen, or rings the
 bell; a bidi override that reverses what follows). :func:`clean_reply` does, in this order:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import binascii
 import functools
+import itertools
 import re
 
 __all__ = ["MAX_REPLY", "REDACTED", "clean_reply", "redact"]
@@ -51,10 +52,8 @@ def _plain_marker(secret: str) -> str:
     """What replaces a password when "[redacted]" itself could spell it, or a base64 form of
     it: characters that are neither in the password nor base64, so that the marker and what
     is left around it can never spell either."""
-    return next(char * 3 for char in _MARKER_CHARS if char not in secret)
-
-
-_MARKER_CHARS = "*#~%!" + "".join(map(chr, range(0x2591, 0x25FF)))
+    candidates = itertools.chain("*#~%!", map(chr, itertools.count(0x2591)))
+    return next(char * 3 for char in candidates if char not in secret and char.isprintable())
 
 
 def _holds(run: str, needle: bytes) -> bool:
