@@ -456,14 +456,14 @@ class Connection:
                     hint='check smtp.security and smtp.port: port 465 usually wants "tls", '
                     'port 587 "starttls"',
                 ))
-            return Result(Kind.REFUSED, f"TLS handshake failed: {tls}", NETWORK)
+            return Result(Kind.REFUSED, run.text(f"TLS handshake failed: {tls}"), NETWORK)
         if isinstance(error, SMTPConnectTimeoutError):
             if first:
                 return self._fatal(ConnectError(
                     f"{where}: no answer within {smtp.timeout:g} s",
                     hint="check smtp.host, smtp.port and the firewall, or raise smtp.timeout",
                 ))
-            return Result(Kind.REFUSED, f"timed out connecting: {error}", NETWORK)
+            return Result(Kind.REFUSED, run.text(f"timed out connecting: {error}"), NETWORK)
         if isinstance(error, TimeoutError):
             if first:  # it greeted, then went silent: the settings, not a passing hiccup
                 return self._fatal(ConnectError(

@@ -27,7 +27,7 @@ import secrets
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 
 from invitemail.addresses import Mailbox
 from invitemail.config import LINE_BREAKS
@@ -91,44 +91,127 @@ def _check_one_line(what: str, value: str) -> None:
                                    f"(U+{ord(char):04X})")
 
 
+# RFC 5322 2.1.1: a line MUST NOT be longer than 998 octets and SHOULD NOT be longer than 78;
+# RFC 2047 2: a line that holds an encoded word is at most 76, an encoded word at most 75.
+MAX_LINE = 998
+FOLD_AT = 78
+_WORDS_LINE = 76
 _WORD_BYTES = 45  # 45 bytes -> 60 base64 characters -> a 72-character encoded word
+_WORD_FRAME = len("=?utf-8?b??=")
 
 
-def encoded_words(text: str) -> str:
+def encoded_words(text: str, *, start: int = 0) -> str:
     """RFC 2047 ``=?utf-8?b?...?=`` words, folded with CRLF + space between them.
 
-    Written here rather than with ``email.header.Header``, which costs more than the rest of
-    the message; a word never splits a UTF-8 character.
+    ``start`` is the column the first word begins at (after ``Subject: ``): that word is made
+    short enough for its line to stay within 76 characters, like every other line. Written
+    here rather than with ``email.header.Header``, which costs more than the rest of the
+    message; a word never splits a UTF-8 character.
     """
     data = text.encode("utf-8")
+    # Bytes the first word holds: whole base64 groups that fit after `start` (at least one
+    # character of up to four bytes, on a header name of any length).
+    room = min(_WORD_BYTES, max(6, 3 * ((_WORDS_LINE - start - _WORD_FRAME) // 4)))
+    if len(data) <= room:  # most names and subjects: one word
+        return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
     words: list[bytes] = []
-    start = 0
-    while start < len(data):
-        cut = min(start + _WORD_BYTES, len(data))
+    begin = 0
+    while begin < len(data):
+        cut = min(begin + room, len(data))
         while cut < len(data) and data[cut] & 0xC0 == 0x80:  # inside a character: go back
             cut -= 1
-        words.append(data[start:cut])
-        start = cut
+        words.append(data[begin:cut])
+        begin, room = cut, _WORD_BYTES
     return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
 
 
-def encode_mailbox(mailbox: Mailbox) -> str:
-    """``"Søren <s@example.org>"`` with the display name RFC 2047-encoded, the address plain."""
-    _check_one_line("name", mailbox.name)
-    _check_one_line("address", mailbox.address)
-    if _needs_encoding(mailbox.name):
-        return f"{encoded_words(mailbox.name)} <{mailbox.address}>"
-    return formataddr((mailbox.name, mailbox.address))
+# A display name that can go in a header as it is: atoms (RFC 5322 3.2.3) with one space
+# between them. Anything else is quoted, or encoded when it is not ASCII.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
 
 
-def encode_text_header(value: str) -> str:
-    _check_one_line("subject", value)
-    return encoded_words(value) if _needs_encoding(value) else value
+def encode_mailbox(mailbox: Mailbox, *, header: str = "To") -> str:
+    """The value of a ``header`` such as ``To``: ``"Name" <addr>``, the address plain and the
+    display name RFC 2047-encoded when it is not ASCII, and folded so that every line of the
+    header stays within 78 characters (76 with encoded words) whatever the name holds.
 
-
-def _needs_encoding(value: str) -> bool:
+    A name that needs quoting doubles its backslashes and quotes, so a name that would not
+    fit on the first line is encoded instead (encoded words fold anywhere). Only the address
+    itself cannot be folded: email addresses are at most 254 octets (addresses.py).
+    """
+    name, address = mailbox.name, mailbox.address
+    _check_one_line("name", name)
+    _check_one_line("address", address)
+    start = len(header) + 2  # "To: "
+    if len(address) > MAX_LINE - start - 3:
+        raise HeaderValueError(f"the address is {len(address)} characters long, too long "
+                               "for a header")
+    if not name:
+        return address
+    if name.isascii() and "=?" not in name:
+        phrase = name if _ATOMS.fullmatch(name) else \
+            '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if start + len(phrase) + len(address) + 3 <= FOLD_AT:  # the common case
+            return f"{phrase} <{address}>"
+        if start + len(phrase) <= FOLD_AT:
+            return f"{phrase}\r\n <{address}>"
     # "=?" would be read as the start of an encoded word and shown decoded: encode it.
-    return bool(value) and (not value.isascii() or len(value) > 900 or "=?" in value)
+    words = encoded_words(name, start=start)
+    column = start + len(words) if "\n" not in words else len(words.rpartition("\n")[2])
+    if column + len(address) + 3 <= _WORDS_LINE:
+        return f"{words} <{address}>"
+    return f"{words}\r\n <{address}>"
+
+
+@functools.lru_cache(maxsize=256)  # most messages of a run share their subject
+def encode_text_header(value: str, *, header: str = "Subject") -> str:
+    """The value of an unstructured ``header``: ASCII text as it is, folded at its spaces
+    when long; anything else (non-ASCII, "=?", white space at either end, a word too long to
+    fold) as RFC 2047 encoded words. Every line of the header stays within 78 characters."""
+    _check_one_line("subject", value)
+    if not value:
+        return value
+    start = len(header) + 2
+    if value.isascii() and "=?" not in value and not (value[0] in " \t" or value[-1] in " \t"):
+        if start + len(value) <= FOLD_AT:  # the common case
+            return value
+        folded = _fold_at_spaces(value, start)
+        if folded is not None:
+            return folded
+    return encoded_words(value, start=start)
+
+
+_WORDS_WITH_SPACE = re.compile(r"[ \t]*[^ \t]+")
+
+
+def _fold_at_spaces(value: str, start: int) -> str | None:
+    """``value`` folded before white space so that no line is longer than 78 characters,
+    or None when a word is too long for that. Unfolding (removing each CRLF) gives
+    ``value`` back; no line is only white space."""
+    lines: list[str] = []
+    line, column = "", start
+    for word in _WORDS_WITH_SPACE.findall(value):
+        if line and column + len(word) > FOLD_AT:
+            lines.append(line)
+            line, column = "", 0
+        line += word
+        column += len(word)
+        if column > FOLD_AT:
+            return None
+    lines.append(line)
+    return "\r\n".join(lines)
+
+
+def _check_line_lengths(headers: list[str]) -> None:
+    """The assurance behind the encoders above, over the whole header block: no line over
+    998 octets. (Only an address longer than any valid one could make one.)"""
+    for header in headers:
+        if len(header) > MAX_LINE:
+            longest = max(len(line.encode("utf-8")) for line in header.split("\r\n"))
+            if longest > MAX_LINE:
+                raise HeaderValueError(
+                    f"the {header.partition(':')[0][:40]} header would have a line of "
+                    f"{longest} octets, more than the {MAX_LINE} a message may have")
 
 
 _QP_LINES: dict[str, bytes] = {}  # a line -> its encoding; shared lines recur in every message
@@ -245,15 +328,24 @@ def _date_header(date: dt.datetime) -> str:
     return format_datetime(date)  # every message of a run has the run's date
 
 
+@functools.lru_cache(maxsize=64)
+def _sender_header(mailbox: Mailbox, header: str) -> str:
+    """From and Reply-To: the same in every message of a run, encoded once."""
+    return f"{header}: {encode_mailbox(mailbox, header=header)}"
+
+
 def build_message(parts: MessageParts) -> bytes:
-    """The message as sent: CRLF line endings, no line over 998 octets."""
+    """The message as sent: CRLF line endings, no line over 998 octets.
+
+    Raises HeaderValueError when a value cannot go in a header.
+    """
     outer, inner = OUTER_BOUNDARY, INNER_BOUNDARY
     headers = [
-        f"From: {encode_mailbox(parts.sender)}",
+        _sender_header(parts.sender, "From"),
         f"To: {encode_mailbox(parts.recipient)}",
     ]
     if parts.reply_to is not None:
-        headers.append(f"Reply-To: {encode_mailbox(parts.reply_to)}")
+        headers.append(_sender_header(parts.reply_to, "Reply-To"))
     headers += [
         f"Subject: {encode_text_header(parts.subject)}",
         f"Date: {_date_header(parts.date)}",
@@ -261,10 +353,16 @@ def build_message(parts: MessageParts) -> bytes:
         "MIME-Version: 1.0",
         f'Content-Type: multipart/mixed; boundary="{outer}"',
     ]
+    _check_line_lengths(headers)
+    try:
+        head = "\r\n".join(headers).encode("ascii")
+    except UnicodeEncodeError as err:  # an address that was not checked
+        raise HeaderValueError(f"a header would hold {err.object[err.start:err.end]!r}, "
+                               "which is not ASCII") from None
     method = parts.method
     calendar = _base64(parts.calendar)  # the same file twice: inline, and attached
     chunks = [
-        "\r\n".join(headers).encode("ascii"), CRLF, CRLF,
+        head, CRLF, CRLF,
         b"This is a message in MIME format.\r\n",
         f"--{outer}\r\n".encode(),
         f'Content-Type: multipart/alternative; boundary="{inner}"\r\n\r\n'.encode(),

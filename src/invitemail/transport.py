@@ -35,8 +35,6 @@ appears in any text this module produces.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
 import enum
 import random
@@ -60,6 +58,7 @@ from invitemail.connection import (
     TransportError,
     dot_stuff,
 )
+from invitemail.redaction import clean_reply, redact
 from invitemail.replies import ReplyClass, Step, Verdict, classify
 
 __all__ = [
@@ -184,22 +183,18 @@ class DeliveryReport:
 # -- pure helpers ----------------------------------------------------------------------------
 
 
-def format_reply(code: int, message: str) -> str:
+def format_reply(code: int, message: str, secret: str | None = None) -> str:
     """``550``, ``"5.1.1 <x@y>:\\nuser unknown"`` -> ``"550 5.1.1 <x@y>: user unknown"``.
 
-    aiosmtplib gives code -1 for a reply that is not SMTP at all (garbled, or a line too long):
-    then the text alone, made printable, says what came.
+    The text is cleaned as :func:`~invitemail.redaction.clean_reply` says: ``secret`` (the
+    password) and its base64 forms redacted before anything else, terminal escape sequences
+    and control characters taken out. aiosmtplib gives code -1 for a reply that is not SMTP
+    at all (garbled, or a line too long): then the text alone, shortened, says what came.
     """
-    text = " ".join(message.split())
     if not 100 <= code <= 599:
-        return _printable(text) or "an empty reply"
+        return clean_reply(message, secret, limit=120) or "an empty reply"
+    text = clean_reply(message, secret)
     return f"{code} {text}" if text else str(code)
-
-
-def _printable(text: str, limit: int = 120) -> str:
-    """``text`` safe to show: control characters as ``?``, at most ``limit`` characters."""
-    shown = "".join(c if c.isprintable() else "?" for c in text[:limit + 1])
-    return shown[:limit] + "..." if len(shown) > limit else shown
 
 
 def backoff_delay(attempt: int, rng: random.Random, *, base: float = BACKOFF_BASE,
@@ -211,22 +206,6 @@ def backoff_delay(attempt: int, rng: random.Random, *, base: float = BACKOFF_BAS
     """
     ceiling = min(cap, base * 2.0 ** (attempt - 1))
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
-
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` without ``secret``, also where a server echoes it base64-encoded."""
-    if not secret:
-        return text
-    text = text.replace(secret, "[redacted]")
-    needle = secret.encode("utf-8")
-    words = []
-    for word in text.split(" "):
-        try:
-            decoded = base64.b64decode(word, validate=True) if len(word) >= 4 else b""
-        except (binascii.Error, ValueError):
-            decoded = b""
-        words.append("[redacted]" if needle in decoded else word)
-    return " ".join(words)
 
 
 def make_tls_context(smtp: Smtp) -> ssl.SSLContext:
@@ -441,6 +420,15 @@ def _check_credentials(smtp: Smtp, password: str | None) -> None:
             f"{smtp.where}: no password was given for user {smtp.username!r}",
             hint="set INVITEMAIL_SMTP_PASSWORD, or run in a terminal to be asked for it",
         )
+    try:
+        password.encode("utf-8")  # what AUTH sends
+    except UnicodeEncodeError:  # bytes that are not UTF-8, kept by os.environ as surrogates
+        raise AuthenticationError(
+            f"{smtp.where}: the password for user {smtp.username!r} is not valid UTF-8 text "
+            "(INVITEMAIL_SMTP_PASSWORD holds bytes in another encoding)",
+            hint="set INVITEMAIL_SMTP_PASSWORD to the password encoded as UTF-8 (check the "
+            "encoding of the script or file that sets it), or unset it to be asked for it",
+        ) from None
 
 
 class _Run:
@@ -676,8 +664,8 @@ class _Run:
 
     def refused(self, step: Step, code: int, message: str) -> Result:
         """A refusal judged by its class."""
-        reply = self.text(format_reply(code, message))
-        verdict = classify(step, code, self.text(" ".join(message.split())),
+        reply = self.reply_text(code, message)
+        verdict = classify(step, code, clean_reply(message, self.password),
                            now=self.wall_clock())
         return Result(Kind.REFUSED, reply, verdict)
 
@@ -702,11 +690,13 @@ class _Run:
             self.report.uncertain += 1
         self.hooks.finished(Outcome(envelope.key, state, reply, attempts))
 
-    def text(self, reply: str) -> str:
-        return redact(reply, self.password)
+    def text(self, text: str) -> str:
+        """A sentence that may quote the relay, as it may be shown and stored."""
+        return clean_reply(text, self.password)
 
     def reply_text(self, code: int, message: str) -> str:
-        return self.text(format_reply(code, message))
+        """A relay's reply as it may be shown and stored (never the password)."""
+        return format_reply(code, message, self.password)
 
     def opened(self) -> None:
         self.report.connections += 1
