@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from invitemail.campaign import Built, Campaign, CheckReport
-    from invitemail.delivery import SendResult
+    from invitemail.delivery import SendOptions, SendResult
+    from invitemail.folderlock import FolderLock
+    from invitemail.safeguard import Prepared
 
 PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -325,15 +327,31 @@ def _rate(value: str | None) -> float | None:
               "message may or may not have arrived.")
 @click.option("--skip-invalid", is_flag=True, help="Send to the valid rows even when others "
               "have problems.")
+@click.option("--restore-journal", is_flag=True, help="The journal is missing, damaged or "
+              "replaced: rebuild it from the record of what was sent from this machine, then "
+              "continue.")
+@click.option("--new-journal", is_flag=True, help="The journal is missing, damaged or of "
+              "another event: move it aside (it is kept) and start afresh; whoever it had as "
+              "sent may be mailed again.")
 @handle_errors
 def send(event: Path, template: str, registrants: Path | None, encoding: str | None,
          delimiter: str | None, yes: bool, dry_run: bool, test_to: str | None,
          limit: int | None, concurrency: int | None, rate_text: str | None,
-         retry_failed: bool, resend_uncertain: bool, skip_invalid: bool) -> None:
-    """Send the messages, with a journal so that a rerun continues where it stopped."""
+         retry_failed: bool, resend_uncertain: bool, skip_invalid: bool,
+         restore_journal: bool, new_journal: bool) -> None:
+    """Send the messages, with a journal so that a rerun continues where it stopped.
+
+    Only one send runs per event folder at a time; a second one exits 1 and says which
+    process holds the folder."""
     from invitemail.addresses import AddressError, normalize_address
     from invitemail.delivery import SendOptions
 
+    if restore_journal and new_journal:
+        raise click.UsageError("--restore-journal rebuilds the journal, --new-journal starts "
+                               "afresh: give one of them")
+    if (restore_journal or new_journal) and (dry_run or test_to is not None):
+        raise click.UsageError("--restore-journal and --new-journal change the journal; "
+                               f"{'--dry-run' if dry_run else '--test-to'} does not use them")
     rate = _rate(rate_text)
     if test_to is not None:
         try:
@@ -349,26 +367,52 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
     campaign = _open_campaign(event, template, registrants, encoding, delimiter)
     options = SendOptions(limit=limit, retry_failed=retry_failed,
                           resend_uncertain=resend_uncertain, skip_invalid=skip_invalid,
-                          dry_run=dry_run, test_to=test_to, concurrency=concurrency, rate=rate)
-    if not dry_run and test_to is None:
-        campaign.start_workers()
-    report = campaign.check()
-    campaign.require_valid(report, skip_invalid=skip_invalid)  # the error lists every problem
-    _print_problems(report)  # warnings, and with --skip-invalid the rows left out
-    config = campaign.config
-    if not dry_run and not yes:
-        what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \
-            if test_to else f"{campaign.template} messages to up to {report.messages} registrants"
-        click.confirm(f"Send {what} for {config.event.title!r} from {config.sender.address} "
-                      f"via {config.smtp.where}?", abort=True)
-    password = _password(campaign, dry_run)
-    result = _run_send(campaign, password, options, report)
+                          dry_run=dry_run, test_to=test_to, concurrency=concurrency, rate=rate,
+                          restore_journal=restore_journal, new_journal=new_journal)
+    lock = None
+    if not dry_run and test_to is None:  # at once: a second run stops before any work
+        from invitemail.folderlock import FolderLock
+
+        lock = FolderLock.acquire(campaign.config.folder)
+    try:
+        _send_locked(campaign, options, yes=yes, lock=lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
+                 lock: FolderLock | None) -> None:
+    from invitemail.delivery import prepare_journal
+
+    dry_run, test_to, limit = options.dry_run, options.test_to, options.limit
+    # Before the long check and the question: a journal that cannot be trusted stops here.
+    prepared = prepare_journal(campaign, options)
+    try:
+        if not dry_run and test_to is None:
+            campaign.start_workers()
+        report = campaign.check()
+        campaign.require_valid(report, skip_invalid=options.skip_invalid)  # every problem
+        _print_problems(report)  # warnings, and with --skip-invalid the rows left out
+        config = campaign.config
+        if not dry_run and not yes:
+            what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \
+                if test_to else (f"{campaign.template} messages to up to {report.messages} "
+                                 "registrants")
+            click.confirm(f"Send {what} for {config.event.title!r} from "
+                          f"{config.sender.address} via {config.smtp.where}?", abort=True)
+        password = _password(campaign, dry_run)
+        result = _run_send(campaign, password, options, report, lock, prepared)
+    finally:
+        if prepared is not None:
+            prepared.close()
     _print_send_summary(campaign, result)
     sys.exit(int(_send_exit_code(result)))
 
 
-def _run_send(campaign: Campaign, password: str | None, options: Any,
-              report: CheckReport) -> SendResult:
+def _run_send(campaign: Campaign, password: str | None, options: SendOptions,
+              report: CheckReport, lock: FolderLock | None,
+              prepared: Prepared | None) -> SendResult:
     import asyncio
     import signal
 
@@ -385,7 +429,8 @@ def _run_send(campaign: Campaign, password: str | None, options: Any,
             pass
         with make_progress(_console(), campaign.template) as progress:
             return await send_campaign(campaign, password=password, options=options,
-                                       progress=progress, stop=stop, report=report)
+                                       progress=progress, stop=stop, report=report, lock=lock,
+                                       prepared=prepared)
 
     return asyncio.run(run())
 
