@@ -453,6 +453,14 @@ def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
              f"sent via {where}; nothing was sent.")
         _print_skipped(result)
         return
+    if result.set_aside is not None:
+        _say(f"The old journal was moved aside to {result.set_aside} (kept).")
+    if result.restored:
+        _say(f"Rebuilt the journal from the record of what was sent: {result.restored} "
+             f"message{'s' if result.restored != 1 else ''}.")
+    if result.reconciled:
+        _say(f"{result.reconciled} message(s) the journal had as in flight or uncertain are "
+             "recorded as sent; they are marked sent.")
     if result.recovered:
         _say(f"{result.recovered} message(s) were in flight when an earlier run stopped; they "
              "are marked uncertain.")
@@ -511,12 +519,22 @@ def _print_skipped(result: SendResult) -> None:
 def status(event: Path, template: str, report_path: Path | None) -> None:
     """What the journal says: sent, failed, pending, uncertain."""
     from invitemail.config import find_event_file
-    from invitemail.journal import Journal, State
+    from invitemail.journal import ForeignJournal, Journal, State
     from invitemail.report import write_report
+    from invitemail.safeguard import diagnose
 
     folder = find_event_file(event).parent
-    journal = Journal.open(folder, create=False)
+    uid = _event_uid(folder)
+    problem = diagnose(folder, uid) if uid is not None else None
+    try:
+        journal = Journal.open(folder, create=False, event_uid=uid)
+    except ForeignJournal:
+        if problem is not None:
+            raise problem from None
+        raise
     if journal is None:
+        if problem is not None:
+            raise problem
         _say(f"{folder}: nothing has been sent for this event yet (no journal).")
         return
     with journal:
@@ -526,13 +544,26 @@ def status(event: Path, template: str, report_path: Path | None) -> None:
             others = journal.templates()
             _say(f"{folder}: nothing in the journal for template {template!r}"
                  + (f" (it has: {', '.join(others)})" if others else "") + ".")
-            return
-        _say(f"{folder}: template {template!r}, {total} registrants: "
-             + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
-        for row in journal.rows(template, [State.FAILED]):
-            _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
-        for row in journal.rows(template, [State.UNCERTAIN]):
-            _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
-        if report_path is not None:
-            written = write_report(report_path, journal.rows(template))
-            _say(f"wrote {written} rows to {report_path}")
+        else:
+            _say(f"{folder}: template {template!r}, {total} registrants: "
+                 + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
+            for row in journal.rows(template, [State.FAILED]):
+                _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
+            for row in journal.rows(template, [State.UNCERTAIN]):
+                _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
+            if report_path is not None:
+                written = write_report(report_path, journal.rows(template))
+                _say(f"wrote {written} rows to {report_path}")
+    if problem is not None:  # what the journal says is not all that was sent
+        raise problem
+
+
+def _event_uid(folder: Path) -> str | None:
+    """The event's uid, to check the journal against; None when event.toml cannot be read
+    (`status` still shows the journal)."""
+    from invitemail.config import load_config
+
+    try:
+        return load_config(folder).event.uid
+    except InvitemailError:
+        return None

@@ -176,7 +176,9 @@ def _skip(state: State, options: SendOptions) -> str | None:
         return "skipped_sent"
     if state is State.FAILED and not options.retry_failed:
         return "skipped_failed"
-    if state is State.UNCERTAIN and not options.resend_uncertain:
+    # A row still ``sending`` (seen by a dry run only: a run turns them uncertain first) is
+    # in flight in a running send, or uncertain once the next run starts.
+    if state in (State.UNCERTAIN, State.SENDING) and not options.resend_uncertain:
         return "skipped_uncertain"
     return None
 

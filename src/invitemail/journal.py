@@ -106,6 +106,8 @@ class JournalError(InvitemailError):
 class JournalDamaged(JournalError):
     """The file is not a database, or a damaged one."""
 
+    detail: str = ""  # what sqlite said
+
 
 class JournalFull(JournalError):
     """The disk holding the journal is full."""
@@ -162,10 +164,12 @@ def journal_error(err: sqlite3.Error | OSError, path: Path) -> JournalError:
                            hint="free space on that disk, then run the same command again; "
                            "what was sent is recorded and is not sent again")
     if code in (_CORRUPT, _NOTADB):
-        return JournalDamaged(f"{path} is damaged: {detail}",
-                              hint="move it aside (keep it) and run `invitemail send "
-                              "--restore-journal`: it rebuilds the journal from the record of "
-                              "what was sent")
+        damaged = JournalDamaged(f"{path} is damaged: {detail}",
+                                 hint="run `invitemail send --restore-journal`: it moves the "
+                                 "file aside (it is kept) and rebuilds the journal from the "
+                                 "record of what was sent")
+        damaged.detail = detail
+        return damaged
     if code == _READONLY:
         return JournalError(f"cannot write {path}: {detail}",
                             hint="make the file and its folder writable (or the disk: is it "

@@ -29,6 +29,8 @@ from invitemail.ledger import Entry, Ledger, LedgerView
 class JournalMismatch(JournalError):
     """The journal does not hold what the ledger says was sent; nothing was sent."""
 
+    problem: str = ""  # "is missing", "is empty", ...
+
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -74,11 +76,12 @@ def open_for_send(folder: Path, event_uid: str, *, dry_run: bool = False,
         elif view.sent(view.current):
             problem = "is missing"
     except JournalDamaged as err:
-        problem = f"is damaged ({err})"
+        problem = f"is damaged ({err.detail})"
     if dry_run:
         if problem is not None:
             _close(journal)
-            raise _mismatch(path, problem, view, dry_run=True)
+            raise _mismatch(path, problem, view, " (a dry run changes nothing: run send "
+                            "without --dry-run)")
         return Prepared(journal, None, _journal_id(journal) or "")
     if problem is None and new:
         _close(journal)
@@ -89,7 +92,7 @@ def open_for_send(folder: Path, event_uid: str, *, dry_run: bool = False,
             "everything again on purpose, move the journal aside first")
     if problem is not None and not (restore or new):
         _close(journal)
-        raise _mismatch(path, problem, view, dry_run=False)
+        raise _mismatch(path, problem, view)
     ledger.open()
     try:
         return _prepare(folder, event_uid, journal, ledger, view, problem=problem,
@@ -187,21 +190,33 @@ def _close(journal: Journal | None) -> None:
         journal.close()
 
 
-def _mismatch(path: Path, problem: str, view: LedgerView, *, dry_run: bool) -> JournalMismatch:
+def diagnose(folder: Path, event_uid: str) -> JournalMismatch | None:
+    """What would stop a run from trusting the journal (for `status`); changes nothing."""
+    try:
+        open_for_send(folder, event_uid, dry_run=True).close()
+    except JournalMismatch as err:
+        return _mismatch(Journal.path_in(folder), err.problem, Ledger.of_event(event_uid).read())
+    return None
+
+
+def _mismatch(path: Path, problem: str, view: LedgerView, dry: str = "") -> JournalMismatch:
     sent = view.sent(view.current)
     relative = Path(*path.parts[-2:])
-    dry = " (a dry run changes nothing: run send without --dry-run)" if dry_run else ""
     if not sent:
-        return JournalMismatch(
+        error = JournalMismatch(
             f"the journal {path} {problem}; there is no record on this machine of messages "
             "sent for this event",
             hint="`invitemail send --new-journal` moves it aside (it is kept) and starts "
             f"afresh; whoever it had as sent may be mailed again{dry}")
+        error.problem = problem
+        return error
     last = dt.datetime.fromisoformat(view.last_at(view.current)).astimezone()
-    return JournalMismatch(
+    error = JournalMismatch(
         f"the journal {relative} {problem}, but {len(sent)} message"
         f"{'s' if len(sent) != 1 else ''} of this event were sent from this machine, the last "
         f"at {last:%Y-%m-%d %H:%M}",
         hint="`invitemail send --restore-journal` rebuilds it from the record of what was "
         f"sent; `invitemail send --new-journal` starts afresh and may mail those {len(sent)} "
         f"again{dry}")
+    error.problem = problem
+    return error
