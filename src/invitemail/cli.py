@@ -519,7 +519,7 @@ def _print_skipped(result: SendResult) -> None:
 def status(event: Path, template: str, report_path: Path | None) -> None:
     """What the journal says: sent, failed, pending, uncertain."""
     from invitemail.config import find_event_file
-    from invitemail.journal import ForeignJournal, Journal, State
+    from invitemail.journal import Journal, JournalError, State
     from invitemail.report import write_report
     from invitemail.safeguard import diagnose
 
@@ -528,7 +528,7 @@ def status(event: Path, template: str, report_path: Path | None) -> None:
     problem = diagnose(folder, uid) if uid is not None else None
     try:
         journal = Journal.open(folder, create=False, event_uid=uid)
-    except ForeignJournal:
+    except JournalError:  # another event's, damaged: the diagnosis says more, when there is one
         if problem is not None:
             raise problem from None
         raise

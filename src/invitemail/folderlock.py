@@ -49,7 +49,8 @@ class FolderLock:
         except OSError as err:
             raise InvitemailError(f"{path}: cannot create the lock of the event folder: "
                                   f"{err.strerror}",
-                                  hint="check that the event folder is writable") from None
+                                  hint="check that the event folder is writable (is its disk "
+                                  "mounted read-only?)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

@@ -159,6 +159,12 @@ def journal_error(err: sqlite3.Error | OSError, path: Path) -> JournalError:
     else:
         code = (getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF
         detail = str(err)
+        if code == _IOERR:
+            detail += f" ({getattr(err, 'sqlite_errorname', 'SQLITE_IOERR')})"
+    if code == _IOERR and _nearly_full(path):  # e.g. no room to make the -shm file
+        code = _FULL
+    if code in (_CANTOPEN, _IOERR, _READONLY) and _disk_flags(path) & os.ST_RDONLY:
+        code, detail = _READONLY, "its disk is mounted read-only"
     if code == _FULL:
         return JournalFull(f"the disk holding {path} is full ({detail})",
                            hint="free space on that disk, then run the same command again; "
@@ -541,6 +547,24 @@ class _Transaction(contextlib.AbstractContextManager[None]):
     def __exit__(self, kind: object, *rest: object) -> None:
         with self.journal._guard():
             self.journal.db.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+def _statvfs(path: Path) -> os.statvfs_result | None:
+    try:
+        return os.statvfs(path.parent if path.parent.exists() else path.parent.parent)
+    except OSError:
+        return None
+
+
+def _nearly_full(path: Path) -> bool:
+    """Less than a megabyte free where the journal is: a write error there is a full disk."""
+    disk = _statvfs(path)
+    return disk is not None and disk.f_bavail * disk.f_frsize < 1 << 20
+
+
+def _disk_flags(path: Path) -> int:
+    disk = _statvfs(path)
+    return disk.f_flag if disk is not None else 0
 
 
 def _read_only(err: sqlite3.Error) -> bool:
