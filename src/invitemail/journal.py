@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import os
 import secrets
 import sqlite3
@@ -30,7 +29,21 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from invitemail.errors import InvitemailError
+from invitemail.journal_errors import (
+    CANTOPEN,
+    READONLY,
+    ClaimError,
+    ForeignJournal,
+    JournalDamaged,
+    JournalError,
+    JournalFull,
+    os_error,
+    sqlite_error,
+)
+
+# The errors live in journal_errors.py; they are the journal's, so they are importable here.
+__all__ = ["CalendarRecord", "ClaimError", "ForeignJournal", "Identity", "Journal",
+           "JournalDamaged", "JournalError", "JournalFull", "Row", "State", "new_journal_id"]
 
 JOURNAL_DIR = ".invitemail"
 JOURNAL_FILE = "journal.sqlite"
@@ -99,35 +112,6 @@ class State(StrEnum):
     UNCERTAIN = "uncertain"
 
 
-class JournalError(InvitemailError):
-    """The journal cannot be opened, read or written; the text names the file."""
-
-
-class JournalDamaged(JournalError):
-    """The file is not a database, or a damaged one."""
-
-    detail: str = ""  # what sqlite said
-
-
-class JournalFull(JournalError):
-    """The disk holding the journal is full."""
-
-
-class ForeignJournal(JournalError):
-    """The journal belongs to another event (a copied event folder)."""
-
-    def __init__(self, path: Path, uid: str) -> None:
-        super().__init__(f"{path} is the journal of another event, {uid!r}: the event folder "
-                         "was copied, or its event.uid changed",
-                         hint="`invitemail send --new-journal` moves it aside (it is kept) and "
-                         "starts a journal for this event")
-        self.uid = uid
-
-
-class ClaimError(JournalError):
-    """A row could not be claimed: it is no longer in a state this run may send from."""
-
-
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Which event a journal belongs to, and the journal's own id (new for each journal)."""
@@ -141,58 +125,13 @@ def new_journal_id() -> str:
     return secrets.token_hex(8)
 
 
-# SQLite's primary result codes (https://sqlite.org/rescode.html).
-_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
-
-
 def journal_error(err: sqlite3.Error | OSError, path: Path) -> JournalError:
-    """The sentence for an error of sqlite3 (or the file system) with the journal at
-    ``path``: what is wrong, with which file, and what to do next."""
+    """The JournalError for an error of sqlite3 (or the file system) with the journal at
+    ``path`` (journal_errors.py has the sentences)."""
     if isinstance(err, OSError):
-        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            code = _FULL
-        elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            code = _READONLY
-        else:
-            code = _IOERR
-        detail = err.strerror or str(err)
-    else:
-        code = (getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF
-        detail = str(err)
-        if code == _IOERR:
-            detail += f" ({getattr(err, 'sqlite_errorname', 'SQLITE_IOERR')})"
-    if code == _IOERR and _nearly_full(path):  # e.g. no room to make the -shm file
-        code = _FULL
-    if code in (_CANTOPEN, _IOERR, _READONLY) and _disk_flags(path) & os.ST_RDONLY:
-        code, detail = _READONLY, "its disk is mounted read-only"
-    if code == _FULL:
-        return JournalFull(f"the disk holding {path} is full ({detail})",
-                           hint="free space on that disk, then run the same command again; "
-                           "what was sent is recorded and is not sent again")
-    if code in (_CORRUPT, _NOTADB):
-        damaged = JournalDamaged(f"{path} is damaged: {detail}",
-                                 hint="run `invitemail send --restore-journal`: it moves the "
-                                 "file aside (it is kept) and rebuilds the journal from the "
-                                 "record of what was sent")
-        damaged.detail = detail
-        return damaged
-    if code == _READONLY:
-        return JournalError(f"cannot write {path}: {detail}",
-                            hint="make the file and its folder writable (or the disk: is it "
-                            "mounted read-only?), then run the same command again")
-    if code == _CANTOPEN:
-        return JournalError(f"cannot open {path}: {detail}",
-                            hint="check that the folder exists and that you may read and "
-                            "write it")
-    if code in (_BUSY, _LOCKED):
-        return JournalError(f"{path} is in use by another program: {detail}",
-                            hint="wait for it to finish, then run the same command again")
-    if code == _IOERR:
-        return JournalError(f"cannot read or write {path}: {detail}",
-                            hint="check the disk: is it full, removed or read-only?")
-    return JournalError(f"{path}: the journal cannot be used: {detail}",
-                        hint="run `invitemail status` to see what it holds; if it is damaged, "
-                        "move it aside and run `invitemail send --restore-journal`")
+        return os_error(err, path)
+    return sqlite_error((getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF,
+                        getattr(err, "sqlite_errorname", "") or "", str(err), path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,9 +335,19 @@ class Journal:
                     if row[5] is not None and row[2] == "sent" else None
                 yield row[0], row[1], State(row[2]), row[3], row[4], calendar
 
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
-        """Many statements in one commit (a rebuild)."""
-        return _Transaction(self)
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Many statements in one commit."""
+        with self._guard():
+            self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            with self._guard():
+                self.db.execute("ROLLBACK")
+            raise
+        with self._guard():
+            self.db.execute("COMMIT")
 
     # -- a run's beginning -----------------------------------------------------------------
 
@@ -522,13 +471,6 @@ class Journal:
 
     # -- the calendar each registrant has --------------------------------------------------
 
-    def calendar(self, key: str) -> CalendarRecord | None:
-        with self._guard():
-            row = self.db.execute(
-                "SELECT sequence, start, duration, join_url, password_digest, template "
-                "FROM calendar WHERE key = ?", (key,)).fetchone()
-        return CalendarRecord(*row) if row else None
-
     def calendars(self) -> dict[str, CalendarRecord]:
         with self._guard():
             return {row[0]: CalendarRecord(*row[1:]) for row in self.db.execute(
@@ -536,59 +478,6 @@ class Journal:
                 "FROM calendar")}
 
 
-class _Transaction(contextlib.AbstractContextManager[None]):
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-
-    def __enter__(self) -> None:
-        with self.journal._guard():
-            self.journal.db.execute("BEGIN")
-
-    def __exit__(self, kind: object, *rest: object) -> None:
-        with self.journal._guard():
-            self.journal.db.execute("ROLLBACK" if kind is not None else "COMMIT")
-
-
-def _statvfs(path: Path) -> os.statvfs_result | None:
-    try:
-        return os.statvfs(path.parent if path.parent.exists() else path.parent.parent)
-    except OSError:
-        return None
-
-
-def _nearly_full(path: Path) -> bool:
-    """Less than a megabyte free where the journal is: a write error there is a full disk."""
-    disk = _statvfs(path)
-    return disk is not None and disk.f_bavail * disk.f_frsize < 1 << 20
-
-
-def _disk_flags(path: Path) -> int:
-    disk = _statvfs(path)
-    return disk.f_flag if disk is not None else 0
-
-
 def _read_only(err: sqlite3.Error) -> bool:
     code = (getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF
-    return code in (_READONLY, _CANTOPEN)
-
-
-def move_aside(folder: Path, clock: Callable[[], dt.datetime] = _utcnow) -> Path | None:
-    """Rename the journal (with its -wal and -shm files) to a dated name beside it, so that a
-    new journal can start; never deletes. Returns the new name, or None when there was none."""
-    path = Journal.path_in(folder)
-    if not path.exists():
-        return None
-    stamp = clock().astimezone(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    aside = path.with_name(f"journal-set-aside-{stamp}.sqlite")
-    number = 1
-    while aside.exists():
-        number += 1
-        aside = path.with_name(f"journal-set-aside-{stamp}-{number}.sqlite")
-    try:
-        for suffix in ("-wal", "-shm", ""):  # the database last: it names the set
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                side.rename(aside.with_name(aside.name + suffix))
-    except OSError as err:
-        raise journal_error(err, path) from None
-    return aside
+    return code in (READONLY, CANTOPEN)

@@ -15,14 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from invitemail.journal import (
-    Journal,
-    JournalDamaged,
-    JournalError,
-    State,
-    move_aside,
-    new_journal_id,
-)
+from invitemail.journal import Journal, State, new_journal_id
+from invitemail.journal_errors import JournalDamaged, JournalError, os_error
 from invitemail.ledger import Entry, Ledger, LedgerView
 
 
@@ -220,3 +214,25 @@ def _mismatch(path: Path, problem: str, view: LedgerView, dry: str = "") -> Jour
         f"again{dry}")
     error.problem = problem
     return error
+
+
+def move_aside(folder: Path, clock: Callable[[], dt.datetime] = _utcnow) -> Path | None:
+    """Rename the journal (with its -wal and -shm files) to a dated name beside it, so that a
+    new journal can start; never deletes. Returns the new name, or None when there was none."""
+    path = Journal.path_in(folder)
+    if not path.exists():
+        return None
+    stamp = clock().astimezone(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"journal-set-aside-{stamp}.sqlite")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = path.with_name(f"journal-set-aside-{stamp}-{number}.sqlite")
+    try:
+        for suffix in ("-wal", "-shm", ""):  # the database last: it names the set
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+    except OSError as err:
+        raise os_error(err, path) from None
+    return aside
