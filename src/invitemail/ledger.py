@@ -20,6 +20,7 @@ crash cut short is skipped when reading.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -96,13 +97,15 @@ class Ledger:
     def read(self) -> LedgerView:
         view = LedgerView()
         try:
-            with self.path.open("rb") as file:
-                for raw in file:
-                    _apply(view, raw)
+            text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return view
         except OSError as err:
             raise self._error("cannot read", err) from None
+        for line in text.split("\n"):
+            if line:
+                with contextlib.suppress(ValueError):  # a line a crash cut short
+                    _apply(view, json.loads(line))
         return view
 
     # -- writing ---------------------------------------------------------------------------
@@ -202,10 +205,9 @@ class Ledger:
         self.close()
 
 
-def _apply(view: LedgerView, raw: bytes) -> None:
+def _apply(view: LedgerView, line: Any) -> None:
     """One line into ``view``; a damaged line is skipped."""
     try:
-        line = json.loads(raw)
         if not isinstance(line, dict):
             return
         if "journal" in line:
