@@ -300,3 +300,15 @@ def test_a_read_only_disk_is_named_and_status_still_reads_it(smtp_server: SmtpSe
 
 def test_the_toml_uid_is_what_the_journal_is_checked_against() -> None:
     assert f'uid = "{UID}"' in EVENT_TOML
+
+
+def test_the_ledger_is_private_and_holds_no_password_and_no_body(
+        smtp_server: SmtpServer, tmp_path: Path, data_dir: Path) -> None:
+    folder = event_for(smtp_server, tmp_path / "e", rows(2))
+    assert run_cli("send", folder, "--yes").exit_code == 0
+    (ledger,) = (data_dir / "ledger").iterdir()
+    assert ledger.stat().st_mode & 0o777 == 0o600
+    assert (data_dir / "ledger").stat().st_mode & 0o777 == 0o700
+    text = ledger.read_text()
+    assert "Kx7pQ9" not in text and "Kære" not in text and "Dear" not in text
+    assert text.count('"s":"sent"') == 2 and UID in text.splitlines()[0]

@@ -384,10 +384,18 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
 def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
                  lock: FolderLock | None) -> None:
     from invitemail.delivery import prepare_journal
+    from invitemail.safeguard import diagnose
 
     dry_run, test_to, limit = options.dry_run, options.test_to, options.limit
-    # Before the long check and the question: a journal that cannot be trusted stops here.
-    prepared = prepare_journal(campaign, options)
+    # Before the long check and the question: a journal that cannot be trusted stops here,
+    # and one to rebuild is rebuilt (the messages are built with its calendars).
+    prepared = None
+    if options.restore_journal or options.new_journal:
+        prepared = prepare_journal(campaign, options)
+    elif lock is not None:
+        problem = diagnose(campaign.config.folder, campaign.config.event.uid)
+        if problem is not None:
+            raise problem
     try:
         if not dry_run and test_to is None:
             campaign.start_workers()

@@ -7,6 +7,7 @@ when) only for the message a second run prints; the lock itself is not the file'
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -33,9 +34,10 @@ def _utcnow() -> dt.datetime:
 class FolderLock:
     """The lock of one event folder, held until :meth:`release` (or the process ends)."""
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int, path: Path, *, created: bool = False) -> None:
         self.fd = fd
         self.path = path
+        self.created = created  # this run made .invitemail/: tidy it away if nothing came
 
     @classmethod
     def acquire(cls, folder: Path, *,
@@ -43,26 +45,26 @@ class FolderLock:
         """Take the folder's lock at once, or raise FolderBusy naming the process that has it."""
         directory = folder / LOCK_DIR
         path = directory / LOCK_FILE
-        try:
-            directory.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as err:
-            raise InvitemailError(f"{path}: cannot create the lock of the event folder: "
-                                  f"{err.strerror}",
-                                  hint="check that the event folder is writable (is its disk "
-                                  "mounted read-only?)") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            holder = _holder(fd)
-            os.close(fd)
-            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise InvitemailError(f"{path}: cannot lock the event folder: {err.strerror}",
-                                      hint="is the folder on a network disk without locks? "
-                                      "copy the event to a local disk") from None
-            raise FolderBusy(f"another invitemail send ({holder}) is sending from {folder}",
-                             hint="wait for it to finish (`invitemail status` shows how far it "
-                             "got), then run the same command again") from None
+        created = not directory.exists()
+        while True:
+            fd = _open(directory, path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                holder = _holder(fd)
+                os.close(fd)
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise InvitemailError(f"{path}: cannot lock the event folder: "
+                                          f"{err.strerror}", hint="is the folder on a network "
+                                          "disk without locks? copy the event to a local disk"
+                                          ) from None
+                raise FolderBusy(f"another invitemail send ({holder}) is sending from "
+                                 f"{folder}", hint="wait for it to finish (`invitemail status` "
+                                 "shows how far it got), then run the same command again"
+                                 ) from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # locked a file the holder removed as it finished: take the new one
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": clock().astimezone(dt.UTC).isoformat(timespec="seconds")}
         try:
@@ -70,18 +72,42 @@ class FolderLock:
             os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         except OSError:
             pass  # who holds it is for another run's message only; the lock is taken
-        return cls(fd, path)
+        return cls(fd, path, created=created)
 
     def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)  # closing the last descriptor drops the lock
-            self.fd = -1
+        if self.fd < 0:
+            return
+        if self.created:  # a run that stopped before it wrote anything leaves no trace
+            with contextlib.suppress(OSError):
+                if os.listdir(self.path.parent) == [LOCK_FILE]:
+                    os.unlink(self.path)  # still holding it: see _same_file
+                    os.rmdir(self.path.parent)
+        os.close(self.fd)  # closing the last descriptor drops the lock
+        self.fd = -1
 
     def __enter__(self) -> FolderLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _open(directory: Path, path: Path) -> int:
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise InvitemailError(f"{path}: cannot create the lock of the event folder: "
+                              f"{err.strerror}", hint="check that the event folder is writable "
+                              "(is its disk mounted read-only?)") from None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """The locked file is still the one at ``path`` (a holder removes it before it lets go)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        return False
 
 
 def _holder(fd: int) -> str:
