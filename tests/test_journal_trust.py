@@ -1,6 +1,7 @@
 """A journal that cannot silently lie (issue 12): deleted, emptied, damaged, replaced, another
-event's, on a full or read-only disk. Each time nobody is mailed twice, no command shows a
-traceback, and the exit code is the one product.md gives."""
+event's, on a full or read-only disk (a tmpfs the test mounts, which needs root; a file size
+limit, which works anywhere). Each time nobody is mailed twice, no command shows a traceback,
+and the exit code is the one product.md gives."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import contextlib
 import errno
 import os
 import random
+import resource
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,6 +265,32 @@ def test_a_full_disk_mid_run_exits_3_and_the_rerun_mails_nobody_twice(
         _no_traceback(rest)
         assert_exactly_once(smtp_server, addresses)
         assert set(journal_states(folder).values()) == {State.SENT}
+
+
+def _file_size_limit() -> None:
+    """In the child: no file may grow past 300 kB (writes past it fail with EFBIG)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_mid_run_exits_3_and_the_rerun_mails_nobody_twice(
+        smtp_server: SmtpServer, tmp_path: Path) -> None:
+    """The same without root: the journal's WAL reaches the limit half way."""
+    folder = event_for(smtp_server, tmp_path / "e", rows(400), sending="concurrency = 2\n")
+    assert run_cli("send", folder, "--yes", "--limit", "1").exit_code == 3  # all registered
+    limited = subprocess.run([sys.executable, "-m", "invitemail", "send", str(folder), "--yes"],
+                             capture_output=True, text=True, preexec_fn=_file_size_limit,
+                             env=os.environ.copy(), timeout=300)
+    assert limited.returncode == 3, limited.stdout + limited.stderr
+    assert (f"Error: the run stopped: cannot read or write {_journal(folder)}: disk I/O error "
+            "(SQLITE_IOERR_WRITE)") in limited.stderr
+    sent = len(smtp_server.transactions)
+    assert 1 < sent < 400 and f"Sent {sent - 1} messages" in limited.stdout
+    _no_traceback(limited.stdout + limited.stderr)
+    rest = run_cli("send", folder, "--yes")
+    assert rest.exit_code == 0, rest.output
+    assert_exactly_once(smtp_server, [f"user{i}@example.org" for i in range(400)])
 
 
 def test_a_full_disk_before_anything_is_sent_exits_1(smtp_server: SmtpServer,
