@@ -151,6 +151,23 @@ def test_a_copied_event_folder_with_a_new_uid_is_refused_until_new_journal(
     assert len(smtp_server.transactions) == 6
 
 
+def test_one_event_sent_from_two_folders_is_noticed(smtp_server: SmtpServer,
+                                                    tmp_path: Path) -> None:
+    first = event_for(smtp_server, tmp_path / "first", rows(6))
+    assert run_cli("send", first, "--yes", "--limit", "2").exit_code == 3
+    second = tmp_path / "second"
+    shutil.copytree(first, second, ignore=shutil.ignore_patterns(".invitemail"))
+    missing = run_cli("send", second, "--yes")
+    assert missing.exit_code == 1 and "is missing, but 2 messages" in missing.stderr
+    assert run_cli("send", second, "--yes", "--new-journal").exit_code == 0  # asked for: all 6
+    back = run_cli("send", first, "--yes")
+    assert back.exit_code == 1, back.output
+    assert (f"is not the one this event last sent from (that one is in {second.resolve()}): "
+            "one event is being sent from two folders, but 6 messages") in back.stderr
+    assert len(smtp_server.transactions) == 8
+    _no_traceback(missing, back)
+
+
 def test_new_journal_is_refused_for_a_sound_journal(smtp_server: SmtpServer,
                                                     tmp_path: Path) -> None:
     folder = event_for(smtp_server, tmp_path / "e", rows(2))

@@ -66,7 +66,7 @@ def open_for_send(folder: Path, event_uid: str, *, dry_run: bool = False,
         if path.exists():
             journal = Journal.open(folder, create=False, clock=clock)
         if journal is not None:
-            problem, adopt = _judge(journal, event_uid, view)
+            problem, adopt = _judge(journal, event_uid, view, folder)
         elif view.sent(view.current):
             problem = "is missing"
     except JournalDamaged as err:
@@ -96,7 +96,8 @@ def open_for_send(folder: Path, event_uid: str, *, dry_run: bool = False,
         raise
 
 
-def _judge(journal: Journal, event_uid: str, view: LedgerView) -> tuple[str | None, bool]:
+def _judge(journal: Journal, event_uid: str, view: LedgerView,
+           folder: Path) -> tuple[str | None, bool]:
     """What is wrong with an open journal (None: nothing), and whether it is one to adopt
     (stamp, and copy what it sent into the ledger)."""
     identity = journal.identity()
@@ -111,7 +112,13 @@ def _judge(journal: Journal, event_uid: str, view: LedgerView) -> tuple[str | No
             return "was replaced", False
         return None, True
     if identity.journal_id != view.current:
-        return ("was replaced" if expected else None), True
+        if not expected:
+            return None, True
+        last = view.folders.get(view.current or "", "")
+        if last and Path(last) != folder.resolve():  # two folders of one event
+            return (f"is not the one this event last sent from (that one is in {last}): "
+                    "one event is being sent from two folders"), False
+        return "was replaced", False
     lost = set(expected) - journal.keys_in([State.SENT, State.SENDING, State.UNCERTAIN])
     if lost:
         return (f"lacks {len(lost)} of the {len(expected)} messages recorded as sent from "
