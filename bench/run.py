@@ -177,7 +177,11 @@ class Events:
         self.made += 1
         folder = self.work / f"event-{self.made:02d}-{count}"
         folder.mkdir()
-        (folder / "event.toml").write_text(event_toml(port, self.start), encoding="utf-8")
+        # Each folder is an event of its own: send refuses a folder of an event it has sent
+        # from elsewhere (ledger.py).
+        toml = re.sub(r'(?m)^uid = ".*"$', f'uid = "bench-{self.made}-{count}@example.org"',
+                      event_toml(port, self.start), count=1)
+        (folder / "event.toml").write_text(toml, encoding="utf-8")
         shutil.copyfile(self.registrant_file(count), folder / "registrants.csv")
         return folder
 

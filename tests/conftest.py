@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,26 @@ from smtp_servers import SmtpServer
 settings.register_profile("deterministic", derandomize=True, database=None)
 settings.register_profile("explore")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Never the user's data folder, not even in a module or session fixture (they are set up
+    before the per-test one below)."""
+    folder = tmp_path_factory.mktemp("session-data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INVITEMAIL_DATA_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory,
+             monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets a data folder of its own for the record of sent messages (ledger.py),
+    never the user's; the CLI's subprocesses inherit it through the environment."""
+    folder = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("INVITEMAIL_DATA_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture

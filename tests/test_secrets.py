@@ -42,8 +42,11 @@ def event_for(folder: Path, server: SmtpServer, *, template: str | None = None) 
     """A valid event with the meeting password marker, sending through ``server``."""
     smtp = (f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "{server.tls}"\n'
             f'username = "{USER}"\ntimeout = 5\nca_file = "{server.ca_file}"\n\n[sending]\n')
+    # Each folder is an event of its own (one event's folders share its record of what was
+    # sent, and `status` would rightly say the others' journals are missing).
     toml = (EVENT_TOML.split("[smtp]")[0].replace('password = "Kx7pQ9"',
-                                                   f'password = "{MEETING_SECRET}"') + smtp)
+                                                   f'password = "{MEETING_SECRET}"')
+            .replace("persondata-2030-12-10@", f"{folder.name}@") + smtp)
     write_event(folder, toml=toml)
     if template is not None:
         path = folder / "templates" / "da" / "invitation.txt"

@@ -22,7 +22,7 @@ from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
 from invitemail.dates import describe_when
 from invitemail.errors import Problem, ProblemsError, TemplateError
 from invitemail.inline import inline_css
-from invitemail.journal import CalendarRecord, Journal
+from invitemail.journal import CalendarRecord, Journal, JournalError
 from invitemail.message import (
     MessageParts,
     build_message,
@@ -118,13 +118,23 @@ class Campaign:
         self.history: dict[str, CalendarRecord] = {}
         self._shared_contexts: dict[str, dict[str, Any]] = {}
         self._calendars = ics.CalendarBuilder()
-        journal = Journal.open(config.folder, create=False)
-        if journal is not None:
-            with journal:
-                self.history = journal.calendars()
+        self.latest: CalendarRecord | None = None
+        self.load_history()
+
+    def load_history(self) -> None:
+        """Each registrant's calendar as sent, from the journal. A journal that cannot be
+        read, or is another event's, gives none here: `send` refuses it (safeguard.py)."""
+        try:
+            journal = Journal.open(self.config.folder, create=False,
+                                   event_uid=self.config.event.uid)
+            if journal is not None:
+                with journal:
+                    self.history = journal.calendars()
+        except JournalError:
+            self.history = {}
         # The newest calendar any registrant got: the reference for registrants that have none.
-        self.latest: CalendarRecord | None = max(
-            self.history.values(), key=lambda r: (r.sequence, r.start), default=None)
+        self.latest = max(self.history.values(), key=lambda r: (r.sequence, r.start),
+                          default=None)
 
     @classmethod
     def open(cls, event: Path, *, template: str = "invitation", registrants: Path | None = None,

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from invitemail.campaign import Built, Campaign, CheckReport
-    from invitemail.delivery import SendResult
+    from invitemail.delivery import SendOptions, SendResult
+    from invitemail.folderlock import FolderLock
     from invitemail.registrants import Scan
+    from invitemail.safeguard import Prepared
 
 PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -370,15 +372,31 @@ def _rate(value: str | None) -> float | None:
               "message may or may not have arrived.")
 @click.option("--skip-invalid", is_flag=True, help="Send to the valid rows even when others "
               "have problems.")
+@click.option("--restore-journal", is_flag=True, help="The journal is missing, damaged or "
+              "replaced: rebuild it from the record of what was sent from this machine, then "
+              "continue.")
+@click.option("--new-journal", is_flag=True, help="The journal is missing, damaged or of "
+              "another event: move it aside (it is kept) and start afresh; whoever it had as "
+              "sent may be mailed again.")
 @handle_errors
 def send(event: Path, template: str, registrants: Path | None, encoding: str | None,
          delimiter: str | None, yes: bool, dry_run: bool, test_to: str | None,
          limit: int | None, concurrency: int | None, rate_text: str | None,
-         retry_failed: bool, resend_uncertain: bool, skip_invalid: bool) -> None:
-    """Send the messages, with a journal so that a rerun continues where it stopped."""
+         retry_failed: bool, resend_uncertain: bool, skip_invalid: bool,
+         restore_journal: bool, new_journal: bool) -> None:
+    """Send the messages, with a journal so that a rerun continues where it stopped.
+
+    Only one send runs per event folder at a time; a second one exits 1 and says which
+    process holds the folder."""
     from invitemail.addresses import AddressError, normalize_address
     from invitemail.delivery import SendOptions
 
+    if restore_journal and new_journal:
+        raise click.UsageError("--restore-journal rebuilds the journal, --new-journal starts "
+                               "afresh: give one of them")
+    if (restore_journal or new_journal) and (dry_run or test_to is not None):
+        raise click.UsageError("--restore-journal and --new-journal change the journal; "
+                               f"{'--dry-run' if dry_run else '--test-to'} does not use them")
     rate = _rate(rate_text)
     if test_to is not None:
         try:
@@ -394,28 +412,62 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
     campaign = _open_campaign(event, template, registrants, encoding, delimiter)
     options = SendOptions(limit=limit, retry_failed=retry_failed,
                           resend_uncertain=resend_uncertain, skip_invalid=skip_invalid,
-                          dry_run=dry_run, test_to=test_to, concurrency=concurrency, rate=rate)
-    if not dry_run and test_to is None:
-        campaign.start_workers()
-    report = campaign.check()
-    campaign.require_valid(report, skip_invalid=skip_invalid)  # the error lists every problem
-    _print_problems(report)  # warnings, and with --skip-invalid the rows left out
-    if report.scan.invalid:
-        _say(_rows_line(report.scan))
-    config = campaign.config
-    if not dry_run and not yes:
-        what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \
-            if test_to else f"{campaign.template} messages to up to {report.messages} registrants"
-        click.confirm(f"Send {what} for {config.event.title!r} from {config.sender.address} "
-                      f"via {config.smtp.where}?", abort=True)
-    password = _password(campaign, dry_run)
-    result = _run_send(campaign, password, options, report)
+                          dry_run=dry_run, test_to=test_to, concurrency=concurrency, rate=rate,
+                          restore_journal=restore_journal, new_journal=new_journal)
+    lock = None
+    if not dry_run and test_to is None:  # at once: a second run stops before any work
+        from invitemail.folderlock import FolderLock
+
+        lock = FolderLock.acquire(campaign.config.folder)
+    try:
+        _send_locked(campaign, options, yes=yes, lock=lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
+                 lock: FolderLock | None) -> None:
+    from invitemail.delivery import prepare_journal
+    from invitemail.safeguard import diagnose
+
+    dry_run, test_to, limit = options.dry_run, options.test_to, options.limit
+    # Before the long check and the question: a journal that cannot be trusted stops here,
+    # and one to rebuild is rebuilt (the messages are built with its calendars).
+    prepared = None
+    if options.restore_journal or options.new_journal:
+        prepared = prepare_journal(campaign, options)
+    elif lock is not None:
+        problem = diagnose(campaign.config.folder, campaign.config.event.uid)
+        if problem is not None:
+            raise problem
+    try:
+        if not dry_run and test_to is None:
+            campaign.start_workers()
+        report = campaign.check()
+        campaign.require_valid(report, skip_invalid=options.skip_invalid)  # every problem
+        _print_problems(report)  # warnings, and with --skip-invalid the rows left out
+        if report.scan.invalid:
+            _say(_rows_line(report.scan))
+        config = campaign.config
+        if not dry_run and not yes:
+            what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \
+                if test_to else (f"{campaign.template} messages to up to {report.messages} "
+                                 "registrants")
+            click.confirm(f"Send {what} for {config.event.title!r} from "
+                          f"{config.sender.address} via {config.smtp.where}?", abort=True)
+        password = _password(campaign, dry_run)
+        result = _run_send(campaign, password, options, report, lock, prepared)
+    finally:
+        if prepared is not None:
+            prepared.close()
     _print_send_summary(campaign, result)
     sys.exit(int(_send_exit_code(result)))
 
 
-def _run_send(campaign: Campaign, password: str | None, options: Any,
-              report: CheckReport) -> SendResult:
+def _run_send(campaign: Campaign, password: str | None, options: SendOptions,
+              report: CheckReport, lock: FolderLock | None,
+              prepared: Prepared | None) -> SendResult:
     import asyncio
     import signal
 
@@ -432,7 +484,8 @@ def _run_send(campaign: Campaign, password: str | None, options: Any,
             pass
         with make_progress(_console(), campaign.template) as progress:
             return await send_campaign(campaign, password=password, options=options,
-                                       progress=progress, stop=stop, report=report)
+                                       progress=progress, stop=stop, report=report, lock=lock,
+                                       prepared=prepared)
 
     return asyncio.run(run())
 
@@ -455,6 +508,14 @@ def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
              f"sent via {where}; nothing was sent.")
         _print_skipped(result)
         return
+    if result.set_aside is not None:
+        _say(f"The old journal was moved aside to {result.set_aside} (kept).")
+    if result.restored:
+        _say(f"Rebuilt the journal from the record of what was sent: {result.restored} "
+             f"message{'s' if result.restored != 1 else ''}.")
+    if result.reconciled:
+        _say(f"{result.reconciled} message(s) the journal had as in flight or uncertain are "
+             "recorded as sent; they are marked sent.")
     if result.recovered:
         _say(f"{result.recovered} message(s) were in flight when an earlier run stopped; they "
              "are marked uncertain.")
@@ -540,13 +601,23 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
     """What the journal says: sent, failed, pending, uncertain; and how every row of the
     registrant list was taken."""
     from invitemail.config import find_event_file
-    from invitemail.journal import Journal, State
+    from invitemail.journal import Journal, JournalError, State
     from invitemail.limits import stop_lines
     from invitemail.report import write_report
+    from invitemail.safeguard import diagnose
 
     folder = find_event_file(event).parent
-    journal = Journal.open(folder, create=False)
+    uid = _event_uid(folder)
+    problem = diagnose(folder, uid) if uid is not None else None
+    try:
+        journal = Journal.open(folder, create=False, event_uid=uid)
+    except JournalError:  # another event's, damaged: the diagnosis says more, when there is one
+        if problem is not None:
+            raise problem from None
+        raise
     if journal is None:
+        if problem is not None:
+            raise problem
         _say(f"{folder}: nothing has been sent for this event yet (no journal).")
         _say_list_rows(folder, registrants, encoding, delimiter, None)
         return
@@ -561,14 +632,27 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
             _say(f"{folder}: template {template!r}, {total} registrants: "
                  + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
         _say_list_rows(folder, registrants, encoding, delimiter, journal.states(template))
-        if not total:
-            return
-        for row in journal.rows(template, [State.FAILED]):
-            _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
-        for row in journal.rows(template, [State.UNCERTAIN]):
-            _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
-        for line in stop_lines(journal, folder, template, waiting=counts[State.PENDING] > 0):
-            _say(line)
-        if report_path is not None:
-            written = write_report(report_path, journal.rows(template))
-            _say(f"wrote {written} rows to {report_path}")
+        if total:
+            for row in journal.rows(template, [State.FAILED]):
+                _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
+            for row in journal.rows(template, [State.UNCERTAIN]):
+                _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
+            for line in stop_lines(journal, folder, template,
+                                   waiting=counts[State.PENDING] > 0):
+                _say(line)
+            if report_path is not None:
+                written = write_report(report_path, journal.rows(template))
+                _say(f"wrote {written} rows to {report_path}")
+    if problem is not None:  # what the journal says is not all that was sent
+        raise problem
+
+
+def _event_uid(folder: Path) -> str | None:
+    """The event's uid, to check the journal against; None when event.toml cannot be read
+    (`status` still shows the journal)."""
+    from invitemail.config import load_config
+
+    try:
+        return load_config(folder).event.uid
+    except InvitemailError:
+        return None

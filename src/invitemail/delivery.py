@@ -1,26 +1,34 @@
 """A send run: checked messages -> transport -> journal, and what the run did.
 
 The journal is written from the transport's hooks, so each state change is on disk before
-the step that depends on it: ``sending`` before the message data goes out, ``sent`` before
-that connection starts its next transaction.
+the step that depends on it: ``sending`` (the row's claim) before the message data goes out,
+``sent`` before that connection starts its next transaction, and the ledger line right after.
+A run that writes the journal holds the event folder's lock from before it reads the journal
+until it is done (folderlock.py), and trusts the journal only once safeguard.py has compared
+it with the ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from invitemail import limits, transport
 from invitemail.campaign import Built, Campaign, CheckReport
 from invitemail.errors import InvitemailError
+from invitemail.folderlock import FolderLock
 from invitemail.journal import Journal, State
+from invitemail.ledger import Ledger
 from invitemail.registrants import Registrant, unique_registrants
+from invitemail.safeguard import Prepared, open_for_send
 
 
 class Progress(Protocol):
@@ -41,6 +49,14 @@ class SendOptions:
     test_to: str | None = None
     concurrency: int | None = None
     rate: float | None = None
+    restore_journal: bool = False  # rebuild a lost journal from the ledger (safeguard.py)
+    new_journal: bool = False  # move a lost or foreign journal aside and start afresh
+
+    @property
+    def claimable(self) -> tuple[State, ...]:
+        """The states a row may be claimed for sending from in this run."""
+        return (State.PENDING, *((State.FAILED,) if self.retry_failed else ()),
+                *((State.UNCERTAIN,) if self.resend_uncertain else ()))
 
 
 @dataclass
@@ -56,6 +72,9 @@ class SendResult:
     skipped_uncertain: int = 0
     recovered: int = 0
     retried: int = 0
+    restored: int = 0  # journal rows rebuilt from the ledger
+    reconciled: int = 0  # rows in flight or uncertain that the ledger knows were sent
+    set_aside: Path | None = None  # where --new-journal or a rebuild put the old journal
     dry_run: bool = False
     test: bool = False
     stopped: InvitemailError | None = None
@@ -73,29 +92,40 @@ class SendResult:
                     or any(self.remaining.values()))
 
 
-class _JournalHooks:
-    """Connects the transport's hooks to the journal and the front end's progress."""
+@dataclass
+class _Record:
+    """Where a run writes: the journal, and the ledger beside it (both None for a test)."""
 
-    def __init__(self, journal: Journal | None, template: str, progress: Progress,
+    journal: Journal | None = None
+    ledger: Ledger | None = None
+    journal_id: str = ""
+    claimable: tuple[State, ...] = (State.PENDING,)
+
+
+class _JournalHooks:
+    """Connects the transport's hooks to the journal, the ledger and the front end's
+    progress."""
+
+    def __init__(self, record: _Record, template: str, progress: Progress,
                  result: SendResult) -> None:
-        self.journal = journal
+        self.journal = record.journal
+        self.record = record
         self.template = template
         self.progress = progress
         self.result = result
         self.in_flight: dict[str, Built] = {}
 
     def handing_over(self, envelope: transport.Envelope, attempt: int) -> None:
-        if self.journal is not None:
+        if self.journal is not None:  # the claim: ClaimError stops the run before the data
             built = self.in_flight[envelope.key]
             self.journal.mark_sending(self.template, envelope.key, built.message_id, attempt,
-                                      calendar=built.calendar)
+                                      calendar=built.calendar,
+                                      claimable=self.record.claimable)
 
     def finished(self, outcome: transport.Outcome) -> None:
         built = self.in_flight.pop(outcome.key, None)
         state = State(outcome.state.value)
-        if self.journal is not None:
-            self.journal.mark_done(self.template, outcome.key, state, outcome.reply,
-                                   outcome.attempts)
+        # Counted first: the message's fate is known whatever the journal can record.
         if state is State.SENT:
             self.result.sent += 1
         elif state is State.FAILED:
@@ -104,6 +134,17 @@ class _JournalHooks:
                                          outcome.reply))
         else:
             self.result.uncertain += 1
+        try:
+            if self.journal is not None:
+                self.journal.mark_done(self.template, outcome.key, state, outcome.reply,
+                                       outcome.attempts)
+        finally:  # the ledger learns of it even when the journal's disk is full
+            ledger = self.record.ledger
+            if ledger is not None and built is not None and state is not State.FAILED:
+                ledger.record(self.record.journal_id, self.template, outcome.key, state,
+                              built.message_id,
+                              dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                              built.calendar if state is State.SENT else None)
         self.progress.finished(outcome.key, state.value, outcome.reply)
 
     def retrying(self, envelope: transport.Envelope, reply: str, attempt: int,
@@ -135,7 +176,9 @@ def _skip(state: State, options: SendOptions) -> str | None:
         return "skipped_sent"
     if state is State.FAILED and not options.retry_failed:
         return "skipped_failed"
-    if state is State.UNCERTAIN and not options.resend_uncertain:
+    # A row still ``sending`` (seen by a dry run only: a run turns them uncertain first) is
+    # in flight in a running send, or uncertain once the next run starts.
+    if state in (State.UNCERTAIN, State.SENDING) and not options.resend_uncertain:
         return "skipped_uncertain"
     return None
 
@@ -162,16 +205,23 @@ class _Capped:
 
 async def send(campaign: Campaign, *, password: str | None, options: SendOptions,
                progress: Progress, stop: asyncio.Event | None = None,
-               report: CheckReport | None = None,
+               report: CheckReport | None = None, lock: FolderLock | None = None,
+               prepared: Prepared | None = None,
                clock: Callable[[], float] = time.monotonic,
                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                wall_clock: Callable[[], dt.datetime] = _utcnow) -> SendResult:
     """Validate everything, then send through the transport, journaling every step.
 
+    A run that writes the journal holds the event folder's lock: ``lock`` when the caller
+    took it already (before checking, so that a second run stops at once), else one taken
+    here (FolderBusy when another run has it). ``prepared`` is what
+    :func:`prepare_journal` returned, under that lock, when the caller called it first;
+    it is closed here.
+
     Raises an :class:`InvitemailError` when nothing can be sent (bad input, a template that
-    fails). A relay that stops the run half way, or ``sending.daily_limit``, is reported in
-    ``SendResult.stopped``. ``wall_clock`` is the time the journal records and the daily
-    limit counts by.
+    fails, a journal that cannot be trusted or written). What stops the run half way (the
+    relay, ``sending.daily_limit``, a full disk) is reported in ``SendResult.stopped``.
+    ``wall_clock`` is the time the journal records and the daily limit counts by.
     """
     result = SendResult(dry_run=options.dry_run, test=options.test_to is not None)
     if report is None:
@@ -179,27 +229,74 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             campaign.start_workers()
         report = campaign.check()
     result.report = report
-    campaign.require_valid(report, skip_invalid=options.skip_invalid)
+    with contextlib.ExitStack() as held:
+        if prepared is not None:
+            held.callback(prepared.close)
+        campaign.require_valid(report, skip_invalid=options.skip_invalid)
+        if lock is None and not options.dry_run and options.test_to is None:
+            lock = held.enter_context(FolderLock.acquire(campaign.config.folder))
+        if prepared is None:
+            prepared = prepare_journal(campaign, options, clock=wall_clock)
+            if prepared is not None:
+                held.callback(prepared.close)
+        record = _open_record(campaign, report, options, result, prepared)
+        return await _run(campaign, report, record, password=password, options=options,
+                          progress=progress, result=result, stop=stop, clock=clock,
+                          sleep=sleep, wall_clock=wall_clock)
+    raise AssertionError("unreachable")  # mypy: the with block always returns
+
+
+def prepare_journal(campaign: Campaign, options: SendOptions, *,
+                    clock: Callable[[], dt.datetime] = _utcnow) -> Prepared | None:
+    """The journal of this run, checked against the ledger (safeguard.py), rebuilt or
+    started afresh when the options say so; None for a test send, which journals nothing.
+    Call it holding the folder's lock (except for a dry run), and before the messages are
+    built: after a rebuild the campaign reads its calendars again."""
+    if options.test_to is not None:
+        return None
+    config = campaign.config
+    prepared = open_for_send(config.folder, config.event.uid, dry_run=options.dry_run,
+                             restore=options.restore_journal, new=options.new_journal,
+                             clock=clock)
+    if prepared.restored or prepared.reconciled or prepared.set_aside is not None:
+        campaign.load_history()
+    return prepared
+
+
+def _open_record(campaign: Campaign, report: CheckReport, options: SendOptions,
+                 result: SendResult, prepared: Prepared | None) -> _Record:
+    """Make the journal ready: rows a dead run left in flight become uncertain, this
+    list's registrants are added."""
+    if prepared is None:
+        return _Record()
+    result.restored, result.reconciled = prepared.restored, prepared.reconciled
+    result.set_aside = prepared.set_aside
+    journal = prepared.journal
+    if journal is not None and not options.dry_run:
+        result.recovered = journal.recover()  # under the folder's lock: nobody else sends
+        journal.register(campaign.template, ((email.lower(), email, line)
+                                             for email, line in report.scan.identities))
+    return _Record(journal, prepared.ledger, prepared.journal_id, options.claimable)
+
+
+async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
+               password: str | None, options: SendOptions, progress: Progress,
+               result: SendResult, stop: asyncio.Event | None, clock: Callable[[], float],
+               sleep: Callable[[float], Awaitable[None]],
+               wall_clock: Callable[[], dt.datetime]) -> SendResult:
     config = campaign.config
     sending = config.sending
     if options.concurrency is not None or options.rate is not None:
         sending = dataclasses.replace(
             sending, concurrency=options.concurrency or sending.concurrency,
             rate=options.rate if options.rate is not None else sending.rate)
-
-    journal: Journal | None = None
+    journal = record.journal
+    states: dict[str, State] = {}
     if options.test_to is not None:
         registrants: Iterable[Registrant] = itertools.islice(
             unique_registrants(campaign.source), options.limit or 1)
-        states: dict[str, State] = {}
     else:
-        journal = Journal.open(config.folder, create=not options.dry_run, clock=wall_clock)
-        states = {}
         if journal is not None:
-            if not options.dry_run:
-                result.recovered = journal.recover()
-                journal.register(campaign.template, ((email.lower(), email, line)
-                                                     for email, line in report.scan.identities))
             states = journal.states(campaign.template, pending=False)  # absent = pending
         registrants = _selected(campaign, states, options, result)
     window = None
@@ -207,12 +304,11 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
         window = limits.daily_window(journal, sending.daily_limit, wall_clock())
     capped = _Capped(registrants, window.left if window is not None else None)
 
+    if options.dry_run:
+        result.planned = sum(1 for _ in campaign.messages(registrants, test_to=options.test_to))
+        return result
     try:
-        if options.dry_run:
-            result.planned = sum(1 for _ in campaign.messages(registrants,
-                                                              test_to=options.test_to))
-            return result
-        hooks = _JournalHooks(journal, campaign.template, progress, result)
+        hooks = _JournalHooks(record, campaign.template, progress, result)
         to_send: Iterable[Registrant]
         if options.test_to:
             listed = list(registrants)
@@ -253,14 +349,18 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             if not options.test_to:
                 _record_stop(journal, campaign.template, result.stopped)
         return result
+    except InvitemailError as err:
+        if not (result.sent or result.uncertain or result.failed):
+            raise
+        result.stopped = result.stopped or err
+        return result
     finally:
-        if journal is not None:
-            if not options.dry_run:
+        if journal is not None and options.test_to is None:
+            with contextlib.suppress(InvitemailError):  # the error above says what is wrong
                 counts = journal.counts(campaign.template)
                 result.remaining = {state.value: counts[state] for state in
-                                    (State.PENDING, State.SENDING, State.FAILED, State.UNCERTAIN)
-                                    if counts[state]}
-            journal.close()
+                                    (State.PENDING, State.SENDING, State.FAILED,
+                                     State.UNCERTAIN) if counts[state]}
 
 
 def _record_stop(journal: Journal | None, template: str,
