@@ -52,8 +52,8 @@ _HINTS = {
                   "then run the same command again",
     errno.EDQUOT: "free some space within your disk quota, or choose a folder on another "
                   "disk; then run the same command again",
-    errno.EFBIG: "the file is larger than this system allows you to write: choose a folder on "
-                 "another disk, or write fewer messages (--limit)",
+    errno.EFBIG: "the file is larger than this system lets you write: raise the file size "
+                 "limit (ulimit -f), or choose a folder on another disk",
     errno.ENOENT: "create the folder first, or choose one that exists",
 }
 
@@ -355,10 +355,22 @@ def _refusal(parent: int, name: str, where: Path, err: OSError) -> OutputError:
             target = os.readlink(name, dir_fd=parent)
         except OSError:
             target = "?"
-        return OutputError(
-            f"{where}: is a symbolic link (to {target}); invitemail does not write through "
-            "links", hint="give the folder itself (not a link to it), or a new folder")
+        return _link_error(where, target)
     if not stat.S_ISDIR(mode):
         return OutputError(f"{where}: exists and is not a folder",
                            hint="choose a new folder, or move that file away")
     return _failure(where, "open the folder", err)
+
+
+def _link_error(where: Path, target: str) -> OutputError:
+    return OutputError(
+        f"{where}: is a symbolic link (to {target}); invitemail does not write through links",
+        hint="give the folder itself (not a link to it), or a new folder")
+
+
+def refuse_linked_folders(folders: list[Path]) -> None:
+    """Refuse, before anything is written, when one of ``folders`` is a symbolic link (the
+    writes check again, race-free, as they open each folder)."""
+    for folder in folders:
+        if folder.is_symlink():
+            raise _link_error(folder, os.readlink(folder))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from invitemail.config import EVENT_FILE, REGISTRANTS_FILE
 from invitemail.errors import InvitemailError
-from invitemail.files import AlreadyExists, OutputFolder
+from invitemail.files import AlreadyExists, OutputFolder, refuse_linked_folders
 from invitemail.render import builtin_template_dir
 
 EVENT_TOML = """\
@@ -95,6 +95,9 @@ def create_event(folder: Path, *, templates: bool = False,
         for path in sorted(source.rglob("*")):
             if path.is_file():
                 copies[folder / "templates" / path.relative_to(source)] = path
+    # The folder and every folder below it that the files go to: none may be a link.
+    refuse_linked_folders(sorted({folder, *(
+        folder / inner for target in copies for inner in target.relative_to(folder).parents)}))
     # lexists: a link at a name is in the way even when it points nowhere.
     existing = [p for p in [*files, *copies] if os.path.lexists(p)]
     if existing:
