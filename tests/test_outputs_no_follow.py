@@ -12,6 +12,7 @@ process (``run_process``), where those settings can be made without touching pyt
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import shutil
@@ -26,8 +27,13 @@ from pathlib import Path
 import pytest
 
 from helpers import EVENT_TOML, Run, run_cli, write_event
+from invitemail.campaign import Campaign
+from invitemail.files import OutputError
 from invitemail.gallery import INDEX, GalleryWriter, page_name
+from invitemail.journal import Journal, Row
 from invitemail.preview import eml_name
+from invitemail.registrants import unique_registrants
+from invitemail.report import write_report
 from smtp_servers import SmtpServer
 
 ADDRESSES = ("soren@example.org", "karen@example.org")  # helpers.ROWS, in their order
@@ -264,9 +270,6 @@ def test_preview_enters_an_existing_link_above_the_output_folder(event: Path,
 
 def test_preview_keeps_writing_into_the_folder_it_opened_when_the_path_becomes_a_link(
         event: Path, tmp_path: Path) -> None:
-    from invitemail.campaign import Campaign
-    from invitemail.registrants import unique_registrants
-
     campaign = Campaign.open(event)
     out = tmp_path / "preview"
     planted = plant(tmp_path / "elsewhere", "outside-folder", tmp_path)
@@ -395,6 +398,43 @@ def test_status_report_leaves_links_at_plausible_temporary_names_alone(
         link.left_alone()
     assert report.is_file() and not report.is_symlink()
     assert hidden(report.parent) == sorted(n for n in names if n.startswith("."))
+
+
+def test_status_report_enters_a_folder_the_user_named_through_a_link(sent: Path,
+                                                                     tmp_path: Path) -> None:
+    # The report's folder is the user's, named by them: a link to it is followed. Only the
+    # report's own name is never written through.
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "alias").symlink_to(real, target_is_directory=True)
+
+    run = run_cli("status", sent, "--report", tmp_path / "alias" / "report.csv")
+
+    assert run.exit_code == 0, run.output
+    assert [p.name for p in real.iterdir()] == ["report.csv"]
+
+
+def test_status_report_that_fails_half_way_leaves_the_old_one(sent: Path,
+                                                               tmp_path: Path) -> None:
+    # The disk fills after the first row (csv.writer's write raises as the rows come).
+    report = tmp_path / "report.csv"
+    report.write_text("last week's report\n")
+
+    def rows_until_the_disk_is_full() -> Iterator[Row]:
+        journal = Journal.open(sent, create=False)
+        assert journal is not None
+        with journal:
+            yield next(iter(journal.rows("invitation")))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OutputError) as raised:
+        write_report(report, rows_until_the_disk_is_full())
+
+    assert str(raised.value) == f"{report}: cannot write: No space left on device"
+    assert raised.value.hint == ("free some space on that disk, or choose a folder on another "
+                                 "disk; then run the same command again")
+    assert report.read_text() == "last week's report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]
 
 
 def test_status_report_is_0600_under_umask_000_even_over_a_0644_file(sent: Path,

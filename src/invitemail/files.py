@@ -155,14 +155,6 @@ class OutputFolder:
         """The names in the folder, sorted."""
         return sorted(os.listdir(self.fd))
 
-    def exists(self, name: str) -> bool:
-        """Anything at ``name``: a file, a folder, or a link (a dangling one too)."""
-        try:
-            os.lstat(name, dir_fd=self.fd)
-        except FileNotFoundError:
-            return False
-        return True
-
     # -- writing ------------------------------------------------------------------------
 
     def stream(self, name: str, *, private: bool = True, encoding: str | None = "utf-8",
