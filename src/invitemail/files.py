@@ -225,7 +225,8 @@ class PendingFile:
                     os.fchmod(fd, PRIVATE_MODE)  # open's mode went through the umask
                 except OSError as err:
                     os.close(fd)
-                    os.unlink(temporary, dir_fd=self.folder.fd)
+                    with contextlib.suppress(OSError):
+                        os.unlink(temporary, dir_fd=self.folder.fd)
                     raise _failure(self.path, "write", err) from None
             return temporary, fd
         raise OutputError(f"{self.path}: cannot write: the folder keeps files at every "
@@ -252,7 +253,8 @@ class PendingFile:
                 os.fsync(self.file.fileno())
             self.file.close()
             if replace:
-                # Replaces the entry: a link at the final name goes; its target is untouched.
+                # rename(2) swaps the folder's entry and never follows a link at the final
+                # name: the link itself is replaced by this file, and its target untouched.
                 os.replace(self.temporary, self.name, src_dir_fd=fd, dst_dir_fd=fd)
             else:
                 # A hard link fails when the name exists in any form, a dangling link too.
@@ -261,7 +263,7 @@ class PendingFile:
         except FileExistsError:
             self.discard()
             raise AlreadyExists(f"{self.path}: already exists; it is never overwritten",
-                              hint="move it away, or choose a new folder") from None
+                                hint="move it away, or choose a new folder") from None
         except IsADirectoryError:
             self.discard()
             raise OutputError(f"{self.path}: is a folder",
@@ -286,7 +288,9 @@ class PendingFile:
         self._remove()
 
     def _remove(self) -> None:
-        with contextlib.suppress(OSError):  # gone already: nothing left to clean
+        # Gone already (nothing to clean), or the folder was closed before its files (a
+        # caller's mistake, and the file stays).
+        with contextlib.suppress(OSError, ValueError):
             os.unlink(self.temporary, dir_fd=self.folder.fd)
 
     def __enter__(self) -> PendingFile:
