@@ -10,25 +10,24 @@ The pages work from the file system: no server, and no request of any kind (no e
 CSS, fonts or images; a Content-Security-Policy forbids them, which also keeps a remote
 image in a template from loading while previewing). Writing streams: each message's page is
 written when the message is built, and the index's rows go to the file as they come, so
-100,000 registrants cost no more memory than one.
+100,000 registrants cost no more memory than one. Every file goes through files.py: 0600,
+never through a link (a link at a page's name is replaced, its target left alone).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
 from urllib.parse import quote
 
 from invitemail import ics
 from invitemail.campaign import Built
-from invitemail.errors import InvitemailError
+from invitemail.files import PendingFile
 from invitemail.lint import decoded_header, lint_message, parse_fast
 from invitemail.preview import EmlWriter, eml_name
 
@@ -278,14 +277,15 @@ class GalleryWriter:
         self.eml = EmlWriter(folder)
         self.with_warnings = 0
         self.index = folder / INDEX
-        # Rows go to a side file that becomes index.html once the table is complete, so an
-        # interrupted run never leaves a gallery that looks whole.
-        self._partial = folder / f".{INDEX}.partial"
+        # Rows go to a temporary file that becomes index.html once the table is complete, so
+        # an interrupted run never leaves a gallery that looks whole.
+        self._index: PendingFile | None = None
         try:
-            self._out: TextIO | None = self._partial.open("w", encoding="utf-8", newline="\n")
-        except OSError as err:
-            raise InvitemailError(f"{self._partial}: cannot write: {err.strerror}") from None
-        self._out.write(self._index_head(title))
+            self._index = self.eml.out.stream(INDEX, newline="\n")
+            self._index.write(self._index_head(title))
+        except BaseException:
+            self.abandon()
+            raise
 
     @property
     def count(self) -> int:
@@ -304,7 +304,7 @@ class GalleryWriter:
     def __call__(self, built: Built, view: MessageView | None = None) -> None:
         """Write one message; ``view`` is :func:`view_of` ``built`` when it was read back
         already (in the worker that built it)."""
-        if self._out is None:
+        if self._index is None:
             raise ValueError("the gallery is closed")
         self.eml(built)
         number = self.eml.count
@@ -312,33 +312,36 @@ class GalleryWriter:
         page = page_name(number, built.recipient)
         if view is None:
             view = read_message(built.data)
-        (self.folder / page).write_text(
-            message_page(built, view, number=number, eml=eml, zone=self.zone),
-            encoding="utf-8", newline="\n")
+        # Not synced one by one, as the .eml files (preview.py says why); index.html is.
+        self.eml.out.write(page, message_page(built, view, number=number, eml=eml,
+                                              zone=self.zone), durable=False)
         if view.warnings:
             self.with_warnings += 1
-        self._out.write(self._row(built, number, page, view.warnings))
+        self._index.write(self._row(built, number, page, view.warnings))
 
     def close(self) -> Path:
         """Finish index.html; returns its path."""
-        if self._out is not None:
+        if self._index is not None:
             count, warned = self.count, self.with_warnings
-            self._out.write(
-                "</tbody>\n</table>\n"
-                f'<p id="summary">{count} message{"s" if count != 1 else ""}; '
-                f"{warned} with warnings.</p>\n"
-                f"<script>{FILTER_SCRIPT}</script>\n</body>\n</html>\n")
-            self._out.close()
-            self._out = None
-            os.replace(self._partial, self.index)
+            index, self._index = self._index, None
+            try:
+                index.write(
+                    "</tbody>\n</table>\n"
+                    f'<p id="summary">{count} message{"s" if count != 1 else ""}; '
+                    f"{warned} with warnings.</p>\n"
+                    f"<script>{FILTER_SCRIPT}</script>\n</body>\n</html>\n")
+                index.commit()
+            finally:
+                index.discard()  # nothing once committed
+                self.eml.close()
         return self.index
 
     def abandon(self) -> None:
         """Stop without an index (the run failed); the pages written so far stay."""
-        if self._out is not None:
-            self._out.close()
-            self._out = None
-            self._partial.unlink(missing_ok=True)
+        index, self._index = self._index, None
+        if index is not None:
+            index.discard()
+        self.eml.close()
 
     def _index_head(self, title: str) -> str:
         journal = "<th>Journal</th>" if self.journal_states is not None else ""

@@ -1,5 +1,8 @@
 """`preview`: a message as a person reads it, and for `--out DIR` one .eml file per
-registrant, written as messages are built (gallery.py adds the HTML pages beside them)."""
+registrant, written as messages are built (gallery.py adds the HTML pages beside them).
+
+The files are written through files.py: 0600 (they hold the meeting password), never through
+a link, and the folder is refused when it is a link itself."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 
 from invitemail.campaign import Built
 from invitemail.errors import InvitemailError
+from invitemail.files import OutputFolder
 from invitemail.journal import Journal
 
 
@@ -19,23 +23,27 @@ def eml_name(number: int, address: str) -> str:
 
 
 class EmlWriter:
-    """Writes each built message to ``folder`` as it comes (memory stays flat)."""
+    """Writes each built message to ``folder`` as it comes (memory stays flat). It holds the
+    folder open (``out``, which gallery.py writes its pages into too): :meth:`close` it."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.count = 0
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise InvitemailError(f"{folder}: cannot create the folder: {err.strerror}") from None
-        stale = sorted(folder.glob("*.eml"))
+        self.out = OutputFolder.create(folder)
+        stale = [name for name in self.out.names() if name.endswith(".eml")]
         if stale:
-            raise InvitemailError(f"{folder}: already holds .eml files ({stale[0].name} ...)",
+            self.out.close()
+            raise InvitemailError(f"{folder}: already holds .eml files ({stale[0]} ...)",
                                   hint="give an empty or new folder to --out")
 
     def __call__(self, built: Built) -> None:
         self.count += 1
-        (self.folder / eml_name(self.count, built.recipient)).write_bytes(built.data)
+        # No fsync per file: a preview is written again by running it again, and 100,000
+        # syncs would cost minutes; the rename still keeps a half-written file out of sight.
+        self.out.write(eml_name(self.count, built.recipient), built.data, durable=False)
+
+    def close(self) -> None:
+        self.out.close()
 
 
 def journal_states(folder: Path, template: str) -> dict[str, str] | None:

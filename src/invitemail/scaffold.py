@@ -1,14 +1,22 @@
-"""`invitemail init`: a ready event folder to edit, never overwriting anything."""
+"""`invitemail init`: a ready event folder to edit, never overwriting anything.
+
+Nothing is written when any file it would write exists already, and a link at one of those
+names counts as existing (a dangling one too); each file is also linked into place only if
+its name is still free (files.py). event.toml (the meeting password) and registrants.csv
+(personal data) are 0600 whatever the umask; the copied templates at most 0644; the folders
+it creates 0700. The event folder, or a folder below it, being a link is refused.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
-import shutil
 from pathlib import Path
 
 from invitemail.config import EVENT_FILE, REGISTRANTS_FILE
 from invitemail.errors import InvitemailError
+from invitemail.files import AlreadyExists, OutputFolder, refuse_linked_folders
 from invitemail.render import builtin_template_dir
 
 EVENT_TOML = """\
@@ -87,20 +95,29 @@ def create_event(folder: Path, *, templates: bool = False,
         for path in sorted(source.rglob("*")):
             if path.is_file():
                 copies[folder / "templates" / path.relative_to(source)] = path
-    existing = [p for p in [*files, *copies] if p.exists()]
+    # The folder and every folder below it that the files go to: none may be a link.
+    refuse_linked_folders(sorted({folder, *(
+        folder / inner for target in copies for inner in target.relative_to(folder).parents)}))
+    # lexists: a link at a name is in the way even when it points nowhere.
+    existing = [p for p in [*files, *copies] if os.path.lexists(p)]
     if existing:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         raise InvitemailError(f"{shown}: already exists; init never overwrites",
                               hint="choose a new folder, or move the existing files away")
-    if folder.exists() and not folder.is_dir():
-        raise InvitemailError(f"{folder}: exists and is not a folder")
     written: list[Path] = []
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    for target, path in copies.items():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        written.append(target)
+    with OutputFolder.create(folder) as out:
+        for path, text in files.items():
+            written.append(_create(out, path, text.encode("utf-8"), private=True))
+        for target, path in copies.items():
+            with out.folder(target.parent.relative_to(folder)) as inner:
+                written.append(_create(inner, target, path.read_bytes(), private=False))
     return written
+
+
+def _create(out: OutputFolder, path: Path, data: bytes, *, private: bool) -> Path:
+    try:
+        return out.write(path.name, data, private=private, replace=False)
+    except AlreadyExists:  # it appeared since the check in create_event
+        raise InvitemailError(f"{path}: already exists; init never overwrites",
+                              hint="choose a new folder, or move the existing files away"
+                              ) from None
