@@ -10,6 +10,7 @@ messages deep) that refuses above it, and may also refuse a random fraction of m
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 from dataclasses import dataclass, field
 
@@ -236,7 +237,7 @@ def test_pace_never_exceeds_the_configured_rate(limit: float,
         else:
             pace.refused(now)
         assert pace.rate is not None and pace.rate <= limit
-    for first, second in zip(starts, starts[1:], strict=False):
+    for first, second in itertools.pairwise(starts):
         assert second - first >= 1 / limit - 1e-6  # one token at a time: no bursts
 
 
@@ -247,7 +248,7 @@ def test_a_configured_rate_under_the_cap_is_held_exactly(cap: int) -> None:
     assert not run.refused
     rate, _ = run.steady()
     assert rate == pytest.approx(limit, rel=0.02)
-    assert max(b - a for a, b in zip(run.starts, run.starts[1:], strict=False)) < 2 / limit
+    assert max(b - a for a, b in itertools.pairwise(run.starts)) < 2 / limit
 
 
 def test_pace_refuses_a_rate_of_zero() -> None:

@@ -25,25 +25,29 @@ A relay that caps its rate refuses only above its cap, so:
    burst allowance. With no delivered rate to go by (the very first messages refused), the
    pace becomes :data:`BLIND_BACKOFF` (0.7) times the rate in force; never below
    :data:`MIN_RATE`.
-3. *Probe upward slowly.* The first window without a refusal brings a pace that is below
-   0.9 times the estimate (after a blind cut) up to that; each further one adds ``k`` times
+3. *Probe upward slowly.* The first window without a refusal brings a pace that is below 0.9
+   times the estimate (after a blind cut) up to that; each further one adds ``k`` times
    :data:`PROBE` (1%) of the estimate, ``k`` counting the quiet windows since the last cut
-   (1%, 2%, 3%, ...), up to the configured rate. Near the cap the pace creeps; far below it (an estimate that
-   was low, a relay that raised its cap) it speeds up. When the pace crosses the cap the
-   relay's own bucket drains, the next refusal starts a new episode, and the pace is cut to
-   0.9 times what was delivered. The pace therefore runs between about 0.9 and 1.0 of the
-   cap, and the refusals are the few that each crossing costs.
+   (1%, 2%, 3%, ...), up to the configured rate. Near the cap the pace creeps; far below it
+   (an estimate that was low, a relay that raised its cap) it speeds up. When the pace
+   crosses the cap the relay's own bucket drains, the next refusal starts a new episode, and
+   the pace is cut to 0.9 times what was delivered. The pace therefore runs between about
+   0.9 and 1.0 of the cap, and the refusals are the few that each crossing costs.
 4. *Refusals that are not about the rate.* A cap stops refusing once the pace is cut below
    it. If refusals go on through :data:`NOISE_LINKS` (3) episodes in a row, each starting
    within two windows of the last one's end, two cuts did not stop them: they come whatever
    the pace (a relay failing some fraction of messages at random, say). The pace goes back
    to what it was before the cuts that were not won back yet, and ignores refusals until
-   :data:`NOISE_CLEAR` (40) messages in a row were delivered. An isolated refusal costs one cut by 10%, which the probe wins back within a
-   few windows; a steady stream of such refusals costs two windows at a slower pace, once.
+   :data:`NOISE_CLEAR` (40) messages in a row were delivered. An isolated refusal costs one
+   cut by 10%, which the probe wins back within a few windows; a steady stream of such
+   refusals costs two windows at a slower pace, once.
 
 What a refusal is, is the caller's decision (:mod:`invitemail.transport` classifies the
 replies). A relay whose random refusals are also above its cap is seen as refusing at
-random: the per-message retries still deliver everything, at the cap.
+random: the per-message retries still deliver everything, at the cap. A relay whose bucket
+holds only a message or two, met unpaced by many workers, can make the second measurement
+low (the retries of the first refusals are still waiting out their backoff); the probe then
+climbs back at a few percent per window.
 """
 
 from __future__ import annotations
