@@ -37,6 +37,7 @@ import contextlib
 import csv
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -827,7 +828,7 @@ async def raw_send(messages: Sequence[tuple[str, str, bytes]], port: int,
 # -- the pace against a relay that caps its rate (issue 12) ----------------------------------
 
 PACE_CAPS = (5, 25, 100)  # messages per second the capping relay allows
-PACE_SECONDS = 40.0  # each cap's run sends this many seconds' worth of messages at the cap
+PACE_SECONDS = 30.0  # each cap's run sends this many seconds' worth of messages at the cap
 NOISE_RATE = 10.0  # sending.rate of the random-451 run
 NOISE_MESSAGES = 200  # 20 s at NOISE_RATE
 NOISE_UNPACED = 120  # the report's run: no rate, as fast as the relay takes them
@@ -908,11 +909,14 @@ def relay_run(count: int, *, cap: float | None = None, noise: float = 0.0,
 
 
 def relay_cap(bench: Bench) -> None:
-    for cap in PACE_CAPS:
+    for cap, rate in itertools.product(PACE_CAPS, (None, 2.0)):
         count = int(cap * PACE_SECONDS)
-        key, label = f"relay_cap_{cap}", f"relay cap {cap} msg/s, {count:,} messages"
+        configured = f"rate {rate * cap:g}/s" if rate else "no rate"
+        key = f"relay_cap_{cap}" + (f"_rate_{rate * cap:g}" if rate else "")
+        label = f"relay cap {cap} msg/s, {configured}, {count:,} messages"
         m = Measurement(key, label, count)
-        relay, began, seconds, sent = relay_run(count, cap=cap)
+        relay, began, seconds, sent = relay_run(count, cap=cap,
+                                                rate=rate * cap if rate else None)
         m.seconds, m.rate = seconds, count / seconds
         half = began + seconds / 2  # the steady state: the second half of the run
         steady = sum(1 for t in relay.accepted if t >= half) / (seconds / 2)
