@@ -37,7 +37,7 @@ A relay that caps its rate refuses only above its cap, so:
    it. If refusals go on through :data:`NOISE_LINKS` (3) episodes in a row, each starting
    within two windows of the last one's end, two cuts did not stop them: they come whatever
    the pace (a relay failing some fraction of messages at random, say). The pace goes back
-   to what it was before the cuts that were not won back yet, and ignores refusals until
+   to the configured rate (unpaced without one) and ignores refusals until
    :data:`NOISE_CLEAR` (40) messages in a row were delivered. An isolated refusal costs one
    cut by 10%, which the probe wins back within a few windows; a steady stream of such
    refusals costs two windows at a slower pace, once.
@@ -113,7 +113,6 @@ class Pace:
         self._episode_end = float("-inf")  # refusals before this belong to the last episode
         self._gap = 0.0  # a refusal within this long after the episode's end: the next link
         self._links = 0  # episodes in a row
-        self._before: float | None = limit  # the pace before the cuts not yet won back
         self._episode_start = now
         self._quiet_since = now  # the last refusal, cut or probe step
         self._steps = 0  # probe steps since the last cut
@@ -179,15 +178,13 @@ class Pace:
             self._links += 1
         else:
             self._links = 1
-            if self._before is not None and (self._rate is None or self._rate >= self._before):
-                self._before = self._rate  # the last cut was won back
         window = self._window(now)
         last_start, self._episode_start = self._episode_start, now
         self._episode_end, self._gap = now + window, 2 * window
         if self._links >= NOISE_LINKS:  # cuts do not stop them: not about the rate
             if not self.noisy:
                 self.noisy = True
-                self._set(self._before, now)
+                self._set(self._limit, now)
             return
         if self._links == 1:
             delivered = _rate_since(self._deliveries, max(now - window, self._started), now)
