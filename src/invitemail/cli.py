@@ -171,6 +171,7 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
 
     report = campaign.check(on_message=on_message, inspect=inspect)
     _print_problems(report)
+    _warn_sending_time(campaign, report)
     if sample:
         lint_problems.extend(_spamassassin(sample))
     for problem in lint_problems:
@@ -181,6 +182,15 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
         _say(f"{errors} problem{'s' if errors != 1 else ''} to fix before sending.", err=True)
         sys.exit(int(ExitCode.INPUT))
     _say("No problems found. Nothing was sent.")
+
+
+def _warn_sending_time(campaign: Campaign, report: CheckReport) -> None:
+    from invitemail.limits import sending_time_check
+
+    config = campaign.config
+    warning = sending_time_check(config, campaign.template, report.messages, campaign.now)
+    if warning is not None:
+        _say(f"{config.path}: warning: {warning}", err=True)
 
 
 def _spamassassin(sample: list[Built]) -> list[str]:
@@ -429,7 +439,10 @@ def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
         return
     event = campaign.config.folder
     template = "" if campaign.template == "invitation" else f" --template {campaign.template}"
-    if result.interrupted or result.stopped is not None:
+    if getattr(result.stopped, "reason", None) is not None:  # a quota, the daily limit
+        _say("The registrants not sent to stay pending. To continue, run the same command "
+             f"again then: invitemail send {event}{template}", err=True)
+    elif result.interrupted or result.stopped is not None:
         if _send_exit_code(result) is ExitCode.INPUT:  # stopped before sending anything
             _say(f"Nothing was sent. Once that is fixed, run the same command again: "
                  f"invitemail send {event}{template}", err=True)
@@ -467,6 +480,7 @@ def status(event: Path, template: str, report_path: Path | None) -> None:
     """What the journal says: sent, failed, pending, uncertain."""
     from invitemail.config import find_event_file
     from invitemail.journal import Journal, State
+    from invitemail.limits import stop_lines
     from invitemail.report import write_report
 
     folder = find_event_file(event).parent
@@ -488,6 +502,8 @@ def status(event: Path, template: str, report_path: Path | None) -> None:
             _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
         for row in journal.rows(template, [State.UNCERTAIN]):
             _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
+        for line in stop_lines(journal, folder, template, waiting=counts[State.PENDING] > 0):
+            _say(line)
         if report_path is not None:
             written = write_report(report_path, journal.rows(template))
             _say(f"wrote {written} rows to {report_path}")

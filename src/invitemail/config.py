@@ -127,6 +127,8 @@ class Sending:
     rate_text: str | None = None
     max_attempts: int = 5
     max_consecutive_failures: int = 20
+    daily_limit: int | None = None  # messages in any 24 hours (the relay's daily quota)
+    daily_limit_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,15 @@ def parse_rate(text: str) -> float:
         raise ValueError('write it as "N/s", "N/min" or "N/h" with N above 0, e.g. "10/s"')
     per = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
     return float(match.group(1)) / per[match.group(2)]
+
+
+def parse_daily_limit(text: str) -> int:
+    """``"2000/day"``, ``"2000/24h"`` -> 2000 messages in any 24 hours."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(day|d|24\s*h|24\s*hours?)\s*", text, re.IGNORECASE)
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError('write it as "N/day" (or "N/24h") with N a whole number above 0, '
+                         'e.g. "2000/day"')
+    return int(match.group(1))
 
 
 def load_config(location: Path) -> EventConfig:
@@ -231,7 +242,8 @@ class _Reader:
         "privacy": ("policy_url",),
         "smtp": ("host", "port", "security", "username", "timeout", "ca_file",
                  "allow_insecure_auth"),
-        "sending": ("concurrency", "rate", "max_attempts", "max_consecutive_failures"),
+        "sending": ("concurrency", "rate", "max_attempts", "max_consecutive_failures",
+                    "daily_limit"),
     }
     OPTIONAL_SECTIONS = frozenset({"sending"})
 
@@ -552,12 +564,26 @@ class _Reader:
                 rate = parse_rate(rate_text)
             except ValueError as err:
                 raise self.error(n, "rate", f"{rate_text!r} is not a rate", hint=str(err)) from None
+        written = s.get("daily_limit")
+        shown = None
+        if isinstance(written, int) and not isinstance(written, bool):  # 2000: per day
+            s, shown = {**s, "daily_limit": f"{written}/day"}, str(written)
+        daily_text = self.text(s, n, "daily_limit", None)
+        daily = None
+        if daily_text is not None:
+            try:
+                daily = parse_daily_limit(daily_text)
+            except ValueError as err:
+                raise self.error(n, "daily_limit", f"{shown or repr(daily_text)} is not a "
+                                 "daily limit", hint=str(err)) from None
         return Sending(
             concurrency=self.number(s, n, "concurrency", 4, 1, 100),
             rate=rate,
             rate_text=rate_text,
             max_attempts=self.number(s, n, "max_attempts", 5, 1, 100),
             max_consecutive_failures=self.number(s, n, "max_consecutive_failures", 20, 1, 100000),
+            daily_limit=daily,
+            daily_limit_text=daily_text,
         )
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from invitemail import transport
+from invitemail import limits, transport
 from invitemail.campaign import Built, Campaign, CheckReport
 from invitemail.errors import InvitemailError
 from invitemail.journal import Journal, State
@@ -139,15 +140,38 @@ def _skip(state: State, options: SendOptions) -> str | None:
     return None
 
 
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Capped:
+    """At most ``limit`` of ``items`` (None: all); :attr:`reached` when more were left."""
+
+    def __init__(self, items: Iterable[Registrant], limit: int | None) -> None:
+        self.items = items
+        self.limit = limit
+        self.reached = False
+
+    def __iter__(self) -> Iterator[Registrant]:
+        for number, item in enumerate(self.items):
+            if self.limit is not None and number >= self.limit:
+                self.reached = True
+                return
+            yield item
+
+
 async def send(campaign: Campaign, *, password: str | None, options: SendOptions,
                progress: Progress, stop: asyncio.Event | None = None,
                report: CheckReport | None = None,
                clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> SendResult:
+               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+               wall_clock: Callable[[], dt.datetime] = _utcnow) -> SendResult:
     """Validate everything, then send through the transport, journaling every step.
 
     Raises an :class:`InvitemailError` when nothing can be sent (bad input, a template that
-    fails). A relay that stops the run half way is reported in ``SendResult.stopped``.
+    fails). A relay that stops the run half way, or ``sending.daily_limit``, is reported in
+    ``SendResult.stopped``. ``wall_clock`` is the time the journal records and the daily
+    limit counts by.
     """
     result = SendResult(dry_run=options.dry_run, test=options.test_to is not None)
     if report is None:
@@ -169,7 +193,7 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             unique_registrants(campaign.source), options.limit or 1)
         states: dict[str, State] = {}
     else:
-        journal = Journal.open(config.folder, create=not options.dry_run)
+        journal = Journal.open(config.folder, create=not options.dry_run, clock=wall_clock)
         states = {}
         if journal is not None:
             if not options.dry_run:
@@ -178,6 +202,10 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
                                                      for email, line in report.scan.identities))
             states = journal.states(campaign.template, pending=False)  # absent = pending
         registrants = _selected(campaign, states, options, result)
+    window = None
+    if sending.daily_limit is not None and options.test_to is None:
+        window = limits.daily_window(journal, sending.daily_limit, wall_clock())
+    capped = _Capped(registrants, window.left if window is not None else None)
 
     try:
         if options.dry_run:
@@ -190,9 +218,15 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             listed = list(registrants)
             to_send, result.planned = listed, len(listed)
         else:
-            to_send = registrants
+            to_send = capped
             result.planned = _count_planned(report.scan.addresses, states, options)
             report.scan.forget_identities()  # counted and registered: free it for the run
+            if window is not None and result.planned > window.left:
+                result.planned = window.left
+                if not window.left:  # nothing may go now: say so without connecting
+                    result.stopped = limits.limit_reached(window, config.event.zone)
+                    _record_stop(journal, campaign.template, result.stopped)
+                    return result
         progress.started(result.planned)
 
         def envelopes() -> Iterator[transport.Envelope]:
@@ -206,12 +240,18 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
 
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
                                            password=password, hooks=hooks, stop=stop,
-                                           clock=clock, sleep=sleep)
+                                           clock=clock, sleep=sleep, wall_clock=wall_clock)
         result.stopped = delivery.stopped
         result.interrupted = delivery.interrupted
         if journal is not None:
             for key in delivery.deferred:  # tried, not delivered, no final outcome yet
                 journal.mark_pending(campaign.template, key)
+            if capped.reached and window is not None and result.stopped is None \
+                    and not result.interrupted:
+                after = limits.daily_window(journal, window.limit, wall_clock())
+                result.stopped = limits.limit_reached(after, config.event.zone)
+            if not options.test_to:
+                _record_stop(journal, campaign.template, result.stopped)
         return result
     finally:
         if journal is not None:
@@ -221,6 +261,18 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
                                     (State.PENDING, State.SENDING, State.FAILED, State.UNCERTAIN)
                                     if counts[state]}
             journal.close()
+
+
+def _record_stop(journal: Journal | None, template: str,
+                 stopped: InvitemailError | None) -> None:
+    """Keep why the run stopped for `status` when it was a quota, a blocked sender or the
+    daily limit; forget an earlier one otherwise."""
+    if journal is None:
+        return
+    if isinstance(stopped, transport.RelayStop | limits.DailyLimitReached):
+        journal.record_stop(template, stopped.reason, stopped.until)
+    else:
+        journal.record_stop(template, None)
 
 
 def _count_planned(addresses: list[str], states: dict[str, State],

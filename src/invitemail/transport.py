@@ -1,28 +1,38 @@
-"""Delivery over SMTP: connection pool, rate limit, retries, reply classification.
+"""Delivery over SMTP: connection pool, rate limit, retries, and what each reply means.
 
-The only module that imports aiosmtplib. :func:`deliver` takes a lazy stream of
-:class:`Envelope` (one recipient each) and reports one :class:`Outcome` per envelope through
-:class:`Hooks`, so the caller's journal can record every step as it happens:
+The policy of a send run; the SMTP conversation itself is :mod:`invitemail.connection` (with
+:mod:`invitemail.smtp_adapter`, the only modules that import aiosmtplib). :func:`deliver`
+takes a lazy stream of :class:`Envelope` (one recipient each) and reports one
+:class:`Outcome` per envelope through :class:`Hooks`, so the caller's journal can record
+every step as it happens:
 
 - ``sending.concurrency`` workers, each owning one SMTP connection that it reuses for many
   messages (RSET after a failed transaction, a new connection after a drop), fed from one
   bounded queue that is filled from the caller's iterator as the workers need it.
 - One shared pace (:class:`~invitemail.pace.RateLimiter`) keeps the run at or under
-  ``sending.rate`` and finds the relay's own limit: a throttling reply (421, 451, 454) sets
-  the pace just under the rate the relay was accepting, and the pace probes upward again
-  while the relay accepts (:mod:`invitemail.pace` documents how).
-- A 5xx reply is permanent for that recipient (``failed``). A 4xx reply, a dropped
-  connection or a timeout *before* the message data was handed over is retried with
-  exponential backoff and jitter, up to ``sending.max_attempts`` attempts. A connection that
-  breaks *after* the data was handed over and before the final reply is ``uncertain``: the
-  relay may have delivered it, so it is never retried here.
+  ``sending.rate`` and finds the relay's own limit: a *sender-rate* refusal sets the pace
+  just under the rate the relay was accepting, and the pace probes upward again while the
+  relay accepts (:mod:`invitemail.pace` documents how).
+- Every refusal is judged by :func:`invitemail.replies.classify` from its code, enhanced code,
+  text and step, and handled by its class: *recipient-permanent* ``failed``;
+  *recipient-temporary* and *transient* retried with exponential backoff and jitter, up to
+  ``sending.max_attempts`` attempts; *sender-rate* slows the whole run down (the rate
+  limiter's :meth:`RateLimiter.throttled`) and retries; *concurrency* closes that worker's
+  connection (never the last one) and hands its message to another; *sender-quota* and
+  *sender-blocked* stop the run with the rows not sent left pending
+  (:class:`QuotaReached`, :class:`SenderBlocked`).
+- A connection that breaks *after* the data was handed over and before the final reply is
+  ``uncertain``: the relay may have delivered it, so it is never retried here. Before the
+  hand-over it is *transient*.
 - An authentication failure, ``sending.max_consecutive_failures`` failed attempts in a row,
-  or a first connection that cannot be made at all stop the run: workers finish the
-  transaction they are in and send nothing more; :attr:`DeliveryReport.stopped` says why.
+  a first connection that cannot be made at all, a quota or a blocked sender stop the run:
+  workers finish the transaction they are in and send nothing more;
+  :attr:`DeliveryReport.stopped` says why.
 
 All timing decisions (backoff, rate, throttling pauses) use the injected ``clock`` and
-``sleep``, so tests run on a fake clock; network timeouts are real (``smtp.timeout``).
-The password never appears in any text this module produces.
+``sleep``, and a reply's "try again after <time>" is read against ``wall_clock``, so tests
+run on a fake clock; network timeouts are real (``smtp.timeout``). The password never
+appears in any text this module produces.
 """
 
 from __future__ import annotations
@@ -30,35 +40,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 import enum
-import os
 import random
-import re
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aiosmtplib import (
-    SMTP,
-    SMTPAuthenticationError,
-    SMTPConnectError,
-    SMTPConnectTimeoutError,
-    SMTPDataError,
-    SMTPException,
-    SMTPHeloError,
-    SMTPRecipientRefused,
-    SMTPResponseException,
-    SMTPSenderRefused,
-    SMTPServerDisconnected,
-    SMTPTimeoutError,
-)
-
 from invitemail.config import Sending, Smtp
-from invitemail.errors import ExitCode, InvitemailError
+from invitemail.connection import (
+    NETWORK,
+    AuthenticationError,
+    ConnectError,
+    Connection,
+    Envelope,
+    Kind,
+    Result,
+    TransportError,
+    dot_stuff,
+)
 from invitemail.pace import RateLimiter
+from invitemail.replies import ReplyClass, Step, Verdict, classify
 
 __all__ = [
     "AuthenticationError",
@@ -68,7 +74,10 @@ __all__ = [
     "Hooks",
     "InsecureAuthError",
     "Outcome",
+    "QuotaReached",
     "RateLimiter",
+    "RelayStop",
+    "SenderBlocked",
     "State",
     "TooManyFailures",
     "TransportError",
@@ -76,36 +85,16 @@ __all__ = [
     "deliver",
     "dot_stuff",
     "format_reply",
-    "is_permanent",
-    "is_temporary",
-    "is_throttling",
     "make_tls_context",
     "redact",
 ]
 
-# Replies with which relays say "slow down" rather than "no": Postfix and Exchange use 421 and
-# 451, Amazon SES answers "454 Throttling failure: Maximum sending rate exceeded".
-THROTTLING_CODES: frozenset[int] = frozenset({421, 451, 454})
 BACKOFF_BASE: float = 2.0  # seconds before the first retry (before jitter)
 BACKOFF_CAP: float = 120.0  # no single wait longer than this
 QUEUE_PER_WORKER: int = 4  # envelopes waiting in the queue per worker
-QUIT_TIMEOUT: float = 5.0  # seconds to wait for a polite QUIT at the end
 
 
 # -- the interface ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One message for one recipient."""
-
-    key: str  # the journal's key for this recipient (opaque to the transport)
-    sender: str  # MAIL FROM address
-    recipient: str  # the ONE RCPT TO address
-    data: bytes  # the whole message, CRLF line endings
-    # True when every line of ``data`` is known to end in CRLF, with no other CR or LF in it
-    # (invitemail's own messages are written so): the transport skips checking that.
-    crlf: bool = False
 
 
 class State(enum.StrEnum):
@@ -141,20 +130,6 @@ class Hooks(Protocol):
         tried again after ``delay`` seconds."""
 
 
-class TransportError(InvitemailError):
-    """The relay cannot be used as configured; the text names ``host:port``."""
-
-    exit_code = ExitCode.INPUT
-
-
-class ConnectError(TransportError):
-    """The relay cannot be reached, or TLS cannot be set up with it."""
-
-
-class AuthenticationError(TransportError):
-    """The relay refused the login (names the user, never the password)."""
-
-
 class InsecureAuthError(TransportError):
     """AUTH over a plaintext connection without ``smtp.allow_insecure_auth = true``."""
 
@@ -165,6 +140,26 @@ class TooManyFailures(TransportError):
     def __init__(self, message: str, *, reply: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.reply = reply
+
+
+class RelayStop(TransportError):
+    """The relay refuses every message for now: the run stops, the rows not sent stay
+    pending. ``reason`` names what (``"Gmail daily sending limit (550 5.4.5 ...)"``) and
+    ``until`` is when the relay said to try again, if it did."""
+
+    def __init__(self, message: str, *, reason: str, until: dt.datetime | None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+        self.until = until
+
+
+class QuotaReached(RelayStop):
+    """A sender-wide quota (daily limit, credits) is used up."""
+
+
+class SenderBlocked(RelayStop):
+    """The relay will not take mail from this sender until someone acts."""
 
 
 @dataclass
@@ -178,7 +173,8 @@ class DeliveryReport:
     connections: int = 0  # connections opened (the relay answered the greeting)
     stopped: TransportError | None = None  # why the run stopped early, or None
     interrupted: bool = False  # the stop event was set
-    throttled: int = 0  # throttling replies (421/451/454) that slowed the whole run down
+    throttled: int = 0  # sender-rate replies that slowed the whole run down
+    connections_dropped: int = 0  # connections given up on a "too many connections" reply
     # Envelopes that were tried but had no final outcome when the run stopped early: each
     # attempt ended in a temporary refusal or failed before the data was handed over, so none
     # was delivered. No ``finished`` call was made for them; put them back to pending.
@@ -186,18 +182,6 @@ class DeliveryReport:
 
 
 # -- pure helpers ----------------------------------------------------------------------------
-
-
-def is_temporary(code: int) -> bool:
-    return 400 <= code < 500
-
-
-def is_permanent(code: int) -> bool:
-    return 500 <= code < 600
-
-
-def is_throttling(code: int) -> bool:
-    return code in THROTTLING_CODES
 
 
 def format_reply(code: int, message: str) -> str:
@@ -227,37 +211,6 @@ def backoff_delay(attempt: int, rng: random.Random, *, base: float = BACKOFF_BAS
     """
     ceiling = min(cap, base * 2.0 ** (attempt - 1))
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
-
-
-_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
-
-
-def dot_stuff(data: bytes, *, crlf: bool = False) -> bytes:
-    """The message as it goes on the wire after DATA (RFC 5321 4.5.2), with the final dot.
-
-    Stray CRs and LFs become CRLF, unless ``crlf`` says there are none."""
-    if not crlf:
-        ends = data.count(b"\r\n")
-        if data.count(b"\n") != ends or data.count(b"\r") != ends:  # a stray CR or LF:
-            data = _LINE_ENDINGS.sub(b"\r\n", data)  # make every line end in CRLF
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    # Counting and searching rather than a regex: this runs over every message, in the
-    # process that also speaks SMTP; most messages have no line that starts with a dot.
-    if b"\r\n." in data:
-        data = data.replace(b"\r\n.", b"\r\n..")
-    return (b"." if data.startswith(b".") else b"") + data + b".\r\n"
-
-
-_NOT_ON_A_COMMAND_LINE = frozenset("\r\n\0<> ")
-
-
-def _quoted(address: str, encoding: str) -> bytes:
-    """``<address>`` for MAIL FROM or RCPT TO. The addresses were validated when the list
-    was read; this only refuses what would break the command line."""
-    if not address or not _NOT_ON_A_COMMAND_LINE.isdisjoint(address):
-        raise ValueError(f"{address!r} cannot go on an SMTP command line")
-    return b"<" + address.encode(encoding) + b">"
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -304,6 +257,7 @@ async def deliver(
     rng: random.Random | None = None,
     stop: asyncio.Event | None = None,
     local_hostname: str | None = None,
+    wall_clock: Callable[[], dt.datetime] | None = None,
 ) -> DeliveryReport:
     """Send every envelope; report each outcome through ``hooks`` as it is known.
 
@@ -313,7 +267,7 @@ async def deliver(
     met while running (login refused, too many failures, the relay unreachable) end the run
     early and are returned in :attr:`DeliveryReport.stopped`. An exception raised by a hook or
     by the ``envelopes`` iterator stops the run too (in-flight transactions finish) and is
-    re-raised.
+    re-raised. ``wall_clock`` (aware datetimes) reads a reply's "try again after <time>".
     """
     _check_credentials(smtp, password)
     tls_context = make_tls_context(smtp) if smtp.security != "none" else None
@@ -331,8 +285,13 @@ async def deliver(
         stop=stop,
         local_hostname=local_hostname,
         tls_context=tls_context,
+        wall_clock=wall_clock or _utcnow,
     )
     return await run.execute(envelopes)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _check_credentials(smtp: Smtp, password: str | None) -> None:
@@ -352,66 +311,6 @@ def _check_credentials(smtp: Smtp, password: str | None) -> None:
         )
 
 
-class _Kind(enum.Enum):
-    SENT = "sent"
-    TEMPORARY = "temporary"  # try again later
-    PERMANENT = "permanent"  # a 5xx for this recipient
-    UNCERTAIN = "uncertain"  # handed over, no final reply
-    FATAL = "fatal"  # the run cannot go on
-    NOT_STARTED = "not started"  # the run stopped before this attempt began
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    kind: _Kind
-    reply: str
-    throttling: bool = False
-    error: TransportError | None = None
-
-
-class _Failure(Exception):
-    """Carries a non-SENT :class:`_Result` out of connection set-up."""
-
-    def __init__(self, result: _Result) -> None:
-        super().__init__(result.reply)
-        self.result = result
-
-
-def _reply_result(code: int, reply: str) -> _Result:
-    if is_permanent(code):
-        return _Result(_Kind.PERMANENT, reply)
-    return _Result(_Kind.TEMPORARY, reply, throttling=is_throttling(code))
-
-
-def _in_chain(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """``error`` or the first of its causes that is a ``kind``."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _os_reason(error: BaseException) -> str:
-    """"Connection refused" rather than aiosmtplib's "Error connecting to ... [Errno 111]"."""
-    reason = error.__cause__ if error.__cause__ is not None else error
-    if isinstance(reason, socket.gaierror):
-        return reason.strerror or str(reason)
-    if isinstance(reason, OSError) and reason.errno:
-        return os.strerror(reason.errno)
-    return str(reason)
-
-
-def _network_failure(error: BaseException, *, handed_over: bool) -> str:
-    what = "timed out" if isinstance(error, TimeoutError) else "connection lost"
-    when = "after" if handed_over else "before"
-    detail = str(error) or type(error).__name__
-    return f"{what} {when} the message was handed over: {detail}"
-
-
 class _Run:
     """The shared state of one :func:`deliver` call."""
 
@@ -428,6 +327,7 @@ class _Run:
         stop: asyncio.Event | None,
         local_hostname: str,
         tls_context: ssl.SSLContext | None,
+        wall_clock: Callable[[], dt.datetime],
     ) -> None:
         self.smtp = smtp
         self.sending = sending
@@ -438,17 +338,22 @@ class _Run:
         self.stop = stop
         self.local_hostname = local_hostname
         self.tls_context = tls_context
+        self.wall_clock = wall_clock
         self.limiter = RateLimiter(sending.rate, clock=clock, sleep=sleep)
         self.report = DeliveryReport()
         self.halted = asyncio.Event()
         self.consecutive_failures = 0
         self.connected_once = False
         self.error: Exception | None = None  # from a hook or the iterator; re-raised
+        # Envelopes whose worker gave up its connection ("too many connections"), with the
+        # attempts made: the other workers take them before anything new.
+        self.requeued: deque[tuple[Envelope, int]] = deque()
+        self.workers = 0  # workers still running
 
     # -- running -------------------------------------------------------------------------
 
     async def execute(self, envelopes: Iterable[Envelope]) -> DeliveryReport:
-        workers = max(1, self.sending.concurrency)
+        workers = self.workers = max(1, self.sending.concurrency)
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=QUEUE_PER_WORKER * workers)
         producer = asyncio.create_task(self._produce(envelopes, queue, workers))
         helpers = [asyncio.create_task(self._on_halt(producer, queue, workers))]
@@ -464,6 +369,8 @@ class _Run:
             await asyncio.gather(*everything, return_exceptions=True)
         if self.stop is not None and self.stop.is_set():
             self.report.interrupted = True
+        # Handed back, then the run stopped before another worker took them.
+        self.report.deferred.extend(envelope.key for envelope, _ in self.requeued)
         if self.error is not None:
             raise self.error
         return self.report
@@ -496,16 +403,26 @@ class _Run:
         self.halted.set()
 
     async def _work(self, queue: asyncio.Queue[Envelope | None]) -> None:
-        connection = _Connection(self)
+        connection = Connection(self)
+        drained = False  # this worker took its end-of-queue marker
         try:
-            while True:
-                envelope = await queue.get()
-                if envelope is None or self.stopping:
+            while not self.stopping:
+                if self.requeued:
+                    envelope, tried = self.requeued.popleft()
+                elif drained:
                     return
-                await self._deliver_one(connection, envelope)
+                else:
+                    item = await queue.get()
+                    if item is None:
+                        drained = True
+                        continue
+                    envelope, tried = item, 0
+                if not await self._deliver_one(connection, envelope, tried):
+                    return  # this worker gave up its connection
         except Exception as error:  # a hook failed (or a bug): stop, let the others finish
             self._fail(error)
         finally:
+            self.workers -= 1
             await connection.close()
 
     @property
@@ -549,44 +466,88 @@ class _Run:
 
     # -- one envelope --------------------------------------------------------------------
 
-    async def _deliver_one(self, connection: _Connection, envelope: Envelope) -> None:
-        attempt = 0
+    async def _deliver_one(self, connection: Connection, envelope: Envelope,
+                           tried: int = 0) -> bool:
+        """Try ``envelope`` until it has an outcome (or the run stops); ``tried``: attempts
+        already made. False when this worker gave up its connection and must end."""
+        attempt = tried
         while True:
             attempt += 1
             result = await connection.attempt(envelope, attempt)
-            if result.kind is _Kind.NOT_STARTED or result.kind is _Kind.FATAL:
+            if result.kind is Kind.NOT_STARTED or result.kind is Kind.FATAL:
                 if result.error is not None:
                     self.abort(result.error)
                 if attempt > 1:
                     self.report.deferred.append(envelope.key)
-                return
-            if result.kind is _Kind.SENT:
+                return True
+            if result.kind is Kind.SENT:
                 self.consecutive_failures = 0
                 self.limiter.succeeded()
                 self._finish(envelope, State.SENT, result.reply, attempt)
-                return
+                return True
+            verdict = result.verdict or NETWORK
+            if result.kind is Kind.REFUSED and verdict.reply_class.stops_the_run:
+                self.abort(self._relay_stop(verdict, result.reply))
+                self.report.deferred.append(envelope.key)  # not delivered: pending again
+                return True
             self._count_failure(result.reply)
-            if result.kind is _Kind.UNCERTAIN:
+            if result.kind is Kind.UNCERTAIN:
                 self._finish(envelope, State.UNCERTAIN, result.reply, attempt)
-                return
-            if result.kind is _Kind.PERMANENT:
+                return True
+            if verdict.reply_class is ReplyClass.RECIPIENT_PERMANENT:
                 self._finish(envelope, State.FAILED, result.reply, attempt)
-                return
-            if result.throttling:
+                return True
+            if verdict.reply_class is ReplyClass.SENDER_RATE:
                 self.report.throttled += 1
                 self.limiter.throttled()
             if attempt >= self.sending.max_attempts:
                 self._finish(envelope, State.FAILED, result.reply, attempt)
-                return
+                return True
             if self.stopping:
                 self.report.deferred.append(envelope.key)
-                return
+                return True
+            if verdict.reply_class is ReplyClass.CONCURRENCY and self.workers > 1:
+                # One connection fewer from now on; another worker sends this message. No
+                # await from here to _work's `workers -= 1`: two workers cannot both leave.
+                self.report.connections_dropped += 1
+                connection.drop()
+                self.report.retried += 1
+                self.hooks.retrying(envelope, result.reply, attempt, 0.0)
+                self.requeued.append((envelope, attempt))
+                return False
             delay = backoff_delay(attempt, self.rng)
+            if verdict.until is not None:  # the relay said when: not before then
+                delay = max(delay, (verdict.until - self.wall_clock()).total_seconds())
             self.report.retried += 1
             self.hooks.retrying(envelope, result.reply, attempt, delay)
             if not await self.unless_halted(self.sleep(delay)):
                 self.report.deferred.append(envelope.key)
-                return
+                return True
+
+    def _relay_stop(self, verdict: Verdict, reply: str) -> RelayStop:
+        where = self.smtp.where
+        until = verdict.until
+        frees = f" (it frees at {until:%Y-%m-%d %H:%M} UTC)" if until else ""
+        reason = f"{verdict.name} ({reply})"
+        if verdict.reply_class is ReplyClass.SENDER_QUOTA:
+            return QuotaReached(
+                f"{where}: {verdict.name} is reached: {reply}{frees}", reason=reason,
+                until=until,
+                hint="the registrants not sent to stay pending (not failed); run the same "
+                "command again " + ("after that time" if until else "when the quota frees "
+                                    "(the README's Relays section lists the relays' limits)"))
+        return SenderBlocked(
+            f"{where} takes no mail from this sender now: {verdict.name}: {reply}{frees}",
+            reason=reason, until=until,
+            hint="the registrants not sent to stay pending (not failed); do what the relay's "
+            "reply says (or ask its administrator), then run the same command again")
+
+    def refused(self, step: Step, code: int, message: str) -> Result:
+        """A refusal judged by its class."""
+        reply = self.text(format_reply(code, message))
+        verdict = classify(step, code, self.text(" ".join(message.split())),
+                           now=self.wall_clock())
+        return Result(Kind.REFUSED, reply, verdict)
 
     def _count_failure(self, reply: str) -> None:
         self.consecutive_failures += 1
@@ -612,290 +573,11 @@ class _Run:
     def text(self, reply: str) -> str:
         return redact(reply, self.password)
 
+    def reply_text(self, code: int, message: str) -> str:
+        return self.text(format_reply(code, message))
 
-class _Connection:
-    """One worker's SMTP connection, opened when needed and reused."""
+    def opened(self) -> None:
+        self.report.connections += 1
 
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.client: SMTP | None = None
-
-    async def attempt(self, envelope: Envelope, attempt: int) -> _Result:
-        run = self.run
-        if run.stopping:
-            return _Result(_Kind.NOT_STARTED, "")
-        if self.client is None or not self.client.is_connected:
-            self.drop()
-            try:
-                self.client = await self._open()
-            except _Failure as failure:
-                return failure.result
-        if not await run.wait_for_turn():
-            return _Result(_Kind.NOT_STARTED, "")
-        return await self._transaction(self.client, envelope, attempt)
-
-    async def _transaction(self, client: SMTP, envelope: Envelope, attempt: int) -> _Result:
-        run = self.run
-        try:
-            options, encoding = self._mail_options(client, envelope)
-            # MAIL and RCPT as aiosmtplib's mail() and rcpt() send them, without their
-            # address parsing (email.utils, in this process, for every message).
-            response = await client.execute_command(
-                b"MAIL", b"FROM:" + _quoted(envelope.sender, encoding), *options)
-            if response.code != 250:
-                raise SMTPSenderRefused(response.code, response.message, envelope.sender)
-            response = await client.execute_command(
-                b"RCPT", b"TO:" + _quoted(envelope.recipient, encoding))
-            if response.code not in (250, 251):
-                raise SMTPRecipientRefused(response.code, response.message, envelope.recipient)
-        except (SMTPException, OSError, ValueError) as error:
-            return await self._failed(error, handed_over=False)
-        except BaseException:
-            self.drop()
-            raise
-        # Outside the try: an error of the caller's journal is not the relay's.
-        run.hooks.handing_over(envelope, attempt)
-        handed_over = False
-        try:
-            start = await client.execute_command(b"DATA")
-            if start.code != 354:
-                raise SMTPDataError(start.code, start.message)
-            # aiosmtplib's data() sends the DATA command and the message in one call, so a
-            # failure could not tell "refused before" from "lost after" the hand-over. The
-            # protocol's write/read_response are the same steps it takes, split in two.
-            protocol = client.protocol
-            if protocol is None:
-                raise SMTPServerDisconnected("Connection lost")
-            protocol.write(dot_stuff(envelope.data, crlf=envelope.crlf))
-            handed_over = True
-            final = await protocol.read_response(timeout=run.smtp.timeout)
-        except (SMTPException, OSError) as error:
-            return await self._failed(error, handed_over=handed_over)
-        except BaseException:
-            self.drop()  # the connection is in an unknown state
-            raise
-        reply = run.text(format_reply(final.code, final.message))
-        if final.code == 250:
-            return _Result(_Kind.SENT, reply)
-        if final.code == 421:  # "closing the transmission channel"
-            self.drop()
-        if is_temporary(final.code) or is_permanent(final.code):
-            return _reply_result(final.code, reply)
-        self.drop()
-        return _Result(_Kind.UNCERTAIN, reply)
-
-    async def _failed(self, error: Exception, *, handed_over: bool) -> _Result:
-        """Classify a transaction that raised."""
-        run = self.run
-        if isinstance(error, SMTPResponseException):
-            reply = run.text(format_reply(error.code, error.message))
-            if handed_over:  # a garbled final reply: nobody knows what the relay did
-                self.drop()
-                return _Result(_Kind.UNCERTAIN, reply)
-            if is_temporary(error.code) or is_permanent(error.code):
-                await self.reset()
-                return _reply_result(error.code, reply)
-            self.drop()  # a garbled reply: the connection is out of step
-            return _Result(_Kind.TEMPORARY, reply)
-        if isinstance(error, SMTPException | OSError):  # disconnects and timeouts
-            self.drop()
-            reply = run.text(_network_failure(error, handed_over=handed_over))
-            return _Result(_Kind.UNCERTAIN if handed_over else _Kind.TEMPORARY, reply)
-        await self.reset()  # ValueError: an address aiosmtplib will not put on the wire
-        return _Result(_Kind.PERMANENT, f"not sent: {error}")
-
-    @staticmethod
-    def _mail_options(client: SMTP, envelope: Envelope) -> tuple[list[bytes], str]:
-        options: list[bytes] = []
-        encoding = "ascii"
-        if not (envelope.sender.isascii() and envelope.recipient.isascii()):
-            if not client.supports_extension("smtputf8"):
-                raise ValueError(
-                    f"the relay does not offer SMTPUTF8, which the address "
-                    f"{envelope.recipient!r} needs")
-            options.append(b"SMTPUTF8")
-            encoding = "utf-8"
-        if not envelope.data.isascii() and client.supports_extension("8bitmime"):
-            options.append(b"BODY=8BITMIME")
-        return options, encoding
-
-    async def reset(self) -> None:
-        """RSET after a failed transaction, so the connection can be reused."""
-        client = self.client
-        if client is None or not client.is_connected:
-            self.drop()
-            return
-        try:
-            await client.rset()
-        except (SMTPException, OSError):
-            self.drop()
-
-    def drop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    async def close(self) -> None:
-        client, self.client = self.client, None
-        if client is None:
-            return
-        try:
-            if client.is_connected:
-                await client.quit(timeout=min(QUIT_TIMEOUT, self.run.smtp.timeout))
-        except (SMTPException, OSError):
-            pass
-        finally:
-            client.close()
-
-    # -- connection set-up -----------------------------------------------------------------
-
-    async def _open(self) -> SMTP:
-        run, smtp = self.run, self.run.smtp
-        client = SMTP(
-            hostname=smtp.host,
-            port=smtp.port,
-            use_tls=smtp.security == "tls",
-            start_tls=False,  # done below, so that a relay without it is an error
-            tls_context=run.tls_context,
-            timeout=smtp.timeout,
-            local_hostname=run.local_hostname,
-        )
-        try:
-            await client.connect()
-        except (SMTPException, OSError) as error:
-            client.close()
-            raise _Failure(self._connect_failure(error)) from None
-        run.report.connections += 1
-        try:
-            await self._hello(client)
-            if smtp.security == "starttls":
-                await self._starttls(client)
-            if smtp.username is not None:
-                await self._login(client, smtp.username)
-        except _Failure:
-            client.close()
-            raise
-        except (SMTPException, OSError) as error:
-            client.close()
-            raise _Failure(self._connect_failure(error)) from None
-        run.connected_once = True
-        return client
-
-    async def _hello(self, client: SMTP) -> None:
-        try:
-            await client.ehlo()
-        except SMTPHeloError as error:
-            if not (is_permanent(error.code) and client.is_connected):
-                raise
-            await client.helo()  # an old relay without ESMTP
-
-    async def _starttls(self, client: SMTP) -> None:
-        where = self.run.smtp.where
-        if not client.supports_extension("starttls"):
-            raise _Failure(self._fatal(ConnectError(
-                f"{where} does not offer STARTTLS, and smtp.security is \"starttls\"",
-                hint='check smtp.port and smtp.security: a port that expects TLS from the '
-                'start (usually 465) needs security = "tls"',
-            )))
-        await client.starttls()
-        await self._hello(client)
-
-    async def _login(self, client: SMTP, username: str) -> None:
-        run = self.run
-        where = run.smtp.where
-        try:
-            await client.login(username, run.password or "")
-        except SMTPAuthenticationError as error:
-            reply = run.text(format_reply(error.code, error.message))
-            if is_temporary(error.code):
-                raise _Failure(_Result(_Kind.TEMPORARY, reply,
-                                       throttling=is_throttling(error.code))) from None
-            raise _Failure(self._fatal(AuthenticationError(
-                f"{where} refused the login of user {username!r}: {reply}",
-                hint="check smtp.username and the password (INVITEMAIL_SMTP_PASSWORD)",
-            ))) from None
-        except (SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError):
-            raise
-        except SMTPException as error:  # no AUTH, or no method both sides know
-            offered = ", ".join(client.server_auth_methods) or "none"
-            raise _Failure(self._fatal(AuthenticationError(
-                f"{where} offers no login method invitemail can use for user {username!r} "
-                f"(offered: {offered}): {run.text(str(error))}",
-                hint="check smtp.security (many relays offer AUTH only over TLS) and "
-                "smtp.username; remove smtp.username if the relay needs no login",
-            ))) from None
-
-    def _fatal(self, error: TransportError) -> _Result:
-        return _Result(_Kind.FATAL, str(error), error=error)
-
-    def _connect_failure(self, error: BaseException) -> _Result:
-        """Classify a failure to set up a connection."""
-        run, smtp = self.run, self.run.smtp
-        where = smtp.where
-        verify = _in_chain(error, ssl.SSLCertVerificationError)
-        if isinstance(verify, ssl.SSLCertVerificationError):
-            detail = verify.verify_message or str(verify)
-            if smtp.ca_file is None:
-                hint = ("if the relay uses a private CA, set smtp.ca_file to the CA that "
-                        "signed it")
-            else:
-                hint = (f"smtp.ca_file ({smtp.ca_file}) does not hold the CA that signed it; "
-                        "set smtp.ca_file to the CA that signed it")
-            return self._fatal(ConnectError(
-                f"{where}: the relay's certificate could not be verified: {detail}", hint=hint))
-        first = not run.connected_once  # a problem on the first connection is the settings'
-        if isinstance(error, SMTPResponseException):  # e.g. "421 too many connections"
-            reply = run.text(format_reply(error.code, error.message))
-            garbled = not 100 <= error.code <= 599
-            if garbled and first:  # not an SMTP server on that port, or a broken one
-                return self._fatal(ConnectError(
-                    f"{where} does not answer like an SMTP relay ({reply})",
-                    hint="check smtp.host and smtp.port: is that the relay's SMTP port? (port "
-                    '465 wants security = "tls", port 587 "starttls")'))
-            if is_permanent(error.code) and first:
-                return self._fatal(ConnectError(
-                    f"{where} refused the connection: {reply}",
-                    hint="check smtp.host and smtp.port; if they are right, the relay does not "
-                    "take mail from this machine: ask its administrator"))
-            return _Result(_Kind.TEMPORARY, reply, throttling=is_throttling(error.code))
-        tls = _in_chain(error, ssl.SSLError)
-        if tls is not None:
-            if first:
-                # Without OpenSSL's source position ("(_ssl.c:1006)"), which changes with
-                # every Python build and means nothing to a user.
-                detail = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(tls))
-                return self._fatal(ConnectError(
-                    f"{where}: the TLS handshake failed: {detail}",
-                    hint='check smtp.security and smtp.port: port 465 usually wants "tls", '
-                    'port 587 "starttls"',
-                ))
-            return _Result(_Kind.TEMPORARY, f"TLS handshake failed: {tls}")
-        if isinstance(error, SMTPConnectTimeoutError):
-            if first:
-                return self._fatal(ConnectError(
-                    f"{where}: no answer within {smtp.timeout:g} s",
-                    hint="check smtp.host, smtp.port and the firewall, or raise smtp.timeout",
-                ))
-            return _Result(_Kind.TEMPORARY, f"timed out connecting: {error}")
-        if isinstance(error, TimeoutError):
-            if first:  # it greeted, then went silent: the settings, not a passing hiccup
-                return self._fatal(ConnectError(
-                    f"{where} greeted, then did not answer within {smtp.timeout:g} s",
-                    hint='check smtp.port and smtp.security (port 465 wants "tls", port 587 '
-                    '"starttls"), or raise smtp.timeout'))
-            return _Result(_Kind.TEMPORARY, f"timed out setting up the connection: {error}")
-        if isinstance(error, OSError | SMTPConnectError):
-            if first and isinstance(error.__cause__, SMTPServerDisconnected):
-                return self._fatal(ConnectError(
-                    f"{where} closed the connection before greeting",
-                    hint="check smtp.host and smtp.port; if they are right, the relay does not "
-                    "take connections from this machine: ask its administrator"))
-            detail = _os_reason(error)
-            if first and not isinstance(error, SMTPServerDisconnected):
-                return self._fatal(ConnectError(
-                    f"cannot connect to {where}: {detail}",
-                    hint="check smtp.host and smtp.port, and that this machine can reach the "
-                    "relay",
-                ))
-            return _Result(_Kind.TEMPORARY, f"cannot connect: {detail}")
-        return _Result(_Kind.TEMPORARY, f"connection failed: {run.text(str(error))}")
+    def handing_over(self, envelope: Envelope, attempt: int) -> None:
+        self.hooks.handing_over(envelope, attempt)

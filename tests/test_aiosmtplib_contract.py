@@ -1,0 +1,119 @@
+"""The aiosmtplib internals invitemail.smtp_adapter leans on, checked one by one.
+
+When a new aiosmtplib release changes any of them, a test here fails by name, before a send
+goes wrong half way; then adapt smtp_adapter (and raise the bound in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from aiosmtplib import SMTP, SMTPServerDisconnected, SMTPTimeoutError
+from aiosmtplib.protocol import SMTPProtocol
+from packaging.requirements import Requirement
+
+from invitemail import smtp_adapter
+from smtp_servers import HOST, Script, SmtpServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _requirement() -> Requirement:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    found = [Requirement(d) for d in project["dependencies"] if d.startswith("aiosmtplib")]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_contract_pyproject_bounds_aiosmtplib_as_the_adapter_says() -> None:
+    requirement = _requirement()
+    assert str(requirement.specifier) == ",".join(sorted(smtp_adapter.TESTED_RANGE.split(",")))
+    assert any(spec.operator == "<" for spec in requirement.specifier), "no upper bound"
+    assert requirement.specifier.contains(version("aiosmtplib")), (
+        f"aiosmtplib {version('aiosmtplib')} is installed, outside {requirement.specifier}")
+
+
+def test_contract_execute_command_takes_bytes_words_and_a_timeout() -> None:
+    parameters = inspect.signature(SMTP.execute_command).parameters
+    assert [p.kind for p in parameters.values()][:2] == [
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL]
+    assert "timeout" in parameters
+    assert inspect.iscoroutinefunction(SMTP.execute_command)
+
+
+def test_contract_protocol_write_and_read_response_signatures() -> None:
+    assert list(inspect.signature(SMTPProtocol.write).parameters) == ["self", "data"]
+    assert not inspect.iscoroutinefunction(SMTPProtocol.write)  # written at once, no await
+    read = inspect.signature(SMTPProtocol.read_response)
+    assert list(read.parameters) == ["self", "timeout"]
+    assert inspect.iscoroutinefunction(SMTPProtocol.read_response)
+    assert set(smtp_adapter.leaned_on()) == {"SMTP.execute_command", "SMTPProtocol.write",
+                                             "SMTPProtocol.read_response"}
+
+
+def test_contract_the_client_has_a_protocol_only_while_connected() -> None:
+    async def scenario() -> None:
+        async with SmtpServer() as server:
+            client = SMTP(hostname=HOST, port=server.port, start_tls=False, timeout=5)
+            assert client.protocol is None
+            await client.connect()
+            assert isinstance(client.protocol, SMTPProtocol)
+            client.close()
+            assert client.protocol is None
+            with pytest.raises(SMTPServerDisconnected):
+                smtp_adapter.write_message(client, b"x\r\n.\r\n")
+            with pytest.raises(SMTPServerDisconnected):
+                await smtp_adapter.read_reply(client, timeout=1)
+            with pytest.raises(SMTPServerDisconnected):
+                await smtp_adapter.command(client, b"NOOP")
+
+    asyncio.run(scenario())
+
+
+def test_contract_data_split_in_write_and_read_delivers_the_exact_bytes() -> None:
+    async def scenario() -> None:
+        async with SmtpServer() as server:
+            client = SMTP(hostname=HOST, port=server.port, start_tls=False, timeout=5)
+            await client.connect()
+            await client.ehlo()
+            # Words go on the line as given: no address parsing, no quoting of their own.
+            mail = await smtp_adapter.command(client, b"MAIL", b"FROM:<a@example.org>")
+            rcpt = await smtp_adapter.command(client, b"RCPT", b"TO:<b@example.org>")
+            start = await smtp_adapter.command(client, b"DATA")
+            assert (mail.code, rcpt.code, start.code) == (250, 250, 354)
+            body = b"Subject: hi\r\n\r\n..a line that starts with a dot\r\nend\r\n"
+            smtp_adapter.write_message(client, body + b".\r\n")
+            final = await smtp_adapter.read_reply(client, timeout=5)
+            assert final.code == 250 and isinstance(final, aiosmtplib.SMTPResponse)
+            # The connection stays in step: the next command gets its own reply.
+            assert (await smtp_adapter.command(client, b"NOOP")).code == 250
+            await client.quit()
+        [transaction] = server.transactions
+        assert transaction.mail_from == "a@example.org"
+        assert transaction.rcpt_tos == ("b@example.org",)
+        assert transaction.data == b"Subject: hi\r\n\r\n.a line that starts with a dot\r\nend\r\n"
+
+    asyncio.run(scenario())
+
+
+def test_contract_read_reply_times_out_with_smtp_timeout_error() -> None:
+    async def scenario() -> None:
+        async with SmtpServer(script=Script(reply_delay=2.0)) as server:
+            client = SMTP(hostname=HOST, port=server.port, start_tls=False, timeout=5)
+            await client.connect()
+            await client.ehlo()
+            await smtp_adapter.command(client, b"MAIL", b"FROM:<a@example.org>")
+            await smtp_adapter.command(client, b"RCPT", b"TO:<b@example.org>")
+            await smtp_adapter.command(client, b"DATA")
+            smtp_adapter.write_message(client, b"Subject: hi\r\n\r\nx\r\n.\r\n")
+            with pytest.raises(SMTPTimeoutError):
+                await smtp_adapter.read_reply(client, timeout=0.1)
+            client.close()
+
+    asyncio.run(scenario())
