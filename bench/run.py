@@ -37,6 +37,7 @@ import contextlib
 import csv
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -447,6 +448,8 @@ class Measurement:
     ok: bool = True
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    # issue 12: achieved/cap and refused, second half and whole run; or the time ratio
+    pace: list[float] = field(default_factory=list)
 
 
 class Bench:
@@ -744,6 +747,12 @@ Content-Type: text/html; charset=utf-8
     def run(self) -> None:
         n, n50, mm50, large = self.n, self.n50, self.mm50, self.large
         want = self.wanted
+        if want("relay_cap"):
+            relay_cap(self)
+        if want("random_451"):
+            random_451(self)
+        if self.args.only and not self.args.only - {"relay_cap", "random_451"}:
+            return  # nothing that needs the sink
         if want("b0") or want("b50"):
             mailmerge = self.mailmerge_bin()  # installed before anything is timed
             note(f"mailmerge: {mailmerge}")
@@ -818,6 +827,168 @@ async def raw_send(messages: Sequence[tuple[str, str, bytes]], port: int,
     began = time.perf_counter()
     await asyncio.gather(*(worker(client) for client in clients))
     return time.perf_counter() - began
+
+
+# -- the pace against a relay that caps its rate (issue 12) ----------------------------------
+
+PACE_CAPS = (5, 25, 100)  # messages per second the capping relay allows
+PACE_SECONDS = 30.0  # each cap's run sends this many seconds' worth of messages at the cap
+NOISE_RATE = 10.0  # sending.rate of the random-451 run
+NOISE_MESSAGES = 200  # 20 s at NOISE_RATE
+NOISE_UNPACED = 120  # the report's run: no rate, as fast as the relay takes them
+TARGET_CAP = 0.85
+TARGET_REFUSED = 0.05
+TARGET_NOISE = 2.0
+
+
+class CapRelay:
+    """An aiosmtpd handler: a token bucket of ``cap`` messages a second, ``cap`` deep (one
+    second's worth), answering ``451 4.7.0 Rate limit exceeded`` above it; and, at random,
+    ``noise`` of the messages answered ``451 4.3.0 Temporary failure``."""
+
+    def __init__(self, cap: float | None, noise: float = 0.0, seed: int = SEED) -> None:
+        self.cap = cap
+        self.noise = noise
+        self.rng = random.Random(seed)
+        self.tokens = cap or 0.0
+        self.filled = time.monotonic()
+        self.accepted: list[float] = []
+        self.refused: list[float] = []  # 4.7.0, rate
+        self.failed: list[float] = []  # 4.3.0, random
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        now = time.monotonic()
+        if self.noise and self.rng.random() < self.noise:
+            self.failed.append(now)
+            return "451 4.3.0 Temporary failure"
+        if self.cap is not None:
+            self.tokens = min(self.cap, self.tokens + (now - self.filled) * self.cap)
+            self.filled = now
+            if self.tokens < 1.0:
+                self.refused.append(now)
+                return "451 4.7.0 Rate limit exceeded"
+            self.tokens -= 1.0
+        self.accepted.append(now)
+        return "250 2.0.0 OK"
+
+
+class _Hooks:
+    def handing_over(self, envelope: Any, attempt: int) -> None:
+        pass
+
+    def finished(self, outcome: Any) -> None:
+        pass
+
+    def retrying(self, envelope: Any, reply: str, attempt: int, delay: float) -> None:
+        pass
+
+
+def relay_run(count: int, *, cap: float | None = None, noise: float = 0.0,
+              rate: float | None = None) -> tuple[CapRelay, float, float, int]:
+    """Send ``count`` small messages through invitemail's transport (8 connections) to a
+    :class:`CapRelay` on 127.0.0.1; the relay, when the run began (``time.monotonic``), the
+    seconds it took and the messages sent."""
+    from aiosmtpd.controller import Controller
+
+    from invitemail.config import Sending, Smtp
+    from invitemail.transport import Envelope, deliver
+
+    handler = CapRelay(cap, noise)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        envelopes = (Envelope(key=str(i), sender="bench@example.org",
+                              recipient=f"r{i}@example.org", crlf=True,
+                              data=f"Subject: {i}\r\n\r\nHello {i}\r\n".encode())
+                     for i in range(count))
+        smtp = Smtp(host="127.0.0.1", port=controller.port, security="none", timeout=30.0)
+        sending = Sending(concurrency=CONNECTIONS, rate=rate, max_attempts=30,
+                          max_consecutive_failures=10_000)
+        handler.filled = began = time.monotonic()
+        report = asyncio.run(deliver(envelopes, smtp=smtp, sending=sending, password=None,
+                                     hooks=_Hooks(), local_hostname="bench.test"))
+        return handler, began, time.monotonic() - began, report.sent
+    finally:
+        controller.stop()
+
+
+def relay_cap(bench: Bench) -> None:
+    for cap, rate in itertools.product(PACE_CAPS, (None, 2.0)):
+        count = int(cap * PACE_SECONDS)
+        configured = f"rate {rate * cap:g}/s" if rate else "no rate"
+        key = f"relay_cap_{cap}" + (f"_rate_{rate * cap:g}" if rate else "")
+        label = f"relay cap {cap} msg/s, {configured}, {count:,} messages"
+        m = Measurement(key, label, count)
+        relay, began, seconds, sent = relay_run(count, cap=cap,
+                                                rate=rate * cap if rate else None)
+        m.seconds, m.rate = seconds, count / seconds
+        half = began + seconds / 2  # the steady state: the second half of the run
+        steady = sum(1 for t in relay.accepted if t >= half) / (seconds / 2)
+        late_refused = sum(1 for t in relay.refused if t >= half)
+        late_attempts = late_refused + sum(1 for t in relay.accepted if t >= half)
+        attempts = len(relay.accepted) + len(relay.refused)
+        m.notes.append(f"achieved/cap {steady / cap:.0%} (second half), {m.rate / cap:.0%} "
+                       f"(whole run); refused {late_refused}/{late_attempts} "
+                       f"({late_refused / max(1, late_attempts):.1%}, second half), "
+                       f"{len(relay.refused)}/{attempts} ({len(relay.refused) / attempts:.1%}, "
+                       "whole run)")
+        m.send_rate = steady
+        m.pace = [steady / cap, late_refused / max(1, late_attempts),
+                  m.rate / cap, len(relay.refused) / attempts]
+        if sent != count:
+            m.ok, m.error = False, f"{sent} of {count} sent"
+        bench.record(m)
+
+
+def random_451(bench: Bench) -> None:
+    for key, count, rate in (("random_451", NOISE_MESSAGES, NOISE_RATE),
+                             ("random_451_unpaced", NOISE_UNPACED, None)):
+        paced = f"rate {rate:g}/s" if rate else "no rate"
+        label = f"random 451 (20%), {paced}, {count} messages"
+        clean = Measurement(f"{key}_clean", f"{label}: fault-free", count)
+        _, _, clean.seconds, sent_clean = relay_run(count, rate=rate)
+        clean.rate = count / clean.seconds
+        bench.record(clean)
+        m = Measurement(key, f"{label}: 20% 451 4.3.0", count)
+        relay, _, m.seconds, sent = relay_run(count, rate=rate, noise=0.2)
+        m.rate = count / m.seconds
+        ratio = m.seconds / clean.seconds
+        m.notes.append(f"time / fault-free time: {ratio:.2f} ({len(relay.failed)} refusals "
+                       f"of {len(relay.failed) + len(relay.accepted)} attempts)")
+        m.pace = [ratio] if rate else [ratio, 0.0]  # the unpaced run: for information
+        if sent != count or sent_clean != count:
+            m.ok, m.error = False, f"{sent_clean} and {sent} of {count} sent"
+        bench.record(m)
+
+
+def pace_report(bench: Bench, emit: Callable[[str], None] = out) -> None:
+    rows = [m for m in bench.results.values() if m.pace]
+    if not rows:
+        return
+    emit("")
+    emit(f"{'pace (issue 12)':<52} {'measured':>54}  {'target':<22} result")
+    emit("-" * 142)
+    for m in rows:
+        values = m.pace
+        if len(values) == 4:
+            achieved, refused, whole, whole_refused = values
+            met = achieved >= TARGET_CAP and refused <= TARGET_REFUSED
+            shown = (f"{achieved:.0%} of cap, {refused:.1%} refused (whole run {whole:.0%}, "
+                     f"{whole_refused:.1%})")
+            goal = f">= {TARGET_CAP:.0%}, <= {TARGET_REFUSED:.0%} refused"
+        else:
+            ratio = values[0]
+            met = ratio <= TARGET_NOISE if len(values) == 1 else None
+            shown = f"{ratio:.2f}x fault-free"
+            goal = f"<= {TARGET_NOISE:g}x" if met is not None else "(information)"
+        result = "-" if met is None else "met" if met else "NOT MET"
+        emit(f"{m.label:<52} {shown:>54}  {goal:<22} {result}")
+    emit("achieved: messages the relay accepted per second over the second half of the run; "
+         "refused:")
+    emit("  451 4.7.0 over attempts in that half. The unpaced random-451 run is bound by the "
+         "retries'")
+    emit("  backoff (1-2 s, then 2-4 s, ... per message, a connection waiting it out), not by "
+         "the pace.")
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -962,6 +1133,8 @@ def report(bench: Bench, info: dict[str, Any], elapsed: float,
         emit(f"(e) ran with {bench.large:,} registrants, not the target's 100,000.")
     emit("")
     found = targets(bench)
+    if all(t.value is None for t in found):  # only the pace ran
+        return found
     emit(f"{'target (issue 4)':<40} {'measured':>10}  {'target':<22} result")
     emit("-" * 86)
     for t in found:
@@ -1004,7 +1177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "is the figure (default 3)")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(),
                         metavar="KEYS", help="run only these measurements (comma-separated: "
-                        "help, check, a0, b0, c0, c50, a50, b50, e_send, e_preview); "
+                        "help, check, a0, b0, c0, c50, a50, b50, e_send, e_preview, relay_cap, "
+                        "random_451); "
                         "the results are not written to bench/results.json")
     parser.add_argument("--proxy-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1046,6 +1220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - began
     info["source_at_end"] = source_digest()
     found = report(bench, info, elapsed)
+    pace_report(bench)
     if not args.only:  # a partial run does not replace the full one on record
         RESULTS.write_text(json.dumps({
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -9,7 +9,10 @@ every step as it happens:
 - ``sending.concurrency`` workers, each owning one SMTP connection that it reuses for many
   messages (RSET after a failed transaction, a new connection after a drop), fed from one
   bounded queue that is filled from the caller's iterator as the workers need it.
-- One shared token bucket (:class:`RateLimiter`) caps the rate when ``sending.rate`` is set.
+- One shared pace (:class:`~invitemail.pace.RateLimiter`) keeps the run at or under
+  ``sending.rate`` and finds the relay's own limit: a *sender-rate* refusal sets the pace
+  just under the rate the relay was accepting, and the pace probes upward again while the
+  relay accepts (:mod:`invitemail.pace` documents how).
 - Every refusal is judged by :func:`invitemail.replies.classify` from its code, enhanced code,
   text and step, and handled by its class: *recipient-permanent* ``failed``;
   *recipient-temporary* and *transient* retried with exponential backoff and jitter, up to
@@ -58,6 +61,7 @@ from invitemail.connection import (
     TransportError,
     dot_stuff,
 )
+from invitemail.pace import RateLimiter
 from invitemail.redaction import clean_reply, redact
 from invitemail.replies import ReplyClass, Step, Verdict, classify
 
@@ -86,10 +90,6 @@ __all__ = [
 
 BACKOFF_BASE: float = 2.0  # seconds before the first retry (before jitter)
 BACKOFF_CAP: float = 120.0  # no single wait longer than this
-THROTTLE_PAUSE: float = 1.0  # every worker waits this long after a throttling reply
-THROTTLE_SLOWDOWN: float = 0.5  # the rate is multiplied by this on a throttling reply...
-THROTTLE_RECOVERY: float = 1.02  # ...and by this on each accepted message, up to the cap
-MIN_RATE: float = 0.05  # messages per second; throttling never slows the run below this
 QUEUE_PER_WORKER: int = 4  # envelopes waiting in the queue per worker
 
 
@@ -219,138 +219,6 @@ def make_tls_context(smtp: Smtp) -> ssl.SSLContext:
             f"{smtp.where}: smtp.ca_file {smtp.ca_file} cannot be used: {err}",
             hint="point smtp.ca_file to a PEM file holding the CA certificate",
         ) from None
-
-
-# -- the rate limiter ------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """A token bucket shared by all workers, which throttling replies slow down.
-
-    ``rate`` is messages per second (``None``: no cap). Tokens accrue continuously, so the
-    rate holds over any window, not just on average. :meth:`throttled` pauses everyone for
-    ``pause`` seconds and multiplies the current rate by ``slowdown`` (without a configured
-    rate: the rate observed so far); each :meth:`succeeded` multiplies it by ``recovery``
-    until it is back at the configured rate (or uncapped again).
-    """
-
-    def __init__(
-        self,
-        rate: float | None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        burst: float = 1.0,
-        pause: float = THROTTLE_PAUSE,
-        slowdown: float = THROTTLE_SLOWDOWN,
-        recovery: float = THROTTLE_RECOVERY,
-        min_rate: float = MIN_RATE,
-    ) -> None:
-        if rate is not None and rate <= 0:
-            raise ValueError("rate must be above 0")
-        self._clock = clock
-        self._sleep = sleep
-        self._limit = rate
-        self._rate = rate
-        self._burst = burst
-        self._pause = pause
-        self._slowdown = slowdown
-        self._recovery = recovery
-        self._min_rate = min_rate
-        self._tokens = burst
-        self._updated = clock()
-        self._paused_until = float("-inf")
-        self._last_slowdown = float("-inf")
-        self._recover_to: float | None = None
-        self._recent: deque[float] = deque(maxlen=50)
-        self._lock = asyncio.Lock()
-        self.throttles = 0
-
-    @property
-    def limit(self) -> float | None:
-        """The configured rate."""
-        return self._limit
-
-    @property
-    def rate(self) -> float | None:
-        """The rate in force now (lower than :attr:`limit` after throttling)."""
-        return self._rate
-
-    def try_acquire(self) -> bool:
-        """Take a token if one is ready and nobody is waiting; never waits."""
-        if self._lock.locked():
-            return False
-        return self._take(self._clock())
-
-    async def acquire(self) -> None:
-        """Wait for a token, in turn with the other workers."""
-        async with self._lock:
-            while True:
-                now = self._clock()
-                if self._take(now):
-                    return
-                await self._sleep(self._wait_time(now))
-
-    def throttled(self) -> None:
-        """The relay said "slow down"."""
-        now = self._clock()
-        self.throttles += 1
-        self._paused_until = max(self._paused_until, now + self._pause)
-        # Workers that were in flight together report the same episode: slow down once.
-        if now < self._last_slowdown + self._pause:
-            return
-        self._last_slowdown = now
-        current = self._rate if self._rate is not None else self._observed_rate()
-        if current is None:
-            return
-        self._refill(now)
-        if self._rate is None:
-            self._recover_to = current
-        self._rate = max(self._min_rate, current * self._slowdown)
-        self._tokens = min(self._tokens, self._burst)
-
-    def succeeded(self) -> None:
-        """The relay accepted a message: recover a little of the rate lost to throttling."""
-        if self._rate is None:
-            return
-        ceiling = self._limit if self._limit is not None else self._recover_to
-        if ceiling is None or self._rate >= ceiling:
-            return
-        self._refill(self._clock())
-        faster = self._rate * self._recovery
-        self._rate = faster if faster < ceiling else self._limit
-
-    def _take(self, now: float) -> bool:
-        if now < self._paused_until:
-            return False
-        self._refill(now)
-        if self._rate is not None:
-            if self._tokens < 1.0 - 1e-9:  # float dust must not cost another sleep
-                return False
-            self._tokens = max(0.0, self._tokens - 1.0)
-        self._recent.append(now)
-        return True
-
-    def _wait_time(self, now: float) -> float:
-        if now < self._paused_until:
-            return self._paused_until - now
-        if self._rate is None:
-            return 0.0
-        return max(1e-6, (1.0 - self._tokens) / self._rate)
-
-    def _refill(self, now: float) -> None:
-        if self._rate is None:
-            self._tokens = self._burst
-        else:
-            elapsed = max(0.0, now - self._updated)
-            self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-        self._updated = now
-
-    def _observed_rate(self) -> float | None:
-        if len(self._recent) < 2:
-            return None
-        span = self._recent[-1] - self._recent[0]
-        return (len(self._recent) - 1) / span if span > 0 else None
 
 
 # -- delivery --------------------------------------------------------------------------------
