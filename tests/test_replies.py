@@ -106,7 +106,9 @@ REAL_REPLIES: list[tuple[Step, str, ReplyClass, str]] = [
      "the relay timed out"),
     (Step.DATA, "451 4.3.0 Error: queue file write error", TRANSIENT,
      "the relay's local error"),
-    (Step.DATA, "451 4.3.0 Temporary failure, please try again later", RATE,
+    (Step.DATA, "451 4.3.0 Temporary failure, please try again later", TRANSIENT,
+     "the relay's temporary failure"),
+    (Step.DATA, "451 Temporary failure, please try again later", RATE,
      "the relay asks to slow down"),
     (Step.DATA, "421 4.7.28 Our system has detected an unusual rate of unsolicited mail "
      "originating from your IP address. To protect our users from spam, mail sent from your "

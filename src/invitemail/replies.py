@@ -216,6 +216,11 @@ RULES: tuple[Rule, ...] = (
        codes=frozenset(range(400, 500)),
        text=r"rate limit|too many (messages|mails|emails)|throttl|sending rate|slow down",
        example_step=Step.DATA),
+    # -- a mail system status (RFC 3463 X.3.X) with none of the words above: the relay's own
+    # passing trouble, not a rate. Slowing everyone for it would sink the run when a relay
+    # fails a fifth of its messages at random; the message is retried with backoff.
+    Rule(T, "the relay's temporary failure", "451 4.3.0 Temporary failure",
+       codes=frozenset(range(400, 500)), enhanced=r"4\.3\.\d{1,3}", example_step=Step.DATA),
 )
 
 
