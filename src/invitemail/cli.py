@@ -280,12 +280,14 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
         from invitemail.preview import journal_states
 
         config = campaign.config
+        failed = False
         with GalleryWriter(out, journal_states(config.folder, campaign.template),
                            title=f"{config.event.title}: {campaign.template}",
                            zone=config.event.zone) as writer:
             if limit is None:
                 report = campaign.check(on_message=writer, inspect=view_of)
                 _print_problems(report)
+                failed = bool(report.template_errors)
             else:
                 for built in campaign.messages(
                         itertools.islice(unique_registrants(campaign.source), limit),
@@ -294,6 +296,8 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
         # The count line stays last: scripts (and tests/test_cli_input.py) read it.
         _say(f"gallery: {writer.index} (open it in a browser)")
         _say(f"wrote {writer.count} message{'s' if writer.count != 1 else ''} to {out}")
+        if failed:  # the gallery shows what could be built; the template must still be fixed
+            sys.exit(int(ExitCode.INPUT))
         if open_gallery:
             import webbrowser
 
