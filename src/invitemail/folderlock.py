@@ -95,7 +95,9 @@ class FolderLock:
 def _open(directory: Path, path: Path) -> int:
     try:
         directory.mkdir(mode=0o700, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if directory.is_symlink():
+            raise OSError(errno.ELOOP, f"{directory} is a symbolic link")
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as err:
         raise InvitemailError(f"{path}: cannot create the lock of the event folder: "
                               f"{err.strerror}", hint="check that the event folder is writable "

@@ -194,13 +194,21 @@ class Journal:
         ``create``. With ``event_uid``, a journal of another event raises ForeignJournal."""
         directory = folder / JOURNAL_DIR
         path = directory / JOURNAL_FILE
+        for where in (directory, path, path.with_name(path.name + "-wal"),
+                      path.with_name(path.name + "-shm")):
+            if where.is_symlink():  # sqlite would follow it, and write wherever it points
+                raise JournalError(
+                    f"{where}: is a symbolic link (to {os.readlink(where)}); invitemail keeps "
+                    "its journal only in a real folder, never through a link",
+                    hint=f"remove the link {where} (if it pointed to a journal, move that "
+                    "file there instead)")
         if not path.exists():
             if not create:
                 return None
             try:
                 directory.mkdir(mode=0o700, exist_ok=True)
                 os.chmod(directory, 0o700)
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
             except OSError as err:
                 raise JournalError(f"{directory}: cannot create the journal: {err.strerror}",
                                    hint="check the folder's permissions and free space"
