@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, write_event
 
+from helpers import run_cli, write_event
 from invitemail.journal import Journal, JournalError
 
 
