@@ -82,6 +82,12 @@ BOMBS: dict[str, tuple[str, str]] = {
         "{% for i in range(1000) %}{% for j in range(1000) %}"
         "{{ lipsum(100, false, 999, 1000)|length * 0 }}{% endfor %}{% endfor %}", TIME),
     "deep-recursion": ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", RECURSION),
+    # One filter call that runs long on an input within every size limit: only a timer that
+    # interrupts the call (or a check after it) sees it.
+    "one-long-wordwrap": ("{{ ('a' * 1000000)|wordwrap(1)|length }}", TIME),
+    "one-long-method-call": ("{{ ('a' * 1000000).splitlines()|length }}"
+                             "{{ ('a' * 1000000)|wordwrap(1, break_long_words=true)|length }}",
+                             TIME),
 }
 
 

@@ -15,11 +15,13 @@ it is treated as untrusted code.
   can build a big value from small ones (``*``, ``+``, ``~``, ``%``, ``join``, ``replace``,
   ``format``, padding, ``indent``, ``wordwrap``, ``batch``, ``sum``, ...) is checked
   before it runs, and what calls and filters return is checked after (sizes.py).
-- :func:`render_bounded` renders with those budgets and, as the backstop for whatever the
-  checks miss, an address-space limit (``RLIMIT_AS``) lowered to what the process uses now
-  plus MAX_RENDER_MEMORY for the render's duration and restored after it (memory.py). A
-  template that runs out of any budget once is refused at once from then on (a run stops
-  at the first template error anyway).
+- :func:`render_bounded` renders with those budgets and, as the backstops for whatever the
+  checks miss, a CPU timer (``ITIMER_VIRTUAL``, on the main thread, where Python delivers
+  signals) that interrupts one long call the checks cannot see into, such as
+  ``wordwrap(1)`` of a megabyte, and an address-space limit (``RLIMIT_AS``) lowered to what
+  the process uses now plus MAX_RENDER_MEMORY for the render's duration and restored after
+  it (memory.py). A template that runs out of any budget once is refused at once from then
+  on (a run stops at the first template error anyway).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import functools
 import math
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
@@ -172,7 +176,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             tick()
             if check is not None:
                 check(*args[passes:], **kwargs)
-            return check_result(function(*args, **kwargs))
+            result = check_result(function(*args, **kwargs))
+            tick()  # one long filter call counts as soon as it returns
+            return result
 
         return checked
 
@@ -224,7 +230,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str | bytes):
             check_string_method(owner, getattr(__obj, "__name__", ""), args)
-        return check_result(super().call(__context, __obj, *args, **kwargs))
+        result = check_result(super().call(__context, __obj, *args, **kwargs))
+        __self.guard.tick()
+        return result
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """``"{:>9999999}".format(x)``: check the format's widths before formatting."""
@@ -311,8 +319,10 @@ def render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str
     guard.steps_left = MAX_LOOP_STEPS
     try:
         restore = cap_address_space(guard.memory)
+        timer = None
         try:
             guard.deadline = time.thread_time() + guard.seconds
+            timer = _CpuTimer.arm(guard)
             chunks: list[str] = []
             size = 0
             for chunk in template.generate(context):
@@ -320,9 +330,12 @@ def render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str
                 if size > MAX_OUTPUT:
                     raise too_large()
                 chunks.append(chunk)
+            guard.tick()  # the last call may have run long
             return "".join(chunks)
         finally:
-            guard.deadline = math.inf
+            guard.deadline = math.inf  # first: a timer that fires now finds nothing to stop
+            if timer is not None:
+                timer.disarm()
             restore_address_space(restore)
     except MemoryError as err:
         reason = f"it needs more than {guard.memory // (1024 * 1024)} MiB of memory"
@@ -334,6 +347,43 @@ def render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str
         where = template_location(err, roots) or template.filename or name
         guard.costly[name] = f"{where}: {err}"
         raise TemplateTooCostly(guard.costly[name]) from None
+
+
+class _CpuTimer:
+    """A process CPU-time alarm for the render under way on the main thread: when it fires
+    while the render's deadline is set, the signal handler raises TemplateTooCostly in the
+    middle of whatever Python code runs, a long filter call included. (The budget's own
+    checks run between calls; this catches one call that runs on. A call in C, such as
+    sorting, is interrupted as it returns; the size checks keep those short.)"""
+
+    # The alarm comes a little after the budget, so the checks between calls normally
+    # speak first; the timer is the backstop.
+    SLACK = 1.5
+    _active: RenderGuard | None = None
+    _installed = False
+
+    @classmethod
+    def arm(cls, guard: RenderGuard) -> _CpuTimer | None:
+        if threading.current_thread() is not threading.main_thread() \
+                or not hasattr(signal, "setitimer") or cls._active is not None:
+            return None  # only the main thread receives signals; renders do not nest
+        if not cls._installed:
+            signal.signal(signal.SIGVTALRM, cls._fired)
+            cls._installed = True
+        cls._active = guard
+        signal.setitimer(signal.ITIMER_VIRTUAL, guard.seconds * cls.SLACK)
+        return cls()
+
+    def disarm(self) -> None:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        type(self)._active = None
+
+    @classmethod
+    def _fired(cls, signum: int, frame: object) -> None:
+        guard = cls._active
+        if guard is not None and guard.deadline != math.inf:
+            guard.deadline = math.inf  # the error's own handling may call back in
+            raise TemplateTooCostly(f"it ran for more than {guard.seconds:g} s of CPU time")
 
 
 def template_location(err: BaseException, roots: Iterable[str]) -> str:
