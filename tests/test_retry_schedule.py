@@ -241,7 +241,7 @@ def test_max_attempts_still_ends_in_failed_for_a_recipient_refused_every_time(
             assert server.received_by(key) == 0
             delays = [d for k, _, _, d in journal.retries if k == key]
             assert len(delays) == max_attempts - 1
-            base = 0.2 if reply_class is ReplyClass.TRANSIENT else 2.0
+            base = 0.1 if reply_class is ReplyClass.TRANSIENT else 2.0
             for attempt, delay in enumerate(delays, start=1):
                 assert base * 2 ** (attempt - 2) <= delay <= base * 2 ** (attempt - 1)
 
@@ -271,12 +271,34 @@ def test_a_relay_refusing_everything_is_backed_off_from_not_raced_through(
     run(scenario())
 
 
+def test_a_relay_refusing_everything_for_seconds_is_waited_out_not_given_up_on() -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        journal = TimedJournal(clock)
+        script = Script(fail_every_rcpt="451 4.3.0 <{address}>: Temporary lookup failure")
+
+        def recover_after_5_seconds(envelope: Envelope) -> None:
+            if clock() >= 1005.0:
+                script.fail_every_rcpt = None
+
+        journal.on_retrying = recover_after_5_seconds
+        async with SmtpServer(script=script) as server:
+            report, _ = await deliver_to(
+                server, envelopes(40), journal=journal, clock=clock,
+                sending=Sending(concurrency=4, max_attempts=10, max_consecutive_failures=20))
+        assert report.stopped is None and journal.states() == {State.SENT: 40}
+        assert dict(server.received()) == {address(n): 1 for n in range(40)}
+        assert 0 < server.handler.rejections < 20
+
+    run(scenario())
+
+
 # -- the pure parts --------------------------------------------------------------------------
 
 
 def test_retry_delay_is_short_first_for_a_transient_failure_then_exponential() -> None:
     rng = random.Random(5)
-    for reply_class, base in ((ReplyClass.TRANSIENT, 0.2),
+    for reply_class, base in ((ReplyClass.TRANSIENT, 0.1),
                               (ReplyClass.RECIPIENT_TEMPORARY, 2.0),
                               (ReplyClass.SENDER_RATE, 2.0)):
         for attempt in range(1, 14):

@@ -29,11 +29,14 @@ every step as it happens:
   earliest retry that is due, a new message. A worker with no new messages left does not
   end while retries wait or other workers may still add one: one such worker sleeps (the
   injected ``sleep``) until the earliest retry is due, or until a new one comes; the others
-  wait for it or for any worker to finish a message. A worker pauses until its message's
-  retry is due only when its connection is gone (the relay may be down or restarting) or
-  more attempts failed in a row than there are workers and than :data:`SCATTERED` (the
-  relay refuses everything for now): then the run backs off as a whole instead of burning
-  through the messages and reaching ``sending.max_consecutive_failures`` in a moment.
+  wait for it or for any worker to finish a message. A worker pauses only when its
+  connection is gone (the relay may be down or restarting: it waits until the message's
+  retry is due before connecting again) or when more attempts failed in a row than there
+  are workers and than :data:`SCATTERED` (the relay refuses everything for now: it waits
+  :func:`~invitemail.retries.backoff_delay` of the excess, 1-2 s, then 2-4 s, ...), so the
+  run as a whole backs off from a relay in trouble instead of racing through the messages
+  and reaching ``sending.max_consecutive_failures`` in a moment, while scattered failures
+  cost no worker any time.
   :meth:`Hooks.retrying` is still called once per retry with its delay; a halt (stop event,
   quota, too many failures) ends every wait, and the messages still waiting for a retry are
   reported in :attr:`DeliveryReport.deferred`, pending again.
@@ -574,19 +577,18 @@ class _Run:
 
     def _schedule(self, connection: Connection, envelope: Envelope, attempt: int,
                   verdict: Verdict, reply: str) -> float:
-        """Put ``envelope`` in :attr:`later`; how long its worker pauses: not at all while
-        its connection is up and failures are scattered, or until this retry is due when
-        the connection is gone (the relay may be down or restarting: do not hammer it) or
-        more attempts failed in a row than :data:`SCATTERED` and than there are workers (it
-        refuses everything now)."""
+        """Put ``envelope`` in :attr:`later`; how long its worker pauses before its next
+        transaction (the module docstring says when and why)."""
         delay = retry_delay(attempt, verdict.reply_class, self.rng)
         if verdict.until is not None:  # the relay said when: not before then
             delay = max(delay, (verdict.until - self.wall_clock()).total_seconds())
         self.report.retried += 1
         self.hooks.retrying(envelope, reply, attempt, delay)
         self.later.push(self.clock() + delay, (envelope, attempt))
-        refusing_all = self.consecutive_failures > max(SCATTERED, self.sending.concurrency)
-        if connection.client is None or refusing_all:
+        streak = self.consecutive_failures - max(SCATTERED, self.sending.concurrency)
+        if streak > 0:  # the relay refuses everything now: the run backs off as a whole
+            return max(delay, backoff_delay(streak, self.rng))
+        if connection.client is None:  # the relay may be down or restarting
             return delay
         return 0.0
 
