@@ -960,11 +960,12 @@ def random_451(bench: Bench) -> None:
     label = f"random 451 (20%), rate {NOISE_RATE:g}/s, {NOISE_MESSAGES} messages"
     clean = Measurement("random_451_clean", f"{label}: fault-free", NOISE_MESSAGES)
     _, _, clean.seconds, sent_clean = relay_run(NOISE_MESSAGES, rate=NOISE_RATE)
-    bench.record(_noise_row(clean, [clean.seconds], None, sent_clean, 0, 0))
+    _show(bench.record(_noise_row(clean, [clean.seconds], None, sent_clean, 0, 0)))
     m = Measurement("random_451", f"{label}: 20% 451 4.3.0", NOISE_MESSAGES)
     relay, _, m.seconds, sent = relay_run(NOISE_MESSAGES, rate=NOISE_RATE, noise=0.2)
-    bench.record(_noise_row(m, [m.seconds], clean.seconds, min(sent, sent_clean),
-                            len(relay.failed), len(relay.failed) + len(relay.accepted)))
+    refused = len(relay.failed)
+    _show(bench.record(_noise_row(m, [m.seconds], clean.seconds, min(sent, sent_clean),
+                                  refused, refused + len(relay.accepted))))
 
     latency = f"{NOISE_LATENCY * 1000:g} ms per reply"
     label = f"random 451 (20%), no rate, {latency}, {NOISE_UNPACED} messages"
@@ -978,13 +979,19 @@ def random_451(bench: Bench) -> None:
                                                 latency=NOISE_LATENCY)
             times[noisy].append(seconds)
             sent = min(sent, done)
-            refused += len(relay.failed)
-            attempts += len(relay.failed) + len(relay.accepted) if noisy else 0
+            if noisy:
+                refused += len(relay.failed)
+                attempts += len(relay.failed) + len(relay.accepted)
     clean = Measurement("random_451_unpaced_clean", f"{label}: fault-free", NOISE_UNPACED)
-    bench.record(_noise_row(clean, times[False], None, sent, 0, 0))
+    _show(bench.record(_noise_row(clean, times[False], None, sent, 0, 0)))
     m = Measurement("random_451_unpaced", f"{label}: 20% 451 4.3.0", NOISE_UNPACED)
-    bench.record(_noise_row(m, times[True], statistics.median(times[False]), sent, refused,
-                            attempts))
+    clean_median = statistics.median(times[False])
+    _show(bench.record(_noise_row(m, times[True], clean_median, sent, refused, attempts)))
+
+
+def _show(m: Measurement) -> None:
+    for text in m.notes:
+        note(f"    {text}")
 
 
 def _noise_row(m: Measurement, runs: list[float], clean: float | None, sent: int,

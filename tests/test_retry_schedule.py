@@ -241,7 +241,7 @@ def test_max_attempts_still_ends_in_failed_for_a_recipient_refused_every_time(
             assert server.received_by(key) == 0
             delays = [d for k, _, _, d in journal.retries if k == key]
             assert len(delays) == max_attempts - 1
-            base = 0.1 if reply_class is ReplyClass.TRANSIENT else 2.0
+            base = 0.05 if reply_class is ReplyClass.TRANSIENT else 2.0
             for attempt, delay in enumerate(delays, start=1):
                 assert base * 2 ** (attempt - 2) <= delay <= base * 2 ** (attempt - 1)
 
@@ -298,7 +298,7 @@ def test_a_relay_refusing_everything_for_seconds_is_waited_out_not_given_up_on()
 
 def test_retry_delay_is_short_first_for_a_transient_failure_then_exponential() -> None:
     rng = random.Random(5)
-    for reply_class, base in ((ReplyClass.TRANSIENT, 0.1),
+    for reply_class, base in ((ReplyClass.TRANSIENT, 0.05),
                               (ReplyClass.RECIPIENT_TEMPORARY, 2.0),
                               (ReplyClass.SENDER_RATE, 2.0)):
         for attempt in range(1, 14):

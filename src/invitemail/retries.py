@@ -11,15 +11,17 @@ and all of ``base * 2**(attempt-1)``, never more than :data:`BACKOFF_CAP`, so wo
 failed together do not all come back at the same moment. ``base`` depends on the reply:
 
 - *transient* (a generic ``451 4.3.0``, a dropped connection, a timeout before the hand-over):
-  :data:`TRANSIENT_BASE` (0.1 s: the first retry after 0.05-0.1 s, then 0.1-0.2 s,
-  0.2-0.4 s, ...). Such a failure is one relay process or backend stumbling on one message,
-  at random: a retry a second later is no likelier to pass than one a tenth of a second
-  later, and it goes out on whichever connection is free first, often another one. At 20%
-  random failures one message in 125 fails three times in a row; with seconds between its
-  attempts, that message's chain of retries, not the sending, is what a run of a few hundred
-  messages waits for. A relay that fails *everything* is still backed off from, by the
-  whole run (:mod:`invitemail.transport` says how), and ``sending.max_attempts`` still
-  bounds each message.
+  :data:`TRANSIENT_BASE` (0.05 s: the first retry after 25-50 ms, then 50-100 ms,
+  0.1-0.2 s, 0.2-0.4 s, ...). Such a failure is one relay process or backend stumbling on
+  one message, at random: a retry a second later is no likelier to pass than one a few
+  hundredths of a second later, and it goes out on whichever connection is free first,
+  often another one. At 20% random failures one message in 125 fails three times in a row;
+  with seconds between its attempts, that message's chain of retries, not the sending, is
+  what a run of a few hundred messages waits for. ``sending.max_attempts`` still bounds
+  each message (the chance that a message fails five times at random does not depend on the
+  waits). What the waits are for, a relay in trouble that fails *everything* for a while,
+  is handled by the whole run backing off (:mod:`invitemail.transport` says how), not by
+  one message waiting.
 - everything else (*recipient-temporary*, e.g. greylisting; *sender-rate*; *concurrency*
   with a single connection): :data:`BACKOFF_BASE` (2 s: 1-2 s, 2-4 s, 4-8 s, ...). A
   greylisting relay wants minutes, a rate-limiting one is slowed down by the shared pace.
@@ -40,7 +42,7 @@ __all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "TRANSIENT_BASE", "RetryQueue", "backo
            "retry_delay"]
 
 BACKOFF_BASE: float = 2.0  # seconds before the first retry (before jitter)
-TRANSIENT_BASE: float = 0.1  # the same for a transient failure
+TRANSIENT_BASE: float = 0.05  # the same for a transient failure
 BACKOFF_CAP: float = 120.0  # no single wait longer than this
 
 T = TypeVar("T")
