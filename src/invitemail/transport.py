@@ -21,6 +21,25 @@ every step as it happens:
   connection (never the last one) and hands its message to another; *sender-quota* and
   *sender-blocked* stop the run with the rows not sent left pending
   (:class:`QuotaReached`, :class:`SenderBlocked`).
+- A retry does not hold a worker. The refused message goes into the run's "later" queue
+  (:class:`~invitemail.retries.RetryQueue`, a heap keyed by its not-before time on the
+  injected ``clock``: now plus :func:`~invitemail.retries.retry_delay`, or the relay's "try
+  again after" if that is later) and its worker goes on with the next message. Each worker
+  takes, in this order: a message handed back by a worker that closed its connection, the
+  earliest retry that is due, a new message. A worker with no new messages left does not
+  end while retries wait or other workers may still add one: one such worker sleeps (the
+  injected ``sleep``) until the earliest retry is due, or until a new one comes; the others
+  wait for it or for any worker to finish a message. A worker pauses only when its
+  connection is gone (the relay may be down or restarting: it waits until the message's
+  retry is due before connecting again) or when more attempts failed in a row than there
+  are workers and than :data:`SCATTERED` (the relay refuses everything for now: it waits
+  :func:`~invitemail.retries.backoff_delay` of the excess, 1-2 s, then 2-4 s, ...), so the
+  run as a whole backs off from a relay in trouble instead of racing through the messages
+  and reaching ``sending.max_consecutive_failures`` in a moment, while scattered failures
+  cost no worker any time.
+  :meth:`Hooks.retrying` is still called once per retry with its delay; a halt (stop event,
+  quota, too many failures) ends every wait, and the messages still waiting for a retry are
+  reported in :attr:`DeliveryReport.deferred`, pending again.
 - A connection that breaks *after* the data was handed over and before the final reply is
   ``uncertain``: the relay may have delivered it, so it is never retried here. Before the
   hand-over it is *transient*.
@@ -29,7 +48,7 @@ every step as it happens:
   workers finish the transaction they are in and send nothing more;
   :attr:`DeliveryReport.stopped` says why.
 
-All timing decisions (backoff, rate, throttling pauses) use the injected ``clock`` and
+All timing decisions (retry times, rate, throttling pauses) use the injected ``clock`` and
 ``sleep``, and a reply's "try again after <time>" is read against ``wall_clock``, so tests
 run on a fake clock; network timeouts are real (``smtp.timeout``). The password never
 appears in any text this module produces.
@@ -64,6 +83,7 @@ from invitemail.connection import (
 from invitemail.pace import RateLimiter
 from invitemail.redaction import clean_reply, redact
 from invitemail.replies import ReplyClass, Step, Verdict, classify
+from invitemail.retries import RetryQueue, backoff_delay, retry_delay
 
 __all__ = [
     "AuthenticationError",
@@ -88,9 +108,11 @@ __all__ = [
     "redact",
 ]
 
-BACKOFF_BASE: float = 2.0  # seconds before the first retry (before jitter)
-BACKOFF_CAP: float = 120.0  # no single wait longer than this
 QUEUE_PER_WORKER: int = 4  # envelopes waiting in the queue per worker
+# Failed attempts in a row that random, scattered failures explain (at 20% failing, four
+# in a row happen once in 600 attempts); more than this, or than there are workers, and
+# each worker waits out its retry's delay: the relay refuses everything for now.
+SCATTERED: int = 3
 
 
 # -- the interface ---------------------------------------------------------------------------
@@ -197,17 +219,6 @@ def format_reply(code: int, message: str, secret: str | None = None) -> str:
     return f"{code} {text}" if text else str(code)
 
 
-def backoff_delay(attempt: int, rng: random.Random, *, base: float = BACKOFF_BASE,
-                  cap: float = BACKOFF_CAP) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...).
-
-    Exponential with "equal jitter": between half and all of ``base * 2**(attempt-1)``, so
-    workers that failed together do not all come back at the same moment.
-    """
-    ceiling = min(cap, base * 2.0 ** (attempt - 1))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
-
-
 def make_tls_context(smtp: Smtp) -> ssl.SSLContext:
     """A verifying client context: the system's CAs, or only ``smtp.ca_file`` when set."""
     if smtp.ca_file is None:
@@ -269,6 +280,16 @@ async def deliver(
     return await run.execute(envelopes)
 
 
+async def _first_of(*awaitables: Awaitable[object]) -> None:
+    """Wait until one of ``awaitables`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -327,6 +348,7 @@ class _Run:
         self.local_hostname = local_hostname
         self.tls_context = tls_context
         self.wall_clock = wall_clock
+        self.clock = clock
         self.limiter = RateLimiter(sending.rate, clock=clock, sleep=sleep)
         self.report = DeliveryReport()
         self.halted = asyncio.Event()
@@ -336,7 +358,12 @@ class _Run:
         # Envelopes whose worker gave up its connection ("too many connections"), with the
         # attempts made: the other workers take them before anything new.
         self.requeued: deque[tuple[Envelope, int]] = deque()
+        # Envelopes waiting for their retry, with the attempts made, by not-before time.
+        self.later: RetryQueue[tuple[Envelope, int]] = RetryQueue()
         self.workers = 0  # workers still running
+        self.busy = 0  # workers trying an envelope right now
+        self.timer = False  # a drained worker is sleeping until the earliest retry is due
+        self.changed = asyncio.Event()  # set (and replaced) when there may be work again
 
     # -- running -------------------------------------------------------------------------
 
@@ -357,8 +384,9 @@ class _Run:
             await asyncio.gather(*everything, return_exceptions=True)
         if self.stop is not None and self.stop.is_set():
             self.report.interrupted = True
-        # Handed back, then the run stopped before another worker took them.
+        # Handed back or waiting for a retry, then the run stopped before anyone took them.
         self.report.deferred.extend(envelope.key for envelope, _ in self.requeued)
+        self.report.deferred.extend(envelope.key for envelope, _ in self.later.drain())
         if self.error is not None:
             raise self.error
         return self.report
@@ -395,23 +423,65 @@ class _Run:
         drained = False  # this worker took its end-of-queue marker
         try:
             while not self.stopping:
-                if self.requeued:
-                    envelope, tried = self.requeued.popleft()
-                elif drained:
-                    return
-                else:
+                job = self._take()
+                if job is None and not drained:
                     item = await queue.get()
                     if item is None:
                         drained = True
                         continue
-                    envelope, tried = item, 0
-                if not await self._deliver_one(connection, envelope, tried):
+                    job = item, 0
+                if job is None:
+                    if not await self._wait_for_work():
+                        return  # nothing left to do, or the run halted
+                    continue
+                self.busy += 1
+                try:
+                    pause = await self._deliver_one(connection, *job)
+                finally:
+                    self.busy -= 1
+                    self._wake()
+                if pause is None:
                     return  # this worker gave up its connection
+                if pause > 0 and not await self.unless_halted(self.sleep(pause)):
+                    return
         except Exception as error:  # a hook failed (or a bug): stop, let the others finish
             self._fail(error)
         finally:
             self.workers -= 1
+            self._wake()
             await connection.close()
+
+    def _take(self) -> tuple[Envelope, int] | None:
+        """A handed-back envelope, else the earliest retry that is due, else None."""
+        if self.requeued:
+            return self.requeued.popleft()
+        return self.later.pop_due(self.clock())
+
+    async def _wait_for_work(self) -> bool:
+        """For a worker with no new envelopes left: wait until a retry is due or another
+        worker may have left work (True), or nothing can come any more or the run halted
+        (False). One waiting worker sleeps until the earliest retry; the others wait for
+        it (or anyone) to say that something changed."""
+        earliest = self.later.earliest()
+        if earliest is None and not self.busy:
+            return False
+        changed = self.changed
+        if earliest is not None and not self.timer:
+            self.timer = True
+            try:
+                await self.unless_halted(
+                    _first_of(self.sleep(max(0.0, earliest - self.clock())), changed.wait()))
+            finally:
+                self.timer = False
+            self._wake()  # the others may take a retry now too
+        else:
+            await self.unless_halted(changed.wait())
+        return not self.stopping
+
+    def _wake(self) -> None:
+        """Tell the waiting workers that there may be something to do (or nothing more)."""
+        self.changed.set()
+        self.changed = asyncio.Event()
 
     @property
     def stopping(self) -> bool:
@@ -429,7 +499,7 @@ class _Run:
             self.report.stopped = error
         self.halted.set()
 
-    async def unless_halted(self, awaitable: Awaitable[None]) -> bool:
+    async def unless_halted(self, awaitable: Awaitable[object]) -> bool:
         """Await ``awaitable`` unless the run halts first; True when it completed."""
         task = asyncio.ensure_future(awaitable)
         halt = asyncio.ensure_future(self.halted.wait())
@@ -455,62 +525,72 @@ class _Run:
     # -- one envelope --------------------------------------------------------------------
 
     async def _deliver_one(self, connection: Connection, envelope: Envelope,
-                           tried: int = 0) -> bool:
-        """Try ``envelope`` until it has an outcome (or the run stops); ``tried``: attempts
-        already made. False when this worker gave up its connection and must end."""
-        attempt = tried
-        while True:
-            attempt += 1
-            result = await connection.attempt(envelope, attempt)
-            if result.kind is Kind.NOT_STARTED or result.kind is Kind.FATAL:
-                if result.error is not None:
-                    self.abort(result.error)
-                if attempt > 1:
-                    self.report.deferred.append(envelope.key)
-                return True
-            if result.kind is Kind.SENT:
-                self.consecutive_failures = 0
-                self.limiter.succeeded()
-                self._finish(envelope, State.SENT, result.reply, attempt)
-                return True
-            verdict = result.verdict or NETWORK
-            if result.kind is Kind.REFUSED and verdict.reply_class.stops_the_run:
-                self.abort(self._relay_stop(verdict, result.reply))
-                self.report.deferred.append(envelope.key)  # not delivered: pending again
-                return True
-            self._count_failure(result.reply)
-            if result.kind is Kind.UNCERTAIN:
-                self._finish(envelope, State.UNCERTAIN, result.reply, attempt)
-                return True
-            if verdict.reply_class is ReplyClass.RECIPIENT_PERMANENT:
-                self._finish(envelope, State.FAILED, result.reply, attempt)
-                return True
-            if verdict.reply_class is ReplyClass.SENDER_RATE:
-                self.report.throttled += 1
-                self.limiter.throttled()
-            if attempt >= self.sending.max_attempts:
-                self._finish(envelope, State.FAILED, result.reply, attempt)
-                return True
-            if self.stopping:
+                           tried: int = 0) -> float | None:
+        """Try ``envelope`` once (``tried``: attempts already made); a retry goes into
+        :attr:`later`. None when this worker gave up its connection and must end; else the
+        seconds it should wait before its next transaction (0 mostly; see
+        :meth:`_schedule`)."""
+        attempt = tried + 1
+        result = await connection.attempt(envelope, attempt)
+        if result.kind is Kind.NOT_STARTED or result.kind is Kind.FATAL:
+            if result.error is not None:
+                self.abort(result.error)
+            if attempt > 1:
                 self.report.deferred.append(envelope.key)
-                return True
-            if verdict.reply_class is ReplyClass.CONCURRENCY and self.workers > 1:
-                # One connection fewer from now on; another worker sends this message. No
-                # await from here to _work's `workers -= 1`: two workers cannot both leave.
-                self.report.connections_dropped += 1
-                connection.drop()
-                self.report.retried += 1
-                self.hooks.retrying(envelope, result.reply, attempt, 0.0)
-                self.requeued.append((envelope, attempt))
-                return False
-            delay = backoff_delay(attempt, self.rng)
-            if verdict.until is not None:  # the relay said when: not before then
-                delay = max(delay, (verdict.until - self.wall_clock()).total_seconds())
+            return 0.0
+        if result.kind is Kind.SENT:
+            self.consecutive_failures = 0
+            self.limiter.succeeded()
+            self._finish(envelope, State.SENT, result.reply, attempt)
+            return 0.0
+        verdict = result.verdict or NETWORK
+        if result.kind is Kind.REFUSED and verdict.reply_class.stops_the_run:
+            self.abort(self._relay_stop(verdict, result.reply))
+            self.report.deferred.append(envelope.key)  # not delivered: pending again
+            return 0.0
+        self._count_failure(result.reply)
+        if result.kind is Kind.UNCERTAIN:
+            self._finish(envelope, State.UNCERTAIN, result.reply, attempt)
+            return 0.0
+        if verdict.reply_class is ReplyClass.RECIPIENT_PERMANENT:
+            self._finish(envelope, State.FAILED, result.reply, attempt)
+            return 0.0
+        if verdict.reply_class is ReplyClass.SENDER_RATE:
+            self.report.throttled += 1
+            self.limiter.throttled()
+        if attempt >= self.sending.max_attempts:
+            self._finish(envelope, State.FAILED, result.reply, attempt)
+            return 0.0
+        if self.stopping:
+            self.report.deferred.append(envelope.key)
+            return 0.0
+        if verdict.reply_class is ReplyClass.CONCURRENCY and self.workers > 1:
+            # One connection fewer from now on; another worker sends this message. No
+            # await from here to _work's `workers -= 1`: two workers cannot both leave.
+            self.report.connections_dropped += 1
+            connection.drop()
             self.report.retried += 1
-            self.hooks.retrying(envelope, result.reply, attempt, delay)
-            if not await self.unless_halted(self.sleep(delay)):
-                self.report.deferred.append(envelope.key)
-                return True
+            self.hooks.retrying(envelope, result.reply, attempt, 0.0)
+            self.requeued.append((envelope, attempt))
+            return None
+        return self._schedule(connection, envelope, attempt, verdict, result.reply)
+
+    def _schedule(self, connection: Connection, envelope: Envelope, attempt: int,
+                  verdict: Verdict, reply: str) -> float:
+        """Put ``envelope`` in :attr:`later`; how long its worker pauses before its next
+        transaction (the module docstring says when and why)."""
+        delay = retry_delay(attempt, verdict.reply_class, self.rng)
+        if verdict.until is not None:  # the relay said when: not before then
+            delay = max(delay, (verdict.until - self.wall_clock()).total_seconds())
+        self.report.retried += 1
+        self.hooks.retrying(envelope, reply, attempt, delay)
+        self.later.push(self.clock() + delay, (envelope, attempt))
+        streak = self.consecutive_failures - max(SCATTERED, self.sending.concurrency)
+        if streak > 0:  # the relay refuses everything now: the run backs off as a whole
+            return max(delay, backoff_delay(streak, self.rng))
+        if connection.client is None:  # the relay may be down or restarting
+            return delay
+        return 0.0
 
     def _relay_stop(self, verdict: Verdict, reply: str) -> RelayStop:
         where = self.smtp.where
