@@ -14,6 +14,7 @@ through a mapping method gave everyone the first registrant's personal link).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -35,6 +36,9 @@ from invitemail.render import Rendered, Renderer
 HEADER = ("Navn", "E-mail", "Sprog", "Join URL", "timezone")
 ZONES = ("", "America/New_York", "Asia/Tokyo")
 SHARED_LINK = "https://zoom.us/w/777?tk=shared"
+# 500 fixed examples in every run (about a minute); HYPOTHESIS_PROFILE=explore draws ten
+# times as many new ones.
+EXAMPLES = 5_000 if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else 500
 
 # What each context object holds (a few keys each), and names a template may bind.
 OBJECTS: dict[str, tuple[str, ...]] = {
@@ -238,7 +242,7 @@ PERSONAL_ROWS = [
 ]
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(templates=template_sets(), rows=registrant_lists())
 @example(templates={**NO_PARTIALS, "subject": "S", "body": "{% include 'LANG/_p1.EXT' %}",
                     "_p1": PAYLOAD_PARTIAL}, rows=PERSONAL_ROWS)

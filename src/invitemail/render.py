@@ -827,8 +827,9 @@ class _Skeleton:
         filler = self.filler
         try:
             # The whole context, as a full render has it (a filter may look at it).
+            variables = context if type(context) is dict else dict(context)  # copied there
             values = "".join(filler.root_render_func(filler.new_context(
-                dict(context)))).split(_SEPARATOR) if self.slots else []
+                variables))).split(_SEPARATOR) if self.slots else []
         except Exception:
             return None
         if len(values) != self.slots:
