@@ -67,7 +67,7 @@ def reads(draw: st.DrawFn) -> str:
         "{o}.values()|list|join('|')", "{o}.items()|list|length", "{o}|dictsort|last|last",
         "{o}|string", "{o}|tojson", "{o}[{o}|list|first]", "{o}.keys()|list|join",
         "{o}|list|length", "{o}.{k} is defined", "{o}.{k}|default('d')",
-        "{o}|map('upper')|join(';')", "{o}.copy().{k}",
+        "{o}|map('upper')|join(';')", "{o}.copy().{k}", "{o}[0] is defined",
     )))
     return form.format(o=name, k=key)
 
@@ -287,7 +287,7 @@ def text_part(data: bytes) -> str:
     "{{ meeting.get('join_url') }}",
     "{{ meeting.values()|list|join(' ') }}",
     "{{ (meeting|attr('get'))('join_url') }}",
-    "{{ meeting['join_url'] }}",
+    "{{ meeting['join_url'] }}{{ meeting[0] is defined }}{{ meeting['id'] }}",
     "{{ meeting|dictsort|map('last')|join(' ') }}",
     "{{ meeting|tojson }}",
     "{% for key in meeting %}{{ meeting[key] }} {% endfor %}",

@@ -470,7 +470,7 @@ class _CachedInclude:
     def __init__(self, template: jinja2.Template, dependencies: frozenset[_Read],
                  env: _PartialCachingEnvironment) -> None:
         self.template = template
-        self.dependencies = sorted(dependencies)
+        self.dependencies = sorted(dependencies, key=repr)  # keys may be str and int
         self.env = env
 
     def __getattr__(self, name: str) -> Any:
