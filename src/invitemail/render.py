@@ -510,6 +510,11 @@ class _CachedInclude:
             value = variables.get(name, _ABSENT)
             if name in env_globals and value is env_globals[name]:
                 continue  # the environment's own function: the same for everyone
+            if len(steps) == 1 and type(value) is dict and steps[0][1] not in _DICT_ATTRIBUTES:
+                item = value.get(steps[0][1], _ABSENT)
+                if type(item) is str:  # most reads: a text in a dict (what _chain_value gives)
+                    key.append((1, item))
+                    continue
             found = _chain_value(self.env, value, steps)
             if found is None:
                 return None
@@ -743,15 +748,20 @@ class _SkeletonEnvironment(_PartialCachingEnvironment):
         ``replace`` treat safe strings differently with it on)."""
         filler = self._fillers.get(slots)
         if filler is None:
-            body: list[nodes.Node] = []
+            runs: list[tuple[bool, list[nodes.Expr]]] = []  # slots in a row, same setting
             for slot in slots:
                 expression, autoescape = self.slots[slot]
-                if body:
-                    body.append(nodes.Output([nodes.TemplateData(_SEPARATOR)], lineno=1))
-                body.append(nodes.ScopedEvalContextModifier(
-                    [nodes.Keyword("autoescape", nodes.Const(autoescape))],
-                    [nodes.Output([expression], lineno=expression.lineno)],
-                    lineno=expression.lineno))
+                if not runs or runs[-1][0] != autoescape:
+                    runs.append((autoescape, []))
+                if slot != slots[0]:
+                    runs[-1][1].append(nodes.TemplateData(_SEPARATOR))
+                runs[-1][1].append(expression)
+            body: list[nodes.Node] = [
+                nodes.ScopedEvalContextModifier(
+                    [nodes.Keyword("autoescape", nodes.Const(True))],
+                    [nodes.Output(children, lineno=1)], lineno=1)
+                if autoescape else nodes.Output(children, lineno=1)
+                for autoescape, children in runs]  # autoescape is off in a nameless template
             tree = nodes.Template(body, lineno=1)
             tree.set_environment(self.base)
             code = self.base.compile(tree)
