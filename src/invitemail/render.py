@@ -512,8 +512,12 @@ class _CachedInclude:
                 continue  # the environment's own function: the same for everyone
             if len(steps) == 1 and type(value) is dict and steps[0][1] not in _DICT_ATTRIBUTES:
                 item = value.get(steps[0][1], _ABSENT)
-                if type(item) is str:  # most reads: a text in a dict (what _chain_value gives)
+                # Most reads: a text or a flag in a dict (keyed as _chain_value keys it).
+                if type(item) is str:
                     key.append((1, item))
+                    continue
+                if item is True or item is False or item is None:
+                    key.append((1, (type(item), item)))
                     continue
             found = _chain_value(self.env, value, steps)
             if found is None:
