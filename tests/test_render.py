@@ -110,8 +110,8 @@ def parts(rendered: Rendered) -> tuple[str, str, str]:
 
 def full_render(renderer: Renderer, name: str, language: str,
                 context: dict[str, Any]) -> Rendered:
-    """What a renderer without the fast path gives (a fresh one, no group)."""
-    return Renderer(renderer.event_templates).render(name, language, context)
+    """What a renderer without the fast path gives."""
+    return Renderer(renderer.event_templates, fast=False).render(name, language, context)
 
 
 @pytest.mark.parametrize("template", ["invitation", "reminder", "update", "cancellation"])
@@ -138,14 +138,22 @@ def test_skeletons_stop_when_every_group_has_one_registrant(
         invitation: tuple[Renderer, dict[str, Any]]) -> None:
     _, shared = invitation
     renderer = Renderer()
-    for i in range(SKELETON_TRIAL + 10):  # a personal join link in every row
-        context = {**shared, "meeting": {**shared["meeting"], "join_url": f"https://z/{i}"},
+    meetings = [{**shared["meeting"], "join_url": f"https://z/{i}"}
+                for i in range(SKELETON_TRIAL + 10)]  # a personal join link in every row
+    for i, meeting in enumerate(meetings):
+        context = {**shared, "meeting": meeting,
                    "registrant": {"name": f"N{i}", "first_name": ""}}
         assert parts(renderer.render("invitation", "da", context, group=i)) == \
             parts(full_render(renderer, "invitation", "da", context))
     assert renderer.filled == SKELETON_TRIAL  # then the rest were rendered in full
-    context = {**shared, "registrant": {"name": "Again", "first_name": ""}}
+    context = {**shared, "meeting": meetings[0],
+               "registrant": {"name": "Again", "first_name": ""}}
     renderer.render("invitation", "da", context, group=0)  # a group made before: filled
+    assert renderer.filled == SKELETON_TRIAL + 1
+    # A group that claims to be one made before, with another link: not filled from it.
+    context = {**shared, "registrant": {"name": "Other", "first_name": ""}}
+    assert parts(renderer.render("invitation", "da", context, group=0)) == \
+        parts(full_render(renderer, "invitation", "da", context))
     assert renderer.filled == SKELETON_TRIAL + 1
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import css_inline
 
 from invitemail.errors import TemplateError
-from invitemail.render import SKELETON_MARK
+from invitemail.render import SKELETON_MARK, SKELETON_MARK_END
 
 
 @functools.cache
@@ -95,8 +95,31 @@ def _styles(html: str) -> str:
 @functools.lru_cache(maxsize=64)
 def _skeleton_needs_inlining(skeleton: str) -> bool | None:
     """Whether a group's documents need inlining; None when a registrant's value sits inside
-    a ``<style>`` block (then each document decides for itself)."""
+    a ``<style>`` block, or beside text it could join into a delimiter of a comment or of a
+    ``<style>`` block (then each document decides for itself)."""
+    if not (_markers_inert(skeleton) and _markers_inert(_COMMENT.sub("", skeleton))):
+        return None
     styles = _styles(skeleton)
     if SKELETON_MARK in styles:
         return None
     return _needs_inlining(styles)
+
+
+_MARKER = re.compile(f"{SKELETON_MARK}[^{SKELETON_MARK_END}]*{SKELETON_MARK_END}")
+# The characters of "<!--", "-->", "<style" and "</style>" (any case) that another one of
+# them can follow, and those that can follow another one.
+_JOINS_BEFORE = frozenset("<!-/styl" + "STYL")
+_JOINS_AFTER = frozenset("!->/style" + "STYLE")
+
+
+def _markers_inert(skeleton: str) -> bool:
+    """Whether no value without "<" and ">" (the renderer offers a skeleton only for those)
+    put where a marker is can make a delimiter with the text beside the marker: every
+    delimiter holds "<" or ">", so a value can only be part of one that also holds the
+    character just before or just after its marker."""
+    for found in _MARKER.finditer(skeleton):
+        start, end = found.span()
+        if (start and skeleton[start - 1] in _JOINS_BEFORE) or \
+                (end < len(skeleton) and skeleton[end] in _JOINS_AFTER):
+            return False
+    return True

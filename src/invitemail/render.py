@@ -25,6 +25,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.parser import Parser
 
 from invitemail.errors import TemplateError
 from invitemail.sandbox import (
@@ -58,8 +59,8 @@ def builtin_template_dir() -> Path:
 
 Pieces = tuple[list[str | int], list[str]]
 # Where a registrant's value goes in ``Rendered.html_skeleton``, a marker starts with this
-# private-use character.
-SKELETON_MARK = "\ue000"
+# private-use character, and ends with the next one.
+SKELETON_MARK, SKELETON_MARK_END = "\ue000", "\ue001"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +69,10 @@ class Rendered:
     text: str
     html: str
     # The HTML with each registrant value replaced by a marker, shared by every message of
-    # the group, when it was filled in from a skeleton and no value holds markup ("<"): the
-    # document's elements, comments and <style> blocks are then the same in every message
-    # of the group. None otherwise.
+    # the group, when it was filled in from a skeleton and no value holds "<" or ">": the
+    # document's elements are then the same in every message of the group (a value could
+    # still complete a comment's or a <style> block's delimiter with the text beside its
+    # marker: see inline.py). None otherwise.
     html_skeleton: str | None = None
     # The text and HTML parts as (pieces, values) when filled in from a skeleton: the pieces
     # are strings shared by the whole group and indexes into this registrant's values. What
@@ -80,9 +82,13 @@ class Rendered:
 
 
 class Renderer:
-    """Loads and renders one event's templates."""
+    """Loads and renders one event's templates.
 
-    def __init__(self, event_templates: Path | None = None) -> None:
+    ``fast=False`` renders every message in full, without the include cache and the
+    skeletons: the plain path the fast one must match byte for byte.
+    """
+
+    def __init__(self, event_templates: Path | None = None, *, fast: bool = True) -> None:
         if event_templates is not None and event_templates.is_symlink():
             # Everything is read from inside the event folder: a link would take the
             # templates (and whatever they include) from anywhere.
@@ -104,9 +110,14 @@ class Renderer:
             keep_trailing_newline=True,
             auto_reload=False,
         )
-        self.env = _PartialCachingEnvironment(**self._options)
+        self.fast = fast
+        self.env = _PartialCachingEnvironment(**self._options) if fast \
+            else _BoundedEnvironment(**self._options)
         self._skeleton_env: _SkeletonEnvironment | None = None
-        self._skeletons: dict[tuple[str, str, Hashable], _Skeleton | None] = {}
+        # (name, language, group) -> the skeleton (None: not fit), and the context it was
+        # made from, but for the registrant
+        self._skeletons: dict[tuple[str, str, Hashable],
+                              tuple[_Skeleton | None, dict[str, Any]]] = {}
         self._built = 0  # skeletons made
         self._reused = 0  # messages filled from a skeleton made for an earlier registrant
         self.filled = 0  # messages filled in from a skeleton (the rest were rendered in full)
@@ -157,16 +168,18 @@ class Renderer:
         ``row`` (``file:line`` of the registrant) goes into error messages, so an undefined
         name points at both the template line and the registrant.
 
-        ``group`` says that every registrant given the same group has the same context but
-        for ``registrant``: the message is then filled in from a skeleton rendered once for
-        the group (see :class:`_SkeletonEnvironment`), which gives the same text as
-        rendering it in full. When groups turn out to have one registrant each (a personal
-        join link in every row), new groups are rendered in full.
+        ``group`` says that registrants given the same group share the context but for
+        ``registrant``: the message is then filled in from a skeleton rendered once for the
+        group (see :class:`_SkeletonEnvironment`), which gives the same text as rendering it
+        in full. The claim is checked: a skeleton is used only for a context whose every
+        other value is the very object it was made from (the context's parts are never
+        changed), and is made again otherwise. When groups turn out to have one registrant
+        each (a personal join link in every row), new groups are rendered in full.
         """
-        if group is not None:
+        if group is not None and self.fast and "registrant" in context:
             skeleton = self._skeleton(name, language, context, group)
             if skeleton is not None:
-                filled = skeleton.fill(context["registrant"])
+                filled = skeleton.fill(context)
                 if filled is not None:
                     self.filled += 1
                     return filled
@@ -175,13 +188,10 @@ class Renderer:
     def _skeleton(self, name: str, language: str, context: Mapping[str, Any],
                   group: Hashable) -> _Skeleton | None:
         key = (name, language, group)
-        try:
-            skeleton = self._skeletons[key]
-        except KeyError:
-            pass
-        else:
-            self._reused += skeleton is not None
-            return skeleton
+        made = self._skeletons.get(key)
+        if made is not None and _same_shared(context, made[1]):
+            self._reused += made[0] is not None
+            return made[0]
         if self._built >= SKELETON_TRIAL and self._reused < self._built:
             # Groups have one registrant each (a personal join link in every row): a
             # skeleton costs a little more than the full render it replaces.
@@ -193,7 +203,8 @@ class Renderer:
             [f"{language}/{name}.{part}" for part in PARTS], context)
         if len(self._skeletons) >= MAX_SKELETONS:
             self._skeletons.clear()
-        self._skeletons[key] = skeleton
+        self._skeletons[key] = (skeleton, {k: v for k, v in context.items()
+                                           if k != "registrant"})
         return skeleton
 
     def _render_full(self, name: str, language: str, context: Mapping[str, Any],
@@ -230,12 +241,21 @@ class Renderer:
 class _PartialCachingEnvironment(_BoundedEnvironment):
     """Renders an included template once for all registrants who would get the same text.
 
-    What an include (the meeting details, the FAQ, the support contact) renders depends
-    only on the variables it reads. Those are found once, from the template's syntax tree
-    (``meeting.web_join_url``, ``support``, ...), and the rendered text is kept under their
-    values: a registrant whose values match gets the text without rendering. An include that
-    reads ``registrant``, a loop variable, or anything the tree cannot pin down (a dynamic
-    include, an import) is rendered every time, as Jinja would.
+    What an include (the meeting details, the FAQ, the support contact) renders is a
+    function of what it reads. Its syntax tree says where it reads the context: each free
+    name, and the chain of constant attributes and subscripts taken from it
+    (``meeting.web_join_url``, ``support["phone"]``). Each time it is included, each chain
+    is evaluated as Jinja evaluates it, and the text is kept under the exact values those
+    chains give (with their types): a registrant whose values are the same gets the text
+    without rendering, and one whose values differ in anything gets a render of its own.
+
+    A chain whose value is not plain data (a method such as ``meeting.get``, an undefined
+    attribute) is keyed by the longest part of it that is: ``meeting.get('join_url')`` and
+    ``meeting.values()`` are keyed by the whole of ``meeting``. An include is rendered every
+    time, as Jinja would, when it reads ``registrant``, when a name it reads is not plain
+    data either (a macro, an imported module), when it is included inside a loop, a macro
+    or next to names set around it, and when the tree cannot pin down what it reads (a
+    dynamic include, an import, an extends).
     """
 
     MAX_CACHED = 4096  # texts kept at once (many personal join links make many groups)
@@ -244,7 +264,7 @@ class _PartialCachingEnvironment(_BoundedEnvironment):
         super().__init__(**options)
         self.partial_cache: dict[tuple[object, ...], str] = {}
         self._wrappers: dict[str, _CachedInclude] = {}
-        self._dependencies: dict[str, frozenset[tuple[str, ...]] | None] = {}
+        self._dependencies: dict[str, frozenset[_Read] | None] = {}
 
     def get_template(self, name: str | jinja2.Template, parent: str | None = None,
                      globals: MutableMapping[str, Any] | None = None) -> Any:
@@ -260,25 +280,27 @@ class _PartialCachingEnvironment(_BoundedEnvironment):
         return wrapper
 
     def dependencies(self, name: str, seen: frozenset[str] = frozenset()
-                     ) -> frozenset[tuple[str, ...]] | None:
-        """The variables (and attributes) template ``name`` reads, including what its own
-        includes read; None when it cannot be cached."""
+                     ) -> frozenset[_Read] | None:
+        """What template ``name`` reads of its context, including what its own includes
+        read; None when it cannot be cached."""
         if name in self._dependencies:
             return self._dependencies[name]
         if name in seen or self.loader is None:
             return None
-        found = self._find_dependencies(name, seen | {name})
+        try:
+            found = self._find_dependencies(name, seen | {name})
+        except (jinja2.TemplateError, TemplateError):
+            found = None  # missing or broken: the render says so, if it gets that far
         self._dependencies[name] = found
         return found
 
-    def _find_dependencies(self, name: str, seen: frozenset[str]
-                           ) -> frozenset[tuple[str, ...]] | None:
+    def _find_dependencies(self, name: str, seen: frozenset[str]) -> frozenset[_Read] | None:
         assert self.loader is not None
         source = self.loader.get_source(self, name)[0]
-        tree = self.parse(source)
+        tree = Parser(self, source, name).parse()  # as written, without any rewriting
         if any(True for _ in tree.find_all((nodes.Extends, nodes.Import, nodes.FromImport))):
             return None
-        found: set[tuple[str, ...]] = set()
+        found: set[_Read] = set()
         for include in tree.find_all(nodes.Include):
             target = include.template
             if not (isinstance(target, nodes.Const) and isinstance(target.value, str)):
@@ -286,29 +308,48 @@ class _PartialCachingEnvironment(_BoundedEnvironment):
             inner = self.dependencies(target.value, seen)
             if inner is None:
                 return None
-            found |= inner
-        free = meta.find_undeclared_variables(tree) - set(self.globals)
-        if "registrant" in free:
+            found |= inner  # read from this template's context, a superset of what it reads
+        free = meta.find_undeclared_variables(tree)
+        if "registrant" in free or "lipsum" in free:  # one registrant's, or random text
             return None
-        under_attribute: set[int] = set()
-        for getattr_node in tree.find_all(nodes.Getattr):
-            if isinstance(getattr_node.node, nodes.Name) and getattr_node.node.name in free:
-                under_attribute.add(id(getattr_node.node))
-                found.add((getattr_node.node.name, getattr_node.attr))
-        for name_node in tree.find_all(nodes.Name):
-            if name_node.name in free and id(name_node) not in under_attribute:
-                found.add((name_node.name,))
+        _collect_reads(tree, free, found)
         return frozenset(found)
+
+
+# A read: a free name, and the constant attributes (True, name) and subscripts (False, key)
+# taken from it, in order.
+_Read = tuple[str, tuple[tuple[bool, str | int], ...]]
+
+
+def _collect_reads(node: nodes.Node, free: set[str], found: set[_Read]) -> None:
+    """Every read of a name in ``free`` under ``node``, each with its longest chain of
+    constant attributes and subscripts."""
+    steps: list[tuple[bool, str | int]] = []
+    inner = node
+    while True:
+        if isinstance(inner, nodes.Getattr):
+            steps.append((True, inner.attr))
+        elif isinstance(inner, nodes.Getitem) and isinstance(inner.arg, nodes.Const) \
+                and type(inner.arg.value) in (str, int):
+            steps.append((False, inner.arg.value))
+        else:
+            break
+        inner = inner.node
+    if isinstance(inner, nodes.Name) and inner.ctx == "load" and inner.name in free:
+        found.add((inner.name, tuple(reversed(steps))))
+        return
+    for child in node.iter_child_nodes():
+        _collect_reads(child, free, found)
 
 
 class _CachedInclude:
     """What ``{% include %}`` needs of a template (``new_context``, ``root_render_func``),
-    answering from the cache when the variables the template reads have been seen."""
+    answering from the cache when the values the template reads have been seen."""
 
-    def __init__(self, template: jinja2.Template, dependencies: frozenset[tuple[str, ...]],
+    def __init__(self, template: jinja2.Template, dependencies: frozenset[_Read],
                  env: _PartialCachingEnvironment) -> None:
         self.template = template
-        self.dependencies = sorted(dependencies)
+        self.dependencies = sorted(dependencies, key=repr)  # keys may be str and int
         self.env = env
 
     def __getattr__(self, name: str) -> Any:
@@ -324,8 +365,11 @@ class _CachedInclude:
         if not isinstance(context, _Variables):
             yield from self.template.root_render_func(context)
             return
-        variables = context.vars
-        key = (self.template.name, *[_lookup(variables, path) for path in self.dependencies])
+        key = self._key(context.vars)
+        if key is None:
+            yield from self.template.root_render_func(
+                self.template.new_context(context.vars, True))
+            return
         cache = self.env.partial_cache
         text = cache.get(key)
         if text is None:
@@ -335,6 +379,30 @@ class _CachedInclude:
                 cache.clear()
             cache[key] = text
         yield text
+
+    def _key(self, variables: Mapping[str, Any]) -> tuple[object, ...] | None:
+        """The template and the exact value of everything it reads; None when a value is
+        not plain data (then the template is rendered)."""
+        key: list[object] = [self.template.name]
+        env_globals = self.env.globals
+        for name, steps in self.dependencies:
+            value = variables.get(name, _ABSENT)
+            if name in env_globals and value is env_globals[name]:
+                continue  # the environment's own function: the same for everyone
+            if len(steps) == 1 and type(value) is dict and steps[0][1] not in _DICT_ATTRIBUTES:
+                item = value.get(steps[0][1], _ABSENT)
+                # Most reads: a text or a flag in a dict (keyed as _chain_value keys it).
+                if type(item) is str:
+                    key.append((1, item))
+                    continue
+                if item is True or item is False or item is None:
+                    key.append((1, (type(item), item)))
+                    continue
+            found = _chain_value(self.env, value, steps)
+            if found is None:
+                return None
+            key.append(found)
+        return tuple(key)
 
 
 class _Variables:
@@ -346,18 +414,64 @@ class _Variables:
         self.vars = vars
 
 
-def _lookup(variables: Mapping[str, Any], path: tuple[str, ...]) -> object:
-    value: Any = variables.get(path[0], _ABSENT)
-    for attribute in path[1:]:
-        value = value.get(attribute, _ABSENT) if type(value) is dict else \
-            getattr(value, attribute, _ABSENT)
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # what Jinja's getattr finds on a dict before its keys
+
+
+def _chain_value(env: jinja2.Environment, value: Any,
+                 steps: tuple[tuple[bool, str | int], ...]) -> tuple[int, object] | None:
+    """``value`` with ``steps`` taken as Jinja takes them, frozen, with how many steps were
+    taken: the whole chain when its value is plain data, else the longest part of it that
+    is (the rest is a function of that part). None when not even ``value`` is."""
+    values = [value]
+    for attribute, step in steps:
+        if type(value) is dict and (not attribute or step not in _DICT_ATTRIBUTES) \
+                and step in value:
+            value = value[step]  # what env.getattr/getitem give, without their detours
+        else:
+            try:
+                value = env.getattr(value, str(step)) if attribute else env.getitem(value, step)
+            except Exception:  # the render meets it again, and reports it
+                break
+        values.append(value)
+    for taken in range(len(values) - 1, -1, -1):
+        try:
+            return taken, _frozen(values[taken])
+        except (_NotPlain, RecursionError):
+            continue
+    return None
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _frozen(value: Any) -> object:
+    """``value`` as a hashable key equal only to the key of a value that renders the same:
+    the type is part of it (``1``, ``1.0`` and ``True`` compare equal in Python)."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool or kind is float or value is None:
-        return value  # these compare by value and hash cheaply
-    return repr(value)
+    if kind is str:
+        return value
+    if kind is int or kind is bool or value is None:
+        return kind, value
+    if kind is float:
+        return kind, repr(value)  # -0.0 == 0.0, and nan != nan
+    if kind is dict:
+        return kind, tuple((_frozen(k), _frozen(v)) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return kind, tuple(_frozen(item) for item in value)
+    if value is _ABSENT:
+        return _ABSENT
+    raise _NotPlain
 
 
 _ABSENT = object()
+
+
+def _same_shared(context: Mapping[str, Any], shared: dict[str, Any]) -> bool:
+    """Whether ``context`` holds the very objects of ``shared``, and nothing else but the
+    registrant."""
+    return len(context) == len(shared) + 1 and all(
+        context.get(name, _ABSENT) is value for name, value in shared.items())
 
 
 class _OutputTooLarge(Exception):
@@ -382,7 +496,7 @@ class _OutputTooLarge(Exception):
 # macro), and every include sees the context. Anything else and the template is rendered in
 # full for every registrant, as before.
 
-_MARK_OPEN, _MARK_CLOSE = SKELETON_MARK, "\ue001"
+_MARK_OPEN, _MARK_CLOSE = SKELETON_MARK, SKELETON_MARK_END
 _SEPARATOR = "\x00"  # between the slot values: a CSV value never holds NUL
 
 # Statements whose output reaches the message unchanged.
@@ -459,6 +573,8 @@ class _SkeletonEnvironment(_PartialCachingEnvironment):
             return False  # the included template cannot see the registrant: leave it be
         if isinstance(node, nodes.Include | nodes.Block) and inside:
             return False
+        if isinstance(node, nodes.For) and node.recursive:
+            return False  # ``loop(...)`` hands the body's output, markers and all, on
         inner = inside or not isinstance(node, (*_PASS_THROUGH, nodes.Expr))
         for inner_node in node.iter_child_nodes():
             safe = self._mark(inner_node, autoescape, inside=inner) and safe
@@ -510,21 +626,28 @@ class _SkeletonEnvironment(_PartialCachingEnvironment):
         return _Skeleton(parts, self._filler(slots), len(slots), outputs[-1])
 
     def _filler(self, slots: tuple[int, ...]) -> jinja2.Template:
-        """One template printing the values of ``slots``, separated by NUL, each escaped
-        as its own template would have escaped it."""
+        """One template printing the values of ``slots``, separated by NUL, each evaluated
+        and escaped under its own template's autoescape setting (``~``, ``join`` and
+        ``replace`` treat safe strings differently with it on)."""
         filler = self._fillers.get(slots)
         if filler is None:
-            children: list[nodes.Expr] = []
+            runs: list[tuple[bool, list[nodes.Expr]]] = []  # slots in a row, same setting
             for slot in slots:
                 expression, autoescape = self.slots[slot]
-                if children:
-                    children.append(nodes.TemplateData(_SEPARATOR))
-                children.append(nodes.Filter(expression, "escape", [], [], None, None,
-                                                lineno=expression.lineno)
-                                if autoescape else expression)
-            tree = nodes.Template([nodes.Output(children, lineno=1)], lineno=1)
+                if not runs or runs[-1][0] != autoescape:
+                    runs.append((autoescape, []))
+                if slot != slots[0]:
+                    runs[-1][1].append(nodes.TemplateData(_SEPARATOR))
+                runs[-1][1].append(expression)
+            body: list[nodes.Node] = [
+                nodes.ScopedEvalContextModifier(
+                    [nodes.Keyword("autoescape", nodes.Const(True))],
+                    [nodes.Output(children, lineno=1)], lineno=1)
+                if autoescape else nodes.Output(children, lineno=1)
+                for autoescape, children in runs]  # autoescape is off in a nameless template
+            tree = nodes.Template(body, lineno=1)
             tree.set_environment(self.base)
-            code = self.base.compile(tree)  # no name: autoescape off, the filter escapes
+            code = self.base.compile(tree)
             filler = self._fillers[slots] = self.base.template_class.from_code(
                 self.base, code, self.base.make_globals(None))
         return filler
@@ -591,12 +714,15 @@ class _Skeleton:
         self.html = html  # the HTML part with its markers
         self.html_slots = sorted({p for p in parts[-1] if type(p) is int})
 
-    def fill(self, registrant: Any) -> Rendered | None:
-        """The registrant's message; None when a value fails (the full render says why)."""
+    def fill(self, context: Mapping[str, Any]) -> Rendered | None:
+        """The message for ``context`` (the group's, with a registrant of its own); None
+        when a value fails (the full render says why)."""
         filler = self.filler
         try:
+            # The whole context, as a full render has it (a filter may look at it).
+            variables = context if type(context) is dict else dict(context)  # copied there
             values = "".join(filler.root_render_func(filler.new_context(
-                {"registrant": registrant}))).split(_SEPARATOR) if self.slots else []
+                variables))).split(_SEPARATOR) if self.slots else []
         except Exception:
             return None
         if len(values) != self.slots:
@@ -605,7 +731,9 @@ class _Skeleton:
                                         for p in pieces]) for pieces in self.parts)
         if len(text) > MAX_OUTPUT or len(html) > MAX_OUTPUT or len(subject) > MAX_OUTPUT:
             return None
-        plain = not any("<" in values[i] for i in self.html_slots)
+        # A value with "<" or ">" could open or close an element, a comment or a <style>
+        # block: the skeleton then does not stand for this document.
+        plain = not any("<" in values[i] or ">" in values[i] for i in self.html_slots)
         return Rendered(subject=" ".join(subject.split()), text=text, html=html,
                         html_skeleton=self.html if plain else None,
                         text_pieces=(self.parts[1], values),
