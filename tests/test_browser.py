@@ -28,12 +28,12 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic", "--disable-default-apps", "--disable-extensions"]
-NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)  # the example's event is in the future
+NOW = dt.datetime(2031, 12, 1, 9, 0, tzinfo=dt.UTC)  # the example's event is in the future
 
 # The Danish registrant of the example with a personal Zoom link (registrants.csv line 2).
 ADDRESS = "soren.aero@example.org"
 PERSONAL_LINK = "https://zoom.us/w/84212345678?tk=EXAMPLE-personal-token-Soeren.DQMAAAAB"
-DANISH_DATE = "torsdag den 10. december 2026"
+DANISH_DATE = "torsdag den 11. december 2031"
 PASSWORD = "Kx7pQ9"
 ALLOWED_SCHEMES = {"file", "about", "data"}
 
@@ -124,7 +124,7 @@ def test_browser_gallery_shows_a_danish_invitation(browser: Browser, gallery: Pa
     assert box is not None and box["height"] > 1200, box
     # The calendar event beside it, read from the message's text/calendar part.
     expect(page.locator("dd.event-local-time")).to_have_text(
-        "Thu 2026-12-10 14:00–15:00 Europe/Copenhagen (13:00 UTC)")
+        "Thu 2031-12-11 14:00–15:00 Europe/Copenhagen (13:00 UTC)")
     expect(page.locator("dd.event-join-link")).to_have_text(PERSONAL_LINK)
 
     ARTIFACTS.mkdir(exist_ok=True)

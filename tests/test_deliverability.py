@@ -31,7 +31,7 @@ from invitemail.registrants import unique_registrants
 from invitemail.render import BUILTIN_TEMPLATES
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "djoef-webinar"
-NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)  # the example's event is in the future
+NOW = dt.datetime(2031, 12, 1, 9, 0, tzinfo=dt.UTC)  # the example's event is in the future
 PERSONAL_LINK = "https://zoom.us/w/84212345678?tk=EXAMPLE-personal-token-Soeren.DQMAAAAB"
 # The standard test string every SpamAssassin scores as spam (a check that it really ran).
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"

@@ -36,7 +36,7 @@ def test_docs_variables_table_matches_the_code() -> None:
 
 
 def test_docs_every_context_variable_is_documented() -> None:
-    campaign = Campaign.open(EXAMPLE, now=dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
+    campaign = Campaign.open(EXAMPLE, now=dt.datetime(2031, 12, 1, tzinfo=dt.UTC))
     registrant = next(unique_registrants(campaign.source))
     context = campaign.context(registrant)
     provided = _flatten({k: v for k, v in context.items() if k != "registrant"})
@@ -69,3 +69,17 @@ def test_docs_every_command_has_help_and_is_in_the_readme(name: str) -> None:
     command = main.commands[name]
     assert command.help, f"{name} has no help text"
     assert f"invitemail {name}" in README
+
+
+def test_docs_the_example_event_stays_ahead_of_the_calendar() -> None:
+    """The README's walkthrough runs `check` on the example, which refuses an event in the
+    past: this fails a year before the example's date comes, so it is moved in time (with
+    the dates the tests expect) before anyone who follows the README meets the refusal."""
+    from invitemail.config import load_config
+
+    start = load_config(EXAMPLE).event.start
+    a_year_from_now = dt.datetime.now(dt.UTC) + dt.timedelta(days=366)
+    assert start > a_year_from_now, (
+        f"examples/djoef-webinar starts {start:%Y-%m-%d}: move [event] start and uid a few "
+        "years ahead, and the example dates in tests/test_browser.py, test_gallery.py, "
+        "test_docs.py and test_deliverability.py with them")

@@ -27,7 +27,7 @@ from invitemail.lint import parse_message
 from invitemail.registrants import unique_registrants
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "djoef-webinar"
-EXAMPLE_NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)  # before the example's event
+EXAMPLE_NOW = dt.datetime(2031, 12, 1, 9, 0, tzinfo=dt.UTC)  # before the example's event
 PERSONAL_LINK = "https://zoom.us/w/84212345678?tk=EXAMPLE-personal-token-Soeren.DQMAAAAB"
 
 
@@ -101,7 +101,7 @@ def test_gallery_index_lists_every_registrant_with_its_journal_state(
     rows = index_rows(example_gallery)
     assert len(rows) == 19
     assert rows[0] == ["1", "Søren Kierkegaard Ærø", "soren.aero@example.org", "da",
-                       "Invitation: Persondata i praksis – torsdag den 10. december 2026 "
+                       "Invitation: Persondata i praksis – torsdag den 11. december 2031 "
                        "kl. 14.00", "sent", ""]
     assert rows[1][5] == "failed"
     assert rows[2][5] == "not sent"
@@ -151,13 +151,13 @@ def test_gallery_page_shows_the_calendar_event_text_part_and_headers(
         example_gallery: Path) -> None:
     page = (example_gallery / "00001-soren.aero@example.org.html").read_text(encoding="utf-8")
     text = "".join(Elements(page).text)
-    assert "Thu 2026-12-10 14:00–15:00 Europe/Copenhagen (13:00 UTC)" in text
+    assert "Thu 2031-12-11 14:00–15:00 Europe/Copenhagen (13:00 UTC)" in text
     assert f'<dd class="event-join-link"><a href="{html.escape(PERSONAL_LINK)}"' in page
     assert "REQUEST / CONFIRMED" in text
     assert "Søren Kierkegaard Ærø <soren.aero@example.org>" in text
     # The plain-text part and the decoded headers.
     assert "Adgangskode: Kx7pQ9" in text
-    assert "torsdag den 10. december 2026 kl. 14.00-15.00" in text
+    assert "torsdag den 11. december 2031 kl. 14.00-15.00" in text
     assert "Message-ID" in text
     assert "Djøf Arrangementer <arrangementer@example.org>" in text
     assert "00001-soren.aero@example.org.eml" in text
@@ -276,8 +276,8 @@ def test_describe_ics_reads_the_event_back(example_gallery: Path) -> None:
     assert isinstance(payload, bytes)
     event = describe_ics(payload)
     assert event.title == "Persondata i praksis"
-    assert event.start == dt.datetime(2026, 12, 10, 13, 0, tzinfo=dt.UTC)
-    assert event.end == dt.datetime(2026, 12, 10, 14, 0, tzinfo=dt.UTC)
+    assert event.start == dt.datetime(2031, 12, 11, 13, 0, tzinfo=dt.UTC)
+    assert event.end == dt.datetime(2031, 12, 11, 14, 0, tzinfo=dt.UTC)
     assert event.url == event.location == PERSONAL_LINK
     assert event.method == "REQUEST"
     assert event.attendees == ("Søren Kierkegaard Ærø <soren.aero@example.org>",)
