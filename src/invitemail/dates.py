@@ -10,18 +10,17 @@ import datetime as dt
 from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time, get_timezone_location
+from babel.dates import format_date, format_time, format_timedelta, get_timezone_location
 
 LOCALES: Mapping[str, str] = {"da": "da_DK", "en": "en_GB"}
 
-# The words around the formatted pieces, per language.
+# The words around the formatted pieces, per language. Counted amounts ("in 2 hours",
+# "om 1 time") come from babel, which knows each language's plural rules and direction.
 _WORDS: Mapping[str, Mapping[str, str]] = {
     "da": {"at": "kl.", "in": "i", "today": "i dag", "tomorrow": "i morgen", "on": "på",
-           "now": "nu", "started": "er begyndt", "hour": "om en time",
-           "minutes": "om {n} minutter", "hours": "om {n} timer", "days": "om {n} dage"},
+           "now": "nu", "started": "er begyndt"},
     "en": {"at": "at", "in": "in", "today": "today", "tomorrow": "tomorrow", "on": "on",
-           "now": "now", "started": "has started", "hour": "in one hour",
-           "minutes": "in {n} minutes", "hours": "in {n} hours", "days": "in {n} days"},
+           "now": "now", "started": "has started"},
 }
 
 
@@ -76,8 +75,22 @@ def describe_when(start: dt.datetime, end: dt.datetime, language: str, *,
     }
 
 
+def _in(amount: int, unit: str, language: str) -> str:
+    """"in 1 hour", "in 2 hours", "om 1 time", "om 2 timer": babel's plural and direction."""
+    seconds = {"minute": 60, "hour": 3600, "day": 86400}[unit]
+    return format_timedelta(dt.timedelta(seconds=amount * seconds), granularity=unit,
+                            threshold=1e9, add_direction=True, locale=_locale(language))
+
+
 def relative_start(start: dt.datetime, now: dt.datetime, language: str) -> str:
-    """How soon the event starts, seen from ``now``: "i morgen kl. 14.00", "in one hour"."""
+    """How soon the event starts, seen from ``now``: "i morgen kl. 14.00", "in 1 hour (at
+    14:00)".
+
+    Rounding: under 50 minutes the exact minutes; 50-70 minutes "in 1 hour"; 71-109
+    minutes in minutes rounded to 5 ("in 75 minutes", never "in 1 hour" for 89 minutes);
+    from 110 minutes to 6 hours on the same day whole hours, half up (at most 30 minutes
+    off); the start's clock time always follows a counted amount in brackets.
+    """
     words = _WORDS.get(language, _WORDS["en"])
     now = now.astimezone(start.tzinfo)
     minutes = round((start - now).total_seconds() / 60)
@@ -86,18 +99,20 @@ def relative_start(start: dt.datetime, now: dt.datetime, language: str) -> str:
         return words["started"]
     if minutes < 1:
         return words["now"]
-    if 50 <= minutes <= 70:
-        return f"{words['hour']} ({at})"
     if minutes < 50:
-        return f"{words['minutes'].format(n=minutes)} ({at})"
+        return f"{_in(minutes, 'minute', language)} ({at})"
+    if minutes <= 70:
+        return f"{_in(1, 'hour', language)} ({at})"
+    if minutes < 110:
+        return f"{_in(5 * round(minutes / 5), 'minute', language)} ({at})"
     days = (start.date() - now.date()).days
     if days == 0:
         if minutes < 6 * 60:
-            return f"{words['hours'].format(n=round(minutes / 60))} ({at})"
+            return f"{_in((minutes + 30) // 60, 'hour', language)} ({at})"
         return f"{words['today']} {at}"
     if days == 1:
         return f"{words['tomorrow']} {at}"
-    weekday = format_date(start, "EEEE", locale=_locale(language))
     if days < 7:
+        weekday = format_date(start, "EEEE", locale=_locale(language))
         return f"{words['on']} {weekday} {at}"
-    return f"{words['days'].format(n=days)}, {long_date(start, language)} {at}"
+    return f"{_in(days, 'day', language)}, {long_date(start, language)} {at}"
