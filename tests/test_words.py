@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from helpers import write_event
+from invitemail.campaign import Campaign
 from invitemail.dates import describe_when
+from invitemail.registrants import Registrant, unique_registrants
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 START = dt.datetime(2030, 12, 10, 14, 0, tzinfo=COPENHAGEN)
@@ -67,3 +73,33 @@ def test_71_to_89_minutes_ahead_is_not_one_hours(minutes: int) -> None:
 def test_counted_amounts_follow_the_plural_rules(minutes: int, en: str, da: str) -> None:
     assert when(minutes, "en")["relative"] == en
     assert when(minutes, "da")["relative"] == da
+
+
+@pytest.mark.parametrize("minutes", [-180, -61, -2, -1, 0, 1, 89])
+@pytest.mark.parametrize("language", ["en", "da"])
+def test_started_says_which_tense_reads_right(language: str, minutes: int) -> None:
+    described = when(minutes, language)
+    assert described["started"] is (minutes < 0)
+    assert (described["relative"] == STARTED[language]) is (minutes < 0)
+
+
+def test_after_the_start_the_danish_reminder_does_not_say_begynder_er_begyndt(
+        tmp_path: Path) -> None:
+    campaign = Campaign.open(write_event(tmp_path / "e"), template="reminder",
+                             now=dt.datetime(2030, 12, 10, 13, 5, tzinfo=dt.UTC))
+    for registrant in unique_registrants(campaign.source):
+        text = rendered(campaign, registrant)
+        assert "begynder er begyndt" not in text and "starts has started" not in text
+        assert f"{STARTED[registrant.language]}." in text
+
+
+def rendered(campaign: Campaign, registrant: Registrant) -> str:
+    """The subject and both bodies, tags dropped and white space folded."""
+    message = message_from_bytes(campaign.build(registrant).data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    parts = [str(message["Subject"])]
+    for subtype in ("plain", "html"):
+        body = message.get_body(preferencelist=(subtype,))
+        assert body is not None
+        parts.append(" ".join(re.sub(r"<[^>]+>", "", body.get_content()).split()))
+    return "\n".join(parts)

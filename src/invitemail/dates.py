@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time, format_timedelta, get_timezone_location
@@ -49,7 +50,8 @@ def city_name(zone: ZoneInfo, language: str) -> str:
 
 
 def describe_when(start: dt.datetime, end: dt.datetime, language: str, *,
-                  registrant_zone: str | None, now: dt.datetime) -> dict[str, str | None]:
+                  registrant_zone: str | None, now: dt.datetime
+                  ) -> dict[str, str | bool | None]:
     """Every way a template may want to say when the event is (see the README's table)."""
     words = _WORDS.get(language, _WORDS["en"])
     zone = start.tzinfo
@@ -72,10 +74,17 @@ def describe_when(start: dt.datetime, end: dt.datetime, language: str, *,
         "full": f"{date} {words['at']} {time}-{end_time} ({zone_name(zone, language)})",
         "local": local,
         "relative": relative_start(start, now, language),
+        "started": has_started(start, now),
     }
 
 
-def _in(amount: int, unit: str, language: str) -> str:
+def has_started(start: dt.datetime, now: dt.datetime) -> bool:
+    """True once the start is more than half a minute past (then ``relative_start`` says
+    "has started")."""
+    return round((start - now).total_seconds() / 60) < 0
+
+
+def _in(amount: int, unit: Literal["minute", "hour", "day"], language: str) -> str:
     """"in 1 hour", "in 2 hours", "om 1 time", "om 2 timer": babel's plural and direction."""
     seconds = {"minute": 60, "hour": 3600, "day": 86400}[unit]
     return format_timedelta(dt.timedelta(seconds=amount * seconds), granularity=unit,
