@@ -49,6 +49,17 @@ def city_name(zone: ZoneInfo, language: str) -> str:
     return str(get_timezone_location(zone, locale=_locale(language), return_city=True))
 
 
+def own_zone(start: dt.datetime, registrant_zone: str | None) -> ZoneInfo | None:
+    """The registrant's zone when its clock differs from the event's at ``start``, else None
+    (then the event's own times are the registrant's)."""
+    zone = start.tzinfo
+    assert isinstance(zone, ZoneInfo), "event times carry their ZoneInfo"
+    if not registrant_zone or registrant_zone == zone.key:
+        return None
+    own = ZoneInfo(registrant_zone)
+    return own if start.astimezone(own).utcoffset() != start.utcoffset() else None
+
+
 def describe_when(start: dt.datetime, end: dt.datetime, language: str, *,
                   registrant_zone: str | None, now: dt.datetime
                   ) -> dict[str, str | bool | None]:
@@ -59,13 +70,12 @@ def describe_when(start: dt.datetime, end: dt.datetime, language: str, *,
     date, time, end_time = long_date(start, language), clock_time(start, language), \
         clock_time(end, language)
     local: str | None = None
-    if registrant_zone and registrant_zone != zone.key:
-        own = ZoneInfo(registrant_zone)
-        if start.astimezone(own).utcoffset() != start.utcoffset():
-            theirs, theirs_end = start.astimezone(own), end.astimezone(own)
-            day = "" if theirs.date() == start.date() else f"{long_date(theirs, language)} "
-            local = (f"{day}{clock_time(theirs, language)}-{clock_time(theirs_end, language)} "
-                     f"{words['in']} {city_name(own, language)}")
+    own = own_zone(start, registrant_zone)
+    if own is not None:
+        theirs, theirs_end = start.astimezone(own), end.astimezone(own)
+        day = "" if theirs.date() == start.date() else f"{long_date(theirs, language)} "
+        local = (f"{day}{clock_time(theirs, language)}-{clock_time(theirs_end, language)} "
+                 f"{words['in']} {city_name(own, language)}")
     return {
         "date": date,
         "time": time,
@@ -73,7 +83,7 @@ def describe_when(start: dt.datetime, end: dt.datetime, language: str, *,
         "zone": zone_name(zone, language),
         "full": f"{date} {words['at']} {time}-{end_time} ({zone_name(zone, language)})",
         "local": local,
-        "relative": relative_start(start, now, language),
+        "relative": relative_start(start, now, language, own_zone=own),
         "started": has_started(start, now),
     }
 
@@ -91,9 +101,11 @@ def _in(amount: int, unit: Literal["minute", "hour", "day"], language: str) -> s
                             threshold=1e9, add_direction=True, locale=_locale(language))
 
 
-def relative_start(start: dt.datetime, now: dt.datetime, language: str) -> str:
+def relative_start(start: dt.datetime, now: dt.datetime, language: str, *,
+                   own_zone: ZoneInfo | None = None) -> str:
     """How soon the event starts, seen from ``now``: "i morgen kl. 14.00", "in 1 hour (at
-    14:00)".
+    14:00)". With ``own_zone`` (the registrant's, when it differs from the event's) days and
+    clock times are the registrant's and the place is named: "(at 08:00 in New York)".
 
     Rounding: under 50 minutes the exact minutes; 50-70 minutes "in 1 hour"; 71-109
     minutes in minutes rounded to 5 ("in 75 minutes", never "in 1 hour" for 89 minutes);
@@ -101,9 +113,12 @@ def relative_start(start: dt.datetime, now: dt.datetime, language: str) -> str:
     off); the start's clock time always follows a counted amount in brackets.
     """
     words = _WORDS.get(language, _WORDS["en"])
-    now = now.astimezone(start.tzinfo)
+    zone = own_zone or start.tzinfo
+    start, now = start.astimezone(zone), now.astimezone(zone)
     minutes = round((start - now).total_seconds() / 60)
     at = f"{words['at']} {clock_time(start, language)}"
+    if own_zone is not None:
+        at = f"{at} {words['in']} {city_name(own_zone, language)}"
     if minutes < 0:
         return words["started"]
     if minutes < 1:
