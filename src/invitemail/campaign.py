@@ -498,7 +498,11 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "when.local": 'the time in the registrant\'s own time zone when it differs: "08.00-09.00 i '
                   'New York", else none',
     "when.relative": 'how soon it starts, from the time of sending: "i morgen kl. 14.00", '
-                     '"in one hour (at 14:00)"',
+                     '"in 1 hour (at 14:00)"; "er begyndt" / "has started" once it has '
+                     'started (see when.started)',
+    "when.started": 'true once the event has started at the time of sending (then write '
+                    '"er begyndt" / "has started", not "begynder" / "starts" before '
+                    'when.relative), else false',
     "links.google": "add-to-calendar link for Google Calendar",
     "links.outlook": "add-to-calendar link for Outlook.com",
     "links.office365": "add-to-calendar link for Microsoft 365",
