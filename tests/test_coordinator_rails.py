@@ -3,10 +3,18 @@ and heading, local test servers' addresses, and the test suite's own output."""
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from helpers import NOW, ROWS, run_cli, write_event
+from invitemail.campaign import Campaign
+from invitemail.gallery import INDEX, GalleryWriter
 
 TESTS = Path(__file__).resolve().parent
 
@@ -43,3 +51,55 @@ def test_score_table_is_quiet_without_verbose_and_shown_with_it(tmp_path: Path) 
     shown = _pytest(tmp_path, "-v")
     rows = [line for line in shown.splitlines() if line.startswith("ROW-")]
     assert rows == [f"ROW-{n:03}" for n in range(76)]
+
+
+# -- the gallery: duplicates are warnings, and the heading says what the journal says ----
+
+
+def _summary_and_heading(folder: Path) -> tuple[str, str]:
+    page = (folder / INDEX).read_text(encoding="utf-8")
+    summary = html.unescape(re.search(r'<p id="summary">(.*?)</p>', page, re.S)[1])  # type: ignore[index]
+    heading = html.unescape(re.search(r'<p class="muted" id="heading">(.*?)</p>', page,
+                                      re.S)[1])  # type: ignore[index]
+    return " ".join(summary.split()), " ".join(heading.split())
+
+
+@pytest.mark.parametrize("duplicates", [1, 2, 5])
+def test_gallery_counts_skipped_duplicates_as_warnings(tmp_path: Path, duplicates: int) -> None:
+    rows = [*ROWS, *[("Søren K.", "SOREN@example.org", "da")] * duplicates]
+    event = write_event(tmp_path / "event", rows)
+    run = run_cli("preview", event, "--out", tmp_path / "out")
+    assert run.exit_code == 0, run.output
+    summary, heading = _summary_and_heading(tmp_path / "out")
+    plural = "s" if duplicates != 1 else ""
+    assert summary == (f"2 messages; {duplicates} with warnings ({duplicates} duplicate "
+                       f"row{plural} skipped).")
+    assert "Nothing here has been sent." in heading  # no journal at all
+
+
+def test_gallery_without_duplicates_counts_none(tmp_path: Path) -> None:
+    event = write_event(tmp_path / "event")
+    run = run_cli("preview", event, "--out", tmp_path / "out")
+    assert run.exit_code == 0, run.output
+    assert _summary_and_heading(tmp_path / "out")[0] == "2 messages; 0 with warnings."
+
+
+@pytest.mark.parametrize(("states", "in_heading", "in_summary"), [
+    ({}, "Nothing here has been sent.", "none of these sent"),
+    ({"soren@example.org": "failed", "karen@example.org": "pending"},
+     "Nothing here has been sent.", "none of these sent"),
+    ({"soren@example.org": "sent"}, "records 1 message of this kind as sent",
+     "1 of these sent (the Journal column says which)"),
+    ({"soren@example.org": "sent", "karen@example.org": "sent", "gone@example.org": "sent"},
+     "records 3 messages of this kind as sent", "2 of these sent"),
+])
+def test_gallery_heading_matches_the_journal(tmp_path: Path, states: dict[str, str],
+                                             in_heading: str, in_summary: str) -> None:
+    campaign = Campaign.open(write_event(tmp_path / "event"), now=NOW)
+    with GalleryWriter(tmp_path / "out", states) as writer:
+        campaign.check(on_message=writer)
+    summary, heading = _summary_and_heading(tmp_path / "out")
+    assert in_heading in heading
+    assert in_summary in summary
+    if "sent" in states.values():
+        assert "Nothing here has been sent" not in heading

@@ -286,6 +286,7 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
                            zone=config.event.zone) as writer:
             if limit is None:
                 report = campaign.check(on_message=writer, inspect=view_of)
+                writer.skipped(report.scan.duplicates)
                 _print_problems(report)
                 failed = bool(report.template_errors)
             else:
