@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NOW, ROWS, run_cli, write_event
+from helpers import EVENT_TOML, NOW, ROWS, run_cli, write_event
+from invitemail.addresses import AddressError, is_loopback_host, normalize_address
 from invitemail.campaign import Campaign
 from invitemail.gallery import INDEX, GalleryWriter
+from smtp_servers import SmtpServer
 
 TESTS = Path(__file__).resolve().parent
 
@@ -103,3 +105,76 @@ def test_gallery_heading_matches_the_journal(tmp_path: Path, states: dict[str, s
     assert in_summary in summary
     if "sent" in states.values():
         assert "Nothing here has been sent" not in heading
+
+
+# -- .test, .localhost and .invalid: for a local test server only -------------------------
+
+LOCAL_TEST_ADDRESSES = ["anna@example.test", "Bo.Berg@Lab.Test", "carl@localhost",
+                        "dora@mail.localhost", "erik@nowhere.invalid", "frida@bücher.test"]
+
+
+def _local_event(folder: Path, host: str, port: int, addresses: list[str]) -> Path:
+    toml = (EVENT_TOML.replace('host = "smtp.example.org"', f'host = "{host}"')
+            .replace("port = 2525", f"port = {port}")
+            .replace('security = "starttls"', 'security = "none"')
+            .replace('username = "arrangementer@example.org"\n', ""))
+    rows = [(f"Person {n}", address, "da") for n, address in enumerate(addresses)]
+    return write_event(folder, rows, toml=toml)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.53"])
+def test_check_allows_test_domains_when_the_relay_is_loopback(tmp_path: Path,
+                                                               host: str) -> None:
+    event = _local_event(tmp_path / "event", host, 2525, LOCAL_TEST_ADDRESSES)
+    run = run_cli("check", event)
+    assert run.exit_code == 0, run.output
+    assert f"{len(LOCAL_TEST_ADDRESSES)} registrants" in run.output
+
+
+@pytest.mark.parametrize("host", ["smtp.example.org", "10.0.0.1", "localhost.example.org",
+                                  "0.0.0.0"])
+def test_check_refuses_test_domains_with_a_real_relay_and_says_why(tmp_path: Path,
+                                                                   host: str) -> None:
+    event = _local_event(tmp_path / "event", host, 2525, LOCAL_TEST_ADDRESSES)
+    run = run_cli("check", event)
+    assert run.exit_code != 0
+    assert "Traceback" not in run.output
+    for address in LOCAL_TEST_ADDRESSES:
+        tld = address.rpartition(".")[2].lower() if "." in address.rpartition("@")[2] \
+            else address.rpartition("@")[2]
+        assert f"{address!r} is not a valid address: .{tld} is a domain reserved for tests" \
+            in run.output
+    assert "allowed only when [smtp] host is a local test server" in run.output
+
+
+def test_send_reaches_test_domains_on_a_local_server(tmp_path: Path,
+                                                     smtp_server: SmtpServer) -> None:
+    event = _local_event(tmp_path / "event", "127.0.0.1", smtp_server.port,
+                         LOCAL_TEST_ADDRESSES)
+    run = run_cli("send", event, "--yes")
+    assert run.exit_code == 0, run.output
+    assert sorted(smtp_server.received()) == sorted(
+        ["anna@example.test", "Bo.Berg@lab.test", "carl@localhost", "dora@mail.localhost",
+         "erik@nowhere.invalid", "frida@xn--bcher-kva.test"])
+
+
+@pytest.mark.parametrize("address", ["a@-x.test", "a b@x.test", "a@x..test", "a@.localhost",
+                                     "@x.test", "a@x.local", "a@x.onion"])
+def test_local_test_mode_still_refuses_bad_addresses(address: str) -> None:
+    with pytest.raises(AddressError):
+        normalize_address(address, local_test=True)
+
+
+def test_an_address_allowed_locally_is_not_remembered_for_a_real_relay() -> None:
+    assert normalize_address("gina@example.test", local_test=True) == "gina@example.test"
+    with pytest.raises(AddressError, match="reserved for tests"):
+        normalize_address("gina@example.test")
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("LocalHost.", True), ("::ffff:127.0.0.1", True),
+    ("128.0.0.1", False), ("::2", False), ("smtp.example.org", False),
+    ("localhost.example.org", False), ("", False)])
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
