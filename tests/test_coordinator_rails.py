@@ -6,8 +6,11 @@ from __future__ import annotations
 import html
 import os
 import re
+import select
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,130 @@ def test_an_address_allowed_locally_is_not_remembered_for_a_real_relay() -> None
     ("localhost.example.org", False), ("", False)])
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+# -- a wrong password typed at the prompt is asked for again ------------------------------
+
+USER, SECRET = "arrangementer@example.org", "rigtigt-kodeord"
+
+
+class Terminal:
+    """``invitemail ARGS`` on a pseudo-terminal of its own, read and typed into."""
+
+    def __init__(self, *args: str | Path) -> None:
+        self.master, slave = os.openpty()
+        env = {k: v for k, v in os.environ.items() if k != "INVITEMAIL_SMTP_PASSWORD"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "invitemail", *map(str, args)],
+            stdin=slave, stdout=slave, stderr=slave, env={**env, "COLUMNS": "200"},
+            close_fds=True, start_new_session=True)
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text: str, timeout: float = 60.0) -> str:
+        """Read until ``text`` appears; return what was read up to it."""
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.master], [], [], max(0.0, left))
+            if not ready:
+                raise AssertionError(f"{text!r} did not appear; the terminal shows:\n"
+                                     f"{self.seen}")
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # the process ended and closed the terminal
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"{text!r} did not appear before the end:\n{self.seen}")
+            self.seen += chunk.decode("utf-8", "replace").replace("\r\n", "\n")
+        before, _, after = self.seen.partition(text)
+        self.seen = after
+        return before
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\r")
+
+    def finish(self, timeout: float = 60.0) -> tuple[int, str]:
+        rest = ""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                rest += chunk.decode("utf-8", "replace")
+            elif self.process.poll() is not None:
+                break
+        code = self.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        os.close(self.master)
+        return code, self.seen + rest.replace("\r\n", "\n")
+
+
+@pytest.fixture
+def auth_event(tmp_path: Path, start_smtp_server: Callable[..., SmtpServer]
+               ) -> tuple[Path, SmtpServer]:
+    server = start_smtp_server(auth=(USER, SECRET))
+    toml = (EVENT_TOML.replace('host = "smtp.example.org"', 'host = "127.0.0.1"')
+            .replace("port = 2525", f"port = {server.port}")
+            .replace('security = "starttls"', 'security = "none"')
+            .replace("allow_insecure_auth = false", "allow_insecure_auth = true"))
+    return write_event(tmp_path / "event", toml=toml), server
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wrong", [0, 1, 2])
+def test_a_refused_password_typed_at_the_prompt_is_asked_again(
+        auth_event: tuple[Path, SmtpServer], wrong: int) -> None:
+    event, server = auth_event
+    terminal = Terminal("send", event)
+    terminal.expect("Send invitation messages")
+    terminal.expect("?")
+    terminal.type("y")
+    for attempt in range(wrong):
+        terminal.expect(f"SMTP password for {USER} at 127.0.0.1:{server.port}")
+        terminal.type(f"forkert-{attempt}")
+        shown = terminal.expect(f"({2 - attempt} tr")
+        assert "refused the login" in shown and "535" in shown
+        assert server.transactions == []  # nothing sent while the password is wrong
+    terminal.expect("SMTP password for")
+    terminal.type(SECRET)
+    code, output = terminal.finish()
+    assert code == 0, output
+    assert "Sent 2 messages, 0 failed, 0 uncertain" in output
+    assert sorted(server.received()) == ["karen@example.org", "soren@example.org"]
+    assert SECRET not in output and "forkert" not in output  # never echoed or quoted
+    assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_three_refused_passwords_end_the_run_with_nothing_sent(
+        auth_event: tuple[Path, SmtpServer]) -> None:
+    event, server = auth_event
+    terminal = Terminal("send", event)
+    terminal.expect("?")
+    terminal.type("y")
+    for attempt in range(3):
+        terminal.expect("SMTP password for")
+        terminal.type(f"forkert-{attempt}")
+    code, output = terminal.finish()
+    assert code == 1, output
+    assert "3 passwords tried; nothing was sent" in output
+    assert "type the password at the prompt, or set INVITEMAIL_SMTP_PASSWORD" in output
+    assert output.count("SMTP password for") == 0  # no fourth question
+    assert server.transactions == []
+    assert "Traceback" not in output
+
+
+def test_a_refused_password_from_the_environment_is_not_asked_again(
+        auth_event: tuple[Path, SmtpServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    event, server = auth_event
+    monkeypatch.setenv("INVITEMAIL_SMTP_PASSWORD", "forkert")
+    run = run_cli("send", event, "--yes")
+    assert run.exit_code == 1, run.output
+    assert "refused the login" in run.output
+    assert "the one typed at the prompt, or INVITEMAIL_SMTP_PASSWORD" in run.output
+    assert server.transactions == []
