@@ -69,11 +69,13 @@ def _summary_and_heading(folder: Path) -> tuple[str, str]:
     return " ".join(summary.split()), " ".join(heading.split())
 
 
+@pytest.mark.parametrize("limit", [(), ("--limit", "5")])
 @pytest.mark.parametrize("duplicates", [1, 2, 5])
-def test_gallery_counts_skipped_duplicates_as_warnings(tmp_path: Path, duplicates: int) -> None:
-    rows = [*ROWS, *[("Søren K.", "SOREN@example.org", "da")] * duplicates]
+def test_gallery_counts_skipped_duplicates_as_warnings(tmp_path: Path, duplicates: int,
+                                                       limit: tuple[str, ...]) -> None:
+    rows = [ROWS[0], *[("Søren K.", "SOREN@example.org", "da")] * duplicates, ROWS[1]]
     event = write_event(tmp_path / "event", rows)
-    run = run_cli("preview", event, "--out", tmp_path / "out")
+    run = run_cli("preview", event, "--out", tmp_path / "out", *limit)
     assert run.exit_code == 0, run.output
     summary, heading = _summary_and_heading(tmp_path / "out")
     plural = "s" if duplicates != 1 else ""

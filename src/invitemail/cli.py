@@ -269,7 +269,7 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
             open_gallery: bool) -> None:
     """Show exactly what registrants will receive, without sending."""
     from invitemail.preview import readable
-    from invitemail.registrants import unique_registrants
+    from invitemail.registrants import Scan, unique_registrants
 
     campaign = _open_campaign(event, template, registrants, encoding, delimiter)
     if out is None and open_gallery:
@@ -291,10 +291,12 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
                 _print_problems(report)
                 failed = bool(report.template_errors)
             else:
+                scan = Scan()  # the duplicates among the rows read, for the summary
                 for built in campaign.messages(
-                        itertools.islice(unique_registrants(campaign.source), limit),
+                        itertools.islice(unique_registrants(campaign.source, scan), limit),
                         expected=limit):
                     writer(built)
+                writer.skipped(scan.duplicates)
         # The count line stays last: scripts (and tests/test_cli_input.py) read it.
         _say(f"gallery: {writer.index} (open it in a browser)")
         _say(f"wrote {writer.count} message{'s' if writer.count != 1 else ''} to {out}")
