@@ -2,7 +2,8 @@
 
 SpamAssassin comes from Debian (``apt-get install spamassassin``; .ci/run installs it) and
 runs with its local rules only (no network test). Without it the scoring test FAILS: a
-score nobody computed proves nothing. Each score is printed in the test output.
+score nobody computed proves nothing. Each score is printed in the test output when pytest
+runs with ``-v`` (quiet otherwise, so the table does not break up the progress dots).
 """
 
 from __future__ import annotations
@@ -67,7 +68,16 @@ def test_every_example_message_passes_the_lint(examples: list[Example]) -> None:
     assert {key: found for key, found in problems.items() if found} == {}
 
 
+def show_when_verbose(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str],
+                      lines: list[str]) -> None:
+    """Print ``lines`` to the terminal, past the capture, when pytest runs with ``-v``."""
+    if request.config.getoption("verbose") > 0:
+        with capsys.disabled():
+            print("\n" + "\n".join(lines))
+
+
 def test_example_messages_score_below_1_in_spamassassin(examples: list[Example],
+                                                        request: pytest.FixtureRequest,
                                                         capsys: pytest.CaptureFixture[str]
                                                         ) -> None:
     if not spamassassin_installed():
@@ -79,12 +89,11 @@ def test_example_messages_score_below_1_in_spamassassin(examples: list[Example],
     scores = spamassassin_scores([e.data for e in examples] + [spam])
     assert scores is not None
     *ours, gtube = scores
-    with capsys.disabled():
-        print(f"\nSpamAssassin (local rules) on {len(ours)} example messages:")
-        for example, score in zip(examples, ours, strict=True):
-            print(f"  {example.template:<12} {example.language} {example.recipient:<34} "
-                  f"{score}")
-        print(f"  (GTUBE control message: {gtube.score:.1f})")
+    show_when_verbose(request, capsys, [
+        f"SpamAssassin (local rules) on {len(ours)} example messages:",
+        *(f"  {example.template:<12} {example.language} {example.recipient:<34} {score}"
+          for example, score in zip(examples, ours, strict=True)),
+        f"  (GTUBE control message: {gtube.score:.1f})"])
     assert gtube.score >= SPAM_REQUIRED, "SpamAssassin did not score the GTUBE message as spam"
     too_high = {(e.template, e.recipient): str(s) for e, s in zip(examples, ours, strict=True)
                 if s.score >= SPAM_GOOD}

@@ -113,7 +113,8 @@ def test_gallery_index_lists_every_registrant_with_its_journal_state(
                for row in english)
     page = (example_gallery / INDEX).read_text(encoding="utf-8")
     assert "<th>Journal</th>" in page
-    assert '<p id="summary">19 messages; 0 with warnings.</p>' in page
+    assert ('<p id="summary">19 messages; 0 with warnings; 1 of these sent (the Journal '
+            'column says which).</p>') in page
 
 
 def test_gallery_index_rows_link_to_the_message_pages(example_gallery: Path) -> None:

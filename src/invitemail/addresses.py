@@ -3,10 +3,16 @@
 Addresses are checked for syntax only (no DNS: ``check`` must work offline and fast).
 International addresses are accepted; SMTPUTF8 is needed for a non-ASCII local part, which
 we report rather than send.
+
+The special-use domains made for trying things out (``.test``, ``.localhost``, ``.invalid``,
+RFC 6761) can never receive real mail: they are refused, unless the run sends through a
+local test server (``[smtp] host`` a loopback address; see :func:`is_loopback_host`), where
+they are what a test list should use.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -74,15 +80,63 @@ def _fast(candidate: str) -> str | None:
     return f"{local}@{forms[0]}" if longest <= _MAX_ADDRESS else None
 
 
-def normalize_address(text: str) -> str:
+# The top-level domains of RFC 6761 that a local test server may use (allowed only then).
+LOCAL_TEST_DOMAINS = ("test", "localhost", "invalid")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether an SMTP host is this machine: ``localhost``, 127.0.0.0/8 or ``::1``."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _local_test_domain(candidate: str) -> str | None:
+    """The special-use top-level domain of ``candidate``'s domain (``test``, ...), or None."""
+    domain = candidate.rpartition("@")[2].strip().rstrip(".").lower()
+    tld = domain.rpartition(".")[2]
+    return tld if tld in LOCAL_TEST_DOMAINS else None
+
+
+def _normalize_local_test(candidate: str, tld: str) -> str:
+    """Validate an address on a local-test domain: email-validator allows ``.test`` in its
+    test environment, so the top-level domain is checked as ``test`` and put back."""
+    local, _, domain = candidate.rpartition("@")
+    stem = domain.rstrip(".")[: -len(tld)]  # "" or "name." (case kept for the validator)
+    try:
+        info = validate_email(f"{local}@{stem}test", check_deliverability=False,
+                              allow_smtputf8=False, test_environment=True)
+    except EmailNotValidError as err:
+        raise AddressError(str(err)) from None
+    return f"{info.local_part}@{info.ascii_domain.removesuffix('test')}{tld}"
+
+
+def normalize_address(text: str, *, local_test: bool = False) -> str:
     """Return the address in the form to send to, or raise :class:`AddressError`.
 
     The domain is converted to its ASCII (IDNA) form, so that a relay without SMTPUTF8 accepts
-    it; the local part must be ASCII for the same reason.
+    it; the local part must be ASCII for the same reason. ``local_test``: the run sends
+    through a local test server, so ``.test``, ``.localhost`` and ``.invalid`` addresses are
+    allowed (they are refused otherwise, with a message that says so).
     """
     candidate = text.strip()
     if candidate in _KNOWN_GOOD:
         return candidate
+    tld = _local_test_domain(candidate) if "@" in candidate else None
+    if tld is not None and "<" not in candidate:
+        if not local_test:
+            raise AddressError(
+                f".{tld} is a domain reserved for tests: no real mailbox has it. It is allowed "
+                "only when [smtp] host is a local test server (localhost, 127.0.0.1 or ::1); "
+                "otherwise use the registrant's real address")
+        return _normalize_local_test(candidate, tld)  # never cached in _KNOWN_GOOD
     if not candidate:
         raise AddressError("the address is empty")
     named = re.fullmatch(r"[^<>]*<([^<>]+)>", candidate)

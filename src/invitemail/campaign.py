@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from invitemail import ics, parallel
-from invitemail.addresses import Mailbox
+from invitemail.addresses import Mailbox, is_loopback_host
 from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
 from invitemail.dates import describe_when
 from invitemail.errors import Problem, ProblemsError, TemplateError
@@ -147,7 +147,8 @@ class Campaign:
                                 hint="pick one of: " + ", ".join(renderer.names()))
         source = open_registrants(registrants or config.folder / REGISTRANTS_FILE,
                                   encoding=encoding, delimiter=delimiter,
-                                  default_language=config.event.language)
+                                  default_language=config.event.language,
+                                  local_test=is_loopback_host(config.smtp.host))
         campaign = cls(config, source, renderer, template=template, now=now)
         campaign.spec = CampaignSpec(event=event, template=template, registrants=registrants,
                                      encoding=encoding, delimiter=delimiter, now=campaign.now)

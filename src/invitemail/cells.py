@@ -82,6 +82,7 @@ class RowLayout:
     columns: Mapping[str, int]  # canonical name or column key -> index
     field_keys: list[tuple[int, str]]  # (index, template key) of every named column
     default_language: str
+    local_test: bool = False  # sending through a local test server: .test etc. allowed
 
 
 def check_row(layout: RowLayout, line: int, cells: list[str]
@@ -124,7 +125,7 @@ def check_row(layout: RowLayout, line: int, cells: list[str]
         problems.append(Problem(label, line, "the address contains a line break"))
     else:
         try:
-            email = normalize_address(raw_email)
+            email = normalize_address(raw_email, local_test=layout.local_test)
         except AddressError as err:
             problems.append(Problem(label, line, f"{raw_email!r} is not a valid address: "
                                     f"{err}" if raw_email else "the address is empty"))

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from invitemail.safeguard import Prepared
 
 PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"
+PASSWORD_TRIES = 3  # a password typed at the prompt that the relay refuses is asked again
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -268,7 +269,7 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
             open_gallery: bool) -> None:
     """Show exactly what registrants will receive, without sending."""
     from invitemail.preview import readable
-    from invitemail.registrants import unique_registrants
+    from invitemail.registrants import Scan, unique_registrants
 
     campaign = _open_campaign(event, template, registrants, encoding, delimiter)
     if out is None and open_gallery:
@@ -286,13 +287,16 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
                            zone=config.event.zone) as writer:
             if limit is None:
                 report = campaign.check(on_message=writer, inspect=view_of)
+                writer.skipped(report.scan.duplicates)
                 _print_problems(report)
                 failed = bool(report.template_errors)
             else:
+                scan = Scan()  # the duplicates among the rows read, for the summary
                 for built in campaign.messages(
-                        itertools.islice(unique_registrants(campaign.source), limit),
+                        itertools.islice(unique_registrants(campaign.source, scan), limit),
                         expected=limit):
                     writer(built)
+                writer.skipped(scan.duplicates)
         # The count line stays last: scripts (and tests/test_cli_input.py) read it.
         _say(f"gallery: {writer.index} (open it in a browser)")
         _say(f"wrote {writer.count} message{'s' if writer.count != 1 else ''} to {out}")
@@ -341,11 +345,38 @@ def _password(campaign: Campaign, dry_run: bool) -> str | None:
     if password:
         return password
     if sys.stdin.isatty():
+        return _prompt_password(campaign)
+    raise InvitemailError(f"{smtp.where}: no SMTP password for {smtp.username}",
+                          hint=f"set the environment variable {PASSWORD_ENV}, or run in a "
+                          "terminal to be asked for it")
+
+
+def _prompt_password(campaign: Campaign) -> str:
+    """Ask for the password and try it (log in and quit) before anything is sent; a password
+    the relay refuses is asked for again, up to PASSWORD_TRIES times."""
+    import asyncio
+
+    from invitemail.transport import AuthenticationError, check_login
+
+    smtp = campaign.config.smtp
+    for attempt in range(1, PASSWORD_TRIES + 1):
         value: str = click.prompt(f"SMTP password for {smtp.username} at {smtp.where}",
                                   hide_input=True)
+        try:
+            asyncio.run(check_login(smtp, value))
+        except AuthenticationError as err:
+            if attempt == PASSWORD_TRIES:
+                raise AuthenticationError(
+                    f"{err} ({PASSWORD_TRIES} passwords tried; nothing was sent)",
+                    hint="check smtp.username, then run again and type the password at the "
+                    f"prompt, or set {PASSWORD_ENV}") from None
+            left = PASSWORD_TRIES - attempt
+            _say(f"Error: {err}", err=True)
+            _say(f"Type the password again ({left} tr{'ies' if left != 1 else 'y'} left).",
+                 err=True)
+            continue
         return value
-    raise InvitemailError(f"{smtp.where}: no SMTP password for {smtp.username}",
-                          hint=f"set the environment variable {PASSWORD_ENV}")
+    raise AssertionError("unreachable")  # the last try returns or raises
 
 
 def _rate(value: str | None) -> float | None:

@@ -310,6 +310,15 @@ class Connection:
         except (SMTPException, OSError):
             self.drop()
 
+    async def check_login(self) -> Result | None:
+        """Connect, log in and quit: None when all went well, else what went wrong."""
+        try:
+            self.client = await self._open()
+        except Failure as failure:
+            return failure.result
+        await self.close()
+        return None
+
     def drop(self) -> None:
         if self.client is not None:
             self.client.close()
@@ -395,7 +404,8 @@ class Connection:
                 raise Failure(refusal) from None
             raise Failure(self._fatal(AuthenticationError(
                 f"{where} refused the login of user {username!r}: {reply}",
-                hint="check smtp.username and the password (INVITEMAIL_SMTP_PASSWORD)",
+                hint="check smtp.username and the password (the one typed at the prompt, or "
+                "INVITEMAIL_SMTP_PASSWORD)",
             ))) from None
         except (SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError):
             raise

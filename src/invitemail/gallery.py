@@ -32,6 +32,7 @@ from invitemail.lint import decoded_header, lint_message, parse_fast
 from invitemail.preview import EmlWriter, eml_name
 
 INDEX = "index.html"
+SENT = "sent"  # journal.State.SENT as journal_states gives it
 
 # Nothing may load from anywhere: inline styles and scripts only; the message's iframe is a
 # srcdoc document (it inherits this policy, so the message cannot load anything either).
@@ -276,6 +277,8 @@ class GalleryWriter:
         self.zone = zone
         self.eml = EmlWriter(folder)
         self.with_warnings = 0
+        self.duplicates = 0  # rows skipped as duplicates: each one a warning (see skipped)
+        self.sent = 0  # rows the journal says were sent
         self.index = folder / INDEX
         # Rows go to a temporary file that becomes index.html once the table is complete, so
         # an interrupted run never leaves a gallery that looks whole.
@@ -290,6 +293,11 @@ class GalleryWriter:
     @property
     def count(self) -> int:
         return self.eml.count
+
+    def skipped(self, duplicates: int) -> None:
+        """Rows of the list that got no message being duplicates of an earlier row: each
+        counts as a warning in the index's summary."""
+        self.duplicates += duplicates
 
     def __enter__(self) -> GalleryWriter:
         return self
@@ -322,13 +330,11 @@ class GalleryWriter:
     def close(self) -> Path:
         """Finish index.html; returns its path."""
         if self._index is not None:
-            count, warned = self.count, self.with_warnings
             index, self._index = self._index, None
             try:
                 index.write(
                     "</tbody>\n</table>\n"
-                    f'<p id="summary">{count} message{"s" if count != 1 else ""}; '
-                    f"{warned} with warnings.</p>\n"
+                    f'<p id="summary">{_e(self._summary())}</p>\n'
                     f"<script>{FILTER_SCRIPT}</script>\n</body>\n</html>\n")
                 index.commit()
             finally:
@@ -343,11 +349,32 @@ class GalleryWriter:
             index.discard()
         self.eml.close()
 
+    def _summary(self) -> str:
+        count, duplicates = self.count, self.duplicates
+        warned = self.with_warnings + duplicates
+        parts = [f"{count} message{'s' if count != 1 else ''}",
+                 f"{warned} with warnings" + (
+                     f" ({duplicates} duplicate row{'s' if duplicates != 1 else ''} skipped)"
+                     if duplicates else "")]
+        if self.journal_states is not None:
+            parts.append(f"{self.sent} of these sent (the Journal column says which)"
+                         if self.sent else "none of these sent")
+        return "; ".join(parts) + "."
+
     def _index_head(self, title: str) -> str:
         journal = "<th>Journal</th>" if self.journal_states is not None else ""
+        # The heading is written before the rows: it can only know whether the journal holds
+        # any sent message; the summary under the table counts the rows that were.
+        journal_sent = sum(1 for state in (self.journal_states or {}).values() if state == SENT)
+        if journal_sent:
+            sent = (f"The send journal records {journal_sent} message"
+                    f"{'s' if journal_sent != 1 else ''} of this kind as sent: the Journal "
+                    "column says which rows, the summary under the table how many.")
+        else:
+            sent = "Nothing here has been sent."
         body = f"""<h1>{_e(title)}</h1>
-<p class="muted">What each registrant will receive. Nothing here has been sent; the pages
-load nothing from the network. Each row opens the message.</p>
+<p class="muted" id="heading">What each registrant will receive. {sent} The pages load nothing
+from the network. Each row opens the message.</p>
 <label for="filter">Filter</label>
 <input id="filter" type="search" autocomplete="off" autofocus
  placeholder="name, address, language, subject, state …">
@@ -365,6 +392,7 @@ load nothing from the network. Each row opens the message.</p>
         state = ""
         if self.journal_states is not None:
             found = self.journal_states.get(registrant.key)
+            self.sent += found == SENT
             state = (f'<td class="state">{_e(found)}</td>' if found
                      else '<td class="state muted">not sent</td>')
         cls = ' class="warn"' if warnings else ""

@@ -49,6 +49,7 @@ class RegistrantFile:
     header: list[str]
     columns: dict[str, int]  # canonical name or column key -> index
     default_language: str = "da"
+    local_test: bool = False  # [smtp] host is a loopback address (addresses.py says why)
     body_line: int = 2  # the first line after the header row
     # Addresses that a full pass found must not get a message (rows that disagree about
     # the personal join link, rows whose message cannot be built): later passes skip them.
@@ -66,7 +67,7 @@ class RegistrantFile:
     @functools.cached_property
     def layout(self) -> RowLayout:
         return RowLayout(self.label, self.header, self.columns, self.field_keys,
-                         self.default_language)
+                         self.default_language, self.local_test)
 
     @property
     def rows_estimate(self) -> int:
@@ -232,8 +233,9 @@ def _conflict(label: str, line: int, email: str, other: int) -> Problem:
 
 
 def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str | None = None,
-                     default_language: str = "da") -> RegistrantFile:
-    """Read, decode and check the header of a registrant file.
+                     default_language: str = "da", local_test: bool = False) -> RegistrantFile:
+    """Read, decode and check the header of a registrant file. ``local_test``: the run sends
+    through a local test server, where ``.test``-like addresses are allowed.
 
     Raises :class:`ProblemsError` when the file as a whole cannot be used.
     """
@@ -303,6 +305,7 @@ def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str 
         raise ProblemsError(problems)
     return RegistrantFile(path=path, text=text, encoding=used, delimiter=delimiter,
                           header=header, columns=columns, default_language=default_language,
+                          local_test=local_test,
                           body_line=lines.number + 1)
 
 

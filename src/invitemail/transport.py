@@ -101,6 +101,7 @@ __all__ = [
     "TooManyFailures",
     "TransportError",
     "backoff_delay",
+    "check_login",
     "deliver",
     "dot_stuff",
     "format_reply",
@@ -278,6 +279,43 @@ async def deliver(
         wall_clock=wall_clock or _utcnow,
     )
     return await run.execute(envelopes)
+
+
+class _NoHooks:
+    """The hooks of a run that sends nothing (:func:`check_login`)."""
+
+    def handing_over(self, envelope: Envelope, attempt: int) -> None:
+        pass
+
+    def finished(self, outcome: Outcome) -> None:
+        pass
+
+    def retrying(self, envelope: Envelope, reply: str, attempt: int, delay: float) -> None:
+        pass
+
+
+async def check_login(smtp: Smtp, password: str | None, *,
+                      local_hostname: str | None = None) -> None:
+    """Connect to the relay, log in and quit, sending nothing: a password typed at a prompt
+    is tried before a run starts, so a typing error can be corrected.
+
+    Raises :class:`AuthenticationError` when the relay refuses the login (and what
+    :func:`deliver` raises before connecting). Any other problem (the relay unreachable, a
+    temporary refusal) is left for the run to meet and report.
+    """
+    _check_credentials(smtp, password)
+    if smtp.username is None:
+        return
+    if local_hostname is None:
+        local_hostname = await asyncio.to_thread(socket.getfqdn)
+    run = _Run(smtp=smtp, sending=Sending(concurrency=1), password=password,
+               hooks=_NoHooks(), clock=time.monotonic, sleep=asyncio.sleep,
+               rng=random.Random(), stop=None, local_hostname=local_hostname,
+               tls_context=make_tls_context(smtp) if smtp.security != "none" else None,
+               wall_clock=_utcnow)
+    result = await Connection(run).check_login()
+    if result is not None and isinstance(result.error, AuthenticationError):
+        raise result.error
 
 
 async def _first_of(*awaitables: Awaitable[object]) -> None:
