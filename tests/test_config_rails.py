@@ -1,12 +1,16 @@
-"""A coordinator's safety rails in event.toml: every problem in one `check`."""
+"""A coordinator's safety rails in event.toml: every problem in one `check`, init's
+placeholders refused at `check` and `send`."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from helpers import EVENT_TOML, run_cli, write_event
+from invitemail.placeholders import PLACEHOLDERS, Placeholder
+from smtp_servers import SmtpServer
 
 
 def test_check_reports_every_event_toml_problem_at_once(tmp_path: Path) -> None:
@@ -47,7 +51,8 @@ PROBLEMS = [
 
 
 def line_of(toml: str, text: str) -> int:
-    return toml.splitlines().index(text) + 1
+    return next(number for number, line in enumerate(toml.splitlines(), start=1)
+                if line.startswith(text))
 
 
 @pytest.mark.parametrize("count", [2, 3, len(PROBLEMS)])
@@ -69,3 +74,93 @@ def test_check_lists_each_problem_in_file_order(tmp_path: Path, count: int) -> N
     assert f"{count} problems found." in run.stderr
     # The misspelt key is one problem (with its suggestion), not also "password is missing".
     assert "meeting.password: is missing" not in run.stderr
+
+
+# -- init's placeholders ----------------------------------------------------------------------
+
+
+def to_relay(folder: Path, server: SmtpServer) -> None:
+    """Point a folder from init at ``server`` (plaintext, no login), as a coordinator would."""
+    path = folder / "event.toml"
+    toml = path.read_text(encoding="utf-8")
+    toml = (toml.replace('host = "smtp.example.org"', 'host = "127.0.0.1"')
+            .replace("port = 587", f"port = {server.port}")
+            .replace('security = "starttls"', 'security = "none"', 1))
+    toml = re.sub(r"^username = .*\n", "", toml, flags=re.M)
+    path.write_text(toml, encoding="utf-8")
+
+
+def test_a_folder_straight_from_init_does_not_pass_check_nor_send(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
+    folder = tmp_path / "webinar"
+    assert run_cli("init", folder).exit_code == 0
+    to_relay(folder, smtp_server)
+    toml = (folder / "event.toml").read_text(encoding="utf-8")
+    path = folder / "event.toml"
+
+    check = run_cli("check", folder)
+
+    assert check.exit_code == 1, check.output
+    assert "No problems found" not in check.output
+    for placeholder in PLACEHOLDERS:
+        line = next(number for number, text in enumerate(toml.splitlines(), start=1)
+                    if text.startswith(f"{placeholder.key} = "))
+        assert f"{path}:{line}: [{placeholder.section}] {placeholder.key} is still init's " \
+            in check.stderr
+    title = line_of(toml, "title = ")
+    assert (f"{path}:{title}: [event] title is still init's placeholder 'Mit webinar': write "
+            "your event's title") in check.stderr
+    start = re.search(r"^start = (\S+)", toml, flags=re.M)
+    assert start is not None
+    assert f": [event] start is still init's placeholder date {start.group(1)[:10]} 14:00" \
+        in check.stderr
+    assert "skift-mig" not in check.output  # the password is never repeated
+
+    for options in ([], ["--skip-invalid"]):
+        send = run_cli("send", folder, "--yes", *options)
+        assert send.exit_code == 1, send.output
+        assert "[event] title is still init's placeholder" in send.stderr
+    assert smtp_server.transactions == []
+
+
+@pytest.mark.parametrize("placeholder", PLACEHOLDERS, ids=lambda p: f"{p.section}.{p.key}")
+def test_each_placeholder_left_alone_is_a_problem_naming_its_key(
+        tmp_path: Path, placeholder: Placeholder) -> None:
+    toml, count = re.subn(rf'^{placeholder.key} = "[^"]*"',
+                          f'{placeholder.key} = "{placeholder.value}"', EVENT_TOML,
+                          flags=re.M)
+    assert count == 1
+    folder = write_event(tmp_path, toml=toml)
+
+    check = run_cli("check", folder)
+
+    assert check.exit_code == 1, check.output
+    line = line_of(toml, f"{placeholder.key} = ")
+    shown = ("example password" if placeholder.secret
+             else f"placeholder {placeholder.value!r}")
+    assert (f"{folder / 'event.toml'}:{line}: [{placeholder.section}] {placeholder.key} is "
+            f"still init's {shown}: {placeholder.todo}\n") in check.stderr
+    assert "1 problem to fix before sending." in check.stderr
+    if placeholder.secret:
+        assert placeholder.value not in check.output
+
+
+@pytest.mark.parametrize(("start", "uid", "left"), [
+    ("2030-12-10T14:00:00", "webinar-2030-12-10-0123abcd@example.org", True),
+    ("2031-02-28T14:00:00", "webinar-2031-02-28-ffffffff@example.org", True),
+    ("2030-12-10T15:00:00", "webinar-2030-12-10-0123abcd@example.org", False),  # time set
+    ("2030-12-10T14:00:00", "webinar-2030-12-10@example.org", False),  # uid of one's own
+    ("2030-12-10T14:00:00", "persondata-2030-12-10@example.org", False),
+])
+def test_init_default_date_is_a_problem_while_uid_has_inits_form(
+        tmp_path: Path, start: str, uid: str, left: bool) -> None:
+    toml = (EVENT_TOML.replace("start = 2030-12-10T14:00:00", f"start = {start}")
+            .replace('uid = "persondata-2030-12-10@example.org"', f'uid = "{uid}"'))
+    folder = write_event(tmp_path, toml=toml)
+
+    check = run_cli("check", folder)
+
+    message = (f"{folder / 'event.toml'}:{line_of(toml, 'start = ')}: [event] start is still "
+               f"init's placeholder date {start[:10]} 14:00: write your event's date and time")
+    assert (message in check.stderr) == left, check.output
+    assert check.exit_code == (1 if left else 0), check.output

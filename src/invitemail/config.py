@@ -15,7 +15,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from invitemail.addresses import AddressError, Mailbox, normalize_address, parse_mailbox
 from invitemail.errors import ConfigError, InvitemailError, Problem
+from invitemail.placeholders import PLACEHOLDERS, START_TIME, parse_init_uid
 
 EVENT_FILE = "event.toml"
 REGISTRANTS_FILE = "registrants.csv"
@@ -144,6 +145,8 @@ class EventConfig:
     smtp: Smtp
     sending: Sending
     warnings: tuple[Problem, ...] = field(default=())
+    # Values still as `invitemail init` wrote them: problems at `check` and `send`.
+    placeholders: tuple[Problem, ...] = field(default=())
 
     @property
     def folder(self) -> Path:
@@ -458,7 +461,30 @@ class _Reader:
             warnings=tuple(self.warnings),
         )
         self.raise_errors()
-        return config
+        return replace(config, placeholders=tuple(self.find_placeholders(config.event)))
+
+    def find_placeholders(self, event: Event) -> list[Problem]:
+        """Every value init wrote for the coordinator to replace that is still there."""
+        found: list[Problem] = []
+        for placeholder in PLACEHOLDERS:
+            section = self.data.get(placeholder.section)
+            written = section.get(placeholder.key) if isinstance(section, dict) else None
+            if isinstance(written, str) and written.strip() == placeholder.value:
+                shown = ("example password" if placeholder.secret
+                         else f"placeholder {placeholder.value!r}")
+                found.append(self.placeholder(placeholder.section, placeholder.key,
+                                              f"is still init's {shown}: {placeholder.todo}"))
+        init = parse_init_uid(event.uid)
+        if init is not None and event.start.replace(tzinfo=None) == dt.datetime.combine(
+                init[0], START_TIME):
+            found.append(self.placeholder(
+                "event", "start", f"is still init's placeholder date "
+                f"{event.start:%Y-%m-%d %H:%M}: write your event's date and time (if that is "
+                "the right one, give uid a name of your own)"))
+        return sorted(found, key=lambda problem: problem.line or 0)
+
+    def placeholder(self, section: str, key: str, message: str) -> Problem:
+        return Problem(str(self.path), self.line_of(section, key), f"[{section}] {key} {message}")
 
     def read_privacy(self) -> Privacy:
         return Privacy(self.attempt(lambda: self.url(self.section("privacy"), "privacy",
