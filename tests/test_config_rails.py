@@ -1,5 +1,6 @@
 """A coordinator's safety rails in event.toml: every problem in one `check`, init's
-placeholders refused at `check` and `send`."""
+placeholders refused at `check` and `send`, init's uid following the date until the first
+message is sent."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.placeholders import PLACEHOLDERS, Placeholder
 from smtp_servers import SmtpServer
+from test_lifecycle import vevent_of
 
 
 def test_check_reports_every_event_toml_problem_at_once(tmp_path: Path) -> None:
@@ -164,3 +166,90 @@ def test_init_default_date_is_a_problem_while_uid_has_inits_form(
                f"init's placeholder date {start[:10]} 14:00: write your event's date and time")
     assert (message in check.stderr) == left, check.output
     assert check.exit_code == (1 if left else 0), check.output
+
+
+# -- init's uid follows the date until the first message is sent -----------------------------
+
+OWN = {"title": "Persondata", "description": "Om persondata.", "id": "987 6543 2100",
+       "password": "hemmeligt", "join_url": "https://zoom.us/j/98765432100",
+       "web_join_url": "https://zoom.us/wc/join/98765432100",
+       "from": "Djøf <arrangementer@example.org>"}
+
+
+def init_filled_in(folder: Path, server: SmtpServer, start: str) -> str:
+    """A folder from init with every placeholder replaced and ``start`` set; its uid."""
+    assert run_cli("init", folder).exit_code == 0
+    to_relay(folder, server)
+    path = folder / "event.toml"
+    toml = path.read_text(encoding="utf-8")
+    for placeholder in PLACEHOLDERS:
+        toml = toml.replace(f'{placeholder.key} = "{placeholder.value}"',
+                            f'{placeholder.key} = "{OWN[placeholder.key]}"')
+    toml = re.sub(r"^start = \S+", f"start = {start}", toml, flags=re.M)
+    path.write_text(toml, encoding="utf-8")
+    uid = re.search(r'^uid = "(webinar-\d{4}-\d\d-\d\d-[0-9a-f]{8}@example\.org)"', toml,
+                    flags=re.M)
+    assert uid is not None
+    return uid.group(1)
+
+
+def set_start(folder: Path, start: str) -> None:
+    path = folder / "event.toml"
+    toml = path.read_text(encoding="utf-8")
+    path.write_text(re.sub(r"^start = \S+", f"start = {start}", toml, flags=re.M),
+                    encoding="utf-8")
+
+
+def uids_received(server: SmtpServer) -> set[str]:
+    """The event's uid in every message received (each registrant's UID is a key, "-", and
+    the event's uid)."""
+    return {str(vevent_of(t.data)[1]["UID"]).split("-", 1)[1] for t in server.transactions}
+
+
+@pytest.mark.parametrize("start", ["2030-12-10T15:00:00", "2031-01-01T09:30:00",
+                                   "2029-02-28T14:00:00"])
+def test_init_uid_follows_a_changed_date_until_the_first_send(
+        tmp_path: Path, smtp_server: SmtpServer, start: str) -> None:
+    folder = tmp_path / "webinar"
+    written = init_filled_in(folder, smtp_server, start)
+    followed = re.sub(r"\d{4}-\d\d-\d\d", start[:10], written, count=1)
+    assert followed != written
+    line = line_of((folder / "event.toml").read_text(encoding="utf-8"), "uid = ")
+
+    check = run_cli("check", folder)
+
+    assert check.exit_code == 0, check.output
+    assert (f"{folder / 'event.toml'}:{line}: warning: event.uid: follows the new date: "
+            f"{followed} (init wrote it for {written[8:18]})") in check.stderr
+    assert run_cli("send", folder, "--yes").exit_code == 0
+    assert uids_received(smtp_server) == {followed}
+
+    # Sent: the uid stays, whatever the date does now, and still in the same journal.
+    set_start(folder, "2032-06-01T10:00:00")
+    (folder / "event.toml").write_text((folder / "event.toml").read_text(encoding="utf-8")
+                                       .replace("sequence = 0", "sequence = 1", 1),
+                                       encoding="utf-8")
+    again = run_cli("check", folder, "--template", "update")
+    assert again.exit_code == 0, again.output
+    assert f"event.uid: is {followed} as in the messages already begun" in again.stderr
+    assert "follows the new date" not in again.stderr
+    assert run_cli("send", folder, "--yes", "--template", "update").exit_code == 0
+    assert len(smtp_server.transactions) == 4  # the invitation and the update, to two
+    assert uids_received(smtp_server) == {followed}
+    assert run_cli("status", folder).exit_code == 0
+
+
+def test_init_uid_on_its_own_date_and_a_uid_of_ones_own_do_not_change(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
+    folder = tmp_path / "webinar"
+    written = init_filled_in(folder, smtp_server, "2030-12-10T15:00:00")
+    set_start(folder, f"{written[8:18]}T15:00:00")  # init's date, another time
+    check = run_cli("check", folder)
+    assert check.exit_code == 0, check.output
+    assert "event.uid" not in check.stderr
+
+    own = write_event(tmp_path / "own", toml=EVENT_TOML.replace(
+        "start = 2030-12-10T14:00:00", "start = 2031-03-03T14:00:00"))
+    check = run_cli("check", own)
+    assert check.exit_code == 0, check.output
+    assert "event.uid" not in check.stderr

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from invitemail.addresses import AddressError, Mailbox, normalize_address, parse_mailbox
 from invitemail.errors import ConfigError, InvitemailError, Problem
-from invitemail.placeholders import PLACEHOLDERS, START_TIME, parse_init_uid
+from invitemail.placeholders import PLACEHOLDERS, START_TIME, init_uid, parse_init_uid
 
 EVENT_FILE = "event.toml"
 REGISTRANTS_FILE = "registrants.csv"
@@ -461,7 +461,50 @@ class _Reader:
             warnings=tuple(self.warnings),
         )
         self.raise_errors()
-        return replace(config, placeholders=tuple(self.find_placeholders(config.event)))
+        placeholders = tuple(self.find_placeholders(config.event))
+        return replace(config, event=self.follow_date(config.event),
+                       warnings=tuple(self.warnings), placeholders=placeholders)
+
+    def follow_date(self, event: Event) -> Event:
+        """init's uid names the date it wrote; until the first message is sent, it follows a
+        changed ``start`` (no calendar has seen it). Once sent, it stays."""
+        init = parse_init_uid(event.uid)
+        if init is None:
+            return event
+        day, token = init
+        try:
+            stamped, sent = self.journal_state()
+        except InvitemailError:  # the commands that use the journal say what is wrong
+            return event
+        if stamped is not None:  # the uid the journal, and any message sent, carry
+            if stamped == event.uid or (parse_init_uid(stamped) or (day, ""))[1] != token:
+                return event
+            self.warn("event", "uid", f"is {stamped} as in the messages already begun; it "
+                      "no longer follows the date")
+            return replace(event, uid=stamped)
+        if sent or day == event.start.date():
+            return event
+        uid = init_uid(event.start.date(), token)
+        self.warn("event", "uid", f"follows the new date: {uid} (init wrote it for {day}); "
+                  "it stays as it is once the first message is sent")
+        return replace(event, uid=uid)
+
+    def journal_state(self) -> tuple[str | None, bool]:
+        """The uid the event folder's journal is stamped with, and whether it shows any
+        message sent (or maybe sent)."""
+        from invitemail.journal import Journal, State
+
+        journal = Journal.open(self.path.parent, create=False)
+        if journal is None:
+            return None, False
+        try:
+            identity = journal.identity()
+            gone = (State.SENT, State.SENDING, State.UNCERTAIN)
+            sent = any(journal.counts(template)[state] for template in journal.templates()
+                       for state in gone)
+            return (identity.event_uid if identity else None), sent
+        finally:
+            journal.close()
 
     def find_placeholders(self, event: Event) -> list[Problem]:
         """Every value init wrote for the coordinator to replace that is still there."""
