@@ -8,6 +8,7 @@ where it matters: the server saw no connection at all.
 from __future__ import annotations
 
 import email
+import re
 from collections.abc import Callable
 from email import policy
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from helpers import EVENT_TOML, Run, run_cli, write_event
 from invitemail.cli import main
+from invitemail.placeholders import PLACEHOLDERS
 from smtp_servers import SmtpServer
 
 CHECK = ("check",)
@@ -213,10 +215,20 @@ def test_cli_check_duplicate_address_is_a_warning(event: Path) -> None:
 # -- init -----------------------------------------------------------------------------------
 
 
-def test_init_then_check_passes(tmp_path: Path) -> None:
+def test_init_then_check_passes_once_the_placeholders_are_replaced(tmp_path: Path) -> None:
     folder = tmp_path / "webinar"
 
     init = run_cli("init", folder)
+    toml = (folder / "event.toml").read_text(encoding="utf-8")
+    own = {"title": "Persondata", "description": "Om persondata.", "id": "987 6543 2100",
+           "password": "hemmeligt", "join_url": "https://zoom.us/j/98765432100",
+           "web_join_url": "https://zoom.us/wc/join/98765432100",
+           "from": "Djøf <arrangementer@example.org>"}
+    for placeholder in PLACEHOLDERS:
+        toml = toml.replace(f'{placeholder.key} = "{placeholder.value}"',
+                            f'{placeholder.key} = "{own[placeholder.key]}"')
+    toml = re.sub(r"^start = (\S+)T14:00:00", r"start = \1T15:00:00", toml, flags=re.M)
+    (folder / "event.toml").write_text(toml, encoding="utf-8")
     check = run_cli("check", folder)
 
     assert init.exit_code == 0, init.output

@@ -376,6 +376,7 @@ class Campaign:
         (a module-level function, run where the message was built) said of it, or None.
         """
         report = CheckReport(scan=Scan(), config_warnings=list(self.config.warnings))
+        report.event_problems.extend(self.config.placeholders)
         event = self.config.event
         if event.start < self.now and self.template != CANCEL_TEMPLATE:
             report.event_problems.append(Problem(
@@ -429,7 +430,7 @@ class Campaign:
                                 else "fix the template; nothing was sent")
         errors = report.errors
         if skip_invalid:
-            errors = [p for p in errors if p.line is None]
+            errors = [p for p in errors if p.line is None or p not in report.scan.problems]
         if errors:
             raise ProblemsError(report.problems, hint="fix these rows (or give --skip-invalid "
                                 "to send to the valid ones); nothing was sent")

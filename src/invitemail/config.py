@@ -15,14 +15,15 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from invitemail.addresses import AddressError, Mailbox, normalize_address, parse_mailbox
-from invitemail.errors import ConfigError, Problem
+from invitemail.errors import ConfigError, InvitemailError, Problem
+from invitemail.placeholders import PLACEHOLDERS, START_TIME, init_uid, parse_init_uid
 
 EVENT_FILE = "event.toml"
 REGISTRANTS_FILE = "registrants.csv"
@@ -144,10 +145,25 @@ class EventConfig:
     smtp: Smtp
     sending: Sending
     warnings: tuple[Problem, ...] = field(default=())
+    # Values still as `invitemail init` wrote them: problems at `check` and `send`.
+    placeholders: tuple[Problem, ...] = field(default=())
 
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+
+class ConfigProblemsError(ConfigError):
+    """Several problems in one event.toml, all reported at once, in the order of the file."""
+
+    def __init__(self, path: Path, errors: list[ConfigError]) -> None:
+        lines = [f"{err} ({err.hint})" if err.hint else str(err) for err in errors]
+        lines.append(f"{len(errors)} problems found.")
+        InvitemailError.__init__(self, "\n".join(lines),
+                                 hint=f"fix them all in {path}, then run `invitemail check` again")
+        self.path = str(path)
+        self.key = None
+        self.errors = errors
 
 
 def find_event_file(location: Path) -> Path:
@@ -252,8 +268,33 @@ class _Reader:
         self.lines = text.splitlines()
         self.data = data
         self.warnings: list[Problem] = []
+        self.errors: list[ConfigError] = []
+        # Keys an unknown key was taken for ("pasword": "password"): that key's "is missing"
+        # is the same problem, reported once, with the suggestion.
+        self.suggested: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def attempt(self, read: Callable[[], Any], fallback: Any = None) -> Any:
+        """``read()``, or ``fallback`` with its problem kept: every key is checked in one run."""
+        try:
+            return read()
+        except ConfigError as err:
+            self.errors.append(err)
+            return fallback
+
+    def raise_errors(self) -> None:
+        self.errors = [err for err in self.errors if not (
+            (err.key in self.suggested and err.message.endswith(": is missing"))
+            or any(err.message.endswith(f": the {name} section is missing")
+                   for name in self.suggested))]
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            def line(err: ConfigError) -> int:
+                found = re.search(r":(\d+)$", err.path)
+                return int(found.group(1)) if found else 0
+            raise ConfigProblemsError(self.path, sorted(self.errors, key=line))
 
     def line_of(self, section: str, key: str | None = None) -> int | None:
         """The line where ``[section]`` (or ``key`` inside it) is written, if it can be found."""
@@ -304,7 +345,9 @@ class _Reader:
                 close = difflib.get_close_matches(key, self.SECTIONS[name], n=1)
                 hint = (f"did you mean {close[0]!r}?" if close
                         else "known keys: " + ", ".join(self.SECTIONS[name]))
-                raise self.error(name, key, "unknown key", hint=hint)
+                if close and close[0] not in value:
+                    self.suggested.add(f"{name}.{close[0]}")
+                self.errors.append(self.error(name, key, "unknown key", hint=hint))
         return value
 
     def get(self, section: dict[str, Any], name: str, key: str, kind: type[T] | tuple[type, ...],
@@ -402,48 +445,133 @@ class _Reader:
                 close = difflib.get_close_matches(name, self.SECTIONS, n=1)
                 hint = f"did you mean [{close[0]}]?" if close else "known sections: " + ", ".join(
                     f"[{s}]" for s in self.SECTIONS)
-                raise self.error(name, None, "unknown section", hint=hint)
-        return EventConfig(
+                if close and close[0] not in self.data:
+                    self.suggested.add(f"[{close[0]}]")
+                self.errors.append(self.error(name, None, "unknown section", hint=hint))
+        k = self.attempt
+        config = EventConfig(
             path=self.path,
-            event=self.read_event(),
-            meeting=self.read_meeting(),
-            sender=self.read_sender(),
-            support=self.read_support(),
-            privacy=Privacy(self.url(self.section("privacy"), "privacy", "policy_url")),
-            smtp=self.read_smtp(),
-            sending=self.read_sending(),
+            event=k(self.read_event),
+            meeting=k(self.read_meeting),
+            sender=k(self.read_sender),
+            support=k(self.read_support),
+            privacy=k(self.read_privacy),
+            smtp=k(self.read_smtp),
+            sending=k(self.read_sending),
             warnings=tuple(self.warnings),
         )
+        self.raise_errors()
+        placeholders = tuple(self.find_placeholders(config.event))
+        return replace(config, event=self.follow_date(config.event),
+                       warnings=tuple(self.warnings), placeholders=placeholders)
+
+    def follow_date(self, event: Event) -> Event:
+        """init's uid names the date it wrote; until the first message is sent, it follows a
+        changed ``start`` (no calendar has seen it). Once sent, it stays."""
+        init = parse_init_uid(event.uid)
+        if init is None:
+            return event
+        day, token = init
+        try:
+            stamped, sent = self.journal_state()
+        except InvitemailError:  # the commands that use the journal say what is wrong
+            return event
+        if stamped is not None:  # the uid the journal, and any message sent, carry
+            if stamped == event.uid or (parse_init_uid(stamped) or (day, ""))[1] != token:
+                return event
+            self.warn("event", "uid", f"is {stamped} as in the messages already begun; it "
+                      "no longer follows the date")
+            return replace(event, uid=stamped)
+        if sent or day == event.start.date():
+            return event
+        uid = init_uid(event.start.date(), token)
+        self.warn("event", "uid", f"follows the new date: {uid} (init wrote it for {day}); "
+                  "it stays as it is once the first message is sent")
+        return replace(event, uid=uid)
+
+    def journal_state(self) -> tuple[str | None, bool]:
+        """The uid the event folder's journal is stamped with, and whether it shows any
+        message sent (or maybe sent)."""
+        from invitemail.journal import Journal, State
+
+        journal = Journal.open(self.path.parent, create=False)
+        if journal is None:
+            return None, False
+        try:
+            identity = journal.identity()
+            gone = (State.SENT, State.SENDING, State.UNCERTAIN)
+            sent = any(journal.counts(template)[state] for template in journal.templates()
+                       for state in gone)
+            return (identity.event_uid if identity else None), sent
+        finally:
+            journal.close()
+
+    def find_placeholders(self, event: Event) -> list[Problem]:
+        """Every value init wrote for the coordinator to replace that is still there."""
+        found: list[Problem] = []
+        for placeholder in PLACEHOLDERS:
+            section = self.data.get(placeholder.section)
+            written = section.get(placeholder.key) if isinstance(section, dict) else None
+            if isinstance(written, str) and written.strip() == placeholder.value:
+                shown = ("example password" if placeholder.secret
+                         else f"placeholder {placeholder.value!r}")
+                found.append(self.placeholder(placeholder.section, placeholder.key,
+                                              f"is still init's {shown}: {placeholder.todo}"))
+        init = parse_init_uid(event.uid)
+        if init is not None and event.start.replace(tzinfo=None) == dt.datetime.combine(
+                init[0], START_TIME):
+            found.append(self.placeholder(
+                "event", "start", f"is still init's placeholder date "
+                f"{event.start:%Y-%m-%d %H:%M}: write your event's date and time (if that is "
+                "the right one, give uid a name of your own)"))
+        return sorted(found, key=lambda problem: problem.line or 0)
+
+    def placeholder(self, section: str, key: str, message: str) -> Problem:
+        return Problem(str(self.path), self.line_of(section, key), f"[{section}] {key} {message}")
+
+    def read_privacy(self) -> Privacy:
+        return Privacy(self.attempt(lambda: self.url(self.section("privacy"), "privacy",
+                                                     "policy_url")))
 
     def read_event(self) -> Event:
-        s, n = self.section("event"), "event"
-        timezone = self.text(s, n, "timezone")
-        try:
-            zone = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise self.error(n, "timezone", f"{timezone!r} is not a known time zone",
-                             hint='use an IANA name such as "Europe/Copenhagen"') from None
-        start = self.get(s, n, "start", (dt.datetime, dt.date, str),
-                         describe="a date and time such as 2026-12-10T14:00:00")
-        start = self.read_start(start, zone)
-        language = self.text(s, n, "language", "da")
-        if language not in LANGUAGES:
-            raise self.error(n, "language", f"{language!r} is not supported",
-                             hint="use " + " or ".join(repr(x) for x in LANGUAGES))
-        uid = self.text(s, n, "uid")
-        if any(c.isspace() or not c.isprintable() for c in uid):
-            raise self.error(n, "uid", "must not contain spaces or invisible characters",
-                             hint='use something like "webinar-2026-12-10@example.org"')
+        s, n, k = self.section("event"), "event", self.attempt
+        timezone = k(lambda: self.text(s, n, "timezone"))
+        zone = k(lambda: self.read_zone(timezone)) if timezone is not None else None
+        start = k(lambda: self.get(s, n, "start", (dt.datetime, dt.date, str),
+                                   describe="a date and time such as 2026-12-10T14:00:00"))
+        if start is not None and zone is not None:
+            start = k(lambda: self.read_start(start, zone))
         return Event(
-            title=self.text(s, n, "title"),
-            description=self.text(s, n, "description", None, one_line=False),
+            title=k(lambda: self.text(s, n, "title")),
+            description=k(lambda: self.text(s, n, "description", None, one_line=False)),
             start=start,
-            duration=self.number(s, n, "duration", _MISSING, 1, 24 * 60),
+            duration=k(lambda: self.number(s, n, "duration", _MISSING, 1, 24 * 60)),
             timezone=timezone,
-            language=language,
-            uid=uid,
-            sequence=self.read_sequence(s),
+            language=k(lambda: self.read_language(s)),
+            uid=k(lambda: self.read_uid(s)),
+            sequence=k(lambda: self.read_sequence(s)),
         )
+
+    def read_zone(self, timezone: str) -> ZoneInfo:
+        try:
+            return ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.error("event", "timezone", f"{timezone!r} is not a known time zone",
+                             hint='use an IANA name such as "Europe/Copenhagen"') from None
+
+    def read_language(self, s: dict[str, Any]) -> str:
+        language: str = self.text(s, "event", "language", "da")
+        if language not in LANGUAGES:
+            raise self.error("event", "language", f"{language!r} is not supported",
+                             hint="use " + " or ".join(repr(x) for x in LANGUAGES))
+        return language
+
+    def read_uid(self, s: dict[str, Any]) -> str:
+        uid: str = self.text(s, "event", "uid")
+        if any(c.isspace() or not c.isprintable() for c in uid):
+            raise self.error("event", "uid", "must not contain spaces or invisible characters",
+                             hint='use something like "webinar-2026-12-10@example.org"')
+        return uid
 
     def read_sequence(self, s: dict[str, Any]) -> int:
         sequence: int = self.number(s, "event", "sequence", 0, 0)
@@ -482,29 +610,43 @@ class _Reader:
         return value.astimezone(zone)
 
     def read_meeting(self) -> Meeting:
-        s, n = self.section("meeting"), "meeting"
-        meeting_id = self.get(s, n, "id", (str, int), describe="text such as \"842 1234 5678\"")
-        if isinstance(meeting_id, str):
-            if not meeting_id.strip():
-                raise self.error(n, "id", "is empty")
-            self.check_characters(n, "id", meeting_id, one_line=True)
+        s, n, k = self.section("meeting"), "meeting", self.attempt
         return Meeting(
-            platform=self.text(s, n, "platform", "Zoom"),
-            id=str(meeting_id).strip(),
-            password=self.text(s, n, "password"),
-            join_url=self.url(s, n, "join_url"),
-            web_join_url=self.url(s, n, "web_join_url", None),
-            waiting_room=self.get(s, n, "waiting_room", bool, True, describe="true or false"),
-            recorded=self.get(s, n, "recorded", bool, False, describe="true or false"),
+            platform=k(lambda: self.text(s, n, "platform", "Zoom")),
+            id=k(lambda: self.read_meeting_id(s)),
+            password=k(lambda: self.text(s, n, "password")),
+            join_url=k(lambda: self.url(s, n, "join_url")),
+            web_join_url=k(lambda: self.url(s, n, "web_join_url", None)),
+            waiting_room=k(lambda: self.get(s, n, "waiting_room", bool, True,
+                                            describe="true or false")),
+            recorded=k(lambda: self.get(s, n, "recorded", bool, False,
+                                        describe="true or false")),
         )
 
+    def read_meeting_id(self, s: dict[str, Any]) -> str:
+        meeting_id = self.get(s, "meeting", "id", (str, int),
+                              describe="text such as \"842 1234 5678\"")
+        if isinstance(meeting_id, str):
+            if not meeting_id.strip():
+                raise self.error("meeting", "id", "is empty")
+            self.check_characters("meeting", "id", meeting_id, one_line=True)
+        return str(meeting_id).strip()
+
     def read_sender(self) -> Sender:
-        s, n = self.section("sender"), "sender"
-        return Sender(mailbox=self.mailbox(s, n, "from"),
-                      reply_to=self.mailbox(s, n, "reply_to", None))
+        s, n, k = self.section("sender"), "sender", self.attempt
+        return Sender(mailbox=k(lambda: self.mailbox(s, n, "from")),
+                      reply_to=k(lambda: self.mailbox(s, n, "reply_to", None)))
 
     def read_support(self) -> Support:
-        s, n = self.section("support"), "support"
+        s, n, k = self.section("support"), "support", self.attempt
+        return Support(
+            phone=k(lambda: self.text(s, n, "phone")),
+            hours=k(lambda: self.read_hours(s)),
+            email=k(lambda: self.address(s, n, "email")),
+        )
+
+    def read_hours(self, s: dict[str, Any]) -> dict[str, str]:
+        n = "support"
         hours = self.get(s, n, "hours", (str, dict),
                          describe='text, or a table per language such as '
                                   '{ da = "...", en = "..." }')
@@ -520,50 +662,69 @@ class _Reader:
             if not hours:
                 raise self.error(n, "hours", "is empty")
             hours_by_language = {lang: value.strip() for lang, value in hours.items()}
-        return Support(
-            phone=self.text(s, n, "phone"),
-            hours=hours_by_language,
-            email=self.address(s, n, "email"),
-        )
+        return hours_by_language
 
     def read_smtp(self) -> Smtp:
-        s, n = self.section("smtp"), "smtp"
-        security = self.text(s, n, "security", "starttls")
+        s, n, k = self.section("smtp"), "smtp", self.attempt
+        security = k(lambda: self.read_security(s), "starttls")
+        timeout = k(lambda: self.number(s, n, "timeout", 30, 0.001, 3600, integer=False), 30)
+        return Smtp(
+            host=k(lambda: self.text(s, n, "host")),
+            port=k(lambda: self.number(s, n, "port", DEFAULT_PORTS[security], 1, 65535)),
+            security=security,
+            username=k(lambda: self.text(s, n, "username", None)),
+            timeout=float(timeout),
+            ca_file=k(lambda: self.read_ca_file(s)),
+            allow_insecure_auth=k(lambda: self.get(s, n, "allow_insecure_auth", bool, False,
+                                                   describe="true or false")),
+        )
+
+    def read_security(self, s: dict[str, Any]) -> Security:
+        security: Security = self.text(s, "smtp", "security", "starttls")
         if security not in SECURITY_MODES:
-            raise self.error(n, "security", f"{security!r} is not one of "
+            raise self.error("smtp", "security", f"{security!r} is not one of "
                              + ", ".join(repr(m) for m in SECURITY_MODES),
                              hint='use "starttls" (port 587), "tls" for implicit TLS (port 465) '
                              'or "none"')
-        ca_file = self.text(s, n, "ca_file", None)
-        ca_path = None
-        if ca_file is not None:
-            ca_path = (self.path.parent / ca_file).expanduser()
-            if ca_path.is_dir():
-                raise self.error(n, "ca_file", f"{ca_path} is a folder, not a file",
-                                 hint="give the PEM file that holds the CA certificate")
-            if not ca_path.is_file():
-                raise self.error(n, "ca_file", f"{ca_path} does not exist")
-        host = self.text(s, n, "host")
-        return Smtp(
-            host=host,
-            port=self.number(s, n, "port", DEFAULT_PORTS[security], 1, 65535),
-            security=security,
-            username=self.text(s, n, "username", None),
-            timeout=float(self.number(s, n, "timeout", 30, 0.001, 3600, integer=False)),
-            ca_file=ca_path,
-            allow_insecure_auth=self.get(s, n, "allow_insecure_auth", bool, False,
-                                         describe="true or false"),
-        )
+        return security
+
+    def read_ca_file(self, s: dict[str, Any]) -> Path | None:
+        ca_file = self.text(s, "smtp", "ca_file", None)
+        if ca_file is None:
+            return None
+        ca_path: Path = (self.path.parent / ca_file).expanduser()
+        if ca_path.is_dir():
+            raise self.error("smtp", "ca_file", f"{ca_path} is a folder, not a file",
+                             hint="give the PEM file that holds the CA certificate")
+        if not ca_path.is_file():
+            raise self.error("smtp", "ca_file", f"{ca_path} does not exist")
+        return ca_path
 
     def read_sending(self) -> Sending:
-        s, n = self.section("sending"), "sending"
-        rate_text = self.text(s, n, "rate", None)
-        rate = None
-        if rate_text is not None:
-            try:
-                rate = parse_rate(rate_text)
-            except ValueError as err:
-                raise self.error(n, "rate", f"{rate_text!r} is not a rate", hint=str(err)) from None
+        s, n, k = self.section("sending"), "sending", self.attempt
+        rate_text = k(lambda: self.text(s, n, "rate", None))
+        rate = k(lambda: self.read_rate(rate_text)) if rate_text is not None else None
+        daily, daily_text = k(lambda: self.read_daily_limit(s), (None, None))
+        return Sending(
+            concurrency=k(lambda: self.number(s, n, "concurrency", 4, 1, 100)),
+            rate=rate,
+            rate_text=rate_text,
+            max_attempts=k(lambda: self.number(s, n, "max_attempts", 5, 1, 100)),
+            max_consecutive_failures=k(lambda: self.number(s, n, "max_consecutive_failures", 20,
+                                                           1, 100000)),
+            daily_limit=daily,
+            daily_limit_text=daily_text,
+        )
+
+    def read_rate(self, rate_text: str) -> float:
+        try:
+            return parse_rate(rate_text)
+        except ValueError as err:
+            raise self.error("sending", "rate", f"{rate_text!r} is not a rate",
+                             hint=str(err)) from None
+
+    def read_daily_limit(self, s: dict[str, Any]) -> tuple[int | None, str | None]:
+        n = "sending"
         written = s.get("daily_limit")
         shown = None
         if isinstance(written, int) and not isinstance(written, bool):  # 2000: per day
@@ -576,15 +737,7 @@ class _Reader:
             except ValueError as err:
                 raise self.error(n, "daily_limit", f"{shown or repr(daily_text)} is not a "
                                  "daily limit", hint=str(err)) from None
-        return Sending(
-            concurrency=self.number(s, n, "concurrency", 4, 1, 100),
-            rate=rate,
-            rate_text=rate_text,
-            max_attempts=self.number(s, n, "max_attempts", 5, 1, 100),
-            max_consecutive_failures=self.number(s, n, "max_consecutive_failures", 20, 1, 100000),
-            daily_limit=daily,
-            daily_limit_text=daily_text,
-        )
+        return daily, daily_text
 
 
 def _is_date_only(text: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from invitemail.config import EVENT_FILE, REGISTRANTS_FILE
 from invitemail.errors import InvitemailError
 from invitemail.files import AlreadyExists, OutputFolder, refuse_linked_folders
+from invitemail.placeholders import init_start, init_uid, value
 from invitemail.render import builtin_template_dir
 
 EVENT_TOML = """\
@@ -25,26 +26,26 @@ EVENT_TOML = """\
 # from the environment variable INVITEMAIL_SMTP_PASSWORD, or asks for it.
 
 [event]
-title = "Mit webinar"
-description = "Et webinar om ..."          # optional
+title = "{title}"
+description = "{description}"  # optional
 start = {start}           # local time in `timezone`
 duration = 60                              # minutes
 timezone = "Europe/Copenhagen"             # IANA name
 language = "da"                            # default language: "da" or "en"
-uid = "{uid}"   # calendar identity: keep it
+uid = "{uid}"   # calendar identity: kept once sent
 sequence = 0                               # raise it when the time or link changes
 
 [meeting]
 platform = "Zoom"
-id = "842 1234 5678"
-password = "Kx7pQ9"
-join_url = "https://zoom.us/j/84212345678?pwd=abc123"
-web_join_url = "https://zoom.us/wc/join/84212345678"    # optional: join in a browser
+id = "{meeting_id}"
+password = "{password}"
+join_url = "{join_url}"
+web_join_url = "{web_join_url}"    # optional: join in a browser
 waiting_room = true
 recorded = false
 
 [sender]
-from = "Arrangementer <arrangementer@example.org>"
+from = "{sender}"
 reply_to = "arrangementer@example.org"     # optional
 
 [support]
@@ -82,11 +83,16 @@ def create_event(folder: Path, *, templates: bool = False,
                  now: dt.datetime | None = None) -> list[Path]:
     """Write a new event folder; refuse if any file it would write exists already."""
     now = now or dt.datetime.now(dt.UTC)
-    start = (now + dt.timedelta(days=14)).replace(hour=14, minute=0, second=0, microsecond=0)
+    start = init_start(now)
     files: dict[Path, str] = {
         folder / EVENT_FILE: EVENT_TOML.format(
             start=start.strftime("%Y-%m-%dT%H:%M:%S"),
-            uid=f"webinar-{start:%Y-%m-%d}-{secrets.token_hex(4)}@example.org"),
+            uid=init_uid(start.date(), secrets.token_hex(4)),
+            title=value("event", "title"), description=value("event", "description"),
+            meeting_id=value("meeting", "id"), password=value("meeting", "password"),
+            join_url=value("meeting", "join_url"),
+            web_join_url=value("meeting", "web_join_url"),
+            sender=value("sender", "from")),
         folder / REGISTRANTS_FILE: REGISTRANTS_CSV,
     }
     copies: dict[Path, Path] = {}
