@@ -429,9 +429,14 @@ class Campaign:
         errors = report.errors
         if skip_invalid:
             errors = [p for p in errors if p.line is None]
-        if errors:
-            raise ProblemsError(report.problems, hint="fix these rows (or give --skip-invalid "
-                                "to send to the valid ones); nothing was sent")
+        if not errors:
+            return
+        if any(p.line is None for p in errors):  # not a row: --skip-invalid leaves it as is
+            raise ProblemsError(report.problems, hint="fix what is listed above (--skip-invalid "
+                                "only leaves out bad rows, it does not help here); nothing "
+                                "was sent")
+        raise ProblemsError(report.problems, hint="fix these rows (or give --skip-invalid "
+                            "to send to the valid ones); nothing was sent")
 
     def messages(self, registrants: Iterable[Registrant], *, test_to: str | None = None,
                  expected: int | None = None) -> Iterator[Built]:
