@@ -4,12 +4,13 @@ registrant removed from the list that never keeps a run from finishing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from helpers import run_cli
-from smtp_servers import SmtpServer
+from smtp_servers import Script, SmtpServer
 from test_lifecycle import set_key
 from test_send import event_for, rows
 
@@ -55,3 +56,52 @@ def test_refusal_about_rows_still_suggests_skip_invalid(smtp_server: SmtpServer,
     sent = run_cli("send", folder, "--yes", "--skip-invalid")
     assert sent.exit_code == 0, sent.output
     assert len(smtp_server.transactions) == 2
+
+
+# -- 14: a registrant removed from the list -------------------------------------------------
+
+
+def write_rows(folder: Path, kept: list[tuple[str, str, str]]) -> None:
+    lines = ["Navn,E-mail,Sprog", *(",".join(row) for row in kept)]
+    (folder / "registrants.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("left", ["pending", "failed", "two pending"])
+def test_registrant_removed_from_list_does_not_keep_runs_from_finishing(
+        start_smtp_server: Callable[..., SmtpServer], tmp_path: Path, left: str) -> None:
+    everyone = rows(6)
+    gone = [everyone[5]] if left != "two pending" else everyone[4:]
+    server = start_smtp_server(script=Script(reject={gone[0][1]} if left == "failed"
+                                             else set()))
+    folder = event_for(server, tmp_path / "e", everyone)
+    first = run_cli("send", folder, "--yes", *(["--limit", str(6 - len(gone))]
+                                               if left != "failed" else []))
+    assert first.exit_code == 3, first.output
+    write_rows(folder, [row for row in everyone if row not in gone])
+
+    for _ in range(2):  # and it stays so
+        again = run_cli("send", folder, "--yes")
+        assert again.exit_code == 0, again.output
+        assert f"Not sent to {len(gone)}: removed from the list" in again.stdout
+    kept = [row[1] for row in everyone if row not in gone]
+    assert sorted(server.received().elements()) == sorted(kept)
+
+    status = run_cli("status", folder)
+    assert status.exit_code == 0, status.output
+    state = "failed" if left == "failed" else "pending"
+    head = status.stdout.splitlines()[0]
+    assert f"6 registrants: {6 - len(gone)} sent, {len(gone)} removed from the list" in head
+    assert state not in head
+    for row in gone:
+        assert f"removed from the list: {row[1]} (was line" in status.stdout
+        assert f"{state}); not sent to" in status.stdout
+    assert "  failed:" not in status.stdout
+
+    # Back in the list: sent to again like anyone pending (a failed one with --retry-failed).
+    write_rows(folder, everyone)
+    back = run_cli("send", folder, "--yes", *(["--retry-failed"] if left == "failed" else []))
+    if left == "failed":
+        assert back.exit_code == 3 and "failed" in back.stdout
+    else:
+        assert back.exit_code == 0, back.output
+        assert sorted(server.received().elements()) == sorted(row[1] for row in everyone)

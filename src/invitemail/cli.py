@@ -566,26 +566,30 @@ def _print_skipped(result: SendResult) -> None:
     for count, why in skipped:
         if count:
             _say(f"Skipped {count}: {why}.")
+    removed = sum(result.removed.values())
+    if removed:
+        states = ", ".join(f"{number} {state}" for state, number in sorted(result.removed.items()))
+        _say(f"Not sent to {removed}: removed from the list ({states} in the journal); "
+             "`invitemail status` lists them.")
 
 
 # -- status -------------------------------------------------------------------------------
 
 
-def _say_list_rows(folder: Path, registrants: Path | None, encoding: str | None,
-                   delimiter: str | None, journal_keys: Container[str] | None) -> None:
-    """How every row of the registrant list was taken; a warning when it cannot be read
+def _scan_list(folder: Path, registrants: Path | None, encoding: str | None,
+               delimiter: str | None) -> tuple[Path, Scan | None]:
+    """The registrant list read for `status`; None, after a warning, when it cannot be read
     (`status` then tells what the journal says only)."""
     from invitemail.config import REGISTRANTS_FILE
     from invitemail.registrants import scan_file
 
     path = registrants or folder / REGISTRANTS_FILE
     try:
-        scan = scan_file(path, encoding=encoding,
-                         delimiter="\t" if delimiter == "tab" else delimiter)
+        return path, scan_file(path, encoding=encoding,
+                               delimiter="\t" if delimiter == "tab" else delimiter)
     except InvitemailError as err:
         _say(f"warning: {str(err).splitlines()[0]}; the counts are the journal's only", err=True)
-        return
-    _say(f"{path}: {_rows_line(scan, journal_keys=journal_keys)}")
+        return path, None
 
 
 @main.command()
@@ -605,6 +609,7 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
     """What the journal says: sent, failed, pending, uncertain; and how every row of the
     registrant list was taken."""
     from invitemail.config import find_event_file
+    from invitemail.delivery import removed_from_list
     from invitemail.journal import Journal, JournalError, State
     from invitemail.limits import stop_lines
     from invitemail.report import write_report
@@ -623,24 +628,39 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
         if problem is not None:
             raise problem
         _say(f"{folder}: nothing has been sent for this event yet (no journal).")
-        _say_list_rows(folder, registrants, encoding, delimiter, None)
+        path, scan = _scan_list(folder, registrants, encoding, delimiter)
+        if scan is not None:
+            _say(f"{path}: {_rows_line(scan)}")
         return
     with journal:
         counts = journal.counts(template)
         total = sum(counts.values())
+        path, scan = _scan_list(folder, registrants, encoding, delimiter)
+        removed = {} if scan is None else removed_from_list(
+            journal, template, (*scan.addresses, *scan.left_out))
+        for state in removed.values():  # shown as removed, not as still to send
+            counts[state] -= 1
         if not total:
             others = journal.templates()
             _say(f"{folder}: nothing in the journal for template {template!r}"
                  + (f" (it has: {', '.join(others)})" if others else "") + ".")
         else:
             _say(f"{folder}: template {template!r}, {total} registrants: "
-                 + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
-        _say_list_rows(folder, registrants, encoding, delimiter, journal.states(template))
+                 + ", ".join([f"{counts[s]} {s.value}" for s in State if counts[s]]
+                             + ([f"{len(removed)} removed from the list"] if removed else [])))
+        if scan is not None:
+            _say(f"{path}: {_rows_line(scan, journal_keys=journal.states(template))}")
         if total:
             for row in journal.rows(template, [State.FAILED]):
-                _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
+                if row.key not in removed:
+                    _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
             for row in journal.rows(template, [State.UNCERTAIN]):
-                _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
+                if row.key not in removed:
+                    _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
+            for row in journal.rows(template):
+                if row.key in removed:
+                    _say(f"  removed from the list: {row.address} (was line {row.line}, "
+                         f"{row.state.value}); not sent to")
             for line in stop_lines(journal, folder, template,
                                    waiting=counts[State.PENDING] > 0):
                 _say(line)

@@ -11,6 +11,7 @@ it with the ledger.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -84,6 +85,9 @@ class SendResult:
     # After the run, the journal's registrants that still lack this template's message
     # (pending, failed or uncertain), this run's and earlier runs' alike.
     remaining: dict[str, int] = field(default_factory=dict)
+    # The journal's registrants without the message that are no longer in the list, by
+    # state: never sent to, and not ``remaining`` (they do not keep a run from finishing).
+    removed: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -298,6 +302,9 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
     else:
         if journal is not None:
             states = journal.states(campaign.template, pending=False)  # absent = pending
+            removed = removed_from_list(journal, campaign.template,
+                                        (*report.scan.addresses, *report.scan.left_out))
+            result.removed = dict(collections.Counter(s.value for s in removed.values()))
         registrants = _selected(campaign, states, options, result)
     window = None
     if sending.daily_limit is not None and options.test_to is None:
@@ -358,9 +365,10 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
         if journal is not None and options.test_to is None:
             with contextlib.suppress(InvitemailError):  # the error above says what is wrong
                 counts = journal.counts(campaign.template)
-                result.remaining = {state.value: counts[state] for state in
-                                    (State.PENDING, State.SENDING, State.FAILED,
-                                     State.UNCERTAIN) if counts[state]}
+                left = {state.value: counts[state] - result.removed.get(state.value, 0)
+                        for state in (State.PENDING, State.SENDING, State.FAILED,
+                                      State.UNCERTAIN)}
+                result.remaining = {state: number for state, number in left.items() if number}
 
 
 def _record_stop(journal: Journal | None, template: str,
@@ -373,6 +381,15 @@ def _record_stop(journal: Journal | None, template: str,
         journal.record_stop(template, stopped.reason, stopped.until)
     else:
         journal.record_stop(template, None)
+
+
+def removed_from_list(journal: Journal, template: str,
+                      addresses: Iterable[str]) -> dict[str, State]:
+    """The journal's registrants of ``template`` that lack the message and are not among
+    ``addresses`` (the list as it is now): key -> state. They are never sent to."""
+    listed = {address.lower() for address in addresses}
+    return {key: state for key, state in journal.states(template).items()
+            if state is not State.SENT and key not in listed}
 
 
 def _count_planned(addresses: list[str], states: dict[str, State],
