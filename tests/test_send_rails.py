@@ -4,15 +4,22 @@ registrant removed from the list that never keeps a run from finishing."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from helpers import run_cli
+from invitemail.journal import Journal, State
 from smtp_servers import Script, SmtpServer
 from test_lifecycle import set_key
-from test_send import event_for, rows
+from test_send import event_for, journal_states, rows
 
 SKIP_HINT = "--skip-invalid"
 
@@ -105,3 +112,61 @@ def test_registrant_removed_from_list_does_not_keep_runs_from_finishing(
     else:
         assert back.exit_code == 0, back.output
         assert sorted(server.received().elements()) == sorted(row[1] for row in everyone)
+
+
+# -- 4: a dry run counts what the real run sends --------------------------------------------
+
+
+def _spawn(*args: str | Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "invitemail", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _kill_with_in_flight(folder: Path, in_flight: int) -> None:
+    """Start a send, wait until ``in_flight`` messages are out and unanswered, kill -9 it."""
+    process = _spawn("send", folder, "--yes")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (Journal.path_in(folder).exists() and list(
+                    journal_states(folder).values()).count(State.SENDING) == in_flight):
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the messages never went out")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+
+
+def _would_send(dry: str) -> int:
+    found = re.search(r"Dry run: (\d+) messages? would be sent", dry)
+    assert found is not None, dry
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize(("count", "in_flight", "sending"), [
+    (15, 4, "concurrency = 4\n"),
+    (9, 2, "concurrency = 2\n"),
+    (12, 3, "concurrency = 3\ndaily_limit = 10\n"),
+])
+def test_dry_run_after_a_killed_run_counts_what_the_real_run_sends(
+        start_smtp_server: Callable[..., SmtpServer], tmp_path: Path, count: int,
+        in_flight: int, sending: str) -> None:
+    server = start_smtp_server(script=Script(reply_delay=60, reply_delay_count=in_flight))
+    folder = event_for(server, tmp_path / "e", rows(count), sending=sending)
+    _kill_with_in_flight(folder, in_flight)
+
+    dry = run_cli("send", folder, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    real = run_cli("send", folder, "--yes")
+    sent = re.search(r"Sent (\d+) messages?", real.stdout)
+    assert sent is not None, real.output
+    assert _would_send(dry.stdout) == int(sent.group(1)) > 0
+    for line in real.stdout.splitlines():  # the same skipped lines, in the same words
+        if line.startswith("Skipped"):
+            assert line in dry.stdout
+    assert f"Skipped {in_flight}: uncertain" in dry.stdout
+    held_back = "lets only these go now" in dry.stdout
+    assert held_back == (int(sent.group(1)) < count - in_flight)  # the limit kept some

@@ -510,6 +510,9 @@ def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
     if result.dry_run:
         _say(f"Dry run: {result.planned} message{'s' if result.planned != 1 else ''} would be "
              f"sent via {where}; nothing was sent.")
+        if result.held_back_by is not None:
+            _say(f"The daily limit of {result.held_back_by} (sending.daily_limit) lets only "
+                 "these go now; the others would stay pending for a later run.")
         _print_skipped(result)
         return
     if result.set_aside is not None:

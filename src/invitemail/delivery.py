@@ -88,6 +88,7 @@ class SendResult:
     # The journal's registrants without the message that are no longer in the list, by
     # state: never sent to, and not ``remaining`` (they do not keep a run from finishing).
     removed: dict[str, int] = field(default_factory=dict)
+    held_back_by: int | None = None  # a dry run: sending.daily_limit keeps some for later
 
     @property
     def complete(self) -> bool:
@@ -311,8 +312,10 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
         window = limits.daily_window(journal, sending.daily_limit, wall_clock())
     capped = _Capped(registrants, window.left if window is not None else None)
 
-    if options.dry_run:
-        result.planned = sum(1 for _ in campaign.messages(registrants, test_to=options.test_to))
+    if options.dry_run:  # what the real run would send: the same rows, the same daily window
+        result.planned = sum(1 for _ in campaign.messages(capped, test_to=options.test_to))
+        if capped.reached and window is not None:
+            result.held_back_by = window.limit
         return result
     try:
         hooks = _JournalHooks(record, campaign.template, progress, result)
