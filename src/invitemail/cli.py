@@ -454,10 +454,10 @@ def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
         if report.scan.invalid:
             _say(_rows_line(report.scan))
         config = campaign.config
-        if not dry_run and not yes:
+        planned = report.messages if test_to else _planned_now(campaign, options, report)
+        if not dry_run and not yes and planned:
             what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \
-                if test_to else (f"{campaign.template} messages to up to {report.messages} "
-                                 "registrants")
+                if test_to else _what_is_new(campaign, planned, report.messages)
             click.confirm(f"Send {what} for {config.event.title!r} from "
                           f"{config.sender.address} via {config.smtp.where}?", abort=True)
         password = _password(campaign, dry_run)
@@ -467,6 +467,42 @@ def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
             prepared.close()
     _print_send_summary(campaign, result)
     sys.exit(int(_send_exit_code(result)))
+
+
+def _planned_now(campaign: Campaign, options: SendOptions, report: CheckReport) -> int:
+    """How many messages the run would send as the journal stands (read only, before the
+    question): the rows that already have the message, or wait for a rerun option, aside."""
+    from invitemail.delivery import count_planned
+    from invitemail.journal import Journal, JournalError
+
+    try:
+        journal = Journal.open(campaign.config.folder, create=False)
+    except JournalError:
+        return report.messages  # the run itself says what is wrong with it
+    if journal is None:
+        return min(report.messages, options.limit or report.messages)
+    with journal:
+        states = journal.states(campaign.template, pending=False)
+    return count_planned(report.scan.addresses, states, options)
+
+
+def _what_is_new(campaign: Campaign, planned: int, messages: int) -> str:
+    """The question's words: how many messages go now, of how many, and for an update what
+    changed since the registrants' last message."""
+    from invitemail.registrants import unique_registrants
+
+    what = f"{campaign.template} message{'s' if planned != 1 else ''} to {planned} " \
+        f"registrant{'s' if planned != 1 else ''}"
+    if planned < messages:
+        what += f" (of {messages}; the others have it or wait for a rerun option)"
+    if campaign.template == "update":
+        first = next(iter(unique_registrants(campaign.source)), None)
+        if first is not None:
+            previous = campaign.history.get(first.key) or campaign.latest
+            changed = [c["field"] for c in campaign.changes(first, previous)]
+            if changed:
+                what += f", saying that the {' and the '.join(changed)} changed"
+    return what
 
 
 def _run_send(campaign: Campaign, password: str | None, options: SendOptions,

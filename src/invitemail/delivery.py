@@ -325,7 +325,7 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
             to_send, result.planned = listed, len(listed)
         else:
             to_send = capped
-            result.planned = _count_planned(report.scan.addresses, states, options)
+            result.planned = count_planned(report.scan.addresses, states, options)
             report.scan.forget_identities()  # counted and registered: free it for the run
             if window is not None and result.planned > window.left:
                 result.planned = window.left
@@ -395,7 +395,7 @@ def removed_from_list(journal: Journal, template: str,
             if state is not State.SENT and key not in listed}
 
 
-def _count_planned(addresses: list[str], states: dict[str, State],
+def count_planned(addresses: list[str], states: dict[str, State],
                    options: SendOptions) -> int:
     """How many messages this run will send (for the progress bar), without reading rows."""
     wanted = sum(1 for email in addresses
