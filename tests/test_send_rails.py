@@ -4,6 +4,7 @@ registrant removed from the list that never keeps a run from finishing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pty
 import re
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from email import message_from_bytes, policy
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -253,3 +256,36 @@ def test_the_update_question_says_what_changed(smtp_server: SmtpServer, tmp_path
     set_key(folder, old, new)
     question = _question(folder, "--template", "update")
     assert f"update messages to 3 registrants, saying that {said}" in question
+
+
+# -- 6: the Date header is when the message left --------------------------------------------
+
+
+@pytest.mark.parametrize("wait", [2.5, 4.0])
+def test_date_is_taken_when_the_message_is_handed_over(smtp_server: SmtpServer,
+                                                       tmp_path: Path, wait: float) -> None:
+    folder = event_for(smtp_server, tmp_path / "e", rows(3))
+    main, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "invitemail", "send", str(folder)],
+                               stdin=child, stdout=child, stderr=child,
+                               env={**os.environ, "COLUMNS": "500"})
+    os.close(child)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"[y/N]" not in seen and time.monotonic() < deadline:
+            if select.select([main], [], [], 0.5)[0]:
+                seen += os.read(main, 4096)
+        time.sleep(wait)  # the coordinator reads the question
+        answered = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        os.write(main, b"y\n")
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main)
+    assert len(smtp_server.transactions) == 3
+    for transaction in smtp_server.transactions:
+        message = message_from_bytes(transaction.data, policy=policy.default)
+        date = parsedate_to_datetime(str(message["Date"]))
+        assert answered <= date <= dt.datetime.now(dt.UTC), (date, answered)

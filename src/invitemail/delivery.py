@@ -28,6 +28,7 @@ from invitemail.errors import InvitemailError
 from invitemail.folderlock import FolderLock
 from invitemail.journal import Journal, State
 from invitemail.ledger import Ledger
+from invitemail.message import restamp_date
 from invitemail.registrants import Registrant, unique_registrants
 from invitemail.safeguard import Prepared, open_for_send
 
@@ -339,9 +340,11 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
             for built in campaign.messages(to_send, test_to=options.test_to,
                                            expected=result.planned):
                 hooks.in_flight[built.registrant.key] = built
+                # Dated when it is handed over, not when it was built (before the question).
+                data = restamp_date(built.data, wall_clock().astimezone(config.event.zone))
                 yield transport.Envelope(key=built.registrant.key,
                                          sender=config.sender.address,
-                                         recipient=built.recipient, data=built.data,
+                                         recipient=built.recipient, data=data,
                                          crlf=True)  # message.build_message writes CRLF only
 
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
