@@ -52,6 +52,12 @@ _CALENDAR_WORDS = {
 }
 
 
+def _a_row(problem: Problem, report: CheckReport) -> bool:
+    """A problem of one registrant row: what --skip-invalid leaves out (a problem of
+    event.toml has a line too, but no row to leave out)."""
+    return problem.line is not None and problem in report.scan.problems
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -430,10 +436,15 @@ class Campaign:
                                 else "fix the template; nothing was sent")
         errors = report.errors
         if skip_invalid:
-            errors = [p for p in errors if p.line is None or p not in report.scan.problems]
-        if errors:
-            raise ProblemsError(report.problems, hint="fix these rows (or give --skip-invalid "
-                                "to send to the valid ones); nothing was sent")
+            errors = [p for p in errors if not _a_row(p, report)]
+        if not errors:
+            return
+        if not all(_a_row(p, report) for p in errors):  # --skip-invalid leaves these as is
+            raise ProblemsError(report.problems, hint="fix what is listed above (--skip-invalid "
+                                "only leaves out bad rows, it does not help here); nothing "
+                                "was sent")
+        raise ProblemsError(report.problems, hint="fix these rows (or give --skip-invalid "
+                            "to send to the valid ones); nothing was sent")
 
     def messages(self, registrants: Iterable[Registrant], *, test_to: str | None = None,
                  expected: int | None = None) -> Iterator[Built]:

@@ -485,10 +485,10 @@ def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
         if report.scan.invalid:
             _say(_rows_line(report.scan))
         config = campaign.config
-        if not dry_run and not yes:
+        planned = report.messages if test_to else _planned_now(campaign, options, report)
+        if not dry_run and not yes and planned:
             what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \
-                if test_to else (f"{campaign.template} messages to up to {report.messages} "
-                                 "registrants")
+                if test_to else _what_is_new(campaign, planned, report.messages)
             click.confirm(f"Send {what} for {config.event.title!r} from "
                           f"{config.sender.address} via {config.smtp.where}?", abort=True)
         password = _password(campaign, dry_run)
@@ -498,6 +498,42 @@ def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
             prepared.close()
     _print_send_summary(campaign, result)
     sys.exit(int(_send_exit_code(result)))
+
+
+def _planned_now(campaign: Campaign, options: SendOptions, report: CheckReport) -> int:
+    """How many messages the run would send as the journal stands (read only, before the
+    question): the rows that already have the message, or wait for a rerun option, aside."""
+    from invitemail.delivery import count_planned
+    from invitemail.journal import Journal, JournalError
+
+    try:
+        journal = Journal.open(campaign.config.folder, create=False)
+    except JournalError:
+        return report.messages  # the run itself says what is wrong with it
+    if journal is None:
+        return min(report.messages, options.limit or report.messages)
+    with journal:
+        states = journal.states(campaign.template, pending=False)
+    return count_planned(report.scan.addresses, states, options)
+
+
+def _what_is_new(campaign: Campaign, planned: int, messages: int) -> str:
+    """The question's words: how many messages go now, of how many, and for an update what
+    changed since the registrants' last message."""
+    from invitemail.registrants import unique_registrants
+
+    what = f"{campaign.template} message{'s' if planned != 1 else ''} to {planned} " \
+        f"registrant{'s' if planned != 1 else ''}"
+    if planned < messages:
+        what += f" (of {messages}; the others have it or wait for a rerun option)"
+    if campaign.template == "update":
+        first = next(iter(unique_registrants(campaign.source)), None)
+        if first is not None:
+            previous = campaign.history.get(first.key) or campaign.latest
+            changed = [c["field"] for c in campaign.changes(first, previous)]
+            if changed:
+                what += f", saying that the {' and the '.join(changed)} changed"
+    return what
 
 
 def _run_send(campaign: Campaign, password: str | None, options: SendOptions,
@@ -541,6 +577,9 @@ def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
     if result.dry_run:
         _say(f"Dry run: {result.planned} message{'s' if result.planned != 1 else ''} would be "
              f"sent via {where}; nothing was sent.")
+        if result.held_back_by is not None:
+            _say(f"The daily limit of {result.held_back_by} (sending.daily_limit) lets only "
+                 "these go now; the others would stay pending for a later run.")
         _print_skipped(result)
         return
     if result.set_aside is not None:
@@ -597,26 +636,30 @@ def _print_skipped(result: SendResult) -> None:
     for count, why in skipped:
         if count:
             _say(f"Skipped {count}: {why}.")
+    removed = sum(result.removed.values())
+    if removed:
+        states = ", ".join(f"{number} {state}" for state, number in sorted(result.removed.items()))
+        _say(f"Not sent to {removed}: removed from the list ({states} in the journal); "
+             "`invitemail status` lists them.")
 
 
 # -- status -------------------------------------------------------------------------------
 
 
-def _say_list_rows(folder: Path, registrants: Path | None, encoding: str | None,
-                   delimiter: str | None, journal_keys: Container[str] | None) -> None:
-    """How every row of the registrant list was taken; a warning when it cannot be read
+def _scan_list(folder: Path, registrants: Path | None, encoding: str | None,
+               delimiter: str | None) -> tuple[Path, Scan | None]:
+    """The registrant list read for `status`; None, after a warning, when it cannot be read
     (`status` then tells what the journal says only)."""
     from invitemail.config import REGISTRANTS_FILE
     from invitemail.registrants import scan_file
 
     path = registrants or folder / REGISTRANTS_FILE
     try:
-        scan = scan_file(path, encoding=encoding,
-                         delimiter="\t" if delimiter == "tab" else delimiter)
+        return path, scan_file(path, encoding=encoding,
+                               delimiter="\t" if delimiter == "tab" else delimiter)
     except InvitemailError as err:
         _say(f"warning: {str(err).splitlines()[0]}; the counts are the journal's only", err=True)
-        return
-    _say(f"{path}: {_rows_line(scan, journal_keys=journal_keys)}")
+        return path, None
 
 
 @main.command()
@@ -636,6 +679,7 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
     """What the journal says: sent, failed, pending, uncertain; and how every row of the
     registrant list was taken."""
     from invitemail.config import find_event_file
+    from invitemail.delivery import removed_from_list
     from invitemail.journal import Journal, JournalError, State
     from invitemail.limits import stop_lines
     from invitemail.report import write_report
@@ -654,24 +698,39 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
         if problem is not None:
             raise problem
         _say(f"{folder}: nothing has been sent for this event yet (no journal).")
-        _say_list_rows(folder, registrants, encoding, delimiter, None)
+        path, scan = _scan_list(folder, registrants, encoding, delimiter)
+        if scan is not None:
+            _say(f"{path}: {_rows_line(scan)}")
         return
     with journal:
         counts = journal.counts(template)
         total = sum(counts.values())
+        path, scan = _scan_list(folder, registrants, encoding, delimiter)
+        removed = {} if scan is None else removed_from_list(
+            journal, template, (*scan.addresses, *scan.left_out))
+        for state in removed.values():  # shown as removed, not as still to send
+            counts[state] -= 1
         if not total:
             others = journal.templates()
             _say(f"{folder}: nothing in the journal for template {template!r}"
                  + (f" (it has: {', '.join(others)})" if others else "") + ".")
         else:
             _say(f"{folder}: template {template!r}, {total} registrants: "
-                 + ", ".join(f"{counts[s]} {s.value}" for s in State if counts[s]))
-        _say_list_rows(folder, registrants, encoding, delimiter, journal.states(template))
+                 + ", ".join([f"{counts[s]} {s.value}" for s in State if counts[s]]
+                             + ([f"{len(removed)} removed from the list"] if removed else [])))
+        if scan is not None:
+            _say(f"{path}: {_rows_line(scan, journal_keys=journal.states(template))}")
         if total:
             for row in journal.rows(template, [State.FAILED]):
-                _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
+                if row.key not in removed:
+                    _say(f"  failed: {row.address} (line {row.line}): {row.last_reply}")
             for row in journal.rows(template, [State.UNCERTAIN]):
-                _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
+                if row.key not in removed:
+                    _say(f"  uncertain: {row.address} (line {row.line}): {row.last_reply}")
+            for row in journal.rows(template):
+                if row.key in removed:
+                    _say(f"  removed from the list: {row.address} (was line {row.line}, "
+                         f"{row.state.value}); not sent to")
             for line in stop_lines(journal, folder, template,
                                    waiting=counts[State.PENDING] > 0):
                 _say(line)

@@ -11,6 +11,7 @@ it with the ledger.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -27,6 +28,7 @@ from invitemail.errors import InvitemailError
 from invitemail.folderlock import FolderLock
 from invitemail.journal import Journal, State
 from invitemail.ledger import Ledger
+from invitemail.message import restamp_date
 from invitemail.registrants import Registrant, unique_registrants
 from invitemail.safeguard import Prepared, open_for_send
 
@@ -84,6 +86,10 @@ class SendResult:
     # After the run, the journal's registrants that still lack this template's message
     # (pending, failed or uncertain), this run's and earlier runs' alike.
     remaining: dict[str, int] = field(default_factory=dict)
+    # The journal's registrants without the message that are no longer in the list, by
+    # state: never sent to, and not ``remaining`` (they do not keep a run from finishing).
+    removed: dict[str, int] = field(default_factory=dict)
+    held_back_by: int | None = None  # a dry run: sending.daily_limit keeps some for later
 
     @property
     def complete(self) -> bool:
@@ -298,14 +304,19 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
     else:
         if journal is not None:
             states = journal.states(campaign.template, pending=False)  # absent = pending
+            removed = removed_from_list(journal, campaign.template,
+                                        (*report.scan.addresses, *report.scan.left_out))
+            result.removed = dict(collections.Counter(s.value for s in removed.values()))
         registrants = _selected(campaign, states, options, result)
     window = None
     if sending.daily_limit is not None and options.test_to is None:
         window = limits.daily_window(journal, sending.daily_limit, wall_clock())
     capped = _Capped(registrants, window.left if window is not None else None)
 
-    if options.dry_run:
-        result.planned = sum(1 for _ in campaign.messages(registrants, test_to=options.test_to))
+    if options.dry_run:  # what the real run would send: the same rows, the same daily window
+        result.planned = sum(1 for _ in campaign.messages(capped, test_to=options.test_to))
+        if capped.reached and window is not None:
+            result.held_back_by = window.limit
         return result
     try:
         hooks = _JournalHooks(record, campaign.template, progress, result)
@@ -315,7 +326,7 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
             to_send, result.planned = listed, len(listed)
         else:
             to_send = capped
-            result.planned = _count_planned(report.scan.addresses, states, options)
+            result.planned = count_planned(report.scan.addresses, states, options)
             report.scan.forget_identities()  # counted and registered: free it for the run
             if window is not None and result.planned > window.left:
                 result.planned = window.left
@@ -329,9 +340,11 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
             for built in campaign.messages(to_send, test_to=options.test_to,
                                            expected=result.planned):
                 hooks.in_flight[built.registrant.key] = built
+                # Dated when it is handed over, not when it was built (before the question).
+                data = restamp_date(built.data, wall_clock().astimezone(config.event.zone))
                 yield transport.Envelope(key=built.registrant.key,
                                          sender=config.sender.address,
-                                         recipient=built.recipient, data=built.data,
+                                         recipient=built.recipient, data=data,
                                          crlf=True)  # message.build_message writes CRLF only
 
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
@@ -358,9 +371,10 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
         if journal is not None and options.test_to is None:
             with contextlib.suppress(InvitemailError):  # the error above says what is wrong
                 counts = journal.counts(campaign.template)
-                result.remaining = {state.value: counts[state] for state in
-                                    (State.PENDING, State.SENDING, State.FAILED,
-                                     State.UNCERTAIN) if counts[state]}
+                left = {state.value: counts[state] - result.removed.get(state.value, 0)
+                        for state in (State.PENDING, State.SENDING, State.FAILED,
+                                      State.UNCERTAIN)}
+                result.remaining = {state: number for state, number in left.items() if number}
 
 
 def _record_stop(journal: Journal | None, template: str,
@@ -375,7 +389,16 @@ def _record_stop(journal: Journal | None, template: str,
         journal.record_stop(template, None)
 
 
-def _count_planned(addresses: list[str], states: dict[str, State],
+def removed_from_list(journal: Journal, template: str,
+                      addresses: Iterable[str]) -> dict[str, State]:
+    """The journal's registrants of ``template`` that lack the message and are not among
+    ``addresses`` (the list as it is now): key -> state. They are never sent to."""
+    listed = {address.lower() for address in addresses}
+    return {key: state for key, state in journal.states(template).items()
+            if state is not State.SENT and key not in listed}
+
+
+def count_planned(addresses: list[str], states: dict[str, State],
                    options: SendOptions) -> int:
     """How many messages this run will send (for the progress bar), without reading rows."""
     wanted = sum(1 for email in addresses

@@ -325,7 +325,20 @@ INNER_BOUNDARY = "=_invitemail_alternative_1"
 
 @functools.lru_cache(maxsize=16)
 def _date_header(date: dt.datetime) -> str:
-    return format_datetime(date)  # every message of a run has the run's date
+    return format_datetime(date)  # one second's messages share it: formatted once
+
+
+def restamp_date(data: bytes, date: dt.datetime) -> bytes:
+    """``data`` (as :func:`build_message` wrote it) with its Date header set to ``date``,
+    to the second: the moment the message is handed over, not when it was built."""
+    start = data.find(b"\r\nDate: ")
+    head_end = data.find(b"\r\n\r\n")
+    if start < 0 or 0 <= head_end < start:
+        return data
+    start += len(b"\r\nDate: ")
+    end = data.find(b"\r\n", start)
+    return b"".join((data[:start], _date_header(date.replace(microsecond=0)).encode("ascii"),
+                     data[end:]))
 
 
 @functools.lru_cache(maxsize=64)
