@@ -163,6 +163,41 @@ def test_send_reaches_test_domains_on_a_local_server(tmp_path: Path,
          "erik@nowhere.invalid", "frida@xn--bcher-kva.test"])
 
 
+def _with_test_sender(event: Path) -> None:
+    toml = event / "event.toml"
+    toml.write_text(toml.read_text(encoding="utf-8")
+                    .replace("arrangementer@example.org", "arrangementer@example.test")
+                    .replace('reply_to = "svar@example.org"', 'reply_to = "svar@lab.localhost"')
+                    .replace('email = "kontakt@example.org"', 'email = "kontakt@x.invalid"'),
+                    encoding="utf-8")
+
+
+def test_a_test_sender_and_test_to_reach_a_local_server(tmp_path: Path,
+                                                        smtp_server: SmtpServer) -> None:
+    event = _local_event(tmp_path / "event", "127.0.0.1", smtp_server.port, ["anna@example.test"])
+    _with_test_sender(event)
+    run = run_cli("send", event, "--yes", "--test-to", "me@desk.test")
+    assert run.exit_code == 0, run.output
+    assert list(smtp_server.received()) == ["me@desk.test"]
+    run = run_cli("send", event, "--yes")
+    assert run.exit_code == 0, run.output
+    assert "anna@example.test" in smtp_server.received()
+
+
+def test_a_test_sender_and_test_to_are_refused_with_a_real_relay(tmp_path: Path) -> None:
+    event = _local_event(tmp_path / "event", "smtp.example.org", 2525, ["anna@example.org"])
+    _with_test_sender(event)
+    run = run_cli("check", event)
+    assert run.exit_code == 1
+    for key in ("from", "reply_to", "email"):
+        assert f"{key}" in run.output
+    assert "reserved for tests" in run.output
+    plain = _local_event(tmp_path / "plain", "smtp.example.org", 2525, ["anna@example.org"])
+    run = run_cli("send", plain, "--dry-run", "--test-to", "me@desk.test")
+    assert run.exit_code == 2
+    assert "reserved for tests" in run.output
+
+
 @pytest.mark.parametrize("address", ["a@-x.test", "a b@x.test", "a@x..test", "a@.localhost",
                                      "@x.test", "a@x.local", "a@x.onion"])
 def test_local_test_mode_still_refuses_bad_addresses(address: str) -> None:

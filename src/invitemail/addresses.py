@@ -157,8 +157,9 @@ def normalize_address(text: str, *, local_test: bool = False) -> str:
     return normal
 
 
-def parse_mailbox(text: str) -> Mailbox:
-    """Parse ``"Name <addr>"`` or a bare address; raise :class:`AddressError` when invalid."""
+def parse_mailbox(text: str, *, local_test: bool = False) -> Mailbox:
+    """Parse ``"Name <addr>"`` or a bare address; raise :class:`AddressError` when invalid.
+    ``local_test``: as for :func:`normalize_address`."""
     if "\n" in text or "\r" in text:
         raise AddressError("it contains a line break")
     try:
@@ -166,8 +167,9 @@ def parse_mailbox(text: str) -> Mailbox:
     except (ValueError, IndexError):
         parsed = None
     if parsed is not None:
-        return Mailbox("", normalize_address(parsed.addr_spec))
+        return Mailbox("", normalize_address(parsed.addr_spec, local_test=local_test))
     name, sep, rest = text.strip().rpartition("<")
     if not sep or not rest.endswith(">"):
         raise AddressError('write it as "Name <address@example.org>" or just the address')
-    return Mailbox(name.strip().strip('"').strip(), normalize_address(rest[:-1]))
+    return Mailbox(name.strip().strip('"').strip(),
+                   normalize_address(rest[:-1], local_test=local_test))

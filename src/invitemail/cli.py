@@ -423,7 +423,7 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
 
     Only one send runs per event folder at a time; a second one exits 1 and says which
     process holds the folder."""
-    from invitemail.addresses import AddressError, normalize_address
+    from invitemail.addresses import AddressError, is_loopback_host, normalize_address
     from invitemail.delivery import SendOptions
 
     if restore_journal and new_journal:
@@ -433,18 +433,19 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
         raise click.UsageError("--restore-journal and --new-journal change the journal; "
                                f"{'--dry-run' if dry_run else '--test-to'} does not use them")
     rate = _rate(rate_text)
-    if test_to is not None:
-        try:
-            test_to = normalize_address(test_to)
-        except AddressError as err:
-            raise click.BadParameter(f"{test_to!r}: {err}", param_hint="--test-to") from None
-        if retry_failed or resend_uncertain:
-            raise click.UsageError("--test-to sends test copies; it does not go with "
-                                   "--retry-failed or --resend-uncertain")
+    if test_to is not None and (retry_failed or resend_uncertain):
+        raise click.UsageError("--test-to sends test copies; it does not go with "
+                               "--retry-failed or --resend-uncertain")
     if not (yes or dry_run) and not sys.stdin.isatty():
         raise click.UsageError("send asks for confirmation, and there is no terminal to ask "
                                "on; add --yes to send, or --dry-run to try")
     campaign = _open_campaign(event, template, registrants, encoding, delimiter)
+    if test_to is not None:  # .test and the like only through a local test server
+        try:
+            test_to = normalize_address(
+                test_to, local_test=is_loopback_host(campaign.config.smtp.host))
+        except AddressError as err:
+            raise click.BadParameter(f"{test_to!r}: {err}", param_hint="--test-to") from None
     options = SendOptions(limit=limit, retry_failed=retry_failed,
                           resend_uncertain=resend_uncertain, skip_invalid=skip_invalid,
                           dry_run=dry_run, test_to=test_to, concurrency=concurrency, rate=rate,

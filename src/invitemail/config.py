@@ -21,7 +21,13 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from invitemail.addresses import AddressError, Mailbox, normalize_address, parse_mailbox
+from invitemail.addresses import (
+    AddressError,
+    Mailbox,
+    is_loopback_host,
+    normalize_address,
+    parse_mailbox,
+)
 from invitemail.errors import ConfigError, InvitemailError, Problem
 from invitemail.placeholders import PLACEHOLDERS, START_TIME, init_uid, parse_init_uid
 
@@ -272,6 +278,12 @@ class _Reader:
         # Keys an unknown key was taken for ("pasword": "password"): that key's "is missing"
         # is the same problem, reported once, with the suggestion.
         self.suggested: set[str] = set()
+        # Sending through a local test server: .test, .localhost and .invalid addresses are
+        # allowed in the settings too (addresses.py says why). The host is read raw here; the
+        # [smtp] section's own checks report a bad one.
+        smtp = data.get("smtp")
+        host = smtp.get("host") if isinstance(smtp, dict) else None
+        self.local_test = isinstance(host, str) and is_loopback_host(host)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -424,7 +436,7 @@ class _Reader:
         if value is None:
             return None
         try:
-            return normalize_address(value)
+            return normalize_address(value, local_test=self.local_test)
         except AddressError as err:
             raise self.error(name, key, f"{value!r} is not a valid address: {err}") from None
 
@@ -433,7 +445,7 @@ class _Reader:
         if value is None:
             return None
         try:
-            return parse_mailbox(value)
+            return parse_mailbox(value, local_test=self.local_test)
         except AddressError as err:
             raise self.error(name, key, f"{value!r} is not a valid address: {err}") from None
 
