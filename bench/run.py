@@ -879,17 +879,6 @@ class CapRelay:
         return "250 2.0.0 OK"
 
 
-class _Hooks:
-    def handing_over(self, envelope: Any, attempt: int) -> None:
-        pass
-
-    def finished(self, outcome: Any) -> None:
-        pass
-
-    def retrying(self, envelope: Any, reply: str, attempt: int, delay: float) -> None:
-        pass
-
-
 def relay_run(count: int, *, cap: float | None = None, noise: float = 0.0,
               rate: float | None = None, latency: float = 0.0
               ) -> tuple[CapRelay, float, float, int]:
@@ -900,7 +889,7 @@ def relay_run(count: int, *, cap: float | None = None, noise: float = 0.0,
     from aiosmtpd.controller import Controller
 
     from invitemail.config import Sending, Smtp
-    from invitemail.transport import Envelope, deliver
+    from invitemail.transport import Envelope, NoHooks, deliver
 
     handler = CapRelay(cap, noise)
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
@@ -917,7 +906,7 @@ def relay_run(count: int, *, cap: float | None = None, noise: float = 0.0,
                           max_consecutive_failures=10_000)
         handler.filled = began = time.monotonic()
         report = asyncio.run(deliver(envelopes, smtp=smtp, sending=sending, password=None,
-                                     hooks=_Hooks(), local_hostname="bench.test"))
+                                     hooks=NoHooks(), local_hostname="bench.test"))
         return handler, began, time.monotonic() - began, report.sent
     finally:
         if proxy is not None:

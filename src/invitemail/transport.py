@@ -281,8 +281,9 @@ async def deliver(
     return await run.execute(envelopes)
 
 
-class _NoHooks:
-    """The hooks of a run that sends nothing (:func:`check_login`)."""
+class NoHooks:
+    """Hooks that record nothing: a run that sends nothing (:func:`check_login`), or a
+    caller that only wants the report (the benchmark)."""
 
     def handing_over(self, envelope: Envelope, attempt: int) -> None:
         pass
@@ -309,7 +310,7 @@ async def check_login(smtp: Smtp, password: str | None, *,
     if local_hostname is None:
         local_hostname = await asyncio.to_thread(socket.getfqdn)
     run = _Run(smtp=smtp, sending=Sending(concurrency=1), password=password,
-               hooks=_NoHooks(), clock=time.monotonic, sleep=asyncio.sleep,
+               hooks=NoHooks(), clock=time.monotonic, sleep=asyncio.sleep,
                rng=random.Random(), stop=None, local_hostname=local_hostname,
                tls_context=make_tls_context(smtp) if smtp.security != "none" else None,
                wall_clock=_utcnow)
