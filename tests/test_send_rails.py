@@ -214,6 +214,62 @@ def _question(*args: str | Path) -> str:
     return " ".join(text[text.index("Send "):text.index("[y/N]")].split())
 
 
+def test_the_question_counts_the_messages_that_go_now(smtp_server: SmtpServer,
+                                                      tmp_path: Path) -> None:
+    folder = event_for(smtp_server, tmp_path / "e", rows(15))
+    assert "invitation messages to 15 registrants for" in _question(folder)
+    assert run_cli("send", folder, "--yes", "--limit", "4").exit_code == 3
+    assert ("invitation messages to 11 registrants (of 15; the others have it"
+            in _question(folder))
+    assert "messages to 3 registrants (of 15" in _question(folder, "--limit", "3")
+    assert run_cli("send", folder, "--yes").exit_code == 0
+    received = len(smtp_server.transactions)
+    again = subprocess.run([sys.executable, "-m", "invitemail", "send", str(folder)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60)  # nothing to send: no question, nothing sent
+    assert "no terminal to ask" in again.stderr  # without a terminal it still refuses
+    with_terminal = _no_question(folder)
+    assert "Sent 0 messages" in with_terminal and "Skipped 15: already sent" in with_terminal
+    assert len(smtp_server.transactions) == received
+
+
+def _no_question(folder: Path) -> str:
+    main, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "invitemail", "send", str(folder)],
+                               stdin=child, stdout=child, stderr=child,
+                               env={**os.environ, "COLUMNS": "500"})
+    os.close(child)
+    seen = b""
+    try:
+        while process.poll() is None or select.select([main], [], [], 0.2)[0]:
+            if select.select([main], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(main, 4096)
+                except OSError:
+                    break
+        assert process.wait(timeout=60) == 0
+    finally:
+        os.close(main)
+    assert b"[y/N]" not in seen
+    return " ".join(seen.decode().split())
+
+
+@pytest.mark.parametrize(("old", "new", "said"), [
+    ("start = 2030-12-10T14:00:00", "start = 2030-12-11T15:30:00", "the time changed"),
+    ('password = "', 'password = "New', "the password changed"),
+])
+def test_the_update_question_says_what_changed(smtp_server: SmtpServer, tmp_path: Path,
+                                               old: str, new: str, said: str) -> None:
+    folder = event_for(smtp_server, tmp_path / "e", rows(3))
+    assert run_cli("send", folder, "--yes").exit_code == 0
+    set_key(folder, old, new)
+    question = _question(folder, "--template", "update")
+    assert f"update messages to 3 registrants, saying that {said}" in question
+
+
+# -- 6: the Date header is when the message left --------------------------------------------
+
+
 @pytest.mark.parametrize("wait", [2.5, 4.0])
 def test_date_is_taken_when_the_message_is_handed_over(smtp_server: SmtpServer,
                                                        tmp_path: Path, wait: float) -> None:
