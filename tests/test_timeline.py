@@ -16,12 +16,10 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from helpers import run_cli
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, SendResult, send
 from invitemail.due import DueResult, due_summary, run_due
 from invitemail.errors import InvitemailError
-from invitemail.journal import Journal
 from invitemail.reschedule import EventCancelled, prepare_reschedule, record_reschedule
 from smtp_servers import SmtpServer
 from test_send import Quiet, event_for
@@ -177,7 +175,7 @@ def test_timeline_whole_event(smtp_server: SmtpServer, tmp_path: Path) -> None:
 
     # A reschedule with the start unchanged is refused; with a new start it restores the
     # calendar entry (REQUEST, a higher SEQUENCE) of the three who got the cancellation.
-    with pytest.raises(InvitemailError, match="event.start is still 2030-12-10 14:00"):
+    with pytest.raises(InvitemailError, match=r"event\.start is still 2030-12-10 14:00"):
         t.send("update", reschedule=True)
     start2 = START + dt.timedelta(days=7)
     set_start(t.folder, start2)

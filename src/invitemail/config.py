@@ -30,7 +30,7 @@ from invitemail.addresses import (
 )
 from invitemail.errors import ConfigError, InvitemailError, Problem
 from invitemail.placeholders import PLACEHOLDERS, START_TIME, init_uid, parse_init_uid
-from invitemail.schedule import Schedule, ScheduleError, read_schedule
+from invitemail.schedule import Schedule, ScheduleProblems, read_schedule
 
 EVENT_FILE = "event.toml"
 REGISTRANTS_FILE = "registrants.csv"
@@ -735,8 +735,10 @@ class _Reader:
     def read_schedule(self) -> Schedule:
         try:
             return read_schedule(self.section("schedule"))  # schedule.py reads it
-        except ScheduleError as err:
-            raise self.error("schedule", err.key, err.message, hint=err.hint) from None
+        except ScheduleProblems as problems:
+            self.errors.extend(self.error("schedule", e.key, e.message, hint=e.hint)
+                               for e in problems.errors)
+            return Schedule()
 
     def read_rate(self, rate_text: str) -> float:
         try:

@@ -26,7 +26,7 @@ _UNITS: Mapping[str, int] = {  # minutes
     **dict.fromkeys(("d", "day", "days"), 60 * 24),
     **dict.fromkeys(("w", "week", "weeks"), 60 * 24 * 7),
 }
-_PART = re.compile(r"(\d+)\s*([a-z]+)")
+_PART = re.compile(r"([0-9]+)\s*([a-z]+)")
 _SEPARATORS = re.compile(r"^(?:\s|,|\band\b)*$")
 LONGEST = dt.timedelta(days=366)
 DURATION_EXAMPLE = '"1 day", "2 hours", "30 minutes", "90 min" or "1 week"'
@@ -147,9 +147,45 @@ def stage_of_key(key: str) -> tuple[str, str, str] | None:
     return parts[0], parts[1], parts[2]
 
 
+class ScheduleProblems(ValueError):
+    """Every problem of one [schedule] (one ScheduleError per key at most)."""
+
+    def __init__(self, errors: list[ScheduleError]) -> None:
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
+
+
 def read_schedule(section: Mapping[str, Any]) -> Schedule:
-    """``[schedule]`` (already checked for unknown keys) -> a Schedule; ScheduleError names
-    the key and what to write."""
+    """``[schedule]`` (already checked for unknown keys) -> a Schedule. ScheduleProblems
+    holds a ScheduleError for each key that is wrong, naming it and what to write."""
+    errors: list[ScheduleError] = []
+    offsets: list[dt.timedelta] = []
+    followup: dt.timedelta | None = None
+    slack: dict[str, dt.timedelta] = {}
+    try:
+        offsets = _reminders(section)
+    except ScheduleError as err:
+        errors.append(err)
+    try:
+        followup = _followup(section)
+    except ScheduleError as err:
+        errors.append(err)
+    try:  # the stages a slack table names are known once the rest reads well
+        if not errors:
+            slack = _slacks(section.get("slack"), offsets, followup is not None)
+    except ScheduleError as err:
+        errors.append(err)
+    if errors:
+        raise ScheduleProblems(errors)
+    stages = tuple(Stage("reminder", o, slack.get(format_duration(o))
+                         or default_slack("reminder", o)) for o in offsets)
+    after = Stage("followup", followup, slack.get("followup") or default_slack("followup",
+                                                                                followup)) \
+        if followup is not None else None
+    return Schedule(stages, after)
+
+
+def _reminders(section: Mapping[str, Any]) -> list[dt.timedelta]:
     reminders = section.get("reminders", [])
     if isinstance(reminders, str):
         reminders = [reminders]
@@ -163,18 +199,17 @@ def read_schedule(section: Mapping[str, Any]) -> Schedule:
             raise ScheduleError("reminders", f"{text!r} is given twice ({format_duration(offset)})",
                                 "keep one of them")
         offsets.append(offset)
-    followup_text = section.get("followup")
-    if followup_text is not None and not isinstance(followup_text, str):
-        raise ScheduleError("followup", f"must be a duration after the end, not {followup_text!r}",
+    return offsets
+
+
+def _followup(section: Mapping[str, Any]) -> dt.timedelta | None:
+    text = section.get("followup")
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ScheduleError("followup", f"must be a duration after the end, not {text!r}",
                             'write it in quotes, e.g. followup = "2 hours"')
-    followup = _duration("followup", followup_text) if followup_text is not None else None
-    slack = _slacks(section.get("slack"), offsets, followup is not None)
-    stages = tuple(Stage("reminder", o, slack.get(format_duration(o))
-                         or default_slack("reminder", o)) for o in offsets)
-    after = Stage("followup", followup, slack.get("followup") or default_slack("followup",
-                                                                                followup)) \
-        if followup is not None else None
-    return Schedule(stages, after)
+    return _duration("followup", text)
 
 
 def _duration(key: str, text: str) -> dt.timedelta:
