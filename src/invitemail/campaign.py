@@ -374,7 +374,9 @@ class Campaign:
             if not self.history:
                 return [Problem(where, None, "no invitation has been sent for this event yet, "
                                 "so there is nothing to update; send the invitation instead")]
-            if checked and not changed:
+            # A reschedule (its own stage) is checked by reschedule.py: the start or the
+            # sequence changed since the cancellation.
+            if checked and not changed and self.stage == self.template:
                 return [Problem(where, None, "nothing changed since the last message: the "
                                 "time, the link and the password are as sent; edit event.toml "
                                 "first")]

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from invitemail.campaign import Built, Campaign, CheckReport
     from invitemail.delivery import SendOptions, SendResult
     from invitemail.folderlock import FolderLock
-    from invitemail.journal import Journal
     from invitemail.registrants import Scan
     from invitemail.safeguard import Prepared
 
@@ -804,29 +803,12 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
             if report_path is not None:
                 written = write_report(report_path, journal.rows(template))
                 _say(f"wrote {written} rows to {report_path}")
-        _print_timeline(folder, journal, scan)
+        from invitemail.due import status_lines
+
+        for line in status_lines(folder, journal, None if scan is None else scan.addresses):
+            _say(line)
     if problem is not None:  # what the journal says is not all that was sent
         raise problem
-
-
-def _print_timeline(folder: Path, journal: Journal, scan: Scan | None) -> None:
-    """The schedule's stages, the cancellation and reschedules (due.py), when the event has
-    any of them."""
-    import datetime as dt
-
-    from invitemail.config import load_config
-    from invitemail.due import plan, timeline_lines
-    from invitemail.timeline_journal import sent_times
-
-    try:
-        config = load_config(folder)
-    except InvitemailError:
-        return
-    addresses = scan.addresses if scan is not None else list(sent_times(journal, "invitation"))
-    timeline = plan(config, journal, addresses, dt.datetime.now(dt.UTC))
-    if config.schedule or timeline.events:
-        for line in timeline_lines(config, timeline):
-            _say(line)
 
 
 def _event_uid(folder: Path) -> str | None:

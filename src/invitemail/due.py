@@ -306,6 +306,22 @@ def _followup_note(config: EventConfig, timeline: Timeline, journal: Journal | N
 # -- what `status` shows -------------------------------------------------------------------
 
 
+def status_lines(folder: Path, journal: Journal, addresses: list[str] | None,
+                 now: dt.datetime | None = None) -> list[str]:
+    """`status`'s timeline, when the event has a schedule, a cancellation or a reschedule;
+    ``addresses``: the list as it is (None: it cannot be read; the invited ones are shown)."""
+    try:
+        config = load_config(folder)
+    except InvitemailError:
+        return []
+    if addresses is None:
+        addresses = list(sent_times(journal, INVITATION_TEMPLATE))
+    timeline = plan(config, journal, addresses, now or _utcnow())
+    if not (config.schedule or timeline.events):
+        return []
+    return timeline_lines(config, timeline)
+
+
 def timeline_lines(config: EventConfig, timeline: Timeline) -> list[str]:
     """The timeline for `status`: each stage with its due time in the event's zone and its
     counts, the cancellation and reschedules, and what is next."""
@@ -350,7 +366,11 @@ def timeline_lines(config: EventConfig, timeline: Timeline) -> list[str]:
 def due_summary(result: DueResult, event: Path) -> list[tuple[str, bool]]:
     """The lines `send --due` prints, each with whether it goes to stderr."""
     timeline = result.timeline
+    zone = timeline.stages[0].due.tzinfo if timeline.stages else dt.UTC
+    when = f"{timeline.now.astimezone(zone):%Y-%m-%d %H:%M}"
     lines: list[tuple[str, bool]] = []
+    if result.runs or any(stage.newly_skipped for stage in timeline.stages):
+        lines.append((f"send --due at {when}:", False))  # for the log a timer keeps
     for stage in timeline.stages:
         by_reason: dict[str, list[str]] = {}
         for _, address, why in stage.newly_skipped:
@@ -380,8 +400,6 @@ def due_summary(result: DueResult, event: Path) -> list[tuple[str, bool]]:
         lines.append((result.followup_note, False))
     if not result.runs:
         upcoming = timeline.next_due()
-        zone = timeline.stages[0].due.tzinfo if timeline.stages else dt.UTC
-        when = f"{timeline.now.astimezone(zone):%Y-%m-%d %H:%M}"
         lines.append((f"Nothing to send now ({when})." + (
             f" Next: {upcoming[0]} at {upcoming[1]:%Y-%m-%d %H:%M}." if upcoming else ""),
             False))

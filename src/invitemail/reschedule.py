@@ -84,10 +84,12 @@ def prepare_reschedule(campaign: Campaign) -> frozenset[str]:
         raise InvitemailError(f"--reschedule sends the update, not {campaign.template!r}",
                               hint=f"run `invitemail send {config.folder} --reschedule`")
     journal = Journal.open(config.folder, create=False, event_uid=config.event.uid)
-    found = None
-    if journal is not None:
+    if journal is None:
+        found, stage_keys = None, set()
+    else:
         with journal:
             found = cancellation(journal)
+            stage_keys = set(journal.states(_stage(config.event.start)))
     if found is None:
         raise InvitemailError(
             f"{config.folder}: the event was not cancelled, so there is nothing to reschedule",
@@ -102,15 +104,21 @@ def prepare_reschedule(campaign: Campaign) -> frozenset[str]:
             hint="set the new start in [event] start (or, for the same time, raise "
             f"[event] sequence above {found.sequence}), then run the same command again; "
             "nothing was sent")
-    campaign.use_stage(f"{UPDATE_TEMPLATE}@{RESCHEDULED}@"
-                       f"{event.start.astimezone(dt.UTC):%Y-%m-%dT%H:%MZ}")
+    campaign.use_stage(_stage(event.start))
+    # Whoever has the cancelled entry, and whoever this reschedule already went to (a rerun
+    # continues, and says they have it).
     keys = frozenset(key for key, record in campaign.history.items()
-                     if record.template == CANCEL_TEMPLATE)
+                     if record.template == CANCEL_TEMPLATE) | stage_keys
     if not keys:
         raise InvitemailError(f"{config.folder}: no registrant's calendar has the cancellation "
                               "(the journal has none as sent)",
                               hint="run `invitemail status` to see what went out")
     return keys
+
+
+def _stage(start: dt.datetime) -> str:
+    """The journal's name for the update that reschedules the event to ``start``."""
+    return f"{UPDATE_TEMPLATE}@{RESCHEDULED}@{start.astimezone(dt.UTC):%Y-%m-%dT%H:%MZ}"
 
 
 def record_reschedule(campaign: Campaign, sent: int, at: dt.datetime) -> bool:
