@@ -18,8 +18,9 @@ import pytest
 
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, SendResult, send
-from invitemail.due import DueResult, due_summary, run_due
+from invitemail.due import DueResult, due_summary, run_due, status_lines
 from invitemail.errors import InvitemailError
+from invitemail.journal import Journal
 from invitemail.reschedule import EventCancelled, prepare_reschedule, record_reschedule
 from smtp_servers import SmtpServer
 from test_send import Quiet, event_for
@@ -83,6 +84,15 @@ class Timeline:
                                    progress=lambda name: contextlib.nullcontext(Quiet()),
                                    wall_clock=self.clock))
 
+    def status(self) -> list[str]:
+        """`status`'s timeline at the simulated time."""
+        journal = Journal.open(self.folder, create=False)
+        assert journal is not None
+        with journal:
+            addresses = [row[1] for row in csv.reader(
+                (self.folder / "registrants.csv").open(encoding="utf-8"))][1:]
+            return status_lines(self.folder, journal, addresses, self.now)
+
     def new(self) -> list[tuple[str, str]]:
         """(address, what) of each message the relay took since the last call, sorted."""
         found = [(address, what) for address, what, _ in self.new_with_sequence()]
@@ -141,15 +151,30 @@ def test_timeline_whole_event(smtp_server: SmtpServer, tmp_path: Path) -> None:
     again = t.due()
     assert again.sent == 0 and new() == []
     assert "Nothing to send now" in due_summary(again, t.folder)[-1][0]
+    assert t.status() == [
+        "timeline (times in Europe/Copenhagen; event starts 2030-12-10 14:00):",
+        "  reminder 1 day: due 2030-12-09 14:00, until 2030-12-09 20:00 (open now): 2 sent, "
+        "0 skipped, 0 pending",
+        "  reminder 1 hour: due 2030-12-10 13:00, until 2030-12-10 13:30 (ahead): 0 sent, "
+        "0 skipped, 2 pending",
+        "  follow-up 2 hours: due 2030-12-10 17:00, until 2030-12-11 17:00: ahead",
+        "  next: reminder 1 hour at 2030-12-10 13:00"]
 
     # 3 registers late and is invited 20 hours before: no "tomorrow" reminder for them.
     write_list(t.folder, [person(1), person(2), person(3)])
     assert t.at(START - dt.timedelta(hours=20)).send().sent == 1
     assert new() == each("invitation", 3)
+    write_list(t.folder, [person(1), person(2), person(3), person(5)])  # 5: not invited
     late = t.at(START - dt.timedelta(hours=19, minutes=55)).due()
     assert late.sent == 0 and new() == []
     skipped = {(p.stage.name, k) for p in late.timeline.stages for k, _, _ in p.newly_skipped}
     assert skipped == {("reminder 1 day", "p3@example.org")}
+    assert t.status()[1:3] == [
+        "  reminder 1 day: due 2030-12-09 14:00, until 2030-12-09 20:00 (open now): 2 sent, "
+        "1 skipped, 0 pending, 1 not invited",
+        "  reminder 1 hour: due 2030-12-10 13:00, until 2030-12-10 13:30 (ahead): 0 sent, "
+        "0 skipped, 3 pending, 1 not invited"]
+    write_list(t.folder, [person(1), person(2), person(3)])
 
     # Nobody ran --due in the 1-hour reminder's window (13:00-13:30): it is skipped, said,
     # and recorded, never sent late.
@@ -172,6 +197,8 @@ def test_timeline_whole_event(smtp_server: SmtpServer, tmp_path: Path) -> None:
         with pytest.raises(EventCancelled, match="cancelled on 2030-12-10 13:40"):
             attempt()
     assert new() == []
+    assert t.status()[-2:] == ["  cancelled (to 3 registrants) on 2030-12-10 13:40",
+                               "  cancelled: nothing more is sent until `send --reschedule`"]
 
     # A reschedule with the start unchanged is refused; with a new start it restores the
     # calendar entry (REQUEST, a higher SEQUENCE) of the three who got the cancellation.
@@ -202,6 +229,20 @@ def test_timeline_whole_event(smtp_server: SmtpServer, tmp_path: Path) -> None:
     assert after.followup_note.startswith("follow-up due")
     assert f"invitemail send {t.folder} --template followup --attendance REPORT" \
         in after.followup_note
+    assert t.status()[-4:] == [
+        "  follow-up 2 hours: due 2030-12-17 17:00, until 2030-12-18 17:00: due now: send "
+        "--template followup --attendance REPORT",
+        "  cancelled (to 3 registrants) on 2030-12-10 13:40",
+        "  rescheduled to 2030-12-17 14:00 on 2030-12-10 13:50",
+        "  next: nothing more is scheduled"]
+
+    # Its window missed: said once, recorded, then not again.
+    gone = t.at(start2 + dt.timedelta(days=2)).due()
+    assert gone.followup_note is not None
+    assert gone.followup_note.startswith("follow-up not sent: its window closed at "
+                                         "2030-12-18 17:00")
+    assert t.due().followup_note is None
+    assert "not sent, its window closed" in t.status()[3]
 
     # Exactly what the rules say, per address and stage.
     assert Counter(every) == Counter(

@@ -182,3 +182,35 @@ def test_reschedule_of_an_event_never_cancelled_points_to_update(smtp_server: Sm
     assert run.exit_code == 1
     assert "the event was not cancelled, so there is nothing to reschedule" in run.stderr
     assert f"invitemail send {folder} --template update" in run.stderr
+
+
+def remove_journal(folder: Path) -> None:
+    for path in (folder / ".invitemail").glob("journal.sqlite*"):
+        path.unlink()
+
+
+def test_cancellation_and_reschedule_survive_a_rebuilt_journal(smtp_server: SmtpServer,
+                                                               tmp_path: Path) -> None:
+    """The block is read from the deliveries, which the record of sent messages keeps: a
+    journal deleted and rebuilt is still cancelled, and still rescheduled."""
+    folder, start = event_starting_in(smtp_server, tmp_path / "e", dt.timedelta(days=3))
+    assert run_cli("send", folder, "--yes").exit_code == 0
+    assert run_cli("send", folder, "--yes", "--template", "cancellation").exit_code == 0
+    remove_journal(folder)
+    with (folder / "registrants.csv").open("a", encoding="utf-8") as file:
+        file.write("Deltager 3,p3@example.org,en\n")
+
+    rebuilt = run_cli("send", folder, "--yes", "--restore-journal")
+    assert rebuilt.exit_code == 1, rebuilt.output
+    assert "the event was cancelled on" in rebuilt.stderr
+    assert len(smtp_server.transactions) == 4
+
+    set_start(folder, start + dt.timedelta(days=2))
+    moved = run_cli("send", folder, "--yes", "--reschedule")
+    assert moved.exit_code == 0, moved.output
+    assert sorted(a for t in smtp_server.transactions[4:] for a in t.rcpt_tos) == \
+        ["p1@example.org", "p2@example.org"]
+    remove_journal(folder)
+    again = run_cli("send", folder, "--yes", "--restore-journal")
+    assert again.exit_code == 0, again.output
+    assert [a for t in smtp_server.transactions[6:] for a in t.rcpt_tos] == ["p3@example.org"]

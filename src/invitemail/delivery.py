@@ -237,8 +237,6 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
     ``wall_clock`` is the time the journal records and the daily limit counts by.
     """
     result = SendResult(dry_run=options.dry_run, test=options.test_to is not None)
-    if options.test_to is None:  # nothing after a cancellation (test copies aside)
-        refuse_if_cancelled(campaign, reschedule=options.reschedule)
     if report is None:
         if not options.dry_run and options.test_to is None:
             campaign.start_workers()
@@ -254,6 +252,9 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             prepared = prepare_journal(campaign, options, clock=wall_clock)
             if prepared is not None:
                 held.callback(prepared.close)
+        if options.test_to is None:  # nothing after a cancellation, in the journal as it
+            # stands now (rebuilt, maybe): reschedule.py
+            refuse_if_cancelled(campaign, reschedule=options.reschedule)
         record = _open_record(campaign, report, options, result, prepared)
         return await _run(campaign, report, record, password=password, options=options,
                           progress=progress, result=result, stop=stop, clock=clock,

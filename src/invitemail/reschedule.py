@@ -18,7 +18,13 @@ import datetime as dt
 from invitemail.campaign import CANCEL_TEMPLATE, UPDATE_TEMPLATE, Campaign
 from invitemail.errors import InvitemailError
 from invitemail.journal import Journal, JournalError
-from invitemail.timeline_journal import Cancellation, cancellation, cancelled, record_mark
+from invitemail.timeline_journal import (
+    Cancellation,
+    cancellation,
+    cancelled,
+    marks,
+    record_mark,
+)
 
 # What a cancellation stops (the cancellation itself, and templates of the event's own,
 # such as a follow-up, are not stopped).
@@ -122,8 +128,9 @@ def _stage(start: dt.datetime) -> str:
 
 
 def record_reschedule(campaign: Campaign, sent: int, at: dt.datetime) -> bool:
-    """After a reschedule run: once an update has gone out, the journal marks the event
-    rescheduled (the cancellation stops nothing more). Returns whether it did now."""
+    """After a reschedule run that sent updates: mark the event rescheduled, for `status`
+    (the update's delivery rows are what lift the block: timeline_journal.cancelled).
+    Returns whether it marked it now."""
     if not sent:
         return False
     journal = Journal.open(campaign.config.folder, create=False,
@@ -131,8 +138,9 @@ def record_reschedule(campaign: Campaign, sent: int, at: dt.datetime) -> bool:
     if journal is None:
         return False
     with journal:
-        if cancelled(journal) is None:
-            return False
+        found = cancellation(journal)
+        if found is None or any(m.at >= found.last_at for m in marks(journal, RESCHEDULED)):
+            return False  # marked by an earlier run of this reschedule
         event = campaign.config.event
         record_mark(journal, RESCHEDULED, at, start=event.start.isoformat(),
                     sequence=event.sequence)

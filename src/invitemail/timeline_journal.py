@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS event_marks (
 );
 """
 CANCEL_TEMPLATE = "cancellation"
+RESCHEDULE_STAGES = "update@rescheduled@%"  # reschedule.py's stages, as a LIKE pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +155,15 @@ def cancellation(journal: Journal) -> Cancellation | None:
 
 
 def cancelled(journal: Journal) -> Cancellation | None:
-    """The cancellation that still stands: none, or one a reschedule has not lifted (a
-    reschedule lifts the cancellations sent before it)."""
+    """The cancellation that still stands: none, or one that no reschedule has lifted. A
+    reschedule's update sent after the last cancellation lifts it; read from the deliveries
+    (not the marks), so a journal rebuilt from the record of sent messages agrees."""
     found = cancellation(journal)
     if found is None:
         return None
-    lifted = [m for m in marks(journal, "rescheduled") if m.at >= found.last_at]
+    with journal._guard():
+        (latest,) = journal.db.execute(
+            "SELECT max(sent_at) FROM deliveries WHERE template LIKE ? AND state = 'sent'",
+            (RESCHEDULE_STAGES,)).fetchone()
+    lifted = latest is not None and dt.datetime.fromisoformat(latest) >= found.last_at
     return None if lifted else found
