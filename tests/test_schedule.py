@@ -142,6 +142,33 @@ def test_schedule_verdict_for_one_registrant() -> None:
     assert verdict_at(START - day, skipped="recorded") == "skipped"
 
 
+moments = st.integers(-3 * 1440, 3 * 1440).map(lambda m: START + dt.timedelta(minutes=m))
+
+
+@given(st.integers(1, 2 * 1440), st.integers(1, 2 * 1440), st.none() | moments, moments)
+@example(60, 30, START - dt.timedelta(days=2), START - dt.timedelta(minutes=60))  # due
+@example(60, 30, START - dt.timedelta(days=2), START - dt.timedelta(minutes=30))  # closed
+@example(60, 30, START - dt.timedelta(minutes=60), START - dt.timedelta(minutes=59))
+def test_schedule_verdict_sends_only_inside_the_window_to_the_invited(
+        offset: int, slack: int, invited: dt.datetime | None, now: dt.datetime) -> None:
+    """A reminder goes only to a registrant invited before it was due, only from its due
+    time until its window closes, and never once the event has started; a registrant it
+    will never reach is a skip to record (unless not invited at all)."""
+    stage = Stage("reminder", dt.timedelta(minutes=offset), dt.timedelta(minutes=slack))
+    due, closes = stage.due(START, END), stage.closes(START, END)
+    what, why = verdict(due, closes, invited, None, None, now)
+    if invited is None:
+        assert what == "not invited"
+    elif invited >= due:
+        assert (what, why) == ("skip", "the invitation went out after this reminder was due")
+    elif now < due:
+        assert what == "pending"
+    elif now < closes:
+        assert what == "send" and due <= now < START
+    else:
+        assert what == "skip" and "window closed" in why
+
+
 @pytest.mark.parametrize(("schedule", "key", "says"), [
     ('reminders = ["1 dya"]', "schedule.reminders", "'dya' is not a unit"),
     ('reminders = "1 day"\nfolowup = "2 hours"', "schedule.folowup",

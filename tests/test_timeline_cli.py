@@ -8,9 +8,11 @@ import datetime as dt
 import re
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import icalendar
+import pytest
 
 from helpers import run_cli
 from invitemail.campaign import Campaign
@@ -214,3 +216,36 @@ def test_cancellation_and_reschedule_survive_a_rebuilt_journal(smtp_server: Smtp
     again = run_cli("send", folder, "--yes", "--restore-journal")
     assert again.exit_code == 0, again.output
     assert [a for t in smtp_server.transactions[6:] for a in t.rcpt_tos] == ["p3@example.org"]
+
+
+def test_due_cli_two_stages_at_once_share_one_password(start_smtp_server: Any,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two windows open at once (the machine was off, or they overlap): both go in one run,
+    with the one password the run was given."""
+    server = start_smtp_server(auth=("arrangementer@example.org", "pw 1"),
+                               auth_require_tls=False)
+    folder, _ = event_starting_in(server, tmp_path / "e", dt.timedelta(minutes=45),
+                                  schedule='reminders = ["1 hour", "50 minutes"]')
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    campaign = Campaign.open(folder, now=when)
+    assert asyncio.run(send(campaign, password="pw 1", options=SendOptions(),
+                            progress=Quiet(), wall_clock=lambda: when)).sent == 2
+    monkeypatch.setenv("INVITEMAIL_SMTP_PASSWORD", "pw 1")
+    run = run_cli("send", folder, "--due")
+    assert run.exit_code == 0, run.output
+    assert "reminder 1 hour: sent 2," in run.stdout
+    assert "reminder 50 minutes: sent 2," in run.stdout
+    assert len(server.transactions) == 6
+
+
+def test_due_cli_refuses_a_lost_journal(smtp_server: SmtpServer, tmp_path: Path) -> None:
+    """A journal deleted would read as "nobody invited yet": --due says what happened
+    instead of sending nothing in silence."""
+    folder, _ = event_starting_in(smtp_server, tmp_path / "e", dt.timedelta(minutes=50))
+    assert invite_at(folder, dt.datetime.now(dt.UTC) - dt.timedelta(days=3)) == 2
+    remove_journal(folder)
+    run = run_cli("send", folder, "--due")
+    assert run.exit_code == 1
+    assert "journal.sqlite" in run.stderr and "--restore-journal" in run.stderr
+    assert len(smtp_server.transactions) == 2

@@ -37,6 +37,7 @@ from invitemail.folderlock import FolderLock
 from invitemail.journal import Journal, State
 from invitemail.registrants import Scan, open_registrants, unique_registrants
 from invitemail.reschedule import cancelled_error
+from invitemail.safeguard import diagnose
 from invitemail.schedule import Stage
 from invitemail.timeline_journal import (
     Cancellation,
@@ -251,20 +252,25 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | None],
     base = base or SendOptions()
     dry_run = base.dry_run
     now = wall_clock()
+    # A journal lost or replaced would read as "nobody invited": it must be trusted first
+    # (the run itself rebuilds nothing: `send --restore-journal` does).
+    problem = diagnose(config.folder, config.event.uid)
+    if problem is not None:
+        raise problem
     scan = read_addresses(config, registrants, encoding, delimiter)
     journal = Journal.open(config.folder, create=False, event_uid=config.event.uid)
     with journal if journal is not None else contextlib.nullcontext():
         timeline = plan(config, journal, scan.addresses, now)
         if timeline.cancellation is not None:
-            campaign = Campaign.open(event, template=REMINDER_TEMPLATE, registrants=registrants,
-                                     encoding=encoding, delimiter=delimiter, now=now)
-            raise cancelled_error(campaign, timeline.cancellation, "`send --due`")
+            raise cancelled_error(config, timeline.cancellation,
+                                  "`send --due` sends nothing for a cancelled event")
         result = DueResult(timeline, dry_run=dry_run)
         if journal is not None and not dry_run:
             for stage in timeline.stages:
                 if stage.newly_skipped:
                     record_skips(journal, stage.key, stage.newly_skipped, now)
         result.followup_note = _followup_note(config, timeline, journal, dry_run)
+    secret: list[str | None] = []  # asked once, for the first stage that sends
     for stage in timeline.stages:
         if not stage.to_send:
             continue
@@ -272,11 +278,12 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | None],
                                  encoding=encoding, delimiter=delimiter, now=now,
                                  stage=stage.key)
         options = dataclasses.replace(base, only=frozenset(stage.to_send))
+        if not secret:
+            secret.append(password(campaign))
         with progress(stage.stage.name) as shown:
-            sent = await send(campaign, password=password(campaign), options=options,
-                              progress=shown, lock=lock, clock=clock,
-                              stop=stop,
-                              sleep=sleep or asyncio.sleep, wall_clock=wall_clock)
+            sent = await send(campaign, password=secret[0], options=options, progress=shown,
+                              lock=lock, clock=clock, stop=stop, sleep=sleep or asyncio.sleep,
+                              wall_clock=wall_clock)
         result.runs.append((stage, sent))
         if sent.stopped is not None or sent.interrupted:
             break  # the relay or the user stopped it: the next run goes on

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 
 from invitemail.campaign import CANCEL_TEMPLATE, UPDATE_TEMPLATE, Campaign
+from invitemail.config import EventConfig
 from invitemail.errors import InvitemailError
 from invitemail.journal import Journal, JournalError
 from invitemail.timeline_journal import (
@@ -41,13 +42,13 @@ def _local(moment: dt.datetime | str, zone: dt.tzinfo) -> str:
     return when.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
-def cancelled_error(campaign: Campaign, found: Cancellation, what: str) -> EventCancelled:
-    config = campaign.config
+def cancelled_error(config: EventConfig, found: Cancellation, refused: str) -> EventCancelled:
+    """The error for a cancelled event; ``refused`` says what is not done, in a clause."""
     folder = config.folder
     return EventCancelled(
         f"{folder}: the event was cancelled on {_local(found.first_at, config.event.zone)} "
         f"(a cancellation went to {found.count} registrant{'s' if found.count != 1 else ''}); "
-        f"{what} is not sent for a cancelled event",
+        f"{refused}",
         hint=f"to hold it after all, set a new [event] start in {config.path} and run "
         f"`invitemail send {folder} --reschedule` (an update that restores the calendar "
         "entry); nothing was sent")
@@ -62,9 +63,8 @@ def refuse_if_cancelled(campaign: Campaign, *, reschedule: bool = False) -> None
         return
     found = standing_cancellation(campaign)
     if found is not None:
-        what = "a reminder" if campaign.stage != campaign.template else \
-            f"the {campaign.template}"
-        raise cancelled_error(campaign, found, what)
+        raise cancelled_error(campaign.config, found, f"the {campaign.template} is not sent for a "
+                              "cancelled event")
 
 
 def standing_cancellation(campaign: Campaign) -> Cancellation | None:
