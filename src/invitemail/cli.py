@@ -675,7 +675,7 @@ def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
         return
     event = campaign.config.folder
     template = "" if campaign.template == "invitation" else f" --template {campaign.template}"
-    if campaign.stage != campaign.template:  # a reschedule (timeline_cli.py: --due's own)
+    if campaign.stage != campaign.template:  # a reschedule (`--due` says its own)
         template = " --reschedule"
     if getattr(result.stopped, "reason", None) is not None:  # a quota, the daily limit
         _say("The registrants not sent to stay pending. To continue, run the same command "
