@@ -249,3 +249,22 @@ def test_due_cli_refuses_a_lost_journal(smtp_server: SmtpServer, tmp_path: Path)
     assert run.exit_code == 1
     assert "journal.sqlite" in run.stderr and "--restore-journal" in run.stderr
     assert len(smtp_server.transactions) == 2
+
+
+def test_reschedule_at_the_same_time_by_raising_the_sequence(smtp_server: SmtpServer,
+                                                             tmp_path: Path) -> None:
+    """Held at the same time after all: a sequence above the cancellation's is the change."""
+    folder, _ = event_starting_in(smtp_server, tmp_path / "e", dt.timedelta(days=3))
+    assert run_cli("send", folder, "--yes").exit_code == 0
+    assert run_cli("send", folder, "--yes", "--template", "cancellation").exit_code == 0
+    cancel_sequence, _ = sequence_and_method(smtp_server.transactions[-1].data)
+    refused = run_cli("send", folder, "--yes", "--reschedule")
+    assert refused.exit_code == 1
+    assert f"raise [event] sequence above {cancel_sequence}" in refused.stderr
+    toml = (folder / "event.toml").read_text(encoding="utf-8")
+    (folder / "event.toml").write_text(
+        toml.replace("sequence = 0", f"sequence = {cancel_sequence + 1}"), encoding="utf-8")
+    run = run_cli("send", folder, "--yes", "--reschedule")
+    assert run.exit_code == 0, run.output
+    restored = [sequence_and_method(t.data) for t in smtp_server.transactions[4:]]
+    assert restored == [(cancel_sequence + 1, "REQUEST")] * 2
