@@ -268,3 +268,19 @@ def test_reschedule_at_the_same_time_by_raising_the_sequence(smtp_server: SmtpSe
     assert run.exit_code == 0, run.output
     restored = [sequence_and_method(t.data) for t in smtp_server.transactions[4:]]
     assert restored == [(cancel_sequence + 1, "REQUEST")] * 2
+
+
+def test_due_cli_leaves_out_a_bad_row_added_later(smtp_server: SmtpServer,
+                                                  tmp_path: Path) -> None:
+    """A row with a problem added after the invitations does not stop every reminder of an
+    unattended run: it is left out (it was never invited) and said."""
+    folder, _ = event_starting_in(smtp_server, tmp_path / "e", dt.timedelta(minutes=50))
+    assert invite_at(folder, dt.datetime.now(dt.UTC) - dt.timedelta(days=3)) == 2
+    with (folder / "registrants.csv").open("a", encoding="utf-8") as file:
+        file.write("Deltager 3,not an address,da\n")
+    run = run_cli("send", folder, "--due")
+    assert run.exit_code == 0, run.output
+    assert "reminder 1 hour: sent 2," in run.stdout
+    assert "reminder 1 hour: 1 row of the list with problems left out; `invitemail check " \
+        in run.stderr
+    assert len(smtp_server.transactions) == 4

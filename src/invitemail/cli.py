@@ -443,7 +443,7 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
         _send_due(event, registrants=registrants, encoding=encoding,
                   delimiter="\t" if delimiter == "tab" else delimiter,
                   options=SendOptions(dry_run=dry_run, concurrency=concurrency,
-                                      rate=_rate(rate_text), skip_invalid=skip_invalid))
+                                      rate=_rate(rate_text)))
         return
     if reschedule:
         if template not in ("invitation", "update"):  # invitation: the default, not given

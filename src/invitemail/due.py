@@ -249,7 +249,10 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | None],
         raise InvitemailError(f"{config.path}: there is no [schedule], so nothing is ever due",
                               hint='add [schedule] with reminders = ["1 day", "1 hour"] (and '
                               'followup = "2 hours"), or send by hand with --template')
-    base = base or SendOptions()
+    # A row with a problem was never invited (the invitation refused or left it out), so
+    # it is not among the registrants a reminder is due for: an unattended run leaves such
+    # rows out, says so, and sends the rest, rather than stopping every reminder for one.
+    base = dataclasses.replace(base or SendOptions(), skip_invalid=True)
     dry_run = base.dry_run
     now = wall_clock()
     # A journal lost or replaced would read as "nobody invited": it must be trusted first
@@ -388,6 +391,11 @@ def due_summary(result: DueResult, event: Path) -> list[tuple[str, bool]]:
             lines.append((f"{stage.stage.name}: skipped for {len(addresses)} registrant"
                           f"{'s' if len(addresses) != 1 else ''} ({why}): {shown}", False))
     for stage, sent in result.runs:
+        scan = sent.report.scan if sent.report is not None else None
+        if scan is not None and scan.invalid:
+            lines.append((f"{stage.stage.name}: {scan.invalid} row"
+                          f"{'s' if scan.invalid != 1 else ''} of the list with problems left "
+                          f"out; `invitemail check {event}` lists them", True))
         if sent.dry_run:
             lines.append((f"{stage.stage.name}: dry run: {sent.planned} message"
                           f"{'s' if sent.planned != 1 else ''} would be sent; nothing was "
