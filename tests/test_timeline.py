@@ -169,6 +169,9 @@ def test_timeline_whole_event(smtp_server: SmtpServer, tmp_path: Path) -> None:
     assert late.sent == 0 and new() == []
     skipped = {(p.stage.name, k) for p in late.timeline.stages for k, _, _ in p.newly_skipped}
     assert skipped == {("reminder 1 day", "p3@example.org")}
+    assert ("1 registrant on the list is not invited yet: `send --due` sends them no reminder "
+            f"until `invitemail send {t.folder}` has invited them.", False) \
+        in due_summary(late, t.folder)
     assert t.status()[1:3] == [
         "  reminder 1 day: due 2030-12-09 14:00, until 2030-12-09 20:00 (open now): 2 sent, "
         "1 skipped, 0 pending, 1 not invited",

@@ -413,6 +413,13 @@ def due_summary(result: DueResult, event: Path) -> list[tuple[str, bool]]:
                           "`send --due` does not send them again.", True))
     if result.followup_note is not None:
         lines.append((result.followup_note, False))
+    waiting = max((stage.not_invited for stage in timeline.stages
+                   if timeline.now < stage.closes), default=0)  # a reminder still ahead
+    if waiting:
+        lines.append((f"{waiting} registrant{'s' if waiting != 1 else ''} on the list "
+                      f"{'are' if waiting != 1 else 'is'} not invited yet: `send --due` sends "
+                      f"them no reminder until `invitemail send {event}` has invited them.",
+                      False))
     if not result.runs:
         upcoming = timeline.next_due()
         lines.append((f"Nothing to send now ({when})." + (
