@@ -107,6 +107,7 @@ class CampaignSpec:
     encoding: str | None
     delimiter: str | None
     now: dt.datetime
+    stage: str | None = None
 
 
 class Campaign:
@@ -120,6 +121,9 @@ class Campaign:
         self.source = source
         self.renderer = renderer
         self.template = template
+        # The journal's name for what this campaign sends: the template, or a stage of the
+        # schedule ("reminder@1 day@..."; schedule.py) or a reschedule, each journaled apart.
+        self.stage = template
         self.now = now or _utcnow()
         self.history: dict[str, CalendarRecord] = {}
         self._shared_contexts: dict[str, dict[str, Any]] = {}
@@ -145,7 +149,7 @@ class Campaign:
     @classmethod
     def open(cls, event: Path, *, template: str = "invitation", registrants: Path | None = None,
              encoding: str | None = None, delimiter: str | None = None,
-             now: dt.datetime | None = None) -> Campaign:
+             now: dt.datetime | None = None, stage: str | None = None) -> Campaign:
         config = load_config(event)
         renderer = Renderer(config.folder / "templates")
         if template not in renderer.names():
@@ -156,9 +160,17 @@ class Campaign:
                                   default_language=config.event.language,
                                   local_test=is_loopback_host(config.smtp.host))
         campaign = cls(config, source, renderer, template=template, now=now)
+        campaign.stage = stage or template
         campaign.spec = CampaignSpec(event=event, template=template, registrants=registrants,
-                                     encoding=encoding, delimiter=delimiter, now=campaign.now)
+                                     encoding=encoding, delimiter=delimiter, now=campaign.now,
+                                     stage=stage)
         return campaign
+
+    def use_stage(self, stage: str) -> None:
+        """Journal (and name the Message-IDs of) what this campaign sends as ``stage``."""
+        self.stage = stage
+        if self.spec is not None:
+            self.spec = dataclasses.replace(self.spec, stage=stage)
 
     # -- the content -----------------------------------------------------------------------
 
@@ -248,7 +260,7 @@ class Campaign:
             location="" if cancel else join_url,
             organizer_name=c.sender.name, organizer_address=c.sender.address,
             attendee_name=registrant.name, attendee_address=recipient, stamp=self.now)
-        message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.template,
+        message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.stage,
                                      sequence, registrant.key, unique=test)
         html = inline_css(rendered.html, skeleton=rendered.html_skeleton)
         # The inliner's output is a new document, without the skeleton's pieces.
@@ -339,6 +351,12 @@ class Campaign:
                           "new": self.config.meeting.password})
         return found
 
+    def entry_changed(self, registrant: Registrant, previous: CalendarRecord | None) -> bool:
+        """The calendar entry an update would send differs from ``previous``: a time, link
+        or password changed, or ``previous`` was a cancellation (the update restores it)."""
+        return previous is not None and (previous.template == CANCEL_TEMPLATE
+                                         or bool(self.changes(registrant, previous)))
+
     def sequence_for(self, registrant: Registrant, previous: CalendarRecord | None) -> int:
         """The calendar SEQUENCE: event.sequence, raised past what was sent when the entry
         changes (an update or a cancellation) and the user forgot to raise it."""
@@ -346,7 +364,7 @@ class Campaign:
         if previous is None:
             return sequence
         if self.template == CANCEL_TEMPLATE or (self.template == UPDATE_TEMPLATE
-                                                and self.changes(registrant, previous)):
+                                                and self.entry_changed(registrant, previous)):
             return max(sequence, previous.sequence + 1)
         return max(sequence, previous.sequence)
 
@@ -356,7 +374,9 @@ class Campaign:
             if not self.history:
                 return [Problem(where, None, "no invitation has been sent for this event yet, "
                                 "so there is nothing to update; send the invitation instead")]
-            if checked and not changed:
+            # A reschedule (its own stage) is checked by reschedule.py: the start or the
+            # sequence changed since the cancellation.
+            if checked and not changed and self.stage == self.template:
                 return [Problem(where, None, "nothing changed since the last message: the "
                                 "time, the link and the password are as sent; edit event.toml "
                                 "first")]
@@ -396,7 +416,7 @@ class Campaign:
                 previous = self.history.get(registrant.key)
                 if previous is not None or self.template == UPDATE_TEMPLATE:
                     checked += 1
-                    if self.changes(registrant, previous or self.latest):
+                    if self.entry_changed(registrant, previous or self.latest):
                         changed += 1
                 yield registrant
 

@@ -413,18 +413,43 @@ def _rate(value: str | None) -> float | None:
 @click.option("--new-journal", is_flag=True, help="The journal is missing, damaged or of "
               "another event: move it aside (it is kept) and start afresh; whoever it had as "
               "sent may be mailed again.")
+@click.option("--due", is_flag=True, help="Send what [schedule] says is due now (reminders "
+              "to invited registrants) and nothing else; no question asked: for cron or a "
+              "systemd timer.")
+@click.option("--reschedule", is_flag=True, help="After a cancellation, with a new [event] "
+              "start: send the update that restores the calendar entry, and lift the block.")
 @handle_errors
 def send(event: Path, template: str, registrants: Path | None, encoding: str | None,
          delimiter: str | None, yes: bool, dry_run: bool, test_to: str | None,
          limit: int | None, concurrency: int | None, rate_text: str | None,
          retry_failed: bool, resend_uncertain: bool, skip_invalid: bool,
-         restore_journal: bool, new_journal: bool) -> None:
+         restore_journal: bool, new_journal: bool, due: bool, reschedule: bool) -> None:
     """Send the messages, with a journal so that a rerun continues where it stopped.
 
     Only one send runs per event folder at a time; a second one exits 1 and says which
     process holds the folder."""
     from invitemail.addresses import AddressError, is_loopback_host, normalize_address
     from invitemail.delivery import SendOptions
+
+    if due:
+        given = [name for name, on in (
+            ("--template", template != "invitation"), ("--test-to", test_to is not None),
+            ("--limit", limit is not None), ("--retry-failed", retry_failed),
+            ("--resend-uncertain", resend_uncertain), ("--reschedule", reschedule),
+            ("--restore-journal", restore_journal), ("--new-journal", new_journal)) if on]
+        if given:
+            raise click.UsageError(f"--due sends what the schedule says; it does not go with "
+                                   f"{', '.join(given)}")
+        _send_due(event, registrants=registrants, encoding=encoding,
+                  delimiter="\t" if delimiter == "tab" else delimiter,
+                  options=SendOptions(dry_run=dry_run, concurrency=concurrency,
+                                      rate=_rate(rate_text)))
+        return
+    if reschedule:
+        if template not in ("invitation", "update"):  # invitation: the default, not given
+            raise click.UsageError(f"--reschedule sends the update, not {template!r}: leave "
+                                   "out --template")
+        template = "update"
 
     if restore_journal and new_journal:
         raise click.UsageError("--restore-journal rebuilds the journal, --new-journal starts "
@@ -449,7 +474,14 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
     options = SendOptions(limit=limit, retry_failed=retry_failed,
                           resend_uncertain=resend_uncertain, skip_invalid=skip_invalid,
                           dry_run=dry_run, test_to=test_to, concurrency=concurrency, rate=rate,
-                          restore_journal=restore_journal, new_journal=new_journal)
+                          restore_journal=restore_journal, new_journal=new_journal,
+                          reschedule=reschedule)
+    if test_to is None:  # before any work: nothing after a cancellation (reschedule.py)
+        from invitemail.reschedule import prepare_reschedule, refuse_if_cancelled
+
+        refuse_if_cancelled(campaign, reschedule=reschedule)
+        if reschedule:
+            options.only = prepare_reschedule(campaign)
     lock = None
     if not dry_run and test_to is None:  # at once: a second run stops before any work
         from invitemail.folderlock import FolderLock
@@ -498,7 +530,38 @@ def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
         if prepared is not None:
             prepared.close()
     _print_send_summary(campaign, result)
+    if options.reschedule and not dry_run and test_to is None:
+        from invitemail.reschedule import record_reschedule
+
+        if record_reschedule(campaign, result.sent, campaign.now):
+            _say("The event is rescheduled: the cancellation no longer stops the invitation, "
+                 "reminders and updates.")
     sys.exit(int(_send_exit_code(result)))
+
+
+def _send_due(event: Path, *, registrants: Path | None, encoding: str | None,
+              delimiter: str | None, options: SendOptions) -> None:
+    """`send --due`: the library plans and sends (due.py); here the lock, the password (asked
+    only when something goes), the progress and the summary."""
+    import asyncio
+
+    from invitemail.config import find_event_file
+    from invitemail.due import due_exit_code, due_summary, run_due
+    from invitemail.folderlock import FolderLock
+    from invitemail.progress import make_progress
+
+    lock = None if options.dry_run else FolderLock.acquire(find_event_file(event).parent)
+    try:
+        result = asyncio.run(run_due(
+            event, password=lambda campaign: _password(campaign, options.dry_run),
+            progress=lambda name: make_progress(_console(), name), lock=lock,
+            registrants=registrants, encoding=encoding, delimiter=delimiter, base=options))
+    finally:
+        if lock is not None:
+            lock.release()
+    for line, to_stderr in due_summary(result, event):
+        _say(line, err=to_stderr)
+    sys.exit(int(due_exit_code(result)))
 
 
 def _planned_now(campaign: Campaign, options: SendOptions, report: CheckReport) -> int:
@@ -514,7 +577,7 @@ def _planned_now(campaign: Campaign, options: SendOptions, report: CheckReport) 
     if journal is None:
         return min(report.messages, options.limit or report.messages)
     with journal:
-        states = journal.states(campaign.template, pending=False)
+        states = journal.states(campaign.stage, pending=False)
     return count_planned(report.scan.addresses, states, options)
 
 
@@ -612,6 +675,8 @@ def _print_send_summary(campaign: Campaign, result: SendResult) -> None:
         return
     event = campaign.config.folder
     template = "" if campaign.template == "invitation" else f" --template {campaign.template}"
+    if campaign.stage != campaign.template:  # a reschedule (`--due` says its own)
+        template = " --reschedule"
     if getattr(result.stopped, "reason", None) is not None:  # a quota, the daily limit
         _say("The registrants not sent to stay pending. To continue, run the same command "
              f"again then: invitemail send {event}{template}", err=True)
@@ -738,6 +803,10 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
             if report_path is not None:
                 written = write_report(report_path, journal.rows(template))
                 _say(f"wrote {written} rows to {report_path}")
+        from invitemail.due import status_lines
+
+        for line in status_lines(folder, journal, None if scan is None else scan.addresses):
+            _say(line)
     if problem is not None:  # what the journal says is not all that was sent
         raise problem
 

@@ -30,6 +30,7 @@ from invitemail.addresses import (
 )
 from invitemail.errors import ConfigError, InvitemailError, Problem
 from invitemail.placeholders import PLACEHOLDERS, START_TIME, init_uid, parse_init_uid
+from invitemail.schedule import Schedule, ScheduleProblems, read_schedule
 
 EVENT_FILE = "event.toml"
 REGISTRANTS_FILE = "registrants.csv"
@@ -151,6 +152,7 @@ class EventConfig:
     smtp: Smtp
     sending: Sending
     warnings: tuple[Problem, ...] = field(default=())
+    schedule: Schedule = field(default=Schedule())  # [schedule]: reminders, follow-up
     # Values still as `invitemail init` wrote them: problems at `check` and `send`.
     placeholders: tuple[Problem, ...] = field(default=())
 
@@ -266,8 +268,9 @@ class _Reader:
                  "allow_insecure_auth"),
         "sending": ("concurrency", "rate", "max_attempts", "max_consecutive_failures",
                     "daily_limit"),
+        "schedule": ("reminders", "followup", "slack"),
     }
-    OPTIONAL_SECTIONS = frozenset({"sending"})
+    OPTIONAL_SECTIONS = frozenset({"sending", "schedule"})
 
     def __init__(self, path: Path, text: str, data: dict[str, Any]) -> None:
         self.path = path
@@ -471,6 +474,7 @@ class _Reader:
             smtp=k(self.read_smtp),
             sending=k(self.read_sending),
             warnings=tuple(self.warnings),
+            schedule=k(self.read_schedule, Schedule()),
         )
         self.raise_errors()
         placeholders = tuple(self.find_placeholders(config.event))
@@ -727,6 +731,14 @@ class _Reader:
             daily_limit=daily,
             daily_limit_text=daily_text,
         )
+
+    def read_schedule(self) -> Schedule:
+        try:
+            return read_schedule(self.section("schedule"))  # schedule.py reads it
+        except ScheduleProblems as problems:
+            self.errors.extend(self.error("schedule", e.key, e.message, hint=e.hint)
+                               for e in problems.errors)
+            return Schedule()
 
     def read_rate(self, rate_text: str) -> float:
         try:

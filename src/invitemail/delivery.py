@@ -30,6 +30,7 @@ from invitemail.journal import Journal, State
 from invitemail.ledger import Ledger
 from invitemail.message import restamp_date
 from invitemail.registrants import Registrant, unique_registrants
+from invitemail.reschedule import refuse_if_cancelled
 from invitemail.safeguard import Prepared, open_for_send
 
 
@@ -53,6 +54,10 @@ class SendOptions:
     rate: float | None = None
     restore_journal: bool = False  # rebuild a lost journal from the ledger (safeguard.py)
     new_journal: bool = False  # move a lost or foreign journal aside and start afresh
+    # The registrants (keys) this run may send to, when not all: the ones a stage of the
+    # schedule is due for (due.py), the ones a reschedule restores (reschedule.py).
+    only: frozenset[str] | None = None
+    reschedule: bool = False  # an update that restores a cancelled event (reschedule.py)
 
     @property
     def claimable(self) -> tuple[State, ...]:
@@ -166,6 +171,8 @@ def _selected(campaign: Campaign, states: dict[str, State], options: SendOptions
     """The registrants this run sends to: pending ones, and what the options add."""
     count = 0
     for registrant in unique_registrants(campaign.source):
+        if options.only is not None and registrant.key not in options.only:
+            continue
         skip = _skip(states.get(registrant.key, State.PENDING), options)
         if skip is not None:
             setattr(result, skip, getattr(result, skip) + 1)
@@ -245,6 +252,9 @@ async def send(campaign: Campaign, *, password: str | None, options: SendOptions
             prepared = prepare_journal(campaign, options, clock=wall_clock)
             if prepared is not None:
                 held.callback(prepared.close)
+        if options.test_to is None:  # nothing after a cancellation, in the journal as it
+            # stands now (rebuilt, maybe): reschedule.py
+            refuse_if_cancelled(campaign, reschedule=options.reschedule)
         record = _open_record(campaign, report, options, result, prepared)
         return await _run(campaign, report, record, password=password, options=options,
                           progress=progress, result=result, stop=stop, clock=clock,
@@ -280,8 +290,10 @@ def _open_record(campaign: Campaign, report: CheckReport, options: SendOptions,
     journal = prepared.journal
     if journal is not None and not options.dry_run:
         result.recovered = journal.recover()  # under the folder's lock: nobody else sends
-        journal.register(campaign.template, ((email.lower(), email, line)
-                                             for email, line in report.scan.identities))
+        journal.register(campaign.stage, ((email.lower(), email, line)
+                                          for email, line in report.scan.identities
+                                          if options.only is None
+                                          or email.lower() in options.only))
     return _Record(journal, prepared.ledger, prepared.journal_id, options.claimable)
 
 
@@ -303,8 +315,8 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
             unique_registrants(campaign.source), options.limit or 1)
     else:
         if journal is not None:
-            states = journal.states(campaign.template, pending=False)  # absent = pending
-            removed = removed_from_list(journal, campaign.template,
+            states = journal.states(campaign.stage, pending=False)  # absent = pending
+            removed = removed_from_list(journal, campaign.stage,
                                         (*report.scan.addresses, *report.scan.left_out))
             result.removed = dict(collections.Counter(s.value for s in removed.values()))
         registrants = _selected(campaign, states, options, result)
@@ -319,7 +331,7 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
             result.held_back_by = window.limit
         return result
     try:
-        hooks = _JournalHooks(record, campaign.template, progress, result)
+        hooks = _JournalHooks(record, campaign.stage, progress, result)
         to_send: Iterable[Registrant]
         if options.test_to:
             listed = list(registrants)
@@ -332,7 +344,7 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
                 result.planned = window.left
                 if not window.left:  # nothing may go now: say so without connecting
                     result.stopped = limits.limit_reached(window, config.event.zone)
-                    _record_stop(journal, campaign.template, result.stopped)
+                    _record_stop(journal, campaign.stage, result.stopped)
                     return result
         progress.started(result.planned)
 
@@ -354,13 +366,13 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
         result.interrupted = delivery.interrupted
         if journal is not None:
             for key in delivery.deferred:  # tried, not delivered, no final outcome yet
-                journal.mark_pending(campaign.template, key)
+                journal.mark_pending(campaign.stage, key)
             if capped.reached and window is not None and result.stopped is None \
                     and not result.interrupted:
                 after = limits.daily_window(journal, window.limit, wall_clock())
                 result.stopped = limits.limit_reached(after, config.event.zone)
             if not options.test_to:
-                _record_stop(journal, campaign.template, result.stopped)
+                _record_stop(journal, campaign.stage, result.stopped)
         return result
     except InvitemailError as err:
         if not (result.sent or result.uncertain or result.failed):
@@ -370,7 +382,7 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
     finally:
         if journal is not None and options.test_to is None:
             with contextlib.suppress(InvitemailError):  # the error above says what is wrong
-                counts = journal.counts(campaign.template)
+                counts = journal.counts(campaign.stage)
                 left = {state.value: counts[state] - result.removed.get(state.value, 0)
                         for state in (State.PENDING, State.SENDING, State.FAILED,
                                       State.UNCERTAIN)}
@@ -402,5 +414,6 @@ def count_planned(addresses: list[str], states: dict[str, State],
                    options: SendOptions) -> int:
     """How many messages this run will send (for the progress bar), without reading rows."""
     wanted = sum(1 for email in addresses
-                 if _skip(states.get(email.lower(), State.PENDING), options) is None)
+                 if (options.only is None or email.lower() in options.only)
+                 and _skip(states.get(email.lower(), State.PENDING), options) is None)
     return wanted if options.limit is None else min(wanted, options.limit)
