@@ -16,7 +16,7 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiosmtplib import (
     SMTP,
@@ -37,6 +37,9 @@ from invitemail import smtp_adapter
 from invitemail.config import Smtp
 from invitemail.errors import ExitCode, InvitemailError
 from invitemail.replies import ReplyClass, Step, Verdict
+
+if TYPE_CHECKING:
+    from invitemail.credentials import TokenCredential
 
 QUIT_TIMEOUT: float = 5.0  # seconds to wait for a polite QUIT at the end
 
@@ -73,6 +76,7 @@ class Session(Protocol):
 
     smtp: Smtp
     password: str | None
+    credential: TokenCredential | None  # smtp.auth = "xoauth2": the access token's source
     tls_context: ssl.SSLContext | None
     local_hostname: str
     connected_once: bool  # a connection was set up: later failures are passing ones
@@ -339,6 +343,20 @@ class Connection:
     # -- connection set-up -----------------------------------------------------------------
 
     async def _open(self) -> SMTP:
+        if self.run.credential is None:
+            return await self._open_once()
+        from invitemail import xoauth2
+
+        try:
+            return await self._open_once()
+        except xoauth2.Refused as refused:  # a new token once, on a new connection
+            await xoauth2.refresh(self.run, refused)
+        try:
+            return await self._open_once()
+        except xoauth2.Refused as refused:
+            raise Failure(refused.result) from None
+
+    async def _open_once(self) -> SMTP:
         run, smtp = self.run, self.run.smtp
         client = SMTP(
             hostname=smtp.host,
@@ -359,7 +377,11 @@ class Connection:
             await self._hello(client)
             if smtp.security == "starttls":
                 await self._starttls(client)
-            if smtp.username is not None:
+            if smtp.username is not None and run.credential is not None:
+                from invitemail import xoauth2
+
+                await xoauth2.login(client, run, smtp.username)
+            elif smtp.username is not None:
                 await self._login(client, smtp.username)
         except Failure:
             client.close()

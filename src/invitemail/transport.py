@@ -80,6 +80,7 @@ from invitemail.connection import (
     TransportError,
     dot_stuff,
 )
+from invitemail.credentials import TokenCredential
 from invitemail.pace import RateLimiter
 from invitemail.redaction import clean_reply, redact
 from invitemail.replies import ReplyClass, Step, Verdict, classify
@@ -241,7 +242,7 @@ async def deliver(
     *,
     smtp: Smtp,
     sending: Sending,
-    password: str | None,
+    password: str | TokenCredential | None,
     hooks: Hooks,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -295,7 +296,7 @@ class NoHooks:
         pass
 
 
-async def check_login(smtp: Smtp, password: str | None, *,
+async def check_login(smtp: Smtp, password: str | TokenCredential | None, *,
                       local_hostname: str | None = None) -> None:
     """Connect to the relay, log in and quit, sending nothing: a password typed at a prompt
     is tried before a run starts, so a typing error can be corrected.
@@ -333,16 +334,25 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _check_credentials(smtp: Smtp, password: str | None) -> None:
+def _check_credentials(smtp: Smtp, password: str | TokenCredential | None) -> None:
     if smtp.username is None:
         return
+    what = "access token" if smtp.auth.xoauth2 else "password"
     if smtp.security == "none" and not smtp.allow_insecure_auth:
         raise InsecureAuthError(
-            f"{smtp.where}: refusing to send the password of {smtp.username!r} over an "
+            f"{smtp.where}: refusing to send the {what} of {smtp.username!r} over an "
             "unencrypted connection (smtp.security is \"none\")",
             hint='use smtp.security = "starttls" or "tls"; only on a network you trust, '
             "set smtp.allow_insecure_auth = true",
         )
+    if smtp.auth.xoauth2 != isinstance(password, TokenCredential):
+        raise AuthenticationError(
+            f"{smtp.where}: smtp.auth is {smtp.auth.method!r}, but a"
+            f"{'' if isinstance(password, TokenCredential) else ' password or'} no access "
+            f"token was given for user {smtp.username!r}",
+            hint="run the command again; if it says so again, report it as a bug")
+    if isinstance(password, TokenCredential):
+        return
     if password is None:
         raise AuthenticationError(
             f"{smtp.where}: no password was given for user {smtp.username!r}",
@@ -367,7 +377,7 @@ class _Run:
         *,
         smtp: Smtp,
         sending: Sending,
-        password: str | None,
+        password: str | TokenCredential | None,
         hooks: Hooks,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
@@ -379,7 +389,8 @@ class _Run:
     ) -> None:
         self.smtp = smtp
         self.sending = sending
-        self.password = password
+        self.credential = password if isinstance(password, TokenCredential) else None
+        self.password = password if isinstance(password, str) else None
         self.hooks = hooks
         self.sleep = sleep
         self.rng = rng
@@ -679,11 +690,15 @@ class _Run:
 
     def text(self, text: str) -> str:
         """A sentence that may quote the relay, as it may be shown and stored."""
-        return clean_reply(text, self.password)
+        return self._clean(clean_reply(text, self.password))
 
     def reply_text(self, code: int, message: str) -> str:
         """A relay's reply as it may be shown and stored (never the password)."""
-        return format_reply(code, message, self.password)
+        return self._clean(format_reply(code, message, self.password))
+
+    def _clean(self, text: str) -> str:
+        """Without the access tokens either (a relay has no reason to quote one)."""
+        return text if self.credential is None else self.credential.clean(text)
 
     def opened(self) -> None:
         self.report.connections += 1
