@@ -82,6 +82,7 @@ def test_login_is_kept_private_in_the_config_folder_and_sends(data_dir: Path) ->
                 report, journal = await send(relay, 5, credential(provider, clock), clock,
                                              sending=Sending(concurrency=2))
                 assert report.sent == 5 and report.stopped is None
+                assert journal.states() == {State.SENT: 5}
                 assert sorted(relay.received()) == [address(n) for n in range(5)]
                 assert {t.user for t in relay.transactions} == {USER}
                 assert relay.refusals == []
