@@ -209,8 +209,13 @@ class _XOAuth2SMTP(ScriptedSMTP):
     oauth: OAuthServer
     user: str
     refusals: list[str]
+    relay: XOAuth2Server
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        relay = self.relay
+        if relay.revoke_after is not None and len(relay.transactions) >= relay.revoke_after:
+            relay.revoke_after = None
+            self.oauth.revoke_all()  # the sign-in is withdrawn (password reset, admin)
         blob = base64.b64decode(args[1]) if len(args) > 1 else b""
         fields = dict(part.split("=", 1) for part in blob.decode().split("\x01") if "=" in part)
         token = fields.get("auth", "").removeprefix("Bearer ")
@@ -231,6 +236,8 @@ class XOAuth2Server(SmtpServer):
         self.oauth = oauth
         self.user = user
         self.refusals: list[str] = []  # tokens refused, in order
+        # Once this many messages were taken, the next AUTH finds the login withdrawn.
+        self.revoke_after: int | None = None
 
     def smtp_toml(self, *, extra: str = "") -> str:
         return (f'[smtp]\nhost = "{HOST}"\nport = {self.port}\nsecurity = "{self.tls}"\n'
@@ -245,4 +252,5 @@ class XOAuth2Server(SmtpServer):
             auth_require_tls=self.tls == "starttls",
             auth_exclude_mechanism=["LOGIN", "PLAIN"], timeout=self.timeout, loop=self._loop)
         session.oauth, session.user, session.refusals = self.oauth, self.user, self.refusals
+        session.relay = self
         return session
