@@ -34,8 +34,14 @@ class OAuthServer:
     ``authorization_pending`` before the user "has signed in"."""
 
     def __init__(self, *, lifetime: float = 3600.0, clock: Callable[[], float] = time.monotonic,
-                 pending_polls: int = 1, rotate: bool = False) -> None:
+                 pending_polls: int = 1, rotate: bool = False, tls: bool = False,
+                 client_id: str = "invitemail-test", account: str | None = None) -> None:
         self.lifetime = lifetime
+        self.tls = tls  # https with the tests' CA (smtp_servers.tls_files), as msal wants
+        self.client_id = client_id
+        # With an account: answers carry an OpenID id_token and Microsoft's client_info for
+        # it (what msal builds its account from).
+        self.account = account
         self.clock = clock
         self.pending_polls = pending_polls
         self.rotate = rotate  # a new refresh token with every refresh
@@ -54,7 +60,27 @@ class OAuthServer:
     @property
     def url(self) -> str:
         assert self._http is not None
-        return f"http://{HOST}:{self._http.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self._http.server_address[1]}"
+
+    def openid_configuration(self, tenant: str) -> dict[str, Any]:
+        """What Microsoft's login server says at /TENANT/v2.0/.well-known/openid-configuration."""
+        base = f"{self.url}/{tenant}"
+        return {"issuer": f"{base}/v2.0", "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode"}
+
+    def _identity(self, form: dict[str, str]) -> dict[str, Any]:
+        if self.account is None:
+            return {}
+        def part(value: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+        now = int(time.time())
+        claims = {"iss": f"{self.url}/tenant-1/v2.0", "sub": "subject-1", "aud": self.client_id,
+                  "exp": now + 3600, "iat": now, "preferred_username": self.account,
+                  "oid": "object-1", "tid": "tenant-1"}
+        return {"id_token": f"{part({'alg': 'none'})}.{part(claims)}.",
+                "client_info": part({"uid": "object-1", "utid": "tenant-1"}),
+                "scope": form.get("scope", "")}
 
     def settings_toml(self, *, device: bool = True) -> str:
         """An ``[smtp.oauth]`` table for the generic provider at this server."""
@@ -109,7 +135,8 @@ class OAuthServer:
                 if self.devices[code] <= self.pending_polls:
                     return 400, {"error": "authorization_pending"}
                 del self.devices[code]
-                return 200, {**self._new_access(), "refresh_token": self._new_refresh()}
+                return 200, {**self._new_access(), "refresh_token": self._new_refresh(),
+                             **self._identity(form)}
             if grant == "authorization_code":
                 if form.get("code") not in self.codes:
                     return 400, {"error": "invalid_grant"}
@@ -121,7 +148,7 @@ class OAuthServer:
                     return 400, {"error": "invalid_grant", "error_description":
                                  "AADSTS70008: the refresh token has expired or is revoked"}
                 self.refreshes += 1
-                answer = self._new_access()
+                answer = {**self._new_access(), **self._identity(form)}
                 if self.rotate:
                     self.refresh_tokens.discard(refresh)
                     self.revoked.add(refresh)
@@ -130,14 +157,14 @@ class OAuthServer:
         return 400, {"error": "unsupported_grant_type"}
 
     def device(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        if form.get("client_id") != "invitemail-test":
+        if form.get("client_id") != self.client_id:
             return 400, {"error": "invalid_client"}
         code = "dc-" + secrets.token_urlsafe(12)
         with self.lock:
             self.devices[code] = 0
         return 200, {"device_code": code, "user_code": "WDJB-MJHT",
                      "verification_uri": f"{self.url}/activate", "expires_in": 600,
-                     "interval": 0}
+                     "interval": 0, "message": "Open the activation page and enter WDJB-MJHT"}
 
     def authorize(self, query: dict[str, str]) -> str:
         """The browser sign-in: where the provider sends the browser back (with a code)."""
@@ -169,15 +196,18 @@ class OAuthServer:
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
                 path = urllib.parse.urlsplit(self.path).path
                 server.requests.append((path, form))
-                if path == "/token":
+                if path.endswith("/token"):  # /token, or Microsoft's /T/oauth2/v2.0/token
                     self._answer(*server.token(form))
-                elif path == "/device":
+                elif path.endswith(("/device", "/devicecode")):
                     self._answer(*server.device(form))
                 else:
                     self._answer(404, {"error": "not_found"})
 
             def do_GET(self) -> None:
                 parts = urllib.parse.urlsplit(self.path)
+                if parts.path.endswith("/v2.0/.well-known/openid-configuration"):
+                    self._answer(200, server.openid_configuration(parts.path.split("/")[1]))
+                    return
                 if parts.path != "/authorize":
                     self._answer(404, {"error": "not_found"})
                     return
@@ -188,6 +218,9 @@ class OAuthServer:
                 self.end_headers()
 
         self._http = ThreadingHTTPServer((HOST, 0), Handler)
+        if self.tls:
+            self._http.socket = tls_files().server_context().wrap_socket(
+                self._http.socket, server_side=True)
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
         self._thread.start()
         return self

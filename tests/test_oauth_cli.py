@@ -1,9 +1,11 @@
 """OAuth2 from the command line: `login`, `check`, `send` (and `--test-to`), `logout`, with a
 real relay that takes AUTH XOAUTH2 and a real local OAuth2 server (oauth_servers.py).
 
-The generic provider is tested end to end (device flow and browser flow). The microsoft
-provider is msal against Microsoft's own endpoints, which a test cannot reach; its settings
-and errors are checked here, its flow is msal's.
+The generic provider is tested end to end (device flow, and the browser flow with its
+loopback redirect, which is also the google provider's flow with other endpoints). The
+microsoft provider is msal end to end against a local login server over https (the tests'
+CA, trusted through REQUESTS_CA_BUNDLE) named by smtp.oauth.authority: discovery, device code,
+polling, the id_token's account, the refresh.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from helpers import EVENT_TOML, run_cli, write_event
 from invitemail import oauth
 from invitemail.authsettings import OAuthSettings
 from oauth_servers import OAuthServer, XOAuth2Server
-from smtp_servers import Script
+from smtp_servers import Script, tls_files
 
 USER = "arrangementer@example.org"
 ROWS = [(f"Deltager {n}", f"deltager{n}@example.org", "da") for n in range(6)]
@@ -240,3 +242,59 @@ def test_the_browser_sign_in_with_a_loopback_redirect(provider: OAuthServer,
     assert "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in shown[0]
     [refresh] = provider.refresh_tokens
     assert refresh in path.read_text() and path in token_files(data_dir)
+
+
+# -- microsoft: msal against a local login server (https, with the tests' CA) ----------------
+
+CLIENT_ID = "4b1c6f0e-2d7a-4c55-9f3e-8a1b2c3d4e5f"
+
+
+def microsoft_table(provider: OAuthServer) -> str:
+    return (f'[smtp.oauth]\nprovider = "microsoft"\ntenant = "tenant-1"\n'
+            f'client_id = "{CLIENT_ID}"\nauthority = "{provider.url}"\n')
+
+
+@pytest.fixture
+def microsoft(monkeypatch: pytest.MonkeyPatch) -> Iterator[OAuthServer]:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files().ca_file))  # msal uses requests
+    with OAuthServer(tls=True, client_id=CLIENT_ID, account=USER) as server:
+        yield server
+
+
+def test_microsoft_device_code_sign_in_with_msal_then_send(
+        tmp_path: Path, data_dir: Path, microsoft: OAuthServer) -> None:
+    with XOAuth2Server(microsoft, USER) as relay:
+        event = oauth_event(tmp_path / "event", relay, microsoft_table(microsoft))
+        signed = run_cli("login", event)
+        assert signed.exit_code == 0, signed.output
+        assert "Open the activation page and enter WDJB-MJHT" in signed.stdout  # msal's text
+        [(_, asked)] = [(p, f) for p, f in microsoft.requests if p.endswith("/devicecode")]
+        assert asked["client_id"] == CLIENT_ID
+        assert "https://outlook.office.com/SMTP.Send" in asked["scope"].split()
+        assert "offline_access" in asked["scope"].split()
+        [kept] = token_files(data_dir)
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+        sent = run_cli("send", event, "--yes")
+        assert sent.exit_code == 0, sent.output
+        assert relay.received() == {r[1]: 1 for r in ROWS}
+        assert microsoft.refreshes == 1  # msal traded the refresh token for a new token
+
+        microsoft.revoke_all()
+        check = run_cli("check", event)
+        assert check.exit_code == 1
+        assert "the Microsoft login of arrangementer@example.org is no longer valid" \
+            in check.stderr
+        assert f"Hint: run invitemail login {event} to sign in again" in check.stderr
+
+
+def test_microsoft_sign_in_as_another_mailbox_is_refused(
+        tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files().ca_file))
+    with OAuthServer(tls=True, client_id=CLIENT_ID, account="someone@example.org") as server, \
+            XOAuth2Server(server, USER) as relay:
+        event = oauth_event(tmp_path / "event", relay, microsoft_table(server))
+        result = run_cli("login", event)
+        assert result.exit_code == 1
+        assert f"signed in as someone@example.org, but smtp.username is {USER}" in result.stderr
+        assert token_files(data_dir) == []

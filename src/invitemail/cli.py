@@ -230,10 +230,10 @@ def _check_signed_in(campaign: Campaign) -> int:
 def _credential(campaign: Campaign) -> TokenCredential:
     """The access token's source for smtp.auth = "xoauth2", tried once (nothing is sent
     with a login that does not work)."""
-    from invitemail.credentials import for_event
+    from invitemail.oauth import credential_for
 
     config = campaign.config
-    credential = for_event(config.smtp, config.path,
+    credential = credential_for(config.smtp, config.path,
                            login_command=f"invitemail login {config.folder}")
     credential.fetch_now()
     return credential

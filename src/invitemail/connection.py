@@ -33,7 +33,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from invitemail import smtp_adapter
+from invitemail import smtp_adapter, xoauth2
 from invitemail.config import Smtp
 from invitemail.errors import ExitCode, InvitemailError
 from invitemail.replies import ReplyClass, Step, Verdict
@@ -161,6 +161,15 @@ class Failure(Exception):
     def __init__(self, result: Result) -> None:
         super().__init__(result.reply)
         self.result = result
+
+
+class _TokenRefused(Failure):
+    """The relay refused the access token: its result stops the run unless a new token,
+    on a new connection, is taken."""
+
+    def __init__(self, refusal: xoauth2.Refusal, result: Result) -> None:
+        super().__init__(result)
+        self.refusal = refusal
 
 
 def _step_of(error: SMTPResponseException) -> Step:
@@ -343,17 +352,20 @@ class Connection:
     # -- connection set-up -----------------------------------------------------------------
 
     async def _open(self) -> SMTP:
-        if self.run.credential is None:
+        credential = self.run.credential
+        if credential is None:
             return await self._open_once()
-        from invitemail import xoauth2
-
         try:
             return await self._open_once()
-        except xoauth2.Refused as refused:  # a new token once, on a new connection
-            await xoauth2.refresh(self.run, refused)
+        except _TokenRefused as refused:  # a new token once, on a new connection
+            try:
+                await xoauth2.new_token(credential, refused.refusal)
+            except xoauth2.Unusable as err:
+                raise Failure(self._fatal(AuthenticationError(err.message, hint=err.hint))) \
+                    from None
         try:
             return await self._open_once()
-        except xoauth2.Refused as refused:
+        except _TokenRefused as refused:
             raise Failure(refused.result) from None
 
     async def _open_once(self) -> SMTP:
@@ -378,9 +390,7 @@ class Connection:
             if smtp.security == "starttls":
                 await self._starttls(client)
             if smtp.username is not None and run.credential is not None:
-                from invitemail import xoauth2
-
-                await xoauth2.login(client, run, smtp.username)
+                await self._xoauth2(client, run.credential, smtp.username)
             elif smtp.username is not None:
                 await self._login(client, smtp.username)
         except Failure:
@@ -439,6 +449,24 @@ class Connection:
                 hint="check smtp.security (many relays offer AUTH only over TLS) and "
                 "smtp.username; remove smtp.username if the relay needs no login",
             ))) from None
+
+    async def _xoauth2(self, client: SMTP, credential: TokenCredential, user: str) -> None:
+        run = self.run
+        try:
+            refusal = await xoauth2.sign_in(client, credential, user, run.smtp.where)
+        except xoauth2.Unusable as err:
+            raise Failure(self._fatal(AuthenticationError(err.message, hint=err.hint))) from None
+        if refusal is None:
+            return
+        judged = run.refused(Step.AUTH, refusal.code, refusal.message)
+        known = judged.verdict is not None and judged.verdict.rule is not None
+        if known or 400 <= refusal.code <= 499:  # judged by its class, as for a password
+            raise Failure(judged)
+        stop = xoauth2.refused(run.smtp.where, user, run.reply_text(refusal.code,
+                                                                    refusal.message),
+                               refusal, credential)
+        raise _TokenRefused(refusal, self._fatal(AuthenticationError(stop.message,
+                                                                     hint=stop.hint)))
 
     def _fatal(self, error: TransportError) -> Result:
         return Result(Kind.FATAL, str(error), error=error)

@@ -30,14 +30,10 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from invitemail.errors import InvitemailError
 from invitemail.redaction import clean_reply, redact
-
-if TYPE_CHECKING:
-    from invitemail.config import Smtp
 
 MARGIN = 300.0  # seconds: a token with less life left than this is refreshed first
 COMMAND_TOKEN_LIFE = 300.0  # a helper's token says not when it expires: ask again after this
@@ -212,24 +208,3 @@ def _clean_environment() -> dict[str, str]:
     """The helper's environment: this one, without the SMTP password."""
     return {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
 
-
-def for_event(smtp: Smtp, event_file: Path, *, login_command: str,
-              clock: Callable[[], float] = time.monotonic) -> TokenCredential:
-    """The credential ``smtp.auth = "xoauth2"`` asks for: from ``smtp.token_command``, or
-    from the login stored by ``invitemail login`` (``login_command`` is that command, for
-    the hint)."""
-    assert smtp.username is not None
-    auth = smtp.auth
-    if auth.token_command is not None:
-        source: TokenSource = CommandSource(
-            auth.token_command, timeout=auth.token_command_timeout,
-            where=f"{event_file}: smtp.token_command")
-        hint = ("the relay refused the token smtp.token_command printed: check that the helper "
-                f"signs in as {smtp.username} with the mail (SMTP.Send) permission")
-    else:
-        from invitemail import oauth
-
-        hint = f"run {login_command} to sign in again"
-        source = oauth.RefreshSource(oauth.settings_for(smtp, event_file), smtp.username,
-                                     hint=hint)
-    return TokenCredential(source, clock=clock, hint=hint)

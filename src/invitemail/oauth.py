@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from invitemail.authsettings import OAuthSettings, read_oauth_table
 from invitemail.config import Smtp
-from invitemail.credentials import LoginError, Token
+from invitemail.credentials import (
+    CommandSource,
+    LoginError,
+    Token,
+    TokenCredential,
+    TokenSource,
+)
 from invitemail.errors import ConfigError, InvitemailError
 from invitemail.files import OutputFolder
 from invitemail.redaction import clean_reply
@@ -113,6 +119,25 @@ def settings_for(smtp: Smtp, event_file: Path) -> OAuthSettings:
                           hint="add them under [smtp.oauth] in event.toml (the README's OAuth2 "
                           "sections say where to find them)")
     return settings
+
+
+def credential_for(smtp: Smtp, event_file: Path, *, login_command: str,
+                   clock: Callable[[], float] = time.monotonic) -> TokenCredential:
+    """The credential ``smtp.auth = "xoauth2"`` asks for: from ``smtp.token_command``, or
+    from the login stored by ``invitemail login`` (``login_command`` is that command, for
+    the hint)."""
+    assert smtp.username is not None
+    auth = smtp.auth
+    if auth.token_command is not None:
+        source: TokenSource = CommandSource(
+            auth.token_command, timeout=auth.token_command_timeout,
+            where=f"{event_file}: smtp.token_command")
+        hint = ("the relay refused the token smtp.token_command printed: check that the helper "
+                f"signs in as {smtp.username} with the mail (SMTP.Send) permission")
+    else:
+        hint = f"run {login_command} to sign in again"
+        source = RefreshSource(settings_for(smtp, event_file), smtp.username, hint=hint)
+    return TokenCredential(source, clock=clock, hint=hint)
 
 
 # -- the stored logins -----------------------------------------------------------------------
@@ -381,5 +406,5 @@ def _browser_flow(settings: OAuthSettings, account: str, *, say: Say,
 def _microsoft(settings: OAuthSettings, account: str, record: dict[str, Any]) -> Microsoft:
     from invitemail.oauth_microsoft import Microsoft
 
-    return Microsoft(settings, account, record, scopes=_scopes(settings),
+    return Microsoft(settings, account, record, scopes=_scopes(settings), timeout=HTTP_TIMEOUT,
                      authority=f"{settings.authority or MICROSOFT_AUTHORITY}/{settings.tenant}")

@@ -14,7 +14,7 @@ from invitemail.redaction import clean_reply
 
 class Microsoft:
     def __init__(self, settings: OAuthSettings, account: str, record: dict[str, Any], *,
-                 scopes: list[str], authority: str) -> None:
+                 scopes: list[str], authority: str, timeout: float) -> None:
         self.account = account
         self.scopes = scopes
         self.cache = msal.SerializableTokenCache()
@@ -22,8 +22,11 @@ class Microsoft:
         if isinstance(serialized, str):
             self.cache.deserialize(serialized)
         try:
+            # Another authority than Microsoft's own (given in smtp.oauth.authority) is not
+            # checked against Microsoft's list of clouds.
             self.app = msal.PublicClientApplication(
-                settings.client_id, authority=authority, token_cache=self.cache)
+                settings.client_id, authority=authority, token_cache=self.cache,
+                instance_discovery=False if settings.authority else None, timeout=timeout)
         except ValueError as err:  # a malformed authority or tenant
             raise LoginError(f"the Microsoft sign-in cannot start at {authority}: {err}",
                              hint="check smtp.oauth.tenant (and smtp.oauth.authority)") from None

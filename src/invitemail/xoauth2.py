@@ -9,11 +9,11 @@ or
     C: <an empty line>
     S: 535 5.7.3 Authentication unsuccessful
 
-:func:`login` signs one connection in. A refused token raises :class:`Refused`: the
-connection (:mod:`invitemail.connection`) closes, asks the credential for a new token once
-(:func:`refresh`) and connects again; a second refusal is :func:`fatal`, and stops the run
-with the hint to sign in again. A temporary refusal (4xx) is judged like any other reply.
-Goes through :mod:`invitemail.smtp_adapter`: no aiosmtplib here.
+:func:`sign_in` signs one connection in and returns the relay's refusal, if any; the
+connection (:mod:`invitemail.connection`) judges it like any reply, and for a refused token
+closes, gets a new token once (:func:`new_token`) and connects again; a second refusal stops
+the run with the hint to sign in again. Goes through :mod:`invitemail.smtp_adapter`: no
+aiosmtplib here (its SMTP class only as a type).
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from invitemail import smtp_adapter
-from invitemail.connection import AuthenticationError, Failure, Kind, Result, Session
 from invitemail.credentials import LoginError, TokenCredential
-from invitemail.replies import Step
 
 if TYPE_CHECKING:
     from aiosmtplib import SMTP
@@ -34,13 +33,23 @@ if TYPE_CHECKING:
 MECHANISM = "xoauth2"
 
 
-class Refused(Failure):
-    """The relay refused the token (5xx): close, refresh once, connect again. Its result
-    is the fatal one, for when there is no second chance."""
+class Unusable(Exception):
+    """No XOAUTH2 login can be tried: the relay does not offer it, or no token can be had."""
 
-    def __init__(self, token: str, result: Result) -> None:
-        super().__init__(result)
-        self.token = token
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The relay's final answer to a token it did not take."""
+
+    code: int
+    message: str
+    detail: str  # from the 334 error challenge: "status 401, scope ..."
+    token: str  # the token refused (so that a refresh is asked for once)
 
 
 def initial_response(user: str, token: str) -> bytes:
@@ -60,30 +69,20 @@ def error_detail(challenge: str) -> str:
     return ", ".join(parts)
 
 
-def _fatal(message: str, hint: str) -> Result:
-    error = AuthenticationError(message, hint=hint)
-    return Result(Kind.FATAL, str(error), error=error)
-
-
-def _credential(run: Session) -> TokenCredential:
-    credential = run.credential
-    assert credential is not None
-    return credential
-
-
-async def login(client: SMTP, run: Session, user: str) -> None:
-    """Sign ``client`` in as ``user``; raises ``Failure`` (or :class:`Refused`)."""
-    credential, where = _credential(run), run.smtp.where
+async def sign_in(client: SMTP, credential: TokenCredential, user: str,
+                  where: str) -> Refusal | None:
+    """Sign ``client`` in as ``user``: None when the relay took the token, else its
+    refusal. Raises :class:`Unusable`."""
     if MECHANISM not in client.server_auth_methods:
         offered = ", ".join(client.server_auth_methods) or "none"
-        raise Failure(_fatal(
+        raise Unusable(
             f"{where} does not offer AUTH XOAUTH2 for user {user!r} (offered: {offered})",
             'check smtp.security (many relays offer AUTH only over TLS), or use auth = '
-            '"password" if the relay takes passwords'))
+            '"password" if the relay takes passwords')
     try:
         token = await credential.token()
     except LoginError as err:
-        raise Failure(_fatal(str(err), err.hint or credential.hint)) from None
+        raise Unusable(str(err), err.hint or credential.hint) from None
     reply = await smtp_adapter.command(client, b"AUTH", b"XOAUTH2",
                                        initial_response(user, token))
     detail = ""
@@ -91,22 +90,22 @@ async def login(client: SMTP, run: Session, user: str) -> None:
         detail = error_detail(reply.message)
         reply = await smtp_adapter.command(client, b"")
     if reply.code == 235:
-        return
-    refusal = run.refused(Step.AUTH, reply.code, reply.message)
-    known = refusal.verdict is not None and refusal.verdict.rule is not None
-    if known or 400 <= reply.code <= 499:
-        raise Failure(refusal)
-    text = run.reply_text(reply.code, reply.message) + (f" ({detail})" if detail else "")
-    raise Refused(token, _fatal(
-        f"{where} refused the XOAUTH2 login of user {user!r}: {text}",
-        credential.hint + "; if the login is new, check that the mailbox may send with SMTP "
-        "AUTH and that the app has the SMTP.Send (or mail) permission"))
+        return None
+    return Refusal(reply.code, reply.message, detail, token)
 
 
-async def refresh(run: Session, refused: Refused) -> None:
-    """After :class:`Refused`: a new token, or ``Failure`` (the run stops)."""
-    credential = _credential(run)
+def refused(where: str, user: str, reply: str, refusal: Refusal,
+            credential: TokenCredential) -> Unusable:
+    """What a second refusal (after a new token) stops the run with."""
+    detail = f" ({refusal.detail})" if refusal.detail else ""
+    return Unusable(f"{where} refused the XOAUTH2 login of user {user!r}: {reply}{detail}",
+                    credential.hint + "; if the login is new, check that the mailbox may send "
+                    "with SMTP AUTH and that the app has the SMTP.Send (or mail) permission")
+
+
+async def new_token(credential: TokenCredential, refusal: Refusal) -> None:
+    """A new token after ``refusal``; raises :class:`Unusable` when none can be had."""
     try:
-        await credential.refresh(refused.token)
+        await credential.refresh(refusal.token)
     except LoginError as err:
-        raise Failure(_fatal(str(err), err.hint or credential.hint)) from None
+        raise Unusable(str(err), err.hint or credential.hint) from None
