@@ -246,6 +246,10 @@ class _XOAuth2SMTP(ScriptedSMTP):
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         relay = self.relay
+        if relay.busy_auth > 0:  # a passing problem at the provider's side
+            relay.busy_auth -= 1
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Temporary authentication failure")
         if relay.revoke_after is not None and len(relay.transactions) >= relay.revoke_after:
             relay.revoke_after = None
             self.oauth.revoke_all()  # the sign-in is withdrawn (password reset, admin)
@@ -271,6 +275,7 @@ class XOAuth2Server(SmtpServer):
         self.refusals: list[str] = []  # tokens refused, in order
         # Once this many messages were taken, the next AUTH finds the login withdrawn.
         self.revoke_after: int | None = None
+        self.busy_auth = 0  # the next N AUTHs are answered 454 (try again later)
 
     def smtp_toml(self, *, extra: str = "") -> str:
         return (f'[smtp]\nhost = "{HOST}"\nport = {self.port}\nsecurity = "{self.tls}"\n'

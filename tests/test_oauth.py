@@ -31,7 +31,7 @@ from invitemail.credentials import CommandSource, LoginError, Token, TokenCreden
 from invitemail.transport import AuthenticationError, DeliveryReport, State, deliver
 from invitemail.xoauth2 import error_detail, initial_response
 from oauth_servers import OAuthServer, XOAuth2Server
-from smtp_servers import FakeClock, Script
+from smtp_servers import FakeClock, Script, SmtpServer
 from test_transport import Journal, address, envelopes
 
 USER = "arrangementer@example.org"
@@ -169,6 +169,44 @@ def test_a_withdrawn_login_stops_the_run_with_the_login_hint_and_loses_nothing()
                 assert set(relay.received().values()) == {1}
                 assert set(relay.received()) == set(journal.outcomes)
                 assert 7 <= report.sent < count
+
+        asyncio.run(scenario())
+
+
+def test_a_temporary_auth_failure_is_retried_without_a_new_token() -> None:
+    clock = FakeClock()
+    with OAuthServer(clock=clock) as provider:
+        sign_in(provider)
+
+        async def scenario() -> None:
+            async with XOAuth2Server(provider, USER) as relay:
+                relay.busy_auth = 2
+                report, journal = await send(relay, 3, credential(provider, clock), clock,
+                                             sending=Sending(concurrency=1))
+                assert report.stopped is None and report.sent == 3
+                assert relay.received() == {address(n): 1 for n in range(3)}
+                assert report.retried == 2 and "454 4.7.0" in journal.retries[0][1]
+                assert provider.refreshes == 1 and relay.refusals == []
+
+        asyncio.run(scenario())
+
+
+def test_a_relay_without_xoauth2_is_a_clear_error() -> None:
+    clock = FakeClock()
+    with OAuthServer(clock=clock) as provider:
+        sign_in(provider)
+
+        async def scenario() -> None:
+            async with SmtpServer(tls="starttls", auth=(USER, "pw")) as relay:
+                smtp = relay.smtp_settings(auth=Auth(method="xoauth2"))
+                report = await deliver(envelopes(2), smtp=smtp, sending=Sending(),
+                                       password=credential(provider, clock), hooks=Journal(clock),
+                                       clock=clock, sleep=clock.sleep, local_hostname="c.test")
+                assert isinstance(report.stopped, AuthenticationError)
+                assert str(report.stopped) == (
+                    f"{relay.smtp_settings().where} does not offer AUTH XOAUTH2 for user "
+                    f"{USER!r} (offered: login, plain)")
+                assert relay.transactions == []
 
         asyncio.run(scenario())
 

@@ -51,7 +51,9 @@ every step as it happens:
 All timing decisions (retry times, rate, throttling pauses) use the injected ``clock`` and
 ``sleep``, and a reply's "try again after <time>" is read against ``wall_clock``, so tests
 run on a fake clock; network timeouts are real (``smtp.timeout``). The password never
-appears in any text this module produces.
+appears in any text this module produces, nor do OAuth2 access tokens: with
+``smtp.auth = "xoauth2"``, ``password`` is a :class:`~invitemail.credentials.TokenCredential`
+that each connection asks for the current token (:mod:`invitemail.xoauth2`).
 """
 
 from __future__ import annotations
@@ -346,11 +348,10 @@ def _check_credentials(smtp: Smtp, password: str | TokenCredential | None) -> No
             "set smtp.allow_insecure_auth = true",
         )
     if smtp.auth.xoauth2 != isinstance(password, TokenCredential):
+        given = "an access token" if isinstance(password, TokenCredential) else "no access token"
         raise AuthenticationError(
-            f"{smtp.where}: smtp.auth is {smtp.auth.method!r}, but a"
-            f"{'' if isinstance(password, TokenCredential) else ' password or'} no access "
-            f"token was given for user {smtp.username!r}",
-            hint="run the command again; if it says so again, report it as a bug")
+            f"{smtp.where}: smtp.auth is {smtp.auth.method!r}, and {given} was given for user "
+            f"{smtp.username!r}", hint="this is a bug in the caller: report it")
     if isinstance(password, TokenCredential):
         return
     if password is None:
