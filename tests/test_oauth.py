@@ -351,3 +351,21 @@ def test_the_token_command_never_sees_the_smtp_password(monkeypatch: pytest.Monk
     code = "import os; print('tok-' + str(len([v for v in os.environ.values() " \
         "if 'pw-secret-8Hq' in v])))"
     assert CommandSource(helper(code), timeout=10, where="w").fetch().access_token == "tok-0"
+
+
+def test_a_helpers_token_is_used_for_five_minutes_then_asked_for_again(tmp_path: Path) -> None:
+    count = tmp_path / "count"
+    code = (f"import pathlib; p = pathlib.Path({str(count)!r}); "
+            "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+            "print(f'tok-{n}')")
+    clock = FakeClock(0)
+    cred = TokenCredential(CommandSource(helper(code), timeout=10, where="w"), clock=clock)
+
+    async def scenario() -> None:
+        assert await cred.token() == "tok-1"
+        clock.now = 299
+        assert await cred.token() == "tok-1"
+        clock.now = 300
+        assert await cred.token() == "tok-2"
+
+    asyncio.run(scenario())

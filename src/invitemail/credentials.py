@@ -36,7 +36,9 @@ from invitemail.errors import InvitemailError
 from invitemail.redaction import clean_reply, redact
 
 MARGIN = 300.0  # seconds: a token with less life left than this is refreshed first
-COMMAND_TOKEN_LIFE = 300.0  # a helper's token says not when it expires: ask again after this
+# A helper's token says not when it expires: taken as this long-lived, it is used for
+# COMMAND_TOKEN_LIFE - MARGIN = 5 minutes, then the helper is asked again.
+COMMAND_TOKEN_LIFE = 600.0
 STDERR_SHOWN = 400  # characters of a failing helper's stderr shown in the error
 
 
