@@ -24,6 +24,7 @@ from invitemail.errors import ExitCode, InvitemailError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from invitemail.authsettings import OAuthSettings
     from invitemail.campaign import Built, Campaign, CheckReport
     from invitemail.credentials import TokenCredential
     from invitemail.delivery import SendOptions, SendResult
@@ -234,7 +235,7 @@ def _credential(campaign: Campaign) -> TokenCredential:
 
     config = campaign.config
     credential = credential_for(config.smtp, config.path,
-                           login_command=f"invitemail login {config.folder}")
+                                login_command=f"invitemail login {config.folder}")
     credential.fetch_now()
     return credential
 
@@ -679,8 +680,8 @@ def _print_skipped(result: SendResult) -> None:
 # -- login, logout -----------------------------------------------------------------------
 
 
-def _oauth_account(event: Path) -> tuple[Any, Any, str]:
-    """The event's OAuth2 provider settings, its event file and the account to sign in."""
+def _oauth_account(event: Path) -> tuple[OAuthSettings, str]:
+    """The event's OAuth2 provider settings and the account to sign in."""
     from invitemail.config import load_config
     from invitemail.oauth import settings_for
 
@@ -695,7 +696,7 @@ def _oauth_account(event: Path) -> tuple[Any, Any, str]:
         raise InvitemailError(f"{config.path}: smtp.token_command gives the token; its helper "
                               "signs in on its own", hint="sign in with the helper itself, or "
                               "remove smtp.token_command and add [smtp.oauth] to use login")
-    return settings_for(smtp, config.path), config.path, smtp.username
+    return settings_for(smtp, config.path), smtp.username
 
 
 @main.command()
@@ -708,7 +709,7 @@ def login(event: Path, no_browser: bool) -> None:
     refresh token, never shown) in your config folder."""
     from invitemail.oauth import login as sign_in
 
-    settings, _, account = _oauth_account(event)
+    settings, account = _oauth_account(event)
     _say(f"Signing in {account} with {settings.provider}.")
     path = sign_in(settings, account, say=_say, open_browser=not no_browser)
     _say(f"Signed in; the login is kept in {path}. `invitemail logout {event}` forgets it.")
@@ -721,7 +722,7 @@ def logout(event: Path) -> None:
     """Forget the OAuth2 login kept for EVENT's account."""
     from invitemail.oauth import forget
 
-    settings, _, account = _oauth_account(event)
+    settings, account = _oauth_account(event)
     path = forget(settings, account)
     if path is None:
         _say(f"No login of {account} with {settings.provider} is kept; nothing to forget.")
