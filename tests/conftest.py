@@ -26,6 +26,7 @@ def session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     folder = tmp_path_factory.mktemp("session-data")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("INVITEMAIL_DATA_DIR", str(folder))
+        patch.setenv("INVITEMAIL_CONFIG_DIR", str(folder / "config"))
         yield folder
 
 
@@ -36,6 +37,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory,
     never the user's; the CLI's subprocesses inherit it through the environment."""
     folder = tmp_path_factory.mktemp("data")
     monkeypatch.setenv("INVITEMAIL_DATA_DIR", str(folder))
+    # The user's config folder (OAuth2 logins, oauth.py) too.
+    monkeypatch.setenv("INVITEMAIL_CONFIG_DIR", str(folder / "config"))
     return folder
 
 

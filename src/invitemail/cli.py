@@ -24,7 +24,9 @@ from invitemail.errors import ExitCode, InvitemailError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from invitemail.authsettings import OAuthSettings
     from invitemail.campaign import Built, Campaign, CheckReport
+    from invitemail.credentials import TokenCredential
     from invitemail.delivery import SendOptions, SendResult
     from invitemail.folderlock import FolderLock
     from invitemail.registrants import Scan
@@ -204,10 +206,38 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
     _say(_summary_line(campaign, report))
     _say(_rows_line(report.scan))
     errors = len(report.errors) + len(report.template_errors) + len(lint_problems)
+    errors += _check_signed_in(campaign)
     if errors:
         _say(f"{errors} problem{'s' if errors != 1 else ''} to fix before sending.", err=True)
         sys.exit(int(ExitCode.INPUT))
     _say("No problems found. Nothing was sent.")
+
+
+def _check_signed_in(campaign: Campaign) -> int:
+    """With smtp.auth = "xoauth2": 1 (after saying why) when no access token can be had
+    (no login, an expired or revoked one, a failing token_command); else 0."""
+    if not campaign.config.smtp.auth.xoauth2:
+        return 0
+    try:
+        _credential(campaign)
+    except InvitemailError as err:
+        _say(f"Error: {err}", err=True)
+        if err.hint:
+            _say(f"Hint: {err.hint}", err=True)
+        return 1
+    return 0
+
+
+def _credential(campaign: Campaign) -> TokenCredential:
+    """The access token's source for smtp.auth = "xoauth2", tried once (nothing is sent
+    with a login that does not work)."""
+    from invitemail.oauth import credential_for
+
+    config = campaign.config
+    credential = credential_for(config.smtp, config.path,
+                                login_command=f"invitemail login {config.folder}")
+    credential.fetch_now()
+    return credential
 
 
 def _warn_sending_time(campaign: Campaign, report: CheckReport) -> None:
@@ -334,7 +364,7 @@ def _take_password_from_environment() -> None:
     click.get_current_context().meta[PASSWORD_ENV] = password
 
 
-def _password(campaign: Campaign, dry_run: bool) -> str | None:
+def _password(campaign: Campaign, dry_run: bool) -> str | TokenCredential | None:
     smtp = campaign.config.smtp
     # Taken out of the environment as the command started (main); popped here as well for
     # a caller that did not go through main.
@@ -342,6 +372,8 @@ def _password(campaign: Campaign, dry_run: bool) -> str | None:
         click.get_current_context().meta.pop(PASSWORD_ENV, None)
     if smtp.username is None or dry_run:
         return None
+    if smtp.auth.xoauth2:
+        return _credential(campaign)
     if password:
         return password
     if sys.stdin.isatty():
@@ -600,7 +632,8 @@ def _what_is_new(campaign: Campaign, planned: int, messages: int) -> str:
     return what
 
 
-def _run_send(campaign: Campaign, password: str | None, options: SendOptions,
+def _run_send(campaign: Campaign, password: str | TokenCredential | None,
+              options: SendOptions,
               report: CheckReport, lock: FolderLock | None,
               prepared: Prepared | None) -> SendResult:
     import asyncio
@@ -707,6 +740,59 @@ def _print_skipped(result: SendResult) -> None:
         states = ", ".join(f"{number} {state}" for state, number in sorted(result.removed.items()))
         _say(f"Not sent to {removed}: removed from the list ({states} in the journal); "
              "`invitemail status` lists them.")
+
+
+# -- login, logout -----------------------------------------------------------------------
+
+
+def _oauth_account(event: Path) -> tuple[OAuthSettings, str]:
+    """The event's OAuth2 provider settings and the account to sign in."""
+    from invitemail.config import load_config
+    from invitemail.oauth import settings_for
+
+    config = load_config(event)
+    smtp = config.smtp
+    if not smtp.auth.xoauth2 or smtp.username is None:
+        raise InvitemailError(f"{config.path}: smtp.auth is \"password\"; login is for OAuth2",
+                              hint='set auth = "xoauth2" under [smtp] (and username, the '
+                              "mailbox) to sign in with Microsoft 365, Google or another "
+                              "OAuth2 provider")
+    if smtp.auth.token_command is not None:
+        raise InvitemailError(f"{config.path}: smtp.token_command gives the token; its helper "
+                              "signs in on its own", hint="sign in with the helper itself, or "
+                              "remove smtp.token_command and add [smtp.oauth] to use login")
+    return settings_for(smtp, config.path), smtp.username
+
+
+@main.command()
+@click.argument("event", default=".", type=click.Path(path_type=Path))
+@click.option("--no-browser", is_flag=True, help="Do not open a browser; show the address "
+              "to open (the google and generic browser sign-in).")
+@handle_errors
+def login(event: Path, no_browser: bool) -> None:
+    """Sign in to the OAuth2 provider of EVENT's [smtp.oauth] and keep the login (the
+    refresh token, never shown) in your config folder."""
+    from invitemail.oauth import login as sign_in
+
+    settings, account = _oauth_account(event)
+    _say(f"Signing in {account} with {settings.provider}.")
+    path = sign_in(settings, account, say=_say, open_browser=not no_browser)
+    _say(f"Signed in; the login is kept in {path}. `invitemail logout {event}` forgets it.")
+
+
+@main.command()
+@click.argument("event", default=".", type=click.Path(path_type=Path))
+@handle_errors
+def logout(event: Path) -> None:
+    """Forget the OAuth2 login kept for EVENT's account."""
+    from invitemail.oauth import forget
+
+    settings, account = _oauth_account(event)
+    path = forget(settings, account)
+    if path is None:
+        _say(f"No login of {account} with {settings.provider} is kept; nothing to forget.")
+    else:
+        _say(f"Forgot the login of {account} with {settings.provider} (removed {path}).")
 
 
 # -- status -------------------------------------------------------------------------------

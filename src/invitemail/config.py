@@ -28,6 +28,7 @@ from invitemail.addresses import (
     normalize_address,
     parse_mailbox,
 )
+from invitemail.authsettings import Auth, read_auth
 from invitemail.errors import ConfigError, InvitemailError, Problem
 from invitemail.placeholders import PLACEHOLDERS, START_TIME, init_uid, parse_init_uid
 from invitemail.schedule import Schedule, ScheduleProblems, read_schedule
@@ -122,6 +123,7 @@ class Smtp:
     timeout: float = 30.0
     ca_file: Path | None = None
     allow_insecure_auth: bool = False
+    auth: Auth = field(default_factory=Auth)  # password, or XOAUTH2 (authsettings.py)
 
     @property
     def where(self) -> str:
@@ -265,7 +267,8 @@ class _Reader:
         "support": ("phone", "hours", "email"),
         "privacy": ("policy_url",),
         "smtp": ("host", "port", "security", "username", "timeout", "ca_file",
-                 "allow_insecure_auth"),
+                 "allow_insecure_auth", "auth", "token_command", "token_command_timeout",
+                 "oauth"),
         "sending": ("concurrency", "rate", "max_attempts", "max_consecutive_failures",
                     "daily_limit"),
         "schedule": ("reminders", "followup", "slack"),
@@ -693,7 +696,13 @@ class _Reader:
             ca_file=k(lambda: self.read_ca_file(s)),
             allow_insecure_auth=k(lambda: self.get(s, n, "allow_insecure_auth", bool, False,
                                                    describe="true or false")),
+            auth=k(lambda: read_auth(s, self.auth_error, source=str(self.path),
+                                     has_username="username" in s), Auth()),
         )
+
+    def auth_error(self, key: str, message: str, hint: str | None) -> ConfigError:
+        section, _, name = f"smtp.{key}".rpartition(".")
+        return self.error(section, name or None, message, hint=hint)
 
     def read_security(self, s: dict[str, Any]) -> Security:
         security: Security = self.text(s, "smtp", "security", "starttls")

@@ -16,7 +16,7 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiosmtplib import (
     SMTP,
@@ -33,10 +33,13 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from invitemail import smtp_adapter
+from invitemail import smtp_adapter, xoauth2
 from invitemail.config import Smtp
 from invitemail.errors import ExitCode, InvitemailError
 from invitemail.replies import ReplyClass, Step, Verdict
+
+if TYPE_CHECKING:
+    from invitemail.credentials import TokenCredential
 
 QUIT_TIMEOUT: float = 5.0  # seconds to wait for a polite QUIT at the end
 
@@ -73,6 +76,7 @@ class Session(Protocol):
 
     smtp: Smtp
     password: str | None
+    credential: TokenCredential | None  # smtp.auth = "xoauth2": the access token's source
     tls_context: ssl.SSLContext | None
     local_hostname: str
     connected_once: bool  # a connection was set up: later failures are passing ones
@@ -157,6 +161,15 @@ class Failure(Exception):
     def __init__(self, result: Result) -> None:
         super().__init__(result.reply)
         self.result = result
+
+
+class _TokenRefused(Failure):
+    """The relay refused the access token: its result stops the run unless a new token,
+    on a new connection, is taken."""
+
+    def __init__(self, refusal: xoauth2.Refusal, result: Result) -> None:
+        super().__init__(result)
+        self.refusal = refusal
 
 
 def _step_of(error: SMTPResponseException) -> Step:
@@ -339,6 +352,23 @@ class Connection:
     # -- connection set-up -----------------------------------------------------------------
 
     async def _open(self) -> SMTP:
+        credential = self.run.credential
+        if credential is None:
+            return await self._open_once()
+        try:
+            return await self._open_once()
+        except _TokenRefused as refused:  # a new token once, on a new connection
+            try:
+                await xoauth2.new_token(credential, refused.refusal)
+            except xoauth2.Unusable as err:
+                raise Failure(self._fatal(AuthenticationError(err.message, hint=err.hint))) \
+                    from None
+        try:
+            return await self._open_once()
+        except _TokenRefused as refused:
+            raise Failure(refused.result) from None
+
+    async def _open_once(self) -> SMTP:
         run, smtp = self.run, self.run.smtp
         client = SMTP(
             hostname=smtp.host,
@@ -359,7 +389,9 @@ class Connection:
             await self._hello(client)
             if smtp.security == "starttls":
                 await self._starttls(client)
-            if smtp.username is not None:
+            if smtp.username is not None and run.credential is not None:
+                await self._xoauth2(client, run.credential, smtp.username)
+            elif smtp.username is not None:
                 await self._login(client, smtp.username)
         except Failure:
             client.close()
@@ -417,6 +449,24 @@ class Connection:
                 hint="check smtp.security (many relays offer AUTH only over TLS) and "
                 "smtp.username; remove smtp.username if the relay needs no login",
             ))) from None
+
+    async def _xoauth2(self, client: SMTP, credential: TokenCredential, user: str) -> None:
+        run = self.run
+        try:
+            refusal = await xoauth2.sign_in(client, credential, user, run.smtp.where)
+        except xoauth2.Unusable as err:
+            raise Failure(self._fatal(AuthenticationError(err.message, hint=err.hint))) from None
+        if refusal is None:
+            return
+        judged = run.refused(Step.AUTH, refusal.code, refusal.message)
+        known = judged.verdict is not None and judged.verdict.rule is not None
+        if known or 400 <= refusal.code <= 499:  # judged by its class, as for a password
+            raise Failure(judged)
+        stop = xoauth2.refused(run.smtp.where, user, run.reply_text(refusal.code,
+                                                                    refusal.message),
+                               refusal, credential)
+        raise _TokenRefused(refusal, self._fatal(AuthenticationError(stop.message,
+                                                                     hint=stop.hint)))
 
     def _fatal(self, error: TransportError) -> Result:
         return Result(Kind.FATAL, str(error), error=error)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from invitemail import limits, transport
 from invitemail.campaign import Built, Campaign, CheckReport
+from invitemail.credentials import TokenCredential
 from invitemail.errors import InvitemailError
 from invitemail.folderlock import FolderLock
 from invitemail.journal import Journal, State
@@ -216,7 +217,8 @@ class _Capped:
             yield item
 
 
-async def send(campaign: Campaign, *, password: str | None, options: SendOptions,
+async def send(campaign: Campaign, *, password: str | TokenCredential | None,
+               options: SendOptions,
                progress: Progress, stop: asyncio.Event | None = None,
                report: CheckReport | None = None, lock: FolderLock | None = None,
                prepared: Prepared | None = None,
@@ -298,8 +300,9 @@ def _open_record(campaign: Campaign, report: CheckReport, options: SendOptions,
 
 
 async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
-               password: str | None, options: SendOptions, progress: Progress,
-               result: SendResult, stop: asyncio.Event | None, clock: Callable[[], float],
+               password: str | TokenCredential | None, options: SendOptions,
+               progress: Progress, result: SendResult, stop: asyncio.Event | None,
+               clock: Callable[[], float],
                sleep: Callable[[float], Awaitable[None]],
                wall_clock: Callable[[], dt.datetime]) -> SendResult:
     config = campaign.config

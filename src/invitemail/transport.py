@@ -51,7 +51,9 @@ every step as it happens:
 All timing decisions (retry times, rate, throttling pauses) use the injected ``clock`` and
 ``sleep``, and a reply's "try again after <time>" is read against ``wall_clock``, so tests
 run on a fake clock; network timeouts are real (``smtp.timeout``). The password never
-appears in any text this module produces.
+appears in any text this module produces, nor do OAuth2 access tokens: with
+``smtp.auth = "xoauth2"``, ``password`` is a :class:`~invitemail.credentials.TokenCredential`
+that each connection asks for the current token (:mod:`invitemail.xoauth2`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ from invitemail.connection import (
     TransportError,
     dot_stuff,
 )
+from invitemail.credentials import TokenCredential
 from invitemail.pace import RateLimiter
 from invitemail.redaction import clean_reply, redact
 from invitemail.replies import ReplyClass, Step, Verdict, classify
@@ -241,7 +244,7 @@ async def deliver(
     *,
     smtp: Smtp,
     sending: Sending,
-    password: str | None,
+    password: str | TokenCredential | None,
     hooks: Hooks,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -295,7 +298,7 @@ class NoHooks:
         pass
 
 
-async def check_login(smtp: Smtp, password: str | None, *,
+async def check_login(smtp: Smtp, password: str | TokenCredential | None, *,
                       local_hostname: str | None = None) -> None:
     """Connect to the relay, log in and quit, sending nothing: a password typed at a prompt
     is tried before a run starts, so a typing error can be corrected.
@@ -333,16 +336,24 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _check_credentials(smtp: Smtp, password: str | None) -> None:
+def _check_credentials(smtp: Smtp, password: str | TokenCredential | None) -> None:
     if smtp.username is None:
         return
+    what = "access token" if smtp.auth.xoauth2 else "password"
     if smtp.security == "none" and not smtp.allow_insecure_auth:
         raise InsecureAuthError(
-            f"{smtp.where}: refusing to send the password of {smtp.username!r} over an "
+            f"{smtp.where}: refusing to send the {what} of {smtp.username!r} over an "
             "unencrypted connection (smtp.security is \"none\")",
             hint='use smtp.security = "starttls" or "tls"; only on a network you trust, '
             "set smtp.allow_insecure_auth = true",
         )
+    if smtp.auth.xoauth2 != isinstance(password, TokenCredential):
+        given = "an access token" if isinstance(password, TokenCredential) else "no access token"
+        raise AuthenticationError(
+            f"{smtp.where}: smtp.auth is {smtp.auth.method!r}, and {given} was given for user "
+            f"{smtp.username!r}", hint="this is a bug in the caller: report it")
+    if isinstance(password, TokenCredential):
+        return
     if password is None:
         raise AuthenticationError(
             f"{smtp.where}: no password was given for user {smtp.username!r}",
@@ -367,7 +378,7 @@ class _Run:
         *,
         smtp: Smtp,
         sending: Sending,
-        password: str | None,
+        password: str | TokenCredential | None,
         hooks: Hooks,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
@@ -379,7 +390,8 @@ class _Run:
     ) -> None:
         self.smtp = smtp
         self.sending = sending
-        self.password = password
+        self.credential = password if isinstance(password, TokenCredential) else None
+        self.password = password if isinstance(password, str) else None
         self.hooks = hooks
         self.sleep = sleep
         self.rng = rng
@@ -679,11 +691,15 @@ class _Run:
 
     def text(self, text: str) -> str:
         """A sentence that may quote the relay, as it may be shown and stored."""
-        return clean_reply(text, self.password)
+        return self._clean(clean_reply(text, self.password))
 
     def reply_text(self, code: int, message: str) -> str:
         """A relay's reply as it may be shown and stored (never the password)."""
-        return format_reply(code, message, self.password)
+        return self._clean(format_reply(code, message, self.password))
+
+    def _clean(self, text: str) -> str:
+        """Without the access tokens either (a relay has no reason to quote one)."""
+        return text if self.credential is None else self.credential.clean(text)
 
     def opened(self) -> None:
         self.report.connections += 1
