@@ -31,6 +31,7 @@ from pathlib import Path
 
 from invitemail.campaign import Campaign
 from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
+from invitemail.credentials import TokenCredential
 from invitemail.delivery import Progress, SendOptions, SendResult, send
 from invitemail.errors import ExitCode, InvitemailError
 from invitemail.folderlock import FolderLock
@@ -231,7 +232,7 @@ class DueResult:
 ProgressFor = Callable[[str], contextlib.AbstractContextManager[Progress]]
 
 
-async def run_due(event: Path, *, password: Callable[[Campaign], str | None],
+async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCredential | None],
                   progress: ProgressFor, lock: FolderLock | None = None,
                   registrants: Path | None = None, encoding: str | None = None,
                   delimiter: str | None = None, base: SendOptions | None = None,
@@ -273,7 +274,7 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | None],
                 if stage.newly_skipped:
                     record_skips(journal, stage.key, stage.newly_skipped, now)
         result.followup_note = _followup_note(config, timeline, journal, dry_run)
-    secret: list[str | None] = []  # asked once, for the first stage that sends
+    secret: list[str | TokenCredential | None] = []  # asked once, for the first stage that sends
     for stage in timeline.stages:
         if not stage.to_send:
             continue
