@@ -121,6 +121,8 @@ class Smtp:
     timeout: float = 30.0
     ca_file: Path | None = None
     allow_insecure_auth: bool = False
+    # RFC 2920 when the relay offers it; false for a relay that offers it but mishandles it.
+    pipelining: bool = True
 
     @property
     def where(self) -> str:
@@ -263,7 +265,7 @@ class _Reader:
         "support": ("phone", "hours", "email"),
         "privacy": ("policy_url",),
         "smtp": ("host", "port", "security", "username", "timeout", "ca_file",
-                 "allow_insecure_auth"),
+                 "allow_insecure_auth", "pipelining"),
         "sending": ("concurrency", "rate", "max_attempts", "max_consecutive_failures",
                     "daily_limit"),
     }
@@ -689,6 +691,8 @@ class _Reader:
             ca_file=k(lambda: self.read_ca_file(s)),
             allow_insecure_auth=k(lambda: self.get(s, n, "allow_insecure_auth", bool, False,
                                                    describe="true or false")),
+            pipelining=k(lambda: self.get(s, n, "pipelining", bool, True,
+                                          describe="true or false")),
         )
 
     def read_security(self, s: dict[str, Any]) -> Security:
