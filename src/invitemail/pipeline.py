@@ -183,15 +183,19 @@ class Line:
         """One write (``waiting``'s data, then ``commands``: the next envelope's MAIL, RCPT
         and DATA) and the replies to it, in order."""
         run, done = self.run, list[Done]()
-        payload = b""
-        if waiting is not None:
-            run.handing_over(waiting.envelope, waiting.attempt)  # outside any try: see above
-            payload = waiting.payload
         reset = self._reset and bool(commands)  # the RSET is at the head of ``commands``
         if reset:
             self._reset = False
+        pipe = self._pipe_of()
+        payload = b""
+        if waiting is not None and pipe is not None:
+            # Right before the write that carries its data; outside the try below: an
+            # error of the caller's journal is not the relay's (attempt() drops and raises).
+            run.handing_over(waiting.envelope, waiting.attempt)
+            payload = waiting.payload
         try:
-            pipe = self._pipe_of()
+            if pipe is None:  # known to be gone: nobody is ``sending``, nothing is written
+                raise SMTPServerDisconnected("Connection lost")
             pipe.write(payload + commands)
         except (SMTPException, OSError) as error:  # nothing went: nobody was handed over
             self.drop()
@@ -201,6 +205,7 @@ class Line:
             if envelope is not None:
                 done.append(Done(envelope, attempt, failure))
             return done
+        assert pipe is not None
         timeout = run.smtp.timeout
         if waiting is not None:
             try:
@@ -255,13 +260,17 @@ class Line:
             start.code, start.message), NETWORK)))
         return done
 
-    def _pipe_of(self) -> Pipe:
+    def _pipe_of(self) -> Pipe | None:
+        """The pipe on the connection, None if the connection is known to be gone."""
         client = self.connection.client
         if client is None:
-            raise SMTPServerDisconnected("Connection lost")
+            return None
         if self._pipe is None or self._piped is not client:
-            self._pipe, self._piped = Pipe(client), client
-        return self._pipe
+            try:
+                self._pipe, self._piped = Pipe(client), client
+            except SMTPServerDisconnected:
+                return None
+        return self._pipe if self._pipe.is_open else None
 
     def _final(self, code: int, message: str) -> Result:
         """The reply after a message's data, as :class:`Connection` judges it."""

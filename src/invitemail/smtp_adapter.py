@@ -90,12 +90,17 @@ class Pipe(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         transport.set_protocol(self)
 
+    @property
+    def is_open(self) -> bool:
+        """False once the connection is known to be gone: :meth:`write` would raise."""
+        return self._error is None and not self._transport.is_closing()
+
     def write(self, data: bytes) -> None:
         """Send ``data`` (whole command lines, or a message and its final dot) now.
 
         Raises SMTPServerDisconnected when the connection is gone: then nothing was written."""
         transport = self._transport
-        if self._error is not None or transport.is_closing():
+        if not self.is_open:
             raise SMTPServerDisconnected("Connection lost")
         assert isinstance(transport, asyncio.WriteTransport)
         transport.write(data)
