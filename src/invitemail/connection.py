@@ -4,8 +4,9 @@ The transport's workers each own one :class:`Connection`; it opens the connectio
 needed, reuses it (RSET after a refusal), and turns whatever happens into a :class:`Result`:
 sent, refused (with the :class:`~invitemail.replies.Verdict` that says what the refusal
 means), uncertain (the connection broke after the message was handed over), or fatal (the
-settings are wrong). With :mod:`invitemail.smtp_adapter`, the only module that imports
-aiosmtplib; what it needs of the run (:mod:`invitemail.transport`) is :class:`Session`.
+settings are wrong). With :mod:`invitemail.smtp_adapter` and :mod:`invitemail.pipeline`
+(pipelined transactions on it), the only modules that import aiosmtplib; what it needs of
+the run (:mod:`invitemail.transport`) is :class:`Session`.
 """
 
 from __future__ import annotations

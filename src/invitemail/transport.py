@@ -1,13 +1,17 @@
 """Delivery over SMTP: connection pool, rate limit, retries, and what each reply means.
 
-The policy of a send run; the SMTP conversation itself is :mod:`invitemail.connection` (with
+The policy of a send run; the SMTP conversation itself is :mod:`invitemail.connection`, and
+:mod:`invitemail.pipeline` when the relay offers PIPELINING (with
 :mod:`invitemail.smtp_adapter`, the only modules that import aiosmtplib). :func:`deliver`
 takes a lazy stream of :class:`Envelope` (one recipient each) and reports one
 :class:`Outcome` per envelope through :class:`Hooks`, so the caller's journal can record
 every step as it happens:
 
 - ``sending.concurrency`` workers, each owning one SMTP connection that it reuses for many
-  messages (RSET after a failed transaction, a new connection after a drop), fed from one
+  messages (RSET after a failed transaction, a new connection after a drop; pipelined, one
+  round trip per message, when the relay offers it: a message's outcome may then come with
+  the next message's transaction, and a worker sends the message waiting on its connection
+  before it waits for anything), fed from one
   bounded queue that is filled from the caller's iterator as the workers need it.
 - One shared pace (:class:`~invitemail.pace.RateLimiter`) keeps the run at or under
   ``sending.rate`` and finds the relay's own limit: a *sender-rate* refusal sets the pace
@@ -140,7 +144,8 @@ class Hooks(Protocol):
     """What the caller (the journal) hears, synchronously, from the workers."""
 
     def handing_over(self, envelope: Envelope, attempt: int) -> None:
-        """Right before DATA, after MAIL FROM and RCPT TO were accepted.
+        """Right before DATA, after MAIL FROM and RCPT TO were accepted (pipelined: after
+        the 354, right before the write that carries the data).
 
         Make the journal row ``sending`` durable here: from now on a crash leaves it uncertain.
         """
