@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from invitemail.config import Sending
+from helpers import EVENT_TOML
+from invitemail.config import Sending, load_config
+from invitemail.errors import ConfigError
 from invitemail.transport import DeliveryReport, State, deliver
 from pipelining_relay import Answer, Cut, PipeliningRelay
 from smtp_servers import FakeClock, Script, SmtpServer
@@ -209,3 +212,24 @@ def test_pipeline_against_aiosmtpd_drops_and_random_refusals() -> None:
         assert dict(server.received()) == {address(i): 1 for i in range(120)}
 
     asyncio.run(scenario())
+
+
+# -- the setting -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("", True), ("pipelining = true\n", True), ("pipelining = false\n", False)])
+def test_pipeline_setting_is_read_from_smtp(tmp_path: Path, line: str, expected: bool) -> None:
+    path = tmp_path / "event.toml"
+    path.write_text(EVENT_TOML.replace("[smtp]\n", "[smtp]\n" + line, 1), encoding="utf-8")
+    assert load_config(path).smtp.pipelining is expected
+
+
+@pytest.mark.parametrize("value", ['"no"', "0", '"false"'])
+def test_pipeline_setting_that_is_not_a_boolean_says_where(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "event.toml"
+    path.write_text(EVENT_TOML.replace("[smtp]\n", f"[smtp]\npipelining = {value}\n", 1),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert "smtp.pipelining" in str(raised.value) and "true or false" in str(raised.value)
