@@ -471,6 +471,10 @@ class Bench:
             else [sys.executable, "-m", "invitemail"]
         self.env = {k: v for k, v in os.environ.items() if k != "INVITEMAIL_SMTP_PASSWORD"}
         self.env.update(NO_COLOR="1", COLUMNS="120")
+        # The record of what was sent (ledger.py) in the work folder, not the user's: the
+        # bench's events reuse their uids from run to run, and a later run would be refused
+        # as a resend of an event already sent from this machine.
+        self.env["INVITEMAIL_DATA_DIR"] = str(work / "data")
         start = dt.date.today() + dt.timedelta(days=60)
         self.start = dt.datetime.combine(start, dt.time(14, 0))
         self.n = args.registrants
