@@ -109,6 +109,8 @@ class Script:
     reply_delay_count: int | None = None
     mail_delay: float = 0.0
     mail_delay_count: int | None = None
+    # Offer PIPELINING in the EHLO reply (aiosmtpd reads a pipelined group line by line).
+    pipelining: bool = True
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,13 @@ class RecordingHandler:
             return False
 
     # -- SMTP hooks -------------------------------------------------------------------------
+
+    async def handle_EHLO(self, server: ScriptedSMTP, session: Any, envelope: Any,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.script.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server: ScriptedSMTP, session: Any, envelope: Any,
                           address: str, mail_options: list[str]) -> str:

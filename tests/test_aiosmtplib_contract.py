@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ssl
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -54,7 +55,10 @@ def test_contract_protocol_write_and_read_response_signatures() -> None:
     assert list(read.parameters) == ["self", "timeout"]
     assert inspect.iscoroutinefunction(SMTPProtocol.read_response)
     assert set(smtp_adapter.leaned_on()) == {"SMTP.execute_command", "SMTPProtocol.write",
-                                             "SMTPProtocol.read_response"}
+                                             "SMTPProtocol.read_response",
+                                             "SMTPProtocol.connection_lost"}
+    # The pipe hands a lost connection on to aiosmtplib's protocol.
+    assert list(inspect.signature(SMTPProtocol.connection_lost).parameters) == ["self", "exc"]
 
 
 def test_contract_the_client_has_a_protocol_only_while_connected() -> None:
@@ -115,5 +119,106 @@ def test_contract_read_reply_times_out_with_smtp_timeout_error() -> None:
             with pytest.raises(SMTPTimeoutError):
                 await smtp_adapter.read_reply(client, timeout=0.1)
             client.close()
+
+    asyncio.run(scenario())
+
+
+def test_contract_aiosmtplib_loses_replies_to_a_group_so_the_pipe_reads_them() -> None:
+    """Why :class:`smtp_adapter.Pipe` exists: aiosmtplib's protocol reads one reply per
+    command awaited. If a release learns to read pipelined replies, this says so."""
+    async def scenario() -> None:
+        async with SmtpServer() as server:
+            client = SMTP(hostname=HOST, port=server.port, start_tls=False, timeout=5)
+            await client.connect()
+            await client.ehlo()
+            assert client.protocol is not None
+            client.protocol.write(b"NOOP\r\nNOOP\r\n")
+            assert (await smtp_adapter.read_reply(client, timeout=1)).code == 250
+            with pytest.raises(SMTPTimeoutError):  # the second reply was dropped
+                await smtp_adapter.read_reply(client, timeout=0.3)
+            client.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("tls", ["none", "tls", "starttls"])
+def test_contract_the_pipe_takes_the_connection_over_and_gives_it_back(tls: str) -> None:
+    async def scenario() -> None:
+        async with SmtpServer(tls=tls) as server:  # type: ignore[arg-type]
+            context = ssl.create_default_context(cafile=str(server.ca_file))
+            client = SMTP(hostname=HOST, port=server.port, use_tls=tls == "tls",
+                          start_tls=False, tls_context=context, timeout=5)
+            await client.connect()
+            await client.ehlo()
+            if tls == "starttls":
+                await client.starttls()
+                await client.ehlo()
+            pipe = smtp_adapter.Pipe(client)
+            assert pipe.is_open
+            pipe.write(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+            codes = [(await pipe.read_reply(timeout=5)).code for _ in range(3)]
+            assert codes == [250, 250, 354]
+            pipe.write(b"Subject: hi\r\n\r\nx\r\n.\r\nNOOP\r\n")
+            assert [(await pipe.read_reply(timeout=5)).code for _ in range(2)] == [250, 250]
+            with pytest.raises(SMTPTimeoutError):
+                await pipe.read_reply(timeout=0.1)
+            pipe.release()  # aiosmtplib's own commands work again
+            assert (await smtp_adapter.command(client, b"NOOP")).code == 250
+            await client.quit()
+        [transaction] = server.transactions
+        assert transaction.rcpt_tos == ("b@example.org",) and transaction.data.endswith(b"x\r\n")
+
+    asyncio.run(scenario())
+
+
+def test_contract_a_lost_connection_reaches_the_pipe_and_aiosmtplib() -> None:
+    async def scenario() -> None:
+        async with SmtpServer(script=Script(vanish_after_data=1)) as server:
+            client = SMTP(hostname=HOST, port=server.port, start_tls=False, timeout=5)
+            await client.connect()
+            await client.ehlo()
+            pipe = smtp_adapter.Pipe(client)
+            pipe.write(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+            for _ in range(3):
+                await pipe.read_reply(timeout=5)
+            pipe.write(b"Subject: hi\r\n\r\nx\r\n.\r\n")
+            with pytest.raises(SMTPServerDisconnected):
+                await pipe.read_reply(timeout=5)
+            assert not pipe.is_open
+            with pytest.raises(SMTPServerDisconnected):
+                pipe.write(b"NOOP\r\n")
+            await asyncio.sleep(0)
+            assert not client.is_connected  # aiosmtplib heard of it too
+            client.close()
+
+    asyncio.run(scenario())
+
+
+def test_contract_the_pipe_reads_multiline_and_garbled_replies() -> None:
+    async def scenario() -> None:
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"220 hi\r\n")
+            await reader.readline()
+            writer.write(b"250-relay\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            await reader.readline()
+            writer.write(b"250-first\r\n250 second\r\nthis is not SMTP\r\n")
+            await writer.drain()
+            await reader.read()
+
+        server = await asyncio.start_server(relay, HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        client = SMTP(hostname=HOST, port=port, start_tls=False, timeout=5)
+        await client.connect()
+        await client.ehlo()
+        assert client.supports_extension("pipelining")
+        pipe = smtp_adapter.Pipe(client)
+        pipe.write(b"NOOP\r\n")
+        reply = await pipe.read_reply(timeout=5)
+        assert (reply.code, reply.message) == (250, "first\nsecond")
+        with pytest.raises(aiosmtplib.SMTPResponseException) as raised:
+            await pipe.read_reply(timeout=5)
+        assert raised.value.code == -1 and "this is not SMTP" in raised.value.message
+        client.close()
+        server.close()
 
     asyncio.run(scenario())

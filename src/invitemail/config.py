@@ -124,6 +124,8 @@ class Smtp:
     ca_file: Path | None = None
     allow_insecure_auth: bool = False
     auth: Auth = field(default_factory=Auth)  # password, or XOAUTH2 (authsettings.py)
+    # RFC 2920 when the relay offers it; false for a relay that offers it but mishandles it.
+    pipelining: bool = True
 
     @property
     def where(self) -> str:
@@ -268,7 +270,7 @@ class _Reader:
         "privacy": ("policy_url",),
         "smtp": ("host", "port", "security", "username", "timeout", "ca_file",
                  "allow_insecure_auth", "auth", "token_command", "token_command_timeout",
-                 "oauth"),
+                 "oauth", "pipelining"),
         "sending": ("concurrency", "rate", "max_attempts", "max_consecutive_failures",
                     "daily_limit"),
         "schedule": ("reminders", "followup", "slack"),
@@ -698,6 +700,8 @@ class _Reader:
                                                    describe="true or false")),
             auth=k(lambda: read_auth(s, self.auth_error, source=str(self.path),
                                      has_username="username" in s), Auth()),
+            pipelining=k(lambda: self.get(s, n, "pipelining", bool, True,
+                                          describe="true or false")),
         )
 
     def auth_error(self, key: str, message: str, hint: str | None) -> ConfigError:

@@ -4,8 +4,9 @@ The transport's workers each own one :class:`Connection`; it opens the connectio
 needed, reuses it (RSET after a refusal), and turns whatever happens into a :class:`Result`:
 sent, refused (with the :class:`~invitemail.replies.Verdict` that says what the refusal
 means), uncertain (the connection broke after the message was handed over), or fatal (the
-settings are wrong). With :mod:`invitemail.smtp_adapter`, the only module that imports
-aiosmtplib; what it needs of the run (:mod:`invitemail.transport`) is :class:`Session`.
+settings are wrong). With :mod:`invitemail.smtp_adapter` and :mod:`invitemail.pipeline`
+(pipelined transactions on it), the only modules that import aiosmtplib; what it needs of
+the run (:mod:`invitemail.transport`) is :class:`Session`.
 """
 
 from __future__ import annotations
@@ -221,20 +222,28 @@ class Connection:
         run = self.run
         if run.stopping:
             return Result(Kind.NOT_STARTED, "")
+        failure = await self.ensure_open()
+        if failure is not None:
+            return failure
+        if not await run.wait_for_turn():
+            return Result(Kind.NOT_STARTED, "")
+        assert self.client is not None
+        return await self._transaction(self.client, envelope, attempt)
+
+    async def ensure_open(self) -> Result | None:
+        """Open the connection unless it is open: None, or why it could not be opened."""
         if self.client is None or not self.client.is_connected:
             self.drop()
             try:
                 self.client = await self._open()
             except Failure as failure:
                 return failure.result
-        if not await run.wait_for_turn():
-            return Result(Kind.NOT_STARTED, "")
-        return await self._transaction(self.client, envelope, attempt)
+        return None
 
     async def _transaction(self, client: SMTP, envelope: Envelope, attempt: int) -> Result:
         run = self.run
         try:
-            options, encoding = self._mail_options(client, envelope)
+            options, encoding = self.mail_options(client, envelope)
             # MAIL and RCPT as aiosmtplib's mail() and rcpt() send them, without their
             # address parsing (email.utils, in this process, for every message).
             response = await smtp_adapter.command(
@@ -298,7 +307,7 @@ class Connection:
         return Result(Kind.REFUSED, f"not sent: {error}", UNSENDABLE)
 
     @staticmethod
-    def _mail_options(client: SMTP, envelope: Envelope) -> tuple[list[bytes], str]:
+    def mail_options(client: SMTP, envelope: Envelope) -> tuple[list[bytes], str]:
         options: list[bytes] = []
         encoding = "ascii"
         if not (envelope.sender.isascii() and envelope.recipient.isascii()):

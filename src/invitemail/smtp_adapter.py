@@ -8,6 +8,12 @@ then reads the final reply: the same steps ``data()`` takes, split in two. MAIL 
 through ``execute_command`` with the address bytes as they are, without aiosmtplib's address
 parsing (``email.utils``, for every message).
 
+For pipelining (RFC 2920) aiosmtplib's protocol cannot be used at all: it parses one reply
+per command awaited and drops what arrives while a parsed reply waits to be picked up, so the
+replies to a group of commands would be lost. :class:`Pipe` takes the connection's transport
+over with asyncio's ``set_protocol`` (after EHLO, STARTTLS and AUTH went through aiosmtplib),
+reads every reply in order, and hands the transport back (:meth:`Pipe.release`) before QUIT.
+
 Only this module touches ``SMTP.protocol``. ``tests/test_aiosmtplib_contract.py`` checks every
 attribute, signature and behaviour it leans on against a real server, and ``pyproject.toml``
 bounds aiosmtplib to the releases that test passed on: a release that changes them fails that
@@ -16,11 +22,19 @@ test by name rather than a send half way.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from collections import deque
 
-from aiosmtplib import SMTP, SMTPResponse, SMTPServerDisconnected
+from aiosmtplib import (
+    SMTP,
+    SMTPReadTimeoutError,
+    SMTPResponse,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
 
-__all__ = ["TESTED_RANGE", "command", "read_reply", "write_message"]
+__all__ = ["TESTED_RANGE", "Pipe", "command", "read_reply", "write_message"]
 
 # The aiosmtplib releases the contract test passed on; pyproject.toml says the same.
 TESTED_RANGE: str = ">=3.0,<6"
@@ -52,6 +66,119 @@ async def read_reply(client: SMTP, *, timeout: float) -> SMTPResponse:
     return await protocol.read_response(timeout=timeout)
 
 
+MAX_REPLY: int = 1 << 16  # bytes of one reply, all its lines: more is not an SMTP relay
+
+
+class Pipe(asyncio.Protocol):
+    """The connection of ``client`` taken over for pipelined commands: :meth:`write` sends
+    at once, :meth:`read_reply` returns the replies in the order they came, each once.
+
+    While the pipe holds the connection, aiosmtplib's own commands must not be used on it;
+    :meth:`release` gives it back. A lost connection is passed on to aiosmtplib's protocol,
+    so ``client.is_connected`` stays true to the socket."""
+
+    def __init__(self, client: SMTP) -> None:
+        protocol = client.protocol
+        transport = protocol.transport if protocol is not None else None
+        if protocol is None or transport is None or transport.is_closing():
+            raise SMTPServerDisconnected("Connection lost")
+        self._protocol = protocol
+        self._transport: asyncio.BaseTransport = transport
+        self._buffer = bytearray()
+        self._replies: deque[SMTPResponse] = deque()
+        self._error: Exception | None = None  # the connection broke, or a garbled reply
+        self._waiter: asyncio.Future[None] | None = None
+        transport.set_protocol(self)
+
+    @property
+    def is_open(self) -> bool:
+        """False once the connection is known to be gone: :meth:`write` would raise."""
+        return self._error is None and not self._transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` (whole command lines, or a message and its final dot) now.
+
+        Raises SMTPServerDisconnected when the connection is gone: then nothing was written."""
+        transport = self._transport
+        if not self.is_open:
+            raise SMTPServerDisconnected("Connection lost")
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(data)
+
+    async def read_reply(self, *, timeout: float) -> SMTPResponse:
+        """The next reply, within ``timeout`` seconds. Raises SMTPServerDisconnected,
+        SMTPReadTimeoutError, or SMTPResponseException (code -1) for a garbled reply."""
+        while not self._replies:
+            if self._error is not None:
+                raise self._error
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise SMTPReadTimeoutError("Timed out waiting for server response") from None
+            finally:
+                self._waiter = None
+        return self._replies.popleft()
+
+    def release(self) -> None:
+        """Give the connection back to aiosmtplib (for QUIT)."""
+        if self._error is None and not self._transport.is_closing():
+            self._transport.set_protocol(self._protocol)
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer.extend(data)
+        try:
+            while (reply := self._parse()) is not None:
+                self._replies.append(reply)
+        except SMTPResponseException as error:
+            self._error = error
+            self._transport.close()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._broken(SMTPServerDisconnected("Unexpected EOF received"))
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        error = SMTPServerDisconnected("Connection lost")
+        error.__cause__ = exc
+        self._broken(error)
+        self._protocol.connection_lost(exc)
+
+    def _broken(self, error: Exception) -> None:
+        if self._error is None:
+            self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _parse(self) -> SMTPResponse | None:
+        """One whole reply from the buffer (as aiosmtplib reads one), or None for now."""
+        lines: list[bytes] = []
+        offset = 0
+        while (end := self._buffer.find(b"\n", offset)) != -1:
+            line = bytes(self._buffer[offset:end + 1])
+            offset = end + 1
+            try:
+                code = int(line[:3])
+            except ValueError:
+                text = line.decode("utf-8", errors="ignore").strip()
+                raise SMTPResponseException(-1, f"Malformed SMTP response line: {text}") \
+                    from None
+            lines.append(line[4:].strip(b" \t\r\n"))
+            if line[3:4] != b"-":
+                del self._buffer[:offset]
+                text = b"\n".join(lines).decode("utf-8", "surrogateescape")
+                return SMTPResponse(code, text)
+        if len(self._buffer) > MAX_REPLY:
+            raise SMTPResponseException(-1, "Response too long")
+        return None
+
+
 def leaned_on() -> dict[str, inspect.Signature]:
     """The signatures this module relies on (the contract test compares them)."""
     from aiosmtplib.protocol import SMTPProtocol
@@ -60,4 +187,5 @@ def leaned_on() -> dict[str, inspect.Signature]:
         "SMTP.execute_command": inspect.signature(SMTP.execute_command),
         "SMTPProtocol.write": inspect.signature(SMTPProtocol.write),
         "SMTPProtocol.read_response": inspect.signature(SMTPProtocol.read_response),
+        "SMTPProtocol.connection_lost": inspect.signature(SMTPProtocol.connection_lost),
     }

@@ -1,13 +1,17 @@
 """Delivery over SMTP: connection pool, rate limit, retries, and what each reply means.
 
-The policy of a send run; the SMTP conversation itself is :mod:`invitemail.connection` (with
+The policy of a send run; the SMTP conversation itself is :mod:`invitemail.connection`, and
+:mod:`invitemail.pipeline` when the relay offers PIPELINING (with
 :mod:`invitemail.smtp_adapter`, the only modules that import aiosmtplib). :func:`deliver`
 takes a lazy stream of :class:`Envelope` (one recipient each) and reports one
 :class:`Outcome` per envelope through :class:`Hooks`, so the caller's journal can record
 every step as it happens:
 
 - ``sending.concurrency`` workers, each owning one SMTP connection that it reuses for many
-  messages (RSET after a failed transaction, a new connection after a drop), fed from one
+  messages (RSET after a failed transaction, a new connection after a drop; pipelined, one
+  round trip per message, when the relay offers it: a message's outcome may then come with
+  the next message's transaction, and a worker sends the message waiting on its connection
+  before it waits for anything), fed from one
   bounded queue that is filled from the caller's iterator as the workers need it.
 - One shared pace (:class:`~invitemail.pace.RateLimiter`) keeps the run at or under
   ``sending.rate`` and finds the relay's own limit: a *sender-rate* refusal sets the pace
@@ -84,6 +88,7 @@ from invitemail.connection import (
 )
 from invitemail.credentials import TokenCredential
 from invitemail.pace import RateLimiter
+from invitemail.pipeline import Done, Line
 from invitemail.redaction import clean_reply, redact
 from invitemail.replies import ReplyClass, Step, Verdict, classify
 from invitemail.retries import RetryQueue, backoff_delay, retry_delay
@@ -142,7 +147,8 @@ class Hooks(Protocol):
     """What the caller (the journal) hears, synchronously, from the workers."""
 
     def handing_over(self, envelope: Envelope, attempt: int) -> None:
-        """Right before DATA, after MAIL FROM and RCPT TO were accepted.
+        """Right before DATA, after MAIL FROM and RCPT TO were accepted (pipelined: after
+        the 354, right before the write that carries the data).
 
         Make the journal row ``sending`` durable here: from now on a crash leaves it uncertain.
         """
@@ -470,11 +476,16 @@ class _Run:
         self.halted.set()
 
     async def _work(self, queue: asyncio.Queue[Envelope | None]) -> None:
-        connection = Connection(self)
+        connection = Line(self)
         drained = False  # this worker took its end-of-queue marker
         try:
             while not self.stopping:
                 job = self._take()
+                if connection.in_flight and job is None and (drained or queue.empty()):
+                    # About to wait: the message whose data waits for a next one goes now.
+                    if not await self._settle(connection):
+                        return
+                    continue
                 if job is None and not drained:
                     item = await queue.get()
                     if item is None:
@@ -498,9 +509,14 @@ class _Run:
         except Exception as error:  # a hook failed (or a bug): stop, let the others finish
             self._fail(error)
         finally:
-            self.workers -= 1
-            self._wake()
-            await connection.close()
+            try:  # the run stops: a message waiting for its data stays pending
+                self._judge_all(connection, connection.abandon())
+            except Exception as error:
+                self._fail(error)
+            finally:
+                self.workers -= 1
+                self._wake()
+                await connection.close()
 
     def _take(self) -> tuple[Envelope, int] | None:
         """A handed-back envelope, else the earliest retry that is due, else None."""
@@ -565,6 +581,10 @@ class _Run:
         task.result()  # its exception, if any
         return not self.stopping
 
+    def turn_now(self) -> bool:
+        """The rate limiter's permission to start a transaction, if it is given at once."""
+        return self.limiter.try_acquire()
+
     async def wait_for_turn(self) -> bool:
         """The rate limiter's permission to start a transaction; False if the run halted."""
         if self.stopping:
@@ -575,14 +595,53 @@ class _Run:
 
     # -- one envelope --------------------------------------------------------------------
 
-    async def _deliver_one(self, connection: Connection, envelope: Envelope,
+    async def _deliver_one(self, connection: Line, envelope: Envelope,
                            tried: int = 0) -> float | None:
         """Try ``envelope`` once (``tried``: attempts already made); a retry goes into
         :attr:`later`. None when this worker gave up its connection and must end; else the
         seconds it should wait before its next transaction (0 mostly; see
-        :meth:`_schedule`)."""
-        attempt = tried + 1
-        result = await connection.attempt(envelope, attempt)
+        :meth:`_schedule`). On a pipelining connection the outcome of the message before
+        may come with it, and this one's may come with the next (:mod:`invitemail.pipeline`).
+        """
+        if connection.in_flight and not self.stopping and not self.turn_now():
+            # Not this one's turn yet: the waiting message goes on its own first (then
+            # attempt waits for the turn).
+            pause = self._judge_all(connection, await connection.settle())
+            if pause != 0:  # this worker pauses or ends: another one may take it first
+                self.requeued.append((envelope, tried))
+                return pause
+        pause = self._judge_all(connection, await connection.attempt(envelope, tried + 1))
+        if connection.in_flight and (pause != 0 or self.stopping):
+            # This worker pauses or ends: the message waiting for its data goes now, or,
+            # when the run stops, not at all (it was not handed over: pending).
+            more = connection.abandon() if self.stopping else await connection.settle()
+            later = self._judge_all(connection, more)
+            pause = None if pause is None or later is None else max(pause, later)
+        return pause
+
+    async def _settle(self, connection: Line) -> bool:
+        """The message waiting on ``connection`` for a next one goes alone; False when this
+        worker must end."""
+        self.busy += 1
+        try:
+            pause = self._judge_all(connection, await connection.settle())
+        finally:
+            self.busy -= 1
+            self._wake()
+        if pause is None:
+            return False
+        return pause <= 0 or await self.unless_halted(self.sleep(pause))
+
+    def _judge_all(self, connection: Line, done: list[Done]) -> float | None:
+        """Each result in turn (no await between them); the longest pause, or None."""
+        pauses = [self._judge(connection, d.envelope, d.attempt, d.result) for d in done]
+        if None in pauses:
+            return None
+        return max((pause for pause in pauses if pause is not None), default=0.0)
+
+    def _judge(self, connection: Line, envelope: Envelope, attempt: int,
+               result: Result) -> float | None:
+        """What one attempt's result means for the run (see :meth:`_deliver_one`)."""
         if result.kind is Kind.NOT_STARTED or result.kind is Kind.FATAL:
             if result.error is not None:
                 self.abort(result.error)
@@ -619,6 +678,8 @@ class _Run:
             # One connection fewer from now on; another worker sends this message. No
             # await from here to _work's `workers -= 1`: two workers cannot both leave.
             self.report.connections_dropped += 1
+            for waiting in connection.abandon():  # not handed over: as if not tried
+                self.requeued.append((waiting.envelope, waiting.attempt - 1))
             connection.drop()
             self.report.retried += 1
             self.hooks.retrying(envelope, result.reply, attempt, 0.0)
@@ -626,7 +687,7 @@ class _Run:
             return None
         return self._schedule(connection, envelope, attempt, verdict, result.reply)
 
-    def _schedule(self, connection: Connection, envelope: Envelope, attempt: int,
+    def _schedule(self, connection: Line, envelope: Envelope, attempt: int,
                   verdict: Verdict, reply: str) -> float:
         """Put ``envelope`` in :attr:`later`; how long its worker pauses before its next
         transaction (the module docstring says when and why)."""
