@@ -196,9 +196,12 @@ class Campaign:
             "lang": language,
             "template": self.template,
             "test": test,
-            "event": {"title": event.title, "description": event.description,
+            "event": {"title": event.title_in(language),
+                      "description": event.description_in(language),
                       "duration": event.duration, "timezone": event.timezone,
-                      "uid": event.uid, "sequence": event.sequence},
+                      "uid": event.uid, "sequence": event.sequence,
+                      "recording_url": event.recording_url, "slides_url": event.slides_url,
+                      "next_url": event.next_url},
             "meeting": {"platform": c.meeting.platform, "id": c.meeting.id,
                         "password": c.meeting.password, "join_url": join_url,
                         "web_join_url": c.meeting.web_join_url,
@@ -208,20 +211,22 @@ class Campaign:
                        "reply_to": c.sender.reply_to.address if c.sender.reply_to else None},
             "support": {"phone": c.support.phone, "hours": c.support.hours_in(language),
                         "email": c.support.email},
-            "privacy": {"policy_url": c.privacy.policy_url},
+            "privacy": {"policy_url": c.privacy.policy_url_in(language)},
             "when": describe_when(event.start, event.end, language,
                                   registrant_zone=registrant.timezone or None, now=self.now),
-            "links": ics.calendar_links(title=event.title, start=event.start, end=event.end,
+            "links": ics.calendar_links(title=event.title_in(language), start=event.start,
+                                        end=event.end,
                                         details=details, location=join_url),
             "changes": changes,
         }
 
     def _calendar_description(self, registrant: Registrant, join_url: str) -> str:
         words = _CALENDAR_WORDS.get(registrant.language, _CALENDAR_WORDS["en"])
+        title = self.config.event.title_in(registrant.language)
         if self.template == CANCEL_TEMPLATE:
-            return f"{self.config.event.title}\n\n{words['cancelled']}"
+            return f"{title}\n\n{words['cancelled']}"
         m = self.config.meeting
-        return (f"{self.config.event.title}\n\n{words['join']}: {join_url}\n"
+        return (f"{title}\n\n{words['join']}: {join_url}\n"
                 f"{words['id']}: {m.id}\n{words['password']}: {m.password}")
 
     def build(self, registrant: Registrant, *, test_to: str | None = None) -> Built:
@@ -243,7 +248,7 @@ class Campaign:
         sequence = self.sequence_for(registrant, previous)
         entry = ics.CalendarEntry(
             uid=uid, sequence=sequence, method="CANCEL" if cancel else "REQUEST",
-            start=c.event.start, end=c.event.end, title=c.event.title,
+            start=c.event.start, end=c.event.end, title=c.event.title_in(registrant.language),
             description=self._calendar_description(registrant, join_url),
             location="" if cancel else join_url,
             organizer_name=c.sender.name, organizer_address=c.sender.address,
@@ -472,12 +477,15 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "lang": '"da" or "en": the language of this message',
     "template": "the template's name: invitation, reminder, update, cancellation, ...",
     "test": "true in a `send --test-to` message",
-    "event.title": "event.toml's [event] title",
-    "event.description": "[event] description, or none",
+    "event.title": "event.toml's [event] title, in the registrant's language",
+    "event.description": "[event] description in the registrant's language, or none",
     "event.duration": "minutes",
     "event.timezone": 'the IANA name, e.g. "Europe/Copenhagen"',
     "event.uid": "the event's calendar identity",
     "event.sequence": "[event] sequence",
+    "event.recording_url": "[event] recording_url (for the follow-up), or none",
+    "event.slides_url": "[event] slides_url (for the follow-up), or none",
+    "event.next_url": "[event] next_url: the next event (for the follow-up), or none",
     "meeting.platform": '"Zoom" unless event.toml says otherwise',
     "meeting.id": "the meeting ID",
     "meeting.password": "the meeting password",
@@ -492,7 +500,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "support.phone": "[support] phone",
     "support.hours": "[support] hours, in the registrant's language",
     "support.email": "[support] email",
-    "privacy.policy_url": "[privacy] policy_url",
+    "privacy.policy_url": "[privacy] policy_url, in the registrant's language",
     "registrant.email": "the address the message goes to",
     "registrant.name": "the full name (the name column, or first and last name), may be empty",
     "registrant.first_name": "may be empty",
