@@ -22,7 +22,7 @@ from invitemail.addresses import Mailbox, is_loopback_host
 from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
 from invitemail.dates import describe_when
 from invitemail.errors import Problem, ProblemsError, TemplateError
-from invitemail.followup import FOLLOWUP_TEMPLATE, FollowUp, open_followup
+from invitemail.followup import FollowUp, open_followup
 from invitemail.inline import inline_css
 from invitemail.journal import CalendarRecord, Journal, JournalError
 from invitemail.message import (

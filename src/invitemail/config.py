@@ -596,7 +596,8 @@ class _Reader:
         descriptions = k(lambda: self.per_language(s, n, "description", None, one_line=False),
                          {})
         return Event(
-            title=(titles.get("") or in_language(titles, language)) if titles else None,
+            title=(titles.get("") or in_language(titles, language))
+            if titles else None,  # type: ignore[arg-type]  # the error is reported
             description=(descriptions.get("") or in_language(descriptions, language))
             if descriptions else None,
             titles={} if "" in titles else titles,
