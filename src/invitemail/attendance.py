@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,6 @@ FORMATS_HINT = ("export Zoom's webinar attendee report, Zoom's meeting participa
                 "Teams' attendance list as it is downloaded, with the participants' email "
                 "addresses")
 
-Row = tuple[str, Sequence[str]]  # (where: "file:line" or "file: sheet!row", cells)
 
 
 class AttendanceError(InvitemailError):
@@ -155,17 +154,19 @@ def read_attendance(path: Path, *, encoding: str | None = None) -> Attendance:
     raise next((err for err in errors if err.header_found), errors[0])
 
 
-def _sheet_rows(path: Path) -> list[Row]:
-    """The first sheet's rows of a workbook, through the registrant list's sheet reader
-    (``invitemail.sheets.sheet_rows(path)``: (position, cells) per row) where this version
-    has one."""
+def _sheet_rows(path: Path) -> Iterator[tuple[str, Sequence[str] | str]]:
+    """The first sheet's rows of a workbook, as the registrant list's reader gives them
+    (``invitemail.workbook.read_sheet``: each row's ``label``, ``cells`` and ``problem``),
+    where this installation has that reader."""
     try:
-        rows_of = importlib.import_module("invitemail.sheets").sheet_rows
+        read_sheet = importlib.import_module("invitemail.workbook").read_sheet
     except (ImportError, AttributeError):
         raise AttendanceError(f"{path}: reading the attendance report from a workbook is not "
                               "available in this version",
                               hint="save it from Excel as CSV UTF-8 and give that file") from None
-    return [(str(where), [str(c) for c in cells]) for where, cells in rows_of(path)]
+    for row in read_sheet(path):
+        yield str(row.label), (str(row.problem) if row.problem
+                               else [str(cell) for cell in row.cells])
 
 
 def attendance_from_rows(rows: Iterable[tuple[str, Sequence[str] | str]],
