@@ -324,3 +324,15 @@ def test_followup_workbook_report_without_the_reader_says_what_to_do(
         "available in this version" in run.stderr
     assert "Hint: save it from Excel as CSV UTF-8" in run.stderr
     assert smtp_server.transactions == []
+
+
+def test_followup_messages_pass_the_linter(tmp_path: Path) -> None:
+    from invitemail.lint import lint_built
+
+    folder = followup_event(None, tmp_path / "e")
+    report = write_report(tmp_path, "attendees.csv", ZOOM_WEBINAR)
+    campaign = Campaign.open(folder, template="followup", attendance=report, now=NOW)
+    for registrant in unique_registrants(campaign.source):
+        built = campaign.build(registrant)
+        assert built.calendar is None
+        assert lint_built(built) == [], built.template

@@ -521,7 +521,8 @@ def password_digest(event_uid: str, password: str) -> str:
 # keeps both in step with what `Campaign.context` really provides.
 TEMPLATE_VARIABLES: dict[str, str] = {
     "lang": '"da" or "en": the language of this message',
-    "template": "the template's name: invitation, reminder, update, cancellation, ...",
+    "template": "the template's name: invitation, reminder, update, cancellation, ...; in "
+                "the follow-up, thanks or missed",
     "test": "true in a `send --test-to` message",
     "event.title": "event.toml's [event] title, in the registrant's language",
     "event.description": "[event] description in the registrant's language, or none",
