@@ -39,7 +39,7 @@ from invitemail.registrants import (
     open_registrants,
     unique_registrants,
 )
-from invitemail.render import Rendered, Renderer
+from invitemail.render import Pieces, Rendered, Renderer
 from invitemail.render_failures import RenderFailures
 
 CANCEL_TEMPLATE = "cancellation"
@@ -74,7 +74,7 @@ class Built:
     subject: str
     data: bytes
     calendar: CalendarRecord | None  # None: the message carries no calendar (a follow-up)
-    template: str = ""  # the template rendered, when not the campaign's (a follow-up's)
+    template: str  # the template rendered: the campaign's, or a follow-up's thanks or missed
 
 
 @dataclass
@@ -269,16 +269,8 @@ class Campaign:
         # The inliner's output is a new document, without the skeleton's pieces.
         html_pieces = rendered.html_pieces if html is rendered.html else None
         if self.followup is not None:  # the event is over: no calendar (followup.py)
-            message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.template,
-                                         registrant.key, unique=test)
-            data = build_message(MessageParts(
-                sender=c.sender.mailbox, recipient=Mailbox(registrant.name, recipient),
-                reply_to=c.sender.reply_to, subject=subject,
-                date=self.now.astimezone(c.event.zone), message_id=message_id,
-                text=rendered.text, html=html, calendar=None, method="",
-                text_pieces=rendered.text_pieces, html_pieces=html_pieces))
-            return Built(registrant, recipient, message_id, subject, data, None,
-                         self.template_for(registrant))
+            return self._without_calendar(registrant, recipient, subject, rendered, html,
+                                          html_pieces, test)
         uid = ics.registrant_uid(c.event.uid, registrant.email)
         if test:
             uid = "test-" + uid  # a test invite must not collide with the real entry
@@ -308,6 +300,21 @@ class Campaign:
         ))
         record = dataclasses.replace(self.current_record(registrant), sequence=sequence)
         return Built(registrant, recipient, message_id, subject, data, record, self.template)
+
+    def _without_calendar(self, registrant: Registrant, recipient: str, subject: str,
+                          rendered: Rendered, html: str, html_pieces: Pieces | None,
+                          test: bool) -> Built:
+        """A message of text and HTML only: the follow-up's."""
+        c = self.config
+        message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.template,
+                                     registrant.key, unique=test)
+        data = build_message(MessageParts(
+            sender=c.sender.mailbox, recipient=Mailbox(registrant.name, recipient),
+            reply_to=c.sender.reply_to, subject=subject, date=self.now.astimezone(c.event.zone),
+            message_id=message_id, text=rendered.text, html=html, calendar=None, method="",
+            text_pieces=rendered.text_pieces, html_pieces=html_pieces))
+        return Built(registrant, recipient, message_id, subject, data, None,
+                     self.template_for(registrant))
 
     def _render(self, registrant: Registrant, previous: CalendarRecord | None,
                 test: bool) -> tuple[Rendered, str]:
