@@ -137,3 +137,19 @@ def test_attendance_unreadable_file_says_what_to_give(tmp_path: Path, make: str)
         read_attendance(path)
     assert str(caught.value).startswith(f"{path}: ")
     assert caught.value.hint
+
+
+def test_attendance_teams_list_of_2021_with_full_name_and_email(tmp_path: Path) -> None:
+    text = ("Meeting Summary\nTotal Number of Participants\t2\n\n"
+            "Full Name\tJoin Time\tLeave Time\tDuration\tEmail\tRole\tParticipant ID (UPN)\n"
+            "Åse Møller\t12/10/2020, 2:00:01 PM\t12/10/2020, 3:00:00 PM\t59m 59s\t\t"
+            "Attendee\tAse@Example.org\n"
+            "Karen Blixen\t12/10/2020, 2:00:01 PM\t12/10/2020, 3:00:00 PM\t1h\t"
+            "karen@example.org\tAttendee\tkaren@example.org\n")
+    path = write_report(tmp_path, "teams.csv", text, encoding="utf-16")
+    attendance = read_attendance(path)
+    assert attendance.kind == "Teams attendance list"
+    # An empty Email cell: the sign-in name (UPN) is the address.
+    assert {k: p.attended for k, p in attendance.people.items()} == {
+        "ase@example.org": True, "karen@example.org": True}
+    assert attendance.no_address == []

@@ -241,6 +241,8 @@ def _columns(names: list[str], where: str, found: _Format) -> dict[str, int]:
         error.header_found = True
         raise error
     columns["email"] = email_at
+    if upn and upn[0] != email_at:  # Teams: the sign-in name, where Email is left empty
+        columns["upn"] = upn[0]
     firsts = [names.index(n) for n in ("firstname",) if n in names]
     lasts = [names.index(n) for n in ("lastname",) if n in names]
     if firsts:
@@ -262,7 +264,7 @@ def _take(attendance: Attendance, found: _Format, columns: Mapping[str, int], wh
         return cells[at].strip() if at is not None and at < len(cells) else ""
 
     name = cell("name") or " ".join(p for p in (cell("first"), cell("last")) if p)
-    address = cell("email")
+    address = cell("email") or cell("upn")
     key = _key(address)
     if key is None:
         attendance.no_address.append((where, name or "(no name)"))
