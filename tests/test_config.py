@@ -269,7 +269,8 @@ def test_load_config_missing_key_names_it(write_toml: WriteToml) -> None:
     pytest.param("timeout = 30", 'timeout = "30s"', "37: smtp.timeout: must be a number, not "
                  "text '30s'", id="text-for-decimal"),
     pytest.param('title = "Persondata i praksis"', "title = 42",
-                 "2: event.title: must be text, not the number 42", id="number-for-text"),
+                 "2: event.title: must be text, or a table per language such as "
+                     '{ da = "...", en = "..." }, not the number 42', id="number-for-text"),
     pytest.param("waiting_room = true", 'waiting_room = "yes"',
                  "17: meeting.waiting_room: must be true or false, not text 'yes'",
                  id="text-for-bool"),

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import pytest
 
 from invitemail.campaign import Campaign
+from invitemail.followup import FOLLOWUP_TEMPLATE, VARIANTS
 from invitemail.inline import inline_css
 from invitemail.lint import (
     MAX_LINE,
@@ -54,12 +55,16 @@ def examples() -> list[Example]:
     message itself still builds and must be fine.
     """
     found = []
-    for template in BUILTIN_TEMPLATES:
-        campaign = Campaign.open(EXAMPLE, template=template, now=NOW)
+    # The follow-up is either of two templates: both, as `preview` shows them before the
+    # attendance report is given.
+    kinds = [(t, None) for t in BUILTIN_TEMPLATES if t != FOLLOWUP_TEMPLATE]
+    kinds += [(FOLLOWUP_TEMPLATE, variant) for variant in VARIANTS]
+    for template, variant in kinds:
+        campaign = Campaign.open(EXAMPLE, template=template, now=NOW, assume=variant)
         for built in campaign.messages(unique_registrants(campaign.source)):
-            found.append(Example(template, built.recipient, built.registrant.language,
+            found.append(Example(built.template, built.recipient, built.registrant.language,
                                  built.data))
-    assert len(found) == 19 * len(BUILTIN_TEMPLATES)
+    assert len(found) == 19 * len(kinds)
     return found
 
 
@@ -119,10 +124,11 @@ def test_html_part_is_built_for_real_mail_clients(examples: list[Example]) -> No
         assert "url(" not in html
         # The text part carries the same essentials.
         for part in (html, text):
-            if example.template != "cancellation":
+            if example.template not in ("cancellation", *VARIANTS):  # the event is on
                 assert "Kx7pQ9" in part and "842 1234 5678" in part, example
             assert "Persondata i praksis" in part and "33 95 97 00" in part, example
-        if example.recipient == "soren.aero@example.org" and example.template != "cancellation":
+        if example.recipient == "soren.aero@example.org" and example.template in (
+                "invitation", "reminder", "update"):
             assert PERSONAL_LINK in text and PERSONAL_LINK in html
         # No line on the wire is long (quoted-printable and base64 see to it).
         assert max(len(line) for line in example.data.split(b"\r\n")) <= MAX_LINE, example

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from helpers import NOW, write_event
+from helpers import EVENT_TOML, NOW, write_event
 from invitemail.campaign import Campaign
 from invitemail.errors import InvitemailError
 from invitemail.inline import inline_css
@@ -45,7 +45,7 @@ OBJECTS: dict[str, tuple[str, ...]] = {
     "registrant": ("name", "first_name", "email", "join_url", "timezone", "language"),
     "meeting": ("join_url", "id", "password", "platform", "web_join_url", "recorded"),
     "when": ("local", "full", "date", "time", "zone", "relative"),
-    "event": ("title", "duration", "timezone", "sequence"),
+    "event": ("title", "description", "duration", "timezone", "sequence"),
     "links": ("google", "outlook", "office365", "yahoo"),
     "support": ("phone", "hours", "email"),
     "sender": ("name", "address", "reply_to"),
@@ -183,6 +183,29 @@ def registrant_lists(draw: st.DrawFn) -> list[tuple[str, ...]]:
     return rows
 
 
+# The event's own text: one text, or a table per language (with both languages or one, so
+# that a registrant of the other falls back), drawn per key.
+EVENT_TEXTS: dict[str, tuple[str, str, str]] = {
+    "title": ('title = "Persondata i praksis"', "Persondata <b>", "Personal data & co"),
+    "description": ('description = "Et webinar om persondata."', "Om data", "About -->"),
+    "policy_url": ('policy_url = "https://example.org/privatliv/webinarer"',
+                   "https://example.org/da?a=1&b=<2>", "https://example.org/en"),
+}
+
+
+@st.composite
+def event_texts(draw: st.DrawFn) -> dict[str, str]:
+    """event.toml's lines for the keys that take a text per language, as drawn."""
+    lines = {}
+    for key, (line, da, en) in EVENT_TEXTS.items():
+        form = draw(st.sampled_from(("as is", "one", "both", "da", "en")))
+        table = {"one": f'"{da}"', "both": f'{{ da = "{da}", en = "{en}" }}',
+                 "da": f'{{ da = "{da}" }}', "en": f'{{ en = "{en}" }}'}
+        if form != "as is":
+            lines[line] = f"{key} = {table[form]}"
+    return lines
+
+
 # -- the two paths -------------------------------------------------------------------------
 
 def write_templates(folder: Path, templates: dict[str, str]) -> None:
@@ -219,9 +242,14 @@ def outcome(campaign: Campaign, registrant: Registrant) -> tuple[str, object]:
     return built.subject, built.data
 
 
-def assert_same_messages(templates: dict[str, str], rows: list[tuple[str, ...]]) -> None:
+def assert_same_messages(templates: dict[str, str], rows: list[tuple[str, ...]],
+                         texts: dict[str, str] | None = None) -> None:
+    toml = EVENT_TOML
+    for line, replacement in (texts or {}).items():
+        assert line in toml
+        toml = toml.replace(line, replacement)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = write_event(Path(tmp) / "event", rows, header=HEADER)
+        folder = write_event(Path(tmp) / "event", rows, header=HEADER, toml=toml)
         write_templates(folder, templates)
         fast, plain = campaigns(folder)
         registrants = list(unique_registrants(fast.source))
@@ -243,34 +271,44 @@ PERSONAL_ROWS = [
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(templates=template_sets(), rows=registrant_lists())
+@given(templates=template_sets(), rows=registrant_lists(), texts=event_texts())
 @example(templates={**NO_PARTIALS, "subject": "S", "body": "{% include 'LANG/_p1.EXT' %}",
-                    "_p1": PAYLOAD_PARTIAL}, rows=PERSONAL_ROWS)
+                    "_p1": PAYLOAD_PARTIAL}, rows=PERSONAL_ROWS,
+         texts={})
 @example(templates={**NO_PARTIALS, "subject": "{{ meeting.get('join_url') }}",
                     "body": "{% include 'LANG/_p1.EXT' %}{% include 'LANG/_p2.EXT' %}",
                     "_p1": "{{ meeting|attr('join_url') }}{{ meeting['join_url'] }}",
                     "_p2": "{{ meeting|dictsort|first }}{{ links.items()|list }}"},
-         rows=PERSONAL_ROWS)
+         rows=PERSONAL_ROWS, texts={})
 @example(templates={**NO_PARTIALS, "subject": "S",
                     "body": "{% set m = meeting %}{% include 'LANG/_p1.EXT' %}"
                             "{% with w = when %}{% include 'LANG/_p2.EXT' %}{% endwith %}",
                     "_p1": "{{ m.join_url }}", "_p2": "{{ w.local }}{{ w.get('local') }}"},
-         rows=PERSONAL_ROWS)
+         rows=PERSONAL_ROWS, texts={})
 @example(templates={"subject": "S", "body": "{% import 'LANG/_m.txt' as mm %}"
                     "{{ mm.f(meeting) }}{% include 'LANG/_p1.EXT' %}",
                     "_p1": "{% for k in meeting %}{{ meeting[k] }}{% endfor %}",
                     "_p2": "", "_m": "{% macro f(a) %}{{ a.get('join_url') }}{% endmacro %}"},
-         rows=PERSONAL_ROWS)
+         rows=PERSONAL_ROWS, texts={})
 @example(templates={**NO_PARTIALS, "subject": "{{ registrant.name }}",
                     "body": "<p>{{ registrant.name|safe ~ '<b>' }}</p>"
                             "<!-{{ registrant.name|safe }}- <style>p{color:red}</style> -->"
                             "<sty{{ registrant.first_name|safe }}>p{color:red}</style>",
                     "_p1": ""},
          rows=[("Ane", "r0@example.org", "da", "", ""), ("Bo", "r1@example.org", "da", "", ""),
-               ("-", "r2@example.org", "da", "", ""), ("le", "r3@example.org", "da", "", "")])
+               ("-", "r2@example.org", "da", "", ""), ("le", "r3@example.org", "da", "", "")],
+         texts={})
+@example(templates={**NO_PARTIALS, "subject": "{{ event.title }}",
+                    "body": "{% include 'LANG/_p1.EXT' %}{{ privacy.policy_url }}",
+                    "_p1": "{{ event.title }} {{ event.description }} {{ links.google }}"},
+         rows=PERSONAL_ROWS,
+         texts={EVENT_TEXTS["title"][0]: 'title = { da = "Dansk", en = "English" }',
+                EVENT_TEXTS["description"][0]: 'description = { en = "Only English" }',
+                EVENT_TEXTS["policy_url"][0]:
+                    'policy_url = { da = "https://a.example/da", en = "https://a.example/en" }'})
 def test_fast_path_gives_every_registrant_what_a_full_render_gives(
-        templates: dict[str, str], rows: list[tuple[str, ...]]) -> None:
-    assert_same_messages(templates, rows)
+        templates: dict[str, str], rows: list[tuple[str, ...]], texts: dict[str, str]) -> None:
+    assert_same_messages(templates, rows, texts)
 
 
 # -- the reported payloads, through Campaign --------------------------------------------

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from invitemail.addresses import Mailbox, is_loopback_host
 from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
 from invitemail.dates import describe_when
 from invitemail.errors import Problem, ProblemsError, TemplateError
+from invitemail.followup import FollowUp, open_followup
 from invitemail.inline import inline_css
 from invitemail.journal import CalendarRecord, Journal, JournalError
 from invitemail.message import (
@@ -37,7 +39,7 @@ from invitemail.registrants import (
     open_registrants,
     unique_registrants,
 )
-from invitemail.render import Rendered, Renderer
+from invitemail.render import Pieces, Rendered, Renderer
 from invitemail.render_failures import RenderFailures
 
 CANCEL_TEMPLATE = "cancellation"
@@ -71,7 +73,8 @@ class Built:
     message_id: str
     subject: str
     data: bytes
-    calendar: CalendarRecord
+    calendar: CalendarRecord | None  # None: the message carries no calendar (a follow-up)
+    template: str  # the template rendered: the campaign's, or a follow-up's thanks or missed
 
 
 @dataclass
@@ -83,6 +86,8 @@ class CheckReport:
     messages: int = 0
     template_errors: list[TemplateError] = field(default_factory=list)
     event_problems: list[Problem] = field(default_factory=list)
+    # For the follow-up: how many messages of each template (thanks, missed) were built.
+    variants: Counter[str] = field(default_factory=Counter)
 
     @property
     def problems(self) -> list[Problem]:
@@ -108,6 +113,8 @@ class CampaignSpec:
     delimiter: str | None
     now: dt.datetime
     stage: str | None = None
+    attendance: Path | None = None
+    assume: str | None = None
 
 
 class Campaign:
@@ -116,8 +123,10 @@ class Campaign:
     spec: CampaignSpec | None = None  # set by open(); None: build in this process only
 
     def __init__(self, config: EventConfig, source: RegistrantFile, renderer: Renderer, *,
-                 template: str = "invitation", now: dt.datetime | None = None) -> None:
+                 template: str = "invitation", now: dt.datetime | None = None,
+                 followup: FollowUp | None = None) -> None:
         self.config = config
+        self.followup = followup  # for the follow-up: who gets thanks and who missed
         self.source = source
         self.renderer = renderer
         self.template = template
@@ -149,21 +158,28 @@ class Campaign:
     @classmethod
     def open(cls, event: Path, *, template: str = "invitation", registrants: Path | None = None,
              encoding: str | None = None, delimiter: str | None = None,
-             now: dt.datetime | None = None, stage: str | None = None) -> Campaign:
+             now: dt.datetime | None = None, stage: str | None = None,
+             attendance: Path | None = None, assume: str | None = None,
+             attendance_required: bool = False) -> Campaign:
+        """``stage``: the journal name (a reminder of the schedule); ``attendance``: the
+        platform's report, for the follow-up (``assume``: the follow-up every registrant is
+        shown without one, in `check` and `preview`)."""
         config = load_config(event)
         renderer = Renderer(config.folder / "templates")
         if template not in renderer.names():
             raise TemplateError(f"there is no template {template!r}",
                                 hint="pick one of: " + ", ".join(renderer.names()))
+        followup = open_followup(template, attendance, assume=assume,
+                                 required=attendance_required)
         source = open_registrants(registrants or config.folder / REGISTRANTS_FILE,
                                   encoding=encoding, delimiter=delimiter,
                                   default_language=config.event.language,
                                   local_test=is_loopback_host(config.smtp.host))
-        campaign = cls(config, source, renderer, template=template, now=now)
+        campaign = cls(config, source, renderer, template=template, now=now, followup=followup)
         campaign.stage = stage or template
         campaign.spec = CampaignSpec(event=event, template=template, registrants=registrants,
                                      encoding=encoding, delimiter=delimiter, now=campaign.now,
-                                     stage=stage)
+                                     stage=stage, attendance=attendance, assume=assume)
         return campaign
 
     def use_stage(self, stage: str) -> None:
@@ -178,6 +194,13 @@ class Campaign:
                 changes: list[dict[str, str]] | None = None) -> dict[str, Any]:
         """Everything a template can use (the README's table lists it)."""
         return self._context(registrant, self._group(registrant, test, changes), test, changes)
+
+    def template_for(self, registrant: Registrant) -> str:
+        """The template this registrant's message is rendered from: the campaign's, or for
+        the follow-up `thanks` or `missed`."""
+        if self.followup is None:
+            return self.template
+        return self.followup.variant(registrant.key)
 
     def _context(self, registrant: Registrant, group: str, test: bool,
                  changes: list[dict[str, str]] | None) -> dict[str, Any]:
@@ -195,7 +218,8 @@ class Campaign:
         """What the context depends on besides the registrant's own values: registrants with
         the same group share everything but ``registrant``."""
         join_url = registrant.join_url or self.config.meeting.join_url
-        return repr((registrant.language, join_url, registrant.timezone, test, changes or []))
+        return repr((registrant.language, join_url, registrant.timezone, test, changes or [],
+                     self.template_for(registrant)))
 
     def _shared_context(self, registrant: Registrant, join_url: str, test: bool,
                         changes: list[dict[str, str]]) -> dict[str, Any]:
@@ -206,11 +230,14 @@ class Campaign:
         details = self._calendar_description(registrant, join_url)
         return {
             "lang": language,
-            "template": self.template,
+            "template": self.template_for(registrant),
             "test": test,
-            "event": {"title": event.title, "description": event.description,
+            "event": {"title": event.title_in(language),
+                      "description": event.description_in(language),
                       "duration": event.duration, "timezone": event.timezone,
-                      "uid": event.uid, "sequence": event.sequence},
+                      "uid": event.uid, "sequence": event.sequence,
+                      "recording_url": event.recording_url, "slides_url": event.slides_url,
+                      "next_url": event.next_url},
             "meeting": {"platform": c.meeting.platform, "id": c.meeting.id,
                         "password": c.meeting.password, "join_url": join_url,
                         "web_join_url": c.meeting.web_join_url,
@@ -220,20 +247,22 @@ class Campaign:
                        "reply_to": c.sender.reply_to.address if c.sender.reply_to else None},
             "support": {"phone": c.support.phone, "hours": c.support.hours_in(language),
                         "email": c.support.email},
-            "privacy": {"policy_url": c.privacy.policy_url},
+            "privacy": {"policy_url": c.privacy.policy_url_in(language)},
             "when": describe_when(event.start, event.end, language,
                                   registrant_zone=registrant.timezone or None, now=self.now),
-            "links": ics.calendar_links(title=event.title, start=event.start, end=event.end,
+            "links": ics.calendar_links(title=event.title_in(language), start=event.start,
+                                        end=event.end,
                                         details=details, location=join_url),
             "changes": changes,
         }
 
     def _calendar_description(self, registrant: Registrant, join_url: str) -> str:
         words = _CALENDAR_WORDS.get(registrant.language, _CALENDAR_WORDS["en"])
+        title = self.config.event.title_in(registrant.language)
         if self.template == CANCEL_TEMPLATE:
-            return f"{self.config.event.title}\n\n{words['cancelled']}"
+            return f"{title}\n\n{words['cancelled']}"
         m = self.config.meeting
-        return (f"{self.config.event.title}\n\n{words['join']}: {join_url}\n"
+        return (f"{title}\n\n{words['join']}: {join_url}\n"
                 f"{words['id']}: {m.id}\n{words['password']}: {m.password}")
 
     def build(self, registrant: Registrant, *, test_to: str | None = None) -> Built:
@@ -249,22 +278,25 @@ class Campaign:
         rendered, subject = self._render(registrant, previous, test)
         cancel = self.template == CANCEL_TEMPLATE
         recipient = test_to or registrant.email
+        html = inline_css(rendered.html, skeleton=rendered.html_skeleton)
+        # The inliner's output is a new document, without the skeleton's pieces.
+        html_pieces = rendered.html_pieces if html is rendered.html else None
+        if self.followup is not None:  # the event is over: no calendar (followup.py)
+            return self._without_calendar(registrant, recipient, subject, rendered, html,
+                                          html_pieces, test)
         uid = ics.registrant_uid(c.event.uid, registrant.email)
         if test:
             uid = "test-" + uid  # a test invite must not collide with the real entry
         sequence = self.sequence_for(registrant, previous)
         entry = ics.CalendarEntry(
             uid=uid, sequence=sequence, method="CANCEL" if cancel else "REQUEST",
-            start=c.event.start, end=c.event.end, title=c.event.title,
+            start=c.event.start, end=c.event.end, title=c.event.title_in(registrant.language),
             description=self._calendar_description(registrant, join_url),
             location="" if cancel else join_url,
             organizer_name=c.sender.name, organizer_address=c.sender.address,
             attendee_name=registrant.name, attendee_address=recipient, stamp=self.now)
         message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.stage,
                                      sequence, registrant.key, unique=test)
-        html = inline_css(rendered.html, skeleton=rendered.html_skeleton)
-        # The inliner's output is a new document, without the skeleton's pieces.
-        html_pieces = rendered.html_pieces if html is rendered.html else None
         data = build_message(MessageParts(
             sender=c.sender.mailbox,
             recipient=Mailbox(registrant.name, recipient),
@@ -280,14 +312,29 @@ class Campaign:
             html_pieces=html_pieces,
         ))
         record = dataclasses.replace(self.current_record(registrant), sequence=sequence)
-        return Built(registrant, recipient, message_id, subject, data, record)
+        return Built(registrant, recipient, message_id, subject, data, record, self.template)
+
+    def _without_calendar(self, registrant: Registrant, recipient: str, subject: str,
+                          rendered: Rendered, html: str, html_pieces: Pieces | None,
+                          test: bool) -> Built:
+        """A message of text and HTML only: the follow-up's."""
+        c = self.config
+        message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.template,
+                                     registrant.key, unique=test)
+        data = build_message(MessageParts(
+            sender=c.sender.mailbox, recipient=Mailbox(registrant.name, recipient),
+            reply_to=c.sender.reply_to, subject=subject, date=self.now.astimezone(c.event.zone),
+            message_id=message_id, text=rendered.text, html=html, calendar=None, method="",
+            text_pieces=rendered.text_pieces, html_pieces=html_pieces))
+        return Built(registrant, recipient, message_id, subject, data, None,
+                     self.template_for(registrant))
 
     def _render(self, registrant: Registrant, previous: CalendarRecord | None,
                 test: bool) -> tuple[Rendered, str]:
         changes = self.changes(registrant, previous) if self.template == UPDATE_TEMPLATE else []
         group = self._group(registrant, test, changes)
         try:
-            rendered = self.renderer.render(self.template, registrant.language,
+            rendered = self.renderer.render(self.template_for(registrant), registrant.language,
                                             self._context(registrant, group, test, changes),
                                             row=f"{self.source.label}:{registrant.line}",
                                             group=group)
@@ -404,7 +451,13 @@ class Campaign:
         report = CheckReport(scan=Scan(), config_warnings=list(self.config.warnings))
         report.event_problems.extend(self.config.placeholders)
         event = self.config.event
-        if event.start < self.now and self.template != CANCEL_TEMPLATE:
+        if self.followup is not None:
+            if event.end > self.now:
+                report.event_problems.append(Problem(
+                    str(self.config.path), None, f"the event ends {event.end:%Y-%m-%d %H:%M}: "
+                    "it is not over yet, and the follow-up thanks people for coming",
+                    warning=True))
+        elif event.start < self.now and self.template != CANCEL_TEMPLATE:
             report.event_problems.append(Problem(
                 str(self.config.path), None,
                 f"event.start {event.start:%Y-%m-%d %H:%M} is in the past"))
@@ -434,6 +487,8 @@ class Campaign:
                 continue
             failures.built_languages.add(registrant.language)
             report.messages += 1
+            if self.followup is not None:
+                report.variants[self.template_for(registrant)] += 1
             if on_message is not None:
                 on_message(outcome.value, outcome.inspected)
         # Rows that share an address and disagree (found as the rows went by): the first
@@ -442,7 +497,11 @@ class Campaign:
         report.template_errors.extend(failures.settle(report.scan))
         self.source.left_out |= report.scan.left_out
         report.scan.problems.sort(key=lambda p: (p.line is None, p.line or 0))
-        report.event_problems.extend(self._lifecycle_problems(changed, checked))
+        if self.followup is None:
+            report.event_problems.extend(self._lifecycle_problems(changed, checked))
+        else:
+            report.event_problems.extend(self.followup.problems(
+                address.lower() for address in report.scan.addresses))
         if not report.scan.valid and not report.scan.errors:
             report.scan.problems.append(Problem(self.source.label, None,
                                                 "has a header but no registrants"))
@@ -490,14 +549,18 @@ def password_digest(event_uid: str, password: str) -> str:
 # keeps both in step with what `Campaign.context` really provides.
 TEMPLATE_VARIABLES: dict[str, str] = {
     "lang": '"da" or "en": the language of this message',
-    "template": "the template's name: invitation, reminder, update, cancellation, ...",
+    "template": "the template's name: invitation, reminder, update, cancellation, ...; in "
+                "the follow-up, thanks or missed",
     "test": "true in a `send --test-to` message",
-    "event.title": "event.toml's [event] title",
-    "event.description": "[event] description, or none",
+    "event.title": "event.toml's [event] title, in the registrant's language",
+    "event.description": "[event] description in the registrant's language, or none",
     "event.duration": "minutes",
     "event.timezone": 'the IANA name, e.g. "Europe/Copenhagen"',
     "event.uid": "the event's calendar identity",
     "event.sequence": "[event] sequence",
+    "event.recording_url": "[event] recording_url (for the follow-up), or none",
+    "event.slides_url": "[event] slides_url (for the follow-up), or none",
+    "event.next_url": "[event] next_url: the next event (for the follow-up), or none",
     "meeting.platform": '"Zoom" unless event.toml says otherwise',
     "meeting.id": "the meeting ID",
     "meeting.password": "the meeting password",
@@ -512,7 +575,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "support.phone": "[support] phone",
     "support.hours": "[support] hours, in the registrant's language",
     "support.email": "[support] email",
-    "privacy.policy_url": "[privacy] policy_url",
+    "privacy.policy_url": "[privacy] policy_url, in the registrant's language",
     "registrant.email": "the address the message goes to",
     "registrant.name": "the full name (the name column, or first and last name), may be empty",
     "registrant.first_name": "may be empty",

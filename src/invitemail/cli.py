@@ -85,6 +85,9 @@ def event_options(command: F) -> F:
                      "UTF-8 or cp1252)."),
         click.option("--delimiter", type=click.Choice([",", ";", "tab"]),
                      help="The registrant file's delimiter (default: detected)."),
+        click.option("--attendance", type=click.Path(path_type=Path, dir_okay=False),
+                     help="With --template followup: the platform's attendee or participants "
+                     "report (Zoom, Teams); attendees get thanks, the others missed."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -92,11 +95,21 @@ def event_options(command: F) -> F:
 
 
 def _open_campaign(event: Path, template: str, registrants: Path | None, encoding: str | None,
-                   delimiter: str | None) -> Campaign:
+                   delimiter: str | None, attendance: Path | None = None, *,
+                   assume: str | None = None, sending: bool = False) -> Campaign:
     from invitemail.campaign import Campaign
 
     return Campaign.open(event, template=template, registrants=registrants, encoding=encoding,
-                         delimiter="\t" if delimiter == "tab" else delimiter)
+                         delimiter="\t" if delimiter == "tab" else delimiter,
+                         attendance=attendance, assume=assume, attendance_required=sending)
+
+
+def _assumed(template: str, attendance: Path | None) -> tuple[str | None, ...]:
+    """The follow-ups to show in turn: without the attendance report, `check` and `preview`
+    go over both (thanks, then missed); otherwise each registrant's own (None)."""
+    from invitemail.followup import FOLLOWUP_TEMPLATE, VARIANTS
+
+    return VARIANTS if template == FOLLOWUP_TEMPLATE and attendance is None else (None,)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -149,9 +162,18 @@ def _summary_line(campaign: Campaign, report: CheckReport) -> str:
     languages = ", ".join(sorted(scan.languages)) or "none"
     dup = f", {scan.duplicates} duplicate{'s' if scan.duplicates != 1 else ''} skipped" \
         if scan.duplicates else ""
+    variants = _variants_text(report.variants)
     return (f"{campaign.source.label}: {scan.valid} registrant{'s' if scan.valid != 1 else ''} "
             f"(languages: {languages}){dup}; {report.messages} {campaign.template} "
-            f"message{'s' if report.messages != 1 else ''} built")
+            f"message{'s' if report.messages != 1 else ''} built"
+            + (f" ({variants})" if variants else ""))
+
+
+def _variants_text(variants: dict[str, int]) -> str:
+    """``"3 thanks, 2 missed"``: a follow-up's messages by the template each got."""
+    from invitemail.followup import VARIANTS
+
+    return ", ".join(f"{variants[v]} {v}" for v in VARIANTS if variants.get(v))
 
 
 def _rows_line(scan: Scan, *, journal_keys: Container[str] | None = None) -> str:
@@ -180,9 +202,24 @@ def _rows_line(scan: Scan, *, journal_keys: Container[str] | None = None) -> str
               "line lengths) and score a sample with SpamAssassin when it is installed.")
 @handle_errors
 def check(event: Path, template: str, registrants: Path | None, encoding: str | None,
-          delimiter: str | None, lint: bool) -> None:
+          delimiter: str | None, attendance: Path | None, lint: bool) -> None:
     """Validate the settings, every registrant and every message; send nothing."""
-    campaign = _open_campaign(event, template, registrants, encoding, delimiter)
+    errors = 0
+    for assume in _assumed(template, attendance):
+        campaign = _open_campaign(event, template, registrants, encoding, delimiter,
+                                  attendance, assume=assume)
+        if assume is not None:
+            _say(f"The follow-up as {assume} (without --attendance, both are checked):")
+        errors += _check_campaign(campaign, lint)
+    errors += _check_signed_in(campaign)
+    if errors:
+        _say(f"{errors} problem{'s' if errors != 1 else ''} to fix before sending.", err=True)
+        sys.exit(int(ExitCode.INPUT))
+    _say("No problems found. Nothing was sent.")
+
+
+def _check_campaign(campaign: Campaign, lint: bool) -> int:
+    """`check` of one campaign: its problems printed, and counted."""
     lint_problems: list[str] = []
     sample: list[Built] = []
     on_message = inspect = None
@@ -205,12 +242,7 @@ def check(event: Path, template: str, registrants: Path | None, encoding: str | 
         _say(f"lint: {problem}", err=True)
     _say(_summary_line(campaign, report))
     _say(_rows_line(report.scan))
-    errors = len(report.errors) + len(report.template_errors) + len(lint_problems)
-    errors += _check_signed_in(campaign)
-    if errors:
-        _say(f"{errors} problem{'s' if errors != 1 else ''} to fix before sending.", err=True)
-        sys.exit(int(ExitCode.INPUT))
-    _say("No problems found. Nothing was sent.")
+    return len(report.errors) + len(report.template_errors) + len(lint_problems)
 
 
 def _check_signed_in(campaign: Campaign) -> int:
@@ -295,13 +327,16 @@ def _spamassassin(sample: list[Built]) -> list[str]:
               "to a new temporary folder).")
 @handle_errors
 def preview(event: Path, template: str, registrants: Path | None, encoding: str | None,
-            delimiter: str | None, limit: int | None, out: Path | None,
-            open_gallery: bool) -> None:
+            delimiter: str | None, attendance: Path | None, limit: int | None,
+            out: Path | None, open_gallery: bool) -> None:
     """Show exactly what registrants will receive, without sending."""
     from invitemail.preview import readable
     from invitemail.registrants import Scan, unique_registrants
 
-    campaign = _open_campaign(event, template, registrants, encoding, delimiter)
+    # A follow-up without the attendance report: both of its templates, one after the other.
+    campaigns = [_open_campaign(event, template, registrants, encoding, delimiter, attendance,
+                                assume=assume) for assume in _assumed(template, attendance)]
+    campaign = campaigns[0]
     if out is None and open_gallery:
         import tempfile
 
@@ -315,18 +350,19 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
         with GalleryWriter(out, journal_states(config.folder, campaign.template),
                            title=f"{config.event.title}: {campaign.template}",
                            zone=config.event.zone) as writer:
-            if limit is None:
-                report = campaign.check(on_message=writer, inspect=view_of)
-                writer.skipped(report.scan.duplicates)
-                _print_problems(report)
-                failed = bool(report.template_errors)
-            else:
-                scan = Scan()  # the duplicates among the rows read, for the summary
-                for built in campaign.messages(
-                        itertools.islice(unique_registrants(campaign.source, scan), limit),
-                        expected=limit):
-                    writer(built)
-                writer.skipped(scan.duplicates)
+            for campaign in campaigns:
+                if limit is None:
+                    report = campaign.check(on_message=writer, inspect=view_of)
+                    writer.skipped(report.scan.duplicates)
+                    _print_problems(report)
+                    failed = failed or bool(report.template_errors)
+                else:
+                    scan = Scan()  # the duplicates among the rows read, for the summary
+                    for built in campaign.messages(
+                            itertools.islice(unique_registrants(campaign.source, scan), limit),
+                            expected=limit):
+                        writer(built)
+                    writer.skipped(scan.duplicates)
         # The count line stays last: scripts (and tests/test_cli_input.py) read it.
         _say(f"gallery: {writer.index} (open it in a browser)")
         _say(f"wrote {writer.count} message{'s' if writer.count != 1 else ''} to {out}")
@@ -340,13 +376,13 @@ def preview(event: Path, template: str, registrants: Path | None, encoding: str 
         return
     shown = 0
     wanted = 1 if limit is None else limit
-    for built in campaign.messages(unique_registrants(campaign.source), expected=wanted):
-        if shown >= wanted:
-            break
-        if shown:
-            _say("\n" + "-" * 72 + "\n")
-        _say(readable(built))
-        shown += 1
+    for campaign in campaigns:
+        built_ones = campaign.messages(unique_registrants(campaign.source), expected=wanted)
+        for built in itertools.islice(built_ones, wanted):
+            if shown:
+                _say("\n" + "-" * 72 + "\n")
+            _say(readable(built))
+            shown += 1
     if not shown and wanted:
         _say("No registrants to preview.", err=True)
         sys.exit(int(ExitCode.INPUT))
@@ -452,7 +488,8 @@ def _rate(value: str | None) -> float | None:
               "start: send the update that restores the calendar entry, and lift the block.")
 @handle_errors
 def send(event: Path, template: str, registrants: Path | None, encoding: str | None,
-         delimiter: str | None, yes: bool, dry_run: bool, test_to: str | None,
+         delimiter: str | None, attendance: Path | None, yes: bool, dry_run: bool,
+         test_to: str | None,
          limit: int | None, concurrency: int | None, rate_text: str | None,
          retry_failed: bool, resend_uncertain: bool, skip_invalid: bool,
          restore_journal: bool, new_journal: bool, due: bool, reschedule: bool) -> None:
@@ -496,7 +533,8 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
     if not (yes or dry_run) and not sys.stdin.isatty():
         raise click.UsageError("send asks for confirmation, and there is no terminal to ask "
                                "on; add --yes to send, or --dry-run to try")
-    campaign = _open_campaign(event, template, registrants, encoding, delimiter)
+    campaign = _open_campaign(event, template, registrants, encoding, delimiter, attendance,
+                              sending=True)
     if test_to is not None:  # .test and the like only through a local test server
         try:
             test_to = normalize_address(
@@ -553,7 +591,7 @@ def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
         planned = report.messages if test_to else _planned_now(campaign, options, report)
         if not dry_run and not yes and planned:
             what = f"a test of {min(limit or 1, report.messages)} message(s) to {test_to}" \
-                if test_to else _what_is_new(campaign, planned, report.messages)
+                if test_to else _what_is_new(campaign, planned, report)
             click.confirm(f"Send {what} for {config.event.title!r} from "
                           f"{config.sender.address} via {config.smtp.where}?", abort=True)
         password = _password(campaign, dry_run)
@@ -613,15 +651,18 @@ def _planned_now(campaign: Campaign, options: SendOptions, report: CheckReport) 
     return count_planned(report.scan.addresses, states, options)
 
 
-def _what_is_new(campaign: Campaign, planned: int, messages: int) -> str:
+def _what_is_new(campaign: Campaign, planned: int, report: CheckReport) -> str:
     """The question's words: how many messages go now, of how many, and for an update what
     changed since the registrants' last message."""
     from invitemail.registrants import unique_registrants
 
+    messages = report.messages
     what = f"{campaign.template} message{'s' if planned != 1 else ''} to {planned} " \
         f"registrant{'s' if planned != 1 else ''}"
     if planned < messages:
         what += f" (of {messages}; the others have it or wait for a rerun option)"
+    if campaign.followup is not None and report.variants:
+        what += f" ({_variants_text(report.variants)} of all the follow-ups)"
     if campaign.template == "update":
         first = next(iter(unique_registrants(campaign.source)), None)
         if first is not None:
@@ -872,6 +913,7 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
                              + ([f"{len(removed)} removed from the list"] if removed else [])))
         if scan is not None:
             _say(f"{path}: {_rows_line(scan, journal_keys=journal.states(template))}")
+        _say_variants(journal, template)
         if total:
             for row in journal.rows(template, [State.FAILED]):
                 if row.key not in removed:
@@ -895,6 +937,24 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
             _say(line)
     if problem is not None:  # what the journal says is not all that was sent
         raise problem
+
+
+def _say_variants(journal: Any, template: str) -> None:
+    """For the follow-up: which template each registrant got, counted and listed."""
+    from invitemail.followup import FOLLOWUP_TEMPLATE
+
+    if template != FOLLOWUP_TEMPLATE:
+        return
+    variants = journal.variants(template)
+    if not variants:
+        return
+    counts: dict[str, int] = {}
+    for variant in variants.values():
+        counts[variant] = counts.get(variant, 0) + 1
+    _say(f"  follow-ups: {_variants_text(counts)}")
+    for row in journal.rows(template):
+        if row.key in variants:
+            _say(f"  {variants[row.key]}: {row.address} ({row.state.value})")
 
 
 def _event_uid(folder: Path) -> str | None:

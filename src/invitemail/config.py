@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import math
 import re
 import tomllib
@@ -48,22 +49,46 @@ START_YEARS = (1970, 9998)
 # Keys whose text may well be all digits (a title "2030", a phone number): a bare number there
 # was meant as text.
 FREE_TEXT_KEYS = frozenset({"title", "description", "platform", "id", "phone", "hours"})
+# Keys that take one text, or a table of texts per language ({ da = "...", en = "..." }).
+PER_LANGUAGE = 'text, or a table per language such as { da = "...", en = "..." }'
 # Keys whose value an error message must never repeat.
 SECRET_KEYS = frozenset({("meeting", "password")})
 
 Security = Literal["starttls", "tls", "none"]
 
 
+def in_language(texts: Mapping[str, str], language: str, default: str | None = None) -> str:
+    """The text for ``language`` from a table per language: else the default language's,
+    else the first one written (as ``[support] hours`` has always done)."""
+    found = texts.get(language) or (texts.get(default) if default else None)
+    return found or next(iter(texts.values()))
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    title: str
-    description: str | None
+    title: str  # in the event's default language
+    description: str | None  # in the event's default language
     start: dt.datetime  # aware, in ``timezone``
     duration: int  # minutes
     timezone: str
     language: str
     uid: str
     sequence: int
+    # The text per language, when event.toml gives a table (one text: every language).
+    titles: Mapping[str, str] = field(default_factory=dict)
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+    # Links for the follow-up (optional).
+    recording_url: str | None = None
+    slides_url: str | None = None
+    next_url: str | None = None
+
+    def title_in(self, language: str) -> str:
+        return in_language(self.titles, language, self.language) if self.titles else self.title
+
+    def description_in(self, language: str) -> str | None:
+        if not self.descriptions:
+            return self.description
+        return in_language(self.descriptions, language, self.language)
 
     @property
     def end(self) -> dt.datetime:
@@ -106,12 +131,16 @@ class Support:
     email: str
 
     def hours_in(self, language: str) -> str:
-        return self.hours.get(language) or next(iter(self.hours.values()))
+        return in_language(self.hours, language)
 
 
 @dataclass(frozen=True, slots=True)
 class Privacy:
-    policy_url: str
+    policy_url: str  # in the event's default language
+    policy_urls: Mapping[str, str] = field(default_factory=dict)  # per language, when a table
+
+    def policy_url_in(self, language: str) -> str:
+        return in_language(self.policy_urls, language) if self.policy_urls else self.policy_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +291,7 @@ class _Reader:
 
     SECTIONS: Mapping[str, tuple[str, ...]] = {
         "event": ("title", "description", "start", "duration", "timezone", "language", "uid",
-                  "sequence"),
+                  "sequence", "recording_url", "slides_url", "next_url"),
         "meeting": ("platform", "id", "password", "join_url", "web_join_url", "waiting_room",
                     "recorded"),
         "sender": ("from", "reply_to"),
@@ -551,8 +580,17 @@ class _Reader:
         return Problem(str(self.path), self.line_of(section, key), f"[{section}] {key} {message}")
 
     def read_privacy(self) -> Privacy:
-        return Privacy(self.attempt(lambda: self.url(self.section("privacy"), "privacy",
-                                                     "policy_url")))
+        s = self.section("privacy")
+        urls = self.attempt(lambda: self.per_language(s, "privacy", "policy_url", url=True), {})
+        if not urls:
+            return Privacy(None)  # type: ignore[arg-type]  # the error is reported
+        return Privacy(policy_url=urls.get("") or in_language(urls, self.default_language()),
+                       policy_urls={} if "" in urls else urls)
+
+    def default_language(self) -> str:
+        event = self.data.get("event")
+        language = event.get("language") if isinstance(event, dict) else None
+        return language if language in LANGUAGES else "da"
 
     def read_event(self) -> Event:
         s, n, k = self.section("event"), "event", self.attempt
@@ -562,9 +600,20 @@ class _Reader:
                                    describe="a date and time such as 2026-12-10T14:00:00"))
         if start is not None and zone is not None:
             start = k(lambda: self.read_start(start, zone))
+        language = self.default_language()
+        titles = k(lambda: self.per_language(s, n, "title"), {})
+        descriptions = k(lambda: self.per_language(s, n, "description", None, one_line=False),
+                         {})
         return Event(
-            title=k(lambda: self.text(s, n, "title")),
-            description=k(lambda: self.text(s, n, "description", None, one_line=False)),
+            title=(titles.get("") or in_language(titles, language))
+            if titles else None,  # type: ignore[arg-type]  # the error is reported
+            description=(descriptions.get("") or in_language(descriptions, language))
+            if descriptions else None,
+            titles={} if "" in titles else titles,
+            descriptions={} if "" in descriptions else descriptions,
+            recording_url=k(lambda: self.url(s, n, "recording_url", None)),
+            slides_url=k(lambda: self.url(s, n, "slides_url", None)),
+            next_url=k(lambda: self.url(s, n, "next_url", None)),
             start=start,
             duration=k(lambda: self.number(s, n, "duration", _MISSING, 1, 24 * 60)),
             timezone=timezone,
@@ -667,23 +716,30 @@ class _Reader:
         )
 
     def read_hours(self, s: dict[str, Any]) -> dict[str, str]:
-        n = "support"
-        hours = self.get(s, n, "hours", (str, dict),
-                         describe='text, or a table per language such as '
-                                  '{ da = "...", en = "..." }')
-        if isinstance(hours, str):
-            self.check_characters(n, "hours", hours, one_line=True)
-            hours_by_language = {lang: hours.strip() for lang in LANGUAGES}
-        else:
-            for lang, value in hours.items():
-                if lang not in LANGUAGES or not isinstance(value, str) or not value.strip():
-                    raise self.error(n, "hours", f"has a bad entry {lang!r}",
-                                     hint='give text per language: { da = "...", en = "..." }')
-                self.check_characters(n, "hours", value, one_line=True)
-            if not hours:
-                raise self.error(n, "hours", "is empty")
-            hours_by_language = {lang: value.strip() for lang, value in hours.items()}
-        return hours_by_language
+        hours = self.per_language(s, "support", "hours")
+        return dict(hours) if len(hours) > 1 or "" not in hours \
+            else dict.fromkeys(LANGUAGES, hours[""])
+
+    def per_language(self, s: dict[str, Any], n: str, key: str, default: Any = _MISSING, *,
+                     one_line: bool = True, url: bool = False) -> dict[str, str]:
+        """One text, as ``{"": text}``, or a table per language ({ da = "...", en = "..." }),
+        each entry checked as the one text would be; ``{}`` when absent and optional."""
+        value = self.get(s, n, key, (str, dict), default, describe=PER_LANGUAGE)
+        if value is None or value is default:
+            return {}
+        check = self.url if url else functools.partial(self.text, one_line=one_line)
+        if isinstance(value, str):
+            return {"": check(s, n, key)}
+        if not value:
+            raise self.error(n, key, "is empty",
+                             hint='give text per language: { da = "...", en = "..." }')
+        texts: dict[str, str] = {}
+        for lang, text in value.items():
+            if lang not in LANGUAGES or not isinstance(text, str) or not text.strip():
+                raise self.error(n, key, f"has a bad entry {lang!r}",
+                                 hint='give text per language: { da = "...", en = "..." }')
+            texts[lang] = check({key: text}, n, key)
+        return texts
 
     def read_smtp(self) -> Smtp:
         s, n, k = self.section("smtp"), "smtp", self.attempt

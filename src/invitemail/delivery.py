@@ -132,7 +132,9 @@ class _JournalHooks:
             built = self.in_flight[envelope.key]
             self.journal.mark_sending(self.template, envelope.key, built.message_id, attempt,
                                       calendar=built.calendar,
-                                      claimable=self.record.claimable)
+                                      claimable=self.record.claimable,
+                                      variant=built.template if built.template != self.template
+                                      else None)
 
     def finished(self, outcome: transport.Outcome) -> None:
         built = self.in_flight.pop(outcome.key, None)

@@ -137,8 +137,9 @@ class MessageView:
     warnings: list[str]
 
 
-def read_message(data: bytes) -> MessageView:
-    """Parse a message as a mail client would: its parts, headers and calendar event."""
+def read_message(data: bytes, *, with_calendar: bool = True) -> MessageView:
+    """Parse a message as a mail client would: its parts, headers and calendar event
+    (``with_calendar``: it should have one; a follow-up has none)."""
     parsed = parse_fast(data)
     warnings = lint_message(data, parsed)
     headers = [(name, decoded_header(value)) for name, value in parsed.items()]
@@ -153,13 +154,14 @@ def read_message(data: bytes) -> MessageView:
                 warnings.append(f"the calendar part cannot be read: {err}")
             break
     else:
-        warnings.append("the message has no calendar part")
+        if with_calendar:
+            warnings.append("the message has no calendar part")
     return MessageView(headers, text, html_part, calendar, warnings)
 
 
 def view_of(built: Built) -> MessageView:
     """:func:`read_message` of a built message (``Campaign.check``'s ``inspect``)."""
-    return read_message(built.data)
+    return read_message(built.data, with_calendar=built.calendar is not None)
 
 
 def _body(parsed: Message, subtype: str, warnings: list[str]) -> str:
@@ -245,7 +247,8 @@ def message_page(built: Built, view: MessageView, *, number: int, eml: str,
 <h2>As the recipient sees it</h2>
 {frame}
 <h2>Calendar event</h2>
-{_calendar_section(view.calendar, zone)}
+{_calendar_section(view.calendar, zone) if built.calendar is not None else
+ '<p class="muted">None: a follow-up carries no calendar event.</p>'}
 <h2>Plain-text part</h2>
 <pre class="box" id="text">{_e(view.text)}</pre>
 <h2>Headers</h2>

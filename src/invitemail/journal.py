@@ -91,6 +91,9 @@ CREATE TABLE IF NOT EXISTS calendar (
 CALENDAR_COLUMNS = {"calendar_sequence": "INTEGER", "calendar_start": "TEXT",
                     "calendar_duration": "INTEGER", "calendar_join_url": "TEXT",
                     "calendar_password_digest": "TEXT"}
+# Columns added after the first release, each NULL in an older journal's rows: which
+# template a follow-up rendered for the registrant (thanks, missed).
+LATER_COLUMNS = {"variant": "TEXT"}
 TRIGGER = """
 CREATE TRIGGER IF NOT EXISTS calendar_follows_sent AFTER UPDATE OF state ON deliveries
 WHEN new.state = 'sent' AND old.state != 'sent' AND new.calendar_sequence IS NOT NULL
@@ -241,7 +244,7 @@ class Journal:
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
             have = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
-            for column, kind in CALENDAR_COLUMNS.items():
+            for column, kind in {**CALENDAR_COLUMNS, **LATER_COLUMNS}.items():
                 if column not in have:  # a journal written by invitemail 0.1
                     db.execute(f"ALTER TABLE deliveries ADD COLUMN {column} {kind}")
             db.executescript(TRIGGER)
@@ -394,25 +397,27 @@ class Journal:
 
     def mark_sending(self, template: str, key: str, message_id: str, attempt: int, *,
                      calendar: CalendarRecord | None = None,
-                     claimable: Iterable[State] = (State.PENDING,)) -> None:
+                     claimable: Iterable[State] = (State.PENDING,),
+                     variant: str | None = None) -> None:
         """Claim the row: the message is about to be handed over. Only a row in one of the
         ``claimable`` states is claimed (one statement, checked by its row count), so no two
         transactions ever hold one registrant; ClaimError when it is not.
 
         ``calendar`` is what the registrant's calendar entry says once it is sent
-        (:meth:`mark_done` makes it so)."""
+        (:meth:`mark_done` makes it so). ``variant``: the template rendered, when it is not
+        ``template`` (a follow-up's thanks or missed)."""
         c = calendar
         wanted = [s.value for s in claimable]
         with self._guard():
             cursor = self.db.execute(
                 "UPDATE deliveries SET state = 'sending', message_id = ?, attempts = ?, "
                 "updated_at = ?, calendar_sequence = ?, calendar_start = ?, "
-                "calendar_duration = ?, calendar_join_url = ?, calendar_password_digest = ? "
-                "WHERE template = ? AND key = ? AND state IN "
+                "calendar_duration = ?, calendar_join_url = ?, calendar_password_digest = ?, "
+                "variant = ? WHERE template = ? AND key = ? AND state IN "
                 f"({', '.join('?' * len(wanted))})",
                 (message_id, attempt, self._now(),
                  *((c.sequence, c.start, c.duration, c.join_url, c.password_digest)
-                   if c else (None,) * 5), template, key, *wanted))
+                   if c else (None,) * 5), variant, template, key, *wanted))
             if cursor.rowcount == 1:
                 return
             row = self.db.execute("SELECT state FROM deliveries WHERE template = ? AND key = ?",
@@ -471,6 +476,17 @@ class Journal:
         with self._guard():
             for row in self.db.execute(query, (template, *(wanted or []))):
                 yield Row(row[0], row[1], row[2], row[3], State(row[4]), *row[5:])
+
+    def variants(self, template: str) -> dict[str, str]:
+        """The template each registrant's message of ``template`` was rendered from, where
+        it was another (a follow-up's thanks or missed), by key."""
+        with self._guard():
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(deliveries)")}
+            if "variant" not in columns:  # an older journal opened read-only
+                return {}
+            return dict(self.db.execute(
+                "SELECT key, variant FROM deliveries WHERE template = ? AND variant IS NOT NULL",
+                (template,)))
 
     def templates(self) -> list[str]:
         with self._guard():

@@ -132,7 +132,11 @@ def _parts(message: Message) -> list[Message]:
 
 def _lint_structure(parsed: Message) -> list[str]:
     problems: list[str] = []
-    if parsed.get_content_type() != "multipart/mixed":
+    if parsed.get_content_type() == "multipart/alternative":  # no calendar: a follow-up
+        kinds = [p.get_content_type() for p in _parts(parsed)]
+        if kinds != ALTERNATIVE[:2]:
+            problems.append(f"the alternative holds {kinds}, not text and HTML in that order")
+    elif parsed.get_content_type() != "multipart/mixed":
         problems.append(f"top level is {parsed.get_content_type()}, not multipart/mixed")
     else:
         first = next(iter(_parts(parsed)), None)

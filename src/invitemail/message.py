@@ -13,6 +13,8 @@ Structure::
         text/html; charset=utf-8            (quoted-printable)
         text/calendar; method=REQUEST       (base64)
       application/ics; name="invite.ics"    (base64, attachment)
+
+A message without a calendar (the follow-up) is the multipart/alternative alone.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class MessageParts:
     message_id: str  # with the angle brackets
     text: str
     html: str
-    calendar: bytes  # the iCalendar file
+    calendar: bytes | None  # the iCalendar file; None: no calendar part
     method: str  # "REQUEST" or "CANCEL"
     # The text and HTML as pieces and values (see :func:`quoted_printable_pieces`), when
     # they were filled in from a skeleton: the same body, encoded faster.
@@ -364,7 +366,8 @@ def build_message(parts: MessageParts) -> bytes:
         f"Date: {_date_header(parts.date)}",
         f"Message-ID: {parts.message_id}",
         "MIME-Version: 1.0",
-        f'Content-Type: multipart/mixed; boundary="{outer}"',
+        f'Content-Type: multipart/mixed; boundary="{outer}"' if parts.calendar is not None
+        else f'Content-Type: multipart/alternative; boundary="{inner}"',
     ]
     _check_line_lengths(headers)
     try:
@@ -373,12 +376,7 @@ def build_message(parts: MessageParts) -> bytes:
         raise HeaderValueError(f"a header would hold {err.object[err.start:err.end]!r}, "
                                "which is not ASCII") from None
     method = parts.method
-    calendar = _base64(parts.calendar)  # the same file twice: inline, and attached
-    chunks = [
-        head, CRLF, CRLF,
-        b"This is a message in MIME format.\r\n",
-        f"--{outer}\r\n".encode(),
-        f'Content-Type: multipart/alternative; boundary="{inner}"\r\n\r\n'.encode(),
+    alternative = [
         f"--{inner}\r\n".encode(),
         b"Content-Type: text/plain; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
@@ -389,6 +387,17 @@ def build_message(parts: MessageParts) -> bytes:
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
         quoted_printable_pieces(*parts.html_pieces) if parts.html_pieces
         else _quoted_printable(parts.html), CRLF,
+    ]
+    if parts.calendar is None:
+        return b"".join([head, CRLF, CRLF, b"This is a message in MIME format.\r\n",
+                         *alternative, f"--{inner}--\r\n".encode()])
+    calendar = _base64(parts.calendar)  # the same file twice: inline, and attached
+    chunks = [
+        head, CRLF, CRLF,
+        b"This is a message in MIME format.\r\n",
+        f"--{outer}\r\n".encode(),
+        f'Content-Type: multipart/alternative; boundary="{inner}"\r\n\r\n'.encode(),
+        *alternative,
         f"--{inner}\r\n".encode(),
         f"Content-Type: text/calendar; charset=utf-8; method={method}\r\n".encode(),
         b"Content-Transfer-Encoding: base64\r\n\r\n",

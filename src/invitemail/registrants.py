@@ -417,6 +417,12 @@ def _split_at_cr(line_number: int, line: str, delimiter: str, width: int | None
                             "delete it")
 
 
+def csv_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | str]]:
+    """(first line, cells) of each record of ``text``, or (first line, what is wrong): for
+    other files read as CSV (the attendance report)."""
+    return _records(_Lines(text), delimiter)
+
+
 def _parse_line(line: str, delimiter: str) -> list[str] | None:
     """The cells of one line read on its own, or None when it is not a row by itself."""
     try:

@@ -39,7 +39,9 @@ from invitemail.sandbox import (
 from invitemail.sandbox import BoundedEnvironment as _BoundedEnvironment
 from invitemail.sizes import MAX_OUTPUT, TemplateTooCostly
 
-BUILTIN_TEMPLATES = ("invitation", "reminder", "update", "cancellation")
+# "followup" renders "thanks" or "missed" for each registrant (followup.py); those two are
+# not picked by name.
+BUILTIN_TEMPLATES = ("invitation", "reminder", "update", "cancellation", "followup")
 PARTS = ("subject.txt", "txt", "html")
 MAX_SKELETONS = 256  # skeletons kept at once (about 50 KB each)
 SKELETON_TRIAL = 64  # skeletons made before asking whether groups repeat at all
