@@ -18,9 +18,9 @@ from typing import Any
 
 from invitemail import ics, parallel
 from invitemail.addresses import Mailbox, is_loopback_host
-from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
+from invitemail.config import EventConfig, load_config
 from invitemail.dates import describe_when
-from invitemail.errors import Problem, ProblemsError, TemplateError
+from invitemail.errors import Problem, ProblemsError, TemplateError, position
 from invitemail.inline import inline_css
 from invitemail.journal import CalendarRecord, Journal, JournalError
 from invitemail.message import (
@@ -32,8 +32,9 @@ from invitemail.message import (
 )
 from invitemail.registrants import (
     Registrant,
-    RegistrantFile,
+    RegistrantSource,
     Scan,
+    default_registrants,
     open_registrants,
     unique_registrants,
 )
@@ -107,6 +108,7 @@ class CampaignSpec:
     encoding: str | None
     delimiter: str | None
     now: dt.datetime
+    sheet: str | None = None
 
 
 class Campaign:
@@ -114,7 +116,7 @@ class Campaign:
 
     spec: CampaignSpec | None = None  # set by open(); None: build in this process only
 
-    def __init__(self, config: EventConfig, source: RegistrantFile, renderer: Renderer, *,
+    def __init__(self, config: EventConfig, source: RegistrantSource, renderer: Renderer, *,
                  template: str = "invitation", now: dt.datetime | None = None) -> None:
         self.config = config
         self.source = source
@@ -145,19 +147,20 @@ class Campaign:
     @classmethod
     def open(cls, event: Path, *, template: str = "invitation", registrants: Path | None = None,
              encoding: str | None = None, delimiter: str | None = None,
-             now: dt.datetime | None = None) -> Campaign:
+             now: dt.datetime | None = None, sheet: str | None = None) -> Campaign:
         config = load_config(event)
         renderer = Renderer(config.folder / "templates")
         if template not in renderer.names():
             raise TemplateError(f"there is no template {template!r}",
                                 hint="pick one of: " + ", ".join(renderer.names()))
-        source = open_registrants(registrants or config.folder / REGISTRANTS_FILE,
-                                  encoding=encoding, delimiter=delimiter,
+        source = open_registrants(registrants or default_registrants(config.folder),
+                                  encoding=encoding, delimiter=delimiter, sheet=sheet,
                                   default_language=config.event.language,
                                   local_test=is_loopback_host(config.smtp.host))
         campaign = cls(config, source, renderer, template=template, now=now)
         campaign.spec = CampaignSpec(event=event, template=template, registrants=registrants,
-                                     encoding=encoding, delimiter=delimiter, now=campaign.now)
+                                     encoding=encoding, delimiter=delimiter, now=campaign.now,
+                                     sheet=sheet)
         return campaign
 
     # -- the content -----------------------------------------------------------------------
@@ -277,7 +280,7 @@ class Campaign:
         try:
             rendered = self.renderer.render(self.template, registrant.language,
                                             self._context(registrant, group, test, changes),
-                                            row=f"{self.source.label}:{registrant.line}",
+                                            row=position(self.source.label, registrant.line),
                                             group=group)
         except TemplateError as err:
             raise self._without_password(err) from None

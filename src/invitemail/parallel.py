@@ -196,7 +196,8 @@ def _start_worker(spec: CampaignSpec, run: int) -> None:
     limit_process_memory(WORKER_MEMORY)
 
     _campaign = Campaign.open(spec.event, template=spec.template, registrants=spec.registrants,
-                              encoding=spec.encoding, delimiter=spec.delimiter, now=spec.now)
+                              encoding=spec.encoding, delimiter=spec.delimiter, now=spec.now,
+                              sheet=spec.sheet)
 
 
 def _die_with_parent(run: int) -> None:
