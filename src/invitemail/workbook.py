@@ -12,8 +12,10 @@ file is bounded before it gets there:
   zipfile stops at each part's declared size and checks its CRC, so a part that lies about
   its size is refused too;
 - a sheet with more than :data:`MAX_ROWS` rows or :data:`MAX_COLUMNS` columns is refused;
-- a cell longer than :data:`MAX_CELL` makes its row unusable (:attr:`SheetRow.problem`),
-  as in a CSV file: Excel itself stops at 32,767 characters.
+- a cell of :data:`MAX_CELL` characters or more makes its row unusable
+  (:attr:`SheetRow.problem`), as a huge cell does in a CSV file: that is Excel's own limit,
+  and python-calamine cuts a longer text off there, so such a cell is not what the file
+  holds.
 
 Cells are text as a coordinator sees them in Excel: a whole number without ``.0`` (phone
 numbers, IDs), dates as ISO 8601, a formula as the value Excel saved with it, an empty cell
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import re
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,7 +46,7 @@ MAX_UNCOMPRESSED = 256 * 1024 * 1024  # all parts together, decompressed
 MAX_RATIO = 100  # decompressed/compressed for a part over 1 MiB; sheets are 5-20 times
 MAX_ROWS = 500_000
 MAX_COLUMNS = 1_000
-MAX_CELL = 128 * 1024  # as a CSV cell (registrants.MAX_CELL)
+MAX_CELL = 32_767  # characters: Excel's own limit, where python-calamine cuts a cell off
 
 _ZIP = b"PK\x03\x04"
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, and any Office file with a password
@@ -260,13 +263,15 @@ def _rows(sheet: object, place: SheetPlace) -> Iterator[SheetRow]:
     assert isinstance(sheet, CalamineSheet)
     if not sheet.height:
         return
-    (first_row, first_column), (last_row, last_column) = sheet.start or (0, 0), \
-        sheet.end or (0, 0)
-    # Rows come from row 1 or from the first row in use, cells from the first column in use
-    # (or from A): put each cell in its column.
-    top = 0 if sheet.height == last_row + 1 else first_row
+    (first_row, first_column), (_, last_column) = sheet.start or (0, 0), sheet.end or (0, 0)
+    # Rows come from row 1 (python-calamine 0.9 does so) or from the first row in use, and
+    # cells from the first column in use or from column A: put each in its place. The first
+    # row in use has a value, so an empty first row means the rows come from row 1.
     wide = last_column - first_column + 1
-    for number, values in enumerate(sheet.iter_rows(), top + 1):
+    values_of = iter(sheet.iter_rows())
+    first = next(values_of, [])
+    top = first_row if any(v not in (None, "") for v in first) else 0
+    for number, values in enumerate(itertools.chain([first], values_of), top + 1):
         lead = first_column if len(values) == wide else 0
         cells = [cell_text(v) for v in values]
         while cells and not cells[-1].strip():
@@ -275,11 +280,11 @@ def _rows(sheet: object, place: SheetPlace) -> Iterator[SheetRow]:
             continue
         cells = [""] * lead + cells
         problem = ""
-        large = next((i for i, c in enumerate(cells) if len(c) > MAX_CELL), None)
+        large = next((i for i, c in enumerate(cells) if len(c) >= MAX_CELL), None)
         if large is not None:
-            problem = (f"the cell in column {column_letter(large)} is larger than "
-                       f"{MAX_CELL // 1024} KiB: not a value a list holds")
-            cells[large] = cells[large][:MAX_CELL]
+            problem = (f"the cell in column {column_letter(large)} holds {MAX_CELL:,} "
+                       "characters or more, Excel's limit: it is cut off, and not a value a "
+                       "list holds")
         yield SheetRow(f"{place}!{number}", cells, number, problem)
 
 
@@ -318,8 +323,8 @@ def write_workbook(path: Path, header: Sequence[str], rows: Iterable[Sequence[ob
     bold = Font(bold=True)
 
     def cell(value: object, font: Font | None = None) -> object:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            value = "" if value is None else _ILLEGAL.sub("\ufffd", str(value))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            value = _ILLEGAL.sub("\ufffd", str(value))
         made = WriteOnlyCell(out, value=value)
         if isinstance(value, str):
             made.data_type = "s"  # openpyxl would take "=..." for a formula
