@@ -74,7 +74,7 @@ def open_sheet_registrants(path: Path, sheet: str | None = None, *,
     """Open the registrant list on ``sheet`` (by default the first) of the workbook at
     ``path`` and check its header. Raises a WorkbookError or :class:`ProblemsError`."""
     found = open_sheet(path, sheet)
-    first = next(found.rows(), None)
+    first = found.first
     if first is None:
         raise ProblemsError([Problem(found.place, None, "is empty")],
                             hint="put the list on this sheet with a header row such as Name, "

@@ -81,6 +81,7 @@ class Sheet:
     names: tuple[str, ...]  # every sheet of the workbook, in order
     place: SheetPlace  # "registrants.xlsx: Ark1"; problems at a row read "...!7"
     rows_estimate: int  # the sheet's height (its last row's number)
+    first: SheetRow | None  # the first row with something in it (a header), None: empty
     _data: bytes
 
     def rows(self) -> Iterator[SheetRow]:
@@ -126,16 +127,18 @@ def open_sheet(path: Path, sheet: str | None = None) -> Sheet:
                                 ) from None
         height, width = found.height, found.width
         end_row, end_column = found.end or (0, 0)
+        place = SheetPlace(f"{path}: {name}")
+        too_large = end_row + 1 > MAX_ROWS or width > MAX_COLUMNS
+        first = None if too_large else next(_rows(found, place), None)
     finally:
         book.close()
-    place = SheetPlace(f"{path}: {name}")
-    if end_row + 1 > MAX_ROWS or width > MAX_COLUMNS:
+    if too_large:
         raise WorkbookError(place, f"has {end_row + 1:,} rows and {end_column + 1:,} columns; "
                             f"at most {MAX_ROWS:,} rows and {MAX_COLUMNS:,} columns are read",
                             hint="delete what is below or right of the list (Ctrl+End in "
                             "Excel shows the last cell in use), or split the list")
     return Sheet(path=path, name=name, names=names, place=place,
-                 rows_estimate=end_row + 1 if height else 0, _data=data)
+                 rows_estimate=end_row + 1 if height else 0, first=first, _data=data)
 
 
 def cell_text(value: object) -> str:
@@ -273,7 +276,7 @@ def _rows(sheet: object, place: SheetPlace) -> Iterator[SheetRow]:
     top = first_row if any(v not in (None, "") for v in first) else 0
     for number, values in enumerate(itertools.chain([first], values_of), top + 1):
         lead = first_column if len(values) == wide else 0
-        cells = [cell_text(v) for v in values]
+        cells = [v if type(v) is str else cell_text(v) for v in values]  # text: as it is
         while cells and not cells[-1].strip():
             cells.pop()
         if not cells:
