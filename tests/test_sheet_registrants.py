@@ -264,12 +264,19 @@ def test_options_for_the_other_kind_of_file_are_refused(tmp_path: Path, options:
     ("list.xlsx", b"Navn,E-mail\nS,s@example.org\n", "is not an Excel workbook (.xlsx)"),
     ("list.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600),
      "is an old Excel 97-2003 workbook (.xls), which is not read"),
-], ids=["csv-named-xlsx", "xls"])
-def test_a_file_that_is_no_workbook_exits_1_with_a_hint(tmp_path: Path, name: str, data: bytes,
+    ("list.ods", None, "is an OpenDocument spreadsheet (.ods)"),
+], ids=["csv-named-xlsx", "xls", "ods"])
+def test_a_file_that_is_no_workbook_exits_1_with_a_hint(tmp_path: Path, name: str,
+                                                        data: bytes | None,
                                                         message: str) -> None:
     folder = write_event(tmp_path / "event")
     path = tmp_path / name
-    path.write_bytes(data)
+    if data is None:  # an OpenDocument spreadsheet: a zip with content.xml
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+            archive.writestr("content.xml", "<office:document-content/>")
+    else:
+        path.write_bytes(data)
 
     run = run_cli("send", folder, "--registrants", path, "--dry-run")
 

@@ -14,7 +14,7 @@ from invitemail.config import REGISTRANTS_FILE
 from invitemail.errors import Problem, ProblemsError
 
 SHEET_FILE = "registrants.xlsx"  # the event folder's list when there is no registrants.csv
-SHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls")  # read as workbooks (.xls: to say it is not read)
+SHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")  # workbooks (.xls, .ods: to say why not)
 
 # What one row of the list became: its line (or row), the registrant (None when the row is
 # not sent: a problem, or a repeated header) and its problems and warnings.
