@@ -6,9 +6,12 @@ every problem is reported with ``file:line``, all at once, and a row with a prob
 sent. The file's text is decoded once and kept; rows are parsed lazily, so a second pass
 (validate, then send) costs no memory per registrant.
 
-Every row of the file is accounted for: it becomes a registrant, a duplicate, or a problem
-on its own line. The file is read a record at a time (see :class:`_Lines`): a malformed
-record is that record only, and the next one starts afresh.
+A sheet of an .xlsx workbook is the other kind of list (sheet_registrants.py): both are a
+:class:`~invitemail.sources.RegistrantSource`, checked row by row by cells.py, and counted
+by :func:`unique_registrants` here. Every row of the file is accounted for: it becomes a
+registrant, a duplicate, or a problem on its own line. The file is read a record at a time
+(see :class:`_Lines`): a malformed record is that record only, and the next one starts
+afresh.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from invitemail.sources import is_workbook_name
 
 DELIMITERS = (",", ";", "\t")
 MAX_CELL = 128 * 1024  # csv's own limit; a bigger cell is a broken file, not a registrant
-
 
 
 @dataclass

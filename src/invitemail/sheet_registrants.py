@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from invitemail.cells import check_row, header_columns
 from invitemail.errors import Problem, ProblemsError, SheetPlace
@@ -31,7 +32,7 @@ class SheetRegistrants(RegistrantSource):
     default_language: str = "da"
     local_test: bool = False
     left_out: set[str] = field(default_factory=set)
-    row_word: str = "row"
+    row_word: ClassVar[str] = "row"
 
     @property
     def label(self) -> SheetPlace:

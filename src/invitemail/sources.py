@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 from invitemail.cells import Registrant, RowLayout, column_key
 from invitemail.config import REGISTRANTS_FILE
@@ -34,7 +35,7 @@ class RegistrantSource:
     # Addresses that a full pass found must not get a message (rows that disagree about
     # the personal join link, rows whose message cannot be built): later passes skip them.
     left_out: set[str]
-    row_word: str = "line"  # what a position is called in messages: "line 7", "row 7"
+    row_word: ClassVar[str] = "line"  # what a position is called in messages: "line 7"
 
     @property
     def label(self) -> str:
