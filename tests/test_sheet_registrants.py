@@ -52,7 +52,10 @@ def sheet_event(folder: Path, sheets: dict[str, Rows], *, toml: str = EVENT_TOML
 
 
 def relay_toml(server: SmtpServer) -> str:
-    return (EVENT_TOML.split("[smtp]")[0]
+    """event.toml sending to ``server``, with a uid of its own: a module fixture shares the
+    session's record of sent messages (ledger.py) with other modules' events."""
+    return (EVENT_TOML.split("[smtp]")[0].replace('uid = "persondata-2030-12-10@example.org"',
+                                                  'uid = "sheets-2030-12-10@example.org"')
             + f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n')
 
 
