@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -275,9 +274,6 @@ def test_followup_fast_path_matches_the_full_render(tmp_path: Path) -> None:
 
 # -- the report as a workbook: read through the registrant list's sheet reader -------------
 
-HAS_WORKBOOK_READER = importlib.util.find_spec("invitemail.workbook") is not None
-
-
 def write_workbook_report(path: Path, text: str) -> Path:
     import csv
     import io
@@ -294,7 +290,6 @@ def write_workbook_report(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.skipif(not HAS_WORKBOOK_READER, reason="the workbook reader is not installed")
 def test_followup_zoom_report_as_a_workbook_through_the_relay(
         smtp_server: SmtpServer, tmp_path: Path) -> None:
     folder = followup_event(smtp_server, tmp_path / "e")
@@ -309,21 +304,6 @@ def test_followup_zoom_report_as_a_workbook_through_the_relay(
                         "ase@example.org": SUBJECTS["missed", "en"],
                         "karen@example.org": SUBJECTS["missed", "en"]}
     assert "walkin@example.org (Walk In, attended) is not on the registrant list" in run.stderr
-
-
-@pytest.mark.skipif(HAS_WORKBOOK_READER, reason="the workbook reader is installed")
-def test_followup_workbook_report_without_the_reader_says_what_to_do(
-        smtp_server: SmtpServer, tmp_path: Path) -> None:
-    folder = followup_event(smtp_server, tmp_path / "e")
-    report = write_workbook_report(tmp_path / "attendees.xlsx", ZOOM_WEBINAR)
-
-    run = run_cli("send", folder, "--template", "followup", "--attendance", report, "--yes")
-
-    assert run.exit_code == 1
-    assert f"Error: {report}: reading the attendance report from a workbook is not " \
-        "available in this version" in run.stderr
-    assert "Hint: save it from Excel as CSV UTF-8" in run.stderr
-    assert smtp_server.transactions == []
 
 
 def test_followup_messages_pass_the_linter(tmp_path: Path) -> None:

@@ -265,7 +265,8 @@ def test_open_registrants_missing_file(tmp_path: Path) -> None:
     err = read_error(path)
 
     assert [str(p) for p in err.problems] == [f"{path}: not found"]
-    assert err.hint == "put registrants.csv in the event folder or give --registrants FILE"
+    assert err.hint == ("put registrants.csv (or registrants.xlsx) in the event folder, or give "
+                        "--registrants FILE")
 
 
 # -- rows -----------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ smaller mistake than telling them they were missed.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,14 +155,9 @@ def read_attendance(path: Path, *, encoding: str | None = None) -> Attendance:
 
 def _sheet_rows(path: Path) -> Iterator[tuple[str, Sequence[str] | str]]:
     """The first sheet's rows of a workbook, as the registrant list's reader gives them
-    (``invitemail.workbook.read_sheet``: each row's ``label``, ``cells`` and ``problem``),
-    where this installation has that reader."""
-    try:
-        read_sheet = importlib.import_module("invitemail.workbook").read_sheet
-    except (ImportError, AttributeError):
-        raise AttendanceError(f"{path}: reading the attendance report from a workbook is not "
-                              "available in this version",
-                              hint="save it from Excel as CSV UTF-8 and give that file") from None
+    (``workbook.read_sheet``: each row's ``label``, ``cells`` and ``problem``)."""
+    from invitemail.workbook import read_sheet
+
     for row in read_sheet(path):
         yield str(row.label), (str(row.problem) if row.problem
                                else [str(cell) for cell in row.cells])

@@ -19,9 +19,9 @@ from typing import Any
 
 from invitemail import ics, parallel
 from invitemail.addresses import Mailbox, is_loopback_host
-from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
+from invitemail.config import EventConfig, load_config
 from invitemail.dates import describe_when
-from invitemail.errors import Problem, ProblemsError, TemplateError
+from invitemail.errors import Problem, ProblemsError, TemplateError, position
 from invitemail.followup import FollowUp, open_followup
 from invitemail.inline import inline_css
 from invitemail.journal import CalendarRecord, Journal, JournalError
@@ -34,8 +34,9 @@ from invitemail.message import (
 )
 from invitemail.registrants import (
     Registrant,
-    RegistrantFile,
+    RegistrantSource,
     Scan,
+    default_registrants,
     open_registrants,
     unique_registrants,
 )
@@ -115,6 +116,7 @@ class CampaignSpec:
     stage: str | None = None
     attendance: Path | None = None
     assume: str | None = None
+    sheet: str | None = None
 
 
 class Campaign:
@@ -122,7 +124,7 @@ class Campaign:
 
     spec: CampaignSpec | None = None  # set by open(); None: build in this process only
 
-    def __init__(self, config: EventConfig, source: RegistrantFile, renderer: Renderer, *,
+    def __init__(self, config: EventConfig, source: RegistrantSource, renderer: Renderer, *,
                  template: str = "invitation", now: dt.datetime | None = None,
                  followup: FollowUp | None = None) -> None:
         self.config = config
@@ -158,12 +160,13 @@ class Campaign:
     @classmethod
     def open(cls, event: Path, *, template: str = "invitation", registrants: Path | None = None,
              encoding: str | None = None, delimiter: str | None = None,
-             now: dt.datetime | None = None, stage: str | None = None,
-             attendance: Path | None = None, assume: str | None = None,
-             attendance_required: bool = False) -> Campaign:
-        """``stage``: the journal name (a reminder of the schedule); ``attendance``: the
-        platform's report, for the follow-up (``assume``: the follow-up every registrant is
-        shown without one, in `check` and `preview`)."""
+             now: dt.datetime | None = None, sheet: str | None = None,
+             stage: str | None = None, attendance: Path | None = None,
+             assume: str | None = None, attendance_required: bool = False) -> Campaign:
+        """``sheet``: the workbook's sheet of registrants; ``stage``: the journal name (a
+        reminder of the schedule); ``attendance``: the platform's report, for the follow-up
+        (``assume``: the follow-up every registrant is shown without one, in `check` and
+        `preview`)."""
         config = load_config(event)
         renderer = Renderer(config.folder / "templates")
         if template not in renderer.names():
@@ -171,15 +174,16 @@ class Campaign:
                                 hint="pick one of: " + ", ".join(renderer.names()))
         followup = open_followup(template, attendance, assume=assume,
                                  required=attendance_required)
-        source = open_registrants(registrants or config.folder / REGISTRANTS_FILE,
-                                  encoding=encoding, delimiter=delimiter,
+        source = open_registrants(registrants or default_registrants(config.folder),
+                                  encoding=encoding, delimiter=delimiter, sheet=sheet,
                                   default_language=config.event.language,
                                   local_test=is_loopback_host(config.smtp.host))
         campaign = cls(config, source, renderer, template=template, now=now, followup=followup)
         campaign.stage = stage or template
         campaign.spec = CampaignSpec(event=event, template=template, registrants=registrants,
                                      encoding=encoding, delimiter=delimiter, now=campaign.now,
-                                     stage=stage, attendance=attendance, assume=assume)
+                                     stage=stage, attendance=attendance, assume=assume,
+                                     sheet=sheet)
         return campaign
 
     def use_stage(self, stage: str) -> None:
@@ -336,7 +340,7 @@ class Campaign:
         try:
             rendered = self.renderer.render(self.template_for(registrant), registrant.language,
                                             self._context(registrant, group, test, changes),
-                                            row=f"{self.source.label}:{registrant.line}",
+                                            row=position(self.source.label, registrant.line),
                                             group=group)
         except TemplateError as err:
             raise self._without_password(err) from None

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from invitemail.addresses import AddressError, normalize_address
 from invitemail.config import LANGUAGES, LINE_BREAKS
 from invitemail.decoding import BAD_BYTE, describe_bad_bytes, mojibake
-from invitemail.errors import Problem
+from invitemail.errors import Problem, ProblemsError
 
 # Header names as exports spell them, after lower-casing and dropping spaces, "_", "-", ".".
 HEADER_ALIASES: Mapping[str, str] = {
@@ -71,6 +71,35 @@ def column_key(header: str) -> str:
 
 def header_alias(header: str) -> str | None:
     return HEADER_ALIASES.get(re.sub(r"[\s_.\-]+", "", header.strip().lower()))
+
+
+def header_columns(label: str, header: list[str], line: int, run_together: str
+                   ) -> dict[str, int]:
+    """Where each known column is: its canonical name (email, name, ...) or its key ->
+    index. Raises :class:`ProblemsError` when two columns mean the same or none holds
+    the addresses (``run_together``: what to do when the header looks like one cell)."""
+    columns: dict[str, int] = {}
+    problems: list[Problem] = []
+    for index, name in enumerate(header):
+        canonical = header_alias(name) or column_key(name)
+        if not canonical:
+            continue
+        if canonical in columns:
+            other = header[columns[canonical]]
+            problems.append(Problem(label, line, f"column {name.strip()!r} (column "
+                                    f"{index + 1}) means the same as {other.strip()!r} (column "
+                                    f"{columns[canonical] + 1}); keep one"))
+            continue
+        columns[canonical] = index
+    if "email" not in columns:
+        shown = ", ".join(repr(h.strip()) for h in header[:8])
+        shown += ", ..." if len(header) > 8 else ""
+        problems.append(Problem(label, line, f"has no email column (the header has {shown})"))
+        raise ProblemsError(problems, hint="name the column with the addresses Email or "
+                            f"E-mail; if the header looks run together, {run_together}")
+    if problems:
+        raise ProblemsError(problems)
+    return columns
 
 
 @dataclass(frozen=True)

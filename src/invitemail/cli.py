@@ -80,7 +80,10 @@ def event_options(command: F) -> F:
                      help="invitation, reminder, update, cancellation, or a template of the "
                      "event's templates/ folder."),
         click.option("--registrants", type=click.Path(path_type=Path, dir_okay=False),
-                     help="Read registrants from FILE instead of EVENT/registrants.csv."),
+                     help="Read registrants from FILE (.csv or .xlsx) instead of "
+                     "EVENT/registrants.csv (or EVENT/registrants.xlsx)."),
+        click.option("--sheet", metavar="NAME", help="The workbook's sheet with the "
+                     "registrants (default: the first)."),
         click.option("--encoding", help="The registrant file's encoding (default: detected; "
                      "UTF-8 or cp1252)."),
         click.option("--delimiter", type=click.Choice([",", ";", "tab"]),
@@ -95,12 +98,13 @@ def event_options(command: F) -> F:
 
 
 def _open_campaign(event: Path, template: str, registrants: Path | None, encoding: str | None,
-                   delimiter: str | None, attendance: Path | None = None, *,
-                   assume: str | None = None, sending: bool = False) -> Campaign:
+                   delimiter: str | None, sheet: str | None = None,
+                   attendance: Path | None = None, *, assume: str | None = None,
+                   sending: bool = False) -> Campaign:
     from invitemail.campaign import Campaign
 
     return Campaign.open(event, template=template, registrants=registrants, encoding=encoding,
-                         delimiter="\t" if delimiter == "tab" else delimiter,
+                         delimiter="\t" if delimiter == "tab" else delimiter, sheet=sheet,
                          attendance=attendance, assume=assume, attendance_required=sending)
 
 
@@ -201,13 +205,13 @@ def _rows_line(scan: Scan, *, journal_keys: Container[str] | None = None) -> str
 @click.option("--lint", is_flag=True, help="Also lint every built message (headers, MIME, "
               "line lengths) and score a sample with SpamAssassin when it is installed.")
 @handle_errors
-def check(event: Path, template: str, registrants: Path | None, encoding: str | None,
-          delimiter: str | None, attendance: Path | None, lint: bool) -> None:
+def check(event: Path, template: str, registrants: Path | None, sheet: str | None,
+          encoding: str | None, delimiter: str | None, attendance: Path | None, lint: bool) -> None:
     """Validate the settings, every registrant and every message; send nothing."""
     errors = 0
     for assume in _assumed(template, attendance):
         campaign = _open_campaign(event, template, registrants, encoding, delimiter,
-                                  attendance, assume=assume)
+                                  sheet, attendance, assume=assume)
         if assume is not None:
             _say(f"The follow-up as {assume} (without --attendance, both are checked):")
         errors += _check_campaign(campaign, lint)
@@ -326,16 +330,17 @@ def _spamassassin(sample: list[Built]) -> list[str]:
               help="Open the gallery in the default browser (without --out, it is written "
               "to a new temporary folder).")
 @handle_errors
-def preview(event: Path, template: str, registrants: Path | None, encoding: str | None,
-            delimiter: str | None, attendance: Path | None, limit: int | None,
-            out: Path | None, open_gallery: bool) -> None:
+def preview(event: Path, template: str, registrants: Path | None, sheet: str | None,
+            encoding: str | None, delimiter: str | None, attendance: Path | None,
+            limit: int | None, out: Path | None, open_gallery: bool) -> None:
     """Show exactly what registrants will receive, without sending."""
     from invitemail.preview import readable
     from invitemail.registrants import Scan, unique_registrants
 
     # A follow-up without the attendance report: both of its templates, one after the other.
-    campaigns = [_open_campaign(event, template, registrants, encoding, delimiter, attendance,
-                                assume=assume) for assume in _assumed(template, attendance)]
+    campaigns = [_open_campaign(event, template, registrants, encoding, delimiter, sheet,
+                                attendance, assume=assume)
+                 for assume in _assumed(template, attendance)]
     campaign = campaigns[0]
     if out is None and open_gallery:
         import tempfile
@@ -487,9 +492,9 @@ def _rate(value: str | None) -> float | None:
 @click.option("--reschedule", is_flag=True, help="After a cancellation, with a new [event] "
               "start: send the update that restores the calendar entry, and lift the block.")
 @handle_errors
-def send(event: Path, template: str, registrants: Path | None, encoding: str | None,
-         delimiter: str | None, attendance: Path | None, yes: bool, dry_run: bool,
-         test_to: str | None,
+def send(event: Path, template: str, registrants: Path | None, sheet: str | None,
+         encoding: str | None, delimiter: str | None, attendance: Path | None, yes: bool,
+         dry_run: bool, test_to: str | None,
          limit: int | None, concurrency: int | None, rate_text: str | None,
          retry_failed: bool, resend_uncertain: bool, skip_invalid: bool,
          restore_journal: bool, new_journal: bool, due: bool, reschedule: bool) -> None:
@@ -509,7 +514,7 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
         if given:
             raise click.UsageError(f"--due sends what the schedule says; it does not go with "
                                    f"{', '.join(given)}")
-        _send_due(event, registrants=registrants, encoding=encoding,
+        _send_due(event, registrants=registrants, sheet=sheet, encoding=encoding,
                   delimiter="\t" if delimiter == "tab" else delimiter,
                   options=SendOptions(dry_run=dry_run, concurrency=concurrency,
                                       rate=_rate(rate_text)))
@@ -533,8 +538,8 @@ def send(event: Path, template: str, registrants: Path | None, encoding: str | N
     if not (yes or dry_run) and not sys.stdin.isatty():
         raise click.UsageError("send asks for confirmation, and there is no terminal to ask "
                                "on; add --yes to send, or --dry-run to try")
-    campaign = _open_campaign(event, template, registrants, encoding, delimiter, attendance,
-                              sending=True)
+    campaign = _open_campaign(event, template, registrants, encoding, delimiter, sheet,
+                              attendance, sending=True)
     if test_to is not None:  # .test and the like only through a local test server
         try:
             test_to = normalize_address(
@@ -609,8 +614,8 @@ def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
     sys.exit(int(_send_exit_code(result)))
 
 
-def _send_due(event: Path, *, registrants: Path | None, encoding: str | None,
-              delimiter: str | None, options: SendOptions) -> None:
+def _send_due(event: Path, *, registrants: Path | None, sheet: str | None,
+              encoding: str | None, delimiter: str | None, options: SendOptions) -> None:
     """`send --due`: the library plans and sends (due.py); here the lock, the password (asked
     only when something goes), the progress and the summary."""
     import asyncio
@@ -625,7 +630,8 @@ def _send_due(event: Path, *, registrants: Path | None, encoding: str | None,
         result = asyncio.run(run_due(
             event, password=lambda campaign: _password(campaign, options.dry_run),
             progress=lambda name: make_progress(_console(), name), lock=lock,
-            registrants=registrants, encoding=encoding, delimiter=delimiter, base=options))
+            registrants=registrants, encoding=encoding, delimiter=delimiter, sheet=sheet,
+            base=options))
     finally:
         if lock is not None:
             lock.release()
@@ -840,15 +846,16 @@ def logout(event: Path) -> None:
 
 
 def _scan_list(folder: Path, registrants: Path | None, encoding: str | None,
-               delimiter: str | None) -> tuple[Path, Scan | None]:
+               delimiter: str | None, sheet: str | None) -> tuple[Path, Scan | None]:
     """The registrant list read for `status`; None, after a warning, when it cannot be read
     (`status` then tells what the journal says only)."""
     from invitemail.config import REGISTRANTS_FILE
-    from invitemail.registrants import scan_file
+    from invitemail.registrants import default_registrants, scan_file
 
     path = registrants or folder / REGISTRANTS_FILE
     try:
-        return path, scan_file(path, encoding=encoding,
+        path = registrants or default_registrants(folder)
+        return path, scan_file(path, encoding=encoding, sheet=sheet,
                                delimiter="\t" if delimiter == "tab" else delimiter)
     except InvitemailError as err:
         _say(f"warning: {str(err).splitlines()[0]}; the counts are the journal's only", err=True)
@@ -860,24 +867,34 @@ def _scan_list(folder: Path, registrants: Path | None, encoding: str | None,
 @click.option("--template", "-t", default="invitation", show_default=True,
               help="Which template's journal to show.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write one row per registrant (state, attempts, last reply) to FILE.csv.")
+              help="Write one row per registrant (state, attempts, last reply) to FILE.csv "
+              "or FILE.xlsx.")
+@click.option("--excel", is_flag=True, help="Write the .csv report for Excel set to Danish "
+              "(or another language with a decimal comma): ; between the cells.")
 @click.option("--registrants", type=click.Path(path_type=Path, dir_okay=False),
-              help="Count the rows of FILE instead of EVENT/registrants.csv.")
+              help="Count the rows of FILE (.csv or .xlsx) instead of the event's list.")
+@click.option("--sheet", metavar="NAME", help="The workbook's sheet with the registrants "
+              "(default: the first).")
 @click.option("--encoding", help="The registrant file's encoding (default: detected).")
 @click.option("--delimiter", type=click.Choice([",", ";", "tab"]),
               help="The registrant file's delimiter (default: detected).")
 @handle_errors
-def status(event: Path, template: str, report_path: Path | None, registrants: Path | None,
-           encoding: str | None, delimiter: str | None) -> None:
+def status(event: Path, template: str, report_path: Path | None, excel: bool,
+           registrants: Path | None, sheet: str | None, encoding: str | None,
+           delimiter: str | None) -> None:
     """What the journal says: sent, failed, pending, uncertain; and how every row of the
     registrant list was taken."""
     from invitemail.config import find_event_file
     from invitemail.delivery import removed_from_list
     from invitemail.journal import Journal, JournalError, State
     from invitemail.limits import stop_lines
-    from invitemail.report import write_report
+    from invitemail.report import check_report_path, write_report
     from invitemail.safeguard import diagnose
 
+    if report_path is not None:
+        check_report_path(report_path, excel=excel)
+    elif excel:
+        raise click.UsageError("--excel is for the report: give --report FILE.csv too")
     folder = find_event_file(event).parent
     uid = _event_uid(folder)
     problem = diagnose(folder, uid) if uid is not None else None
@@ -891,14 +908,14 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
         if problem is not None:
             raise problem
         _say(f"{folder}: nothing has been sent for this event yet (no journal).")
-        path, scan = _scan_list(folder, registrants, encoding, delimiter)
+        path, scan = _scan_list(folder, registrants, encoding, delimiter, sheet)
         if scan is not None:
             _say(f"{path}: {_rows_line(scan)}")
         return
     with journal:
         counts = journal.counts(template)
         total = sum(counts.values())
-        path, scan = _scan_list(folder, registrants, encoding, delimiter)
+        path, scan = _scan_list(folder, registrants, encoding, delimiter, sheet)
         removed = {} if scan is None else removed_from_list(
             journal, template, (*scan.addresses, *scan.left_out))
         for state in removed.values():  # shown as removed, not as still to send
@@ -929,7 +946,7 @@ def status(event: Path, template: str, report_path: Path | None, registrants: Pa
                                    waiting=counts[State.PENDING] > 0):
                 _say(line)
             if report_path is not None:
-                written = write_report(report_path, journal.rows(template))
+                written = write_report(report_path, journal.rows(template), excel=excel)
                 _say(f"wrote {written} rows to {report_path}")
         from invitemail.due import status_lines
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from invitemail.campaign import Campaign
-from invitemail.config import REGISTRANTS_FILE, EventConfig, load_config
+from invitemail.config import EventConfig, load_config
 from invitemail.credentials import TokenCredential
 from invitemail.delivery import Progress, SendOptions, SendResult, send
 from invitemail.errors import ExitCode, InvitemailError
@@ -40,6 +40,7 @@ from invitemail.registrants import Scan, open_registrants, unique_registrants
 from invitemail.reschedule import cancelled_error
 from invitemail.safeguard import diagnose
 from invitemail.schedule import Stage
+from invitemail.sources import default_registrants
 from invitemail.timeline_journal import (
     Cancellation,
     any_sent,
@@ -196,12 +197,12 @@ def _history(journal: Journal | None, zone: dt.tzinfo) -> list[tuple[dt.datetime
 
 
 def read_addresses(config: EventConfig, registrants: Path | None, encoding: str | None,
-                   delimiter: str | None) -> Scan:
+                   delimiter: str | None, sheet: str | None = None) -> Scan:
     """The registrant list, read and checked row by row (nothing built)."""
     from invitemail.addresses import is_loopback_host
 
-    source = open_registrants(registrants or config.folder / REGISTRANTS_FILE,
-                              encoding=encoding, delimiter=delimiter,
+    source = open_registrants(registrants or default_registrants(config.folder),
+                              encoding=encoding, delimiter=delimiter, sheet=sheet,
                               default_language=config.event.language,
                               local_test=is_loopback_host(config.smtp.host))
     scan = Scan()
@@ -235,8 +236,8 @@ ProgressFor = Callable[[str], contextlib.AbstractContextManager[Progress]]
 async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCredential | None],
                   progress: ProgressFor, lock: FolderLock | None = None,
                   registrants: Path | None = None, encoding: str | None = None,
-                  delimiter: str | None = None, base: SendOptions | None = None,
-                  stop: asyncio.Event | None = None,
+                  delimiter: str | None = None, sheet: str | None = None,
+                  base: SendOptions | None = None, stop: asyncio.Event | None = None,
                   wall_clock: Callable[[], dt.datetime] = _utcnow,
                   clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], Awaitable[None]] | None = None) -> DueResult:
@@ -261,7 +262,7 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCred
     problem = diagnose(config.folder, config.event.uid)
     if problem is not None:
         raise problem
-    scan = read_addresses(config, registrants, encoding, delimiter)
+    scan = read_addresses(config, registrants, encoding, delimiter, sheet)
     journal = Journal.open(config.folder, create=False, event_uid=config.event.uid)
     with journal if journal is not None else contextlib.nullcontext():
         timeline = plan(config, journal, scan.addresses, now)
@@ -279,7 +280,7 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCred
         if not stage.to_send:
             continue
         campaign = Campaign.open(event, template=REMINDER_TEMPLATE, registrants=registrants,
-                                 encoding=encoding, delimiter=delimiter, now=now,
+                                 encoding=encoding, delimiter=delimiter, sheet=sheet, now=now,
                                  stage=stage.key)
         options = dataclasses.replace(base, only=frozenset(stage.to_send))
         if not secret:

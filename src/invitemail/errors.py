@@ -46,6 +46,21 @@ class ConfigError(InvitemailError):
         self.key = key
 
 
+class SheetPlace(str):
+    """A sheet of a workbook as the place of a problem: ``registrants.xlsx: Ark1``. Its rows
+    are named as a spreadsheet names them, ``registrants.xlsx: Ark1!7``, where a text
+    file's lines are ``registrants.csv:7``."""
+
+    __slots__ = ()
+
+
+def position(path: str, line: int | None) -> str:
+    """``path:line``, ``workbook: sheet!row``, or ``path`` alone when there is no line."""
+    if line is None:
+        return path
+    return f"{path}!{line}" if isinstance(path, SheetPlace) else f"{path}:{line}"
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong (or worth a warning) with one place in an input file."""
@@ -56,7 +71,7 @@ class Problem:
     warning: bool = False
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        where = position(self.path, self.line)
         kind = "warning: " if self.warning else ""
         return f"{where}: {kind}{self.message}"
 

@@ -198,7 +198,7 @@ def _start_worker(spec: CampaignSpec, run: int) -> None:
     _campaign = Campaign.open(spec.event, template=spec.template, registrants=spec.registrants,
                               encoding=spec.encoding, delimiter=spec.delimiter, now=spec.now,
                               stage=spec.stage, attendance=spec.attendance,
-                              assume=spec.assume)
+                              assume=spec.assume, sheet=spec.sheet)
 
 
 def _die_with_parent(run: int) -> None:

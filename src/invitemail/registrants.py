@@ -6,15 +6,17 @@ every problem is reported with ``file:line``, all at once, and a row with a prob
 sent. The file's text is decoded once and kept; rows are parsed lazily, so a second pass
 (validate, then send) costs no memory per registrant.
 
-Every row of the file is accounted for: it becomes a registrant, a duplicate, or a problem
-on its own line. The file is read a record at a time (see :class:`_Lines`): a malformed
-record is that record only, and the next one starts afresh.
+A sheet of an .xlsx workbook is the other kind of list (sheet_registrants.py): both are a
+:class:`~invitemail.sources.RegistrantSource`, checked row by row by cells.py, and counted
+by :func:`unique_registrants` here. Every row of the file is accounted for: it becomes a
+registrant, a duplicate, or a problem on its own line. The file is read a record at a time
+(see :class:`_Lines`): a malformed record is that record only, and the next one starts
+afresh.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import re
 from array import array
@@ -25,21 +27,21 @@ from pathlib import Path
 from invitemail.cells import HEADER_ALIASES as HEADER_ALIASES
 from invitemail.cells import LANGUAGE_ALIASES as LANGUAGE_ALIASES
 from invitemail.cells import Registrant as Registrant
-from invitemail.cells import RowLayout, check_row, header_alias
+from invitemail.cells import check_row, header_columns
 from invitemail.cells import column_key as column_key
 from invitemail.decoding import BAD_BYTE, decode, describe_bad_bytes
 from invitemail.errors import Problem, ProblemsError
+from invitemail.sources import CheckedRow as CheckedRow
+from invitemail.sources import RegistrantSource as RegistrantSource
+from invitemail.sources import default_registrants as default_registrants
+from invitemail.sources import is_workbook_name
 
 DELIMITERS = (",", ";", "\t")
 MAX_CELL = 128 * 1024  # csv's own limit; a bigger cell is a broken file, not a registrant
 
-# What one record of the file became: its first line, the registrant (None when the row is
-# not sent: a problem, or a repeated header) and its problems and warnings.
-CheckedRow = tuple[int, "Registrant | None", list[Problem]]
-
 
 @dataclass
-class RegistrantFile:
+class RegistrantFile(RegistrantSource):
     """A decoded registrant file: its dialect, its header and its rows on demand."""
 
     path: Path
@@ -47,27 +49,15 @@ class RegistrantFile:
     encoding: str
     delimiter: str
     header: list[str]
-    columns: dict[str, int]  # canonical name or column key -> index
+    columns: dict[str, int]
     default_language: str = "da"
-    local_test: bool = False  # [smtp] host is a loopback address (addresses.py says why)
+    local_test: bool = False
     body_line: int = 2  # the first line after the header row
-    # Addresses that a full pass found must not get a message (rows that disagree about
-    # the personal join link, rows whose message cannot be built): later passes skip them.
     left_out: set[str] = field(default_factory=set)
 
     @property
     def label(self) -> str:
         return str(self.path)
-
-    @functools.cached_property
-    def field_keys(self) -> list[tuple[int, str]]:
-        """(column index, template key) of every column with a usable name."""
-        return [(i, key) for i, h in enumerate(self.header) if (key := column_key(h))]
-
-    @functools.cached_property
-    def layout(self) -> RowLayout:
-        return RowLayout(self.label, self.header, self.columns, self.field_keys,
-                         self.default_language, self.local_test)
 
     @property
     def rows_estimate(self) -> int:
@@ -75,8 +65,6 @@ class RegistrantFile:
         return self.text.count("\n")
 
     def checked_rows(self) -> Iterator[CheckedRow]:
-        """Each data record, checked: (line, registrant or None, problems). Blank rows are
-        left out; every other record of the file is here."""
         lines, layout = _Lines(self.text), self.layout
         for _ in range(self.body_line - 1):
             next(lines, None)
@@ -88,13 +76,6 @@ class RegistrantFile:
             checked = check_row(layout, line, cells)
             if checked is not None:
                 yield line, *checked
-
-    def rows(self) -> Iterator[Registrant | Problem]:
-        """Each data row's problems and warnings, then its Registrant when it has one."""
-        for _, registrant, problems in self.checked_rows():
-            yield from problems
-            if registrant is not None:
-                yield registrant
 
     def _is_full_row(self, line: str) -> bool:
         """Whether one physical line is a whole row by itself: as many cells as the header,
@@ -159,7 +140,7 @@ class Scan:
         return [p for p in self.problems if not p.warning]
 
 
-def unique_registrants(source: RegistrantFile, scan: Scan | None = None) -> Iterator[Registrant]:
+def unique_registrants(source: RegistrantSource, scan: Scan | None = None) -> Iterator[Registrant]:
     """The valid registrants, first occurrence of each address only.
 
     With ``scan``, problems, duplicates and counts are recorded in it as rows go by. Rows
@@ -181,7 +162,7 @@ def unique_registrants(source: RegistrantFile, scan: Scan | None = None) -> Iter
     first_lines: dict[str, int] = {}
     links: dict[str, str] = {}  # the first row's personal join link, when it has one
     conflicting: set[str] = set()
-    label = source.label
+    label, word = source.label, source.row_word
     for line, registrant, problems in source.checked_rows():
         scan.rows += 1
         scan.problems.extend(problems)
@@ -205,41 +186,58 @@ def unique_registrants(source: RegistrantFile, scan: Scan | None = None) -> Iter
         elif registrant.join_url == links.get(key, ""):
             scan.duplicates += 1
             scan.problems.append(Problem(label, line, f"{registrant.email} is a duplicate of "
-                                         f"line {first}; it gets one message", warning=True))
+                                         f"{word} {first}; it gets one message", warning=True))
         else:
             scan.invalid += 1
-            scan.problems.append(_conflict(label, line, registrant.email, first))
+            scan.problems.append(_conflict(label, word, line, registrant.email, first))
             if key not in conflicting:
                 conflicting.add(key)
-                scan.problems.append(_conflict(label, first, key, line))
+                scan.problems.append(_conflict(label, word, first, key, line))
     if conflicting:
         scan.leave_out(conflicting)
         source.left_out |= conflicting
 
 
-def scan_file(path: Path, *, encoding: str | None = None, delimiter: str | None = None) -> Scan:
+def scan_file(path: Path, *, encoding: str | None = None, delimiter: str | None = None,
+              sheet: str | None = None) -> Scan:
     """Every row of a registrant file read and counted, without keeping the rows."""
     scan = Scan()
-    for _ in unique_registrants(open_registrants(path, encoding=encoding, delimiter=delimiter),
-                                scan):
+    source = open_registrants(path, encoding=encoding, delimiter=delimiter, sheet=sheet)
+    for _ in unique_registrants(source, scan):
         pass
     return scan
 
 
-def _conflict(label: str, line: int, email: str, other: int) -> Problem:
-    return Problem(label, line, f"{email} is also on line {other}, with another personal join "
-                   "link: keep the row with the right link and delete the other (neither gets "
-                   "a message until then)")
+def _conflict(label: str, word: str, line: int, email: str, other: int) -> Problem:
+    return Problem(label, line, f"{email} is also on {word} {other}, with another personal "
+                   "join link: keep the row with the right link and delete the other (neither "
+                   "gets a message until then)")
 
 
 def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str | None = None,
-                     default_language: str = "da", local_test: bool = False) -> RegistrantFile:
-    """Read, decode and check the header of a registrant file. ``local_test``: the run sends
-    through a local test server, where ``.test``-like addresses are allowed.
+                     default_language: str = "da", local_test: bool = False,
+                     sheet: str | None = None) -> RegistrantSource:
+    """Read, decode and check the header of a registrant file: CSV, or a sheet of an .xlsx
+    workbook (``sheet``, or the first). ``local_test``: the run sends through a local test
+    server, where ``.test``-like addresses are allowed.
 
-    Raises :class:`ProblemsError` when the file as a whole cannot be used.
+    Raises :class:`ProblemsError` (or a WorkbookError) when the file as a whole cannot be
+    used.
     """
     label = str(path)
+    if is_workbook_name(path):
+        if encoding is not None or delimiter is not None:
+            raise ProblemsError([Problem(label, None, "is a workbook: --encoding and "
+                                         "--delimiter apply to CSV files only")],
+                                hint="leave them out")
+        from invitemail.sheet_registrants import open_sheet_registrants
+
+        return open_sheet_registrants(path, sheet, default_language=default_language,
+                                      local_test=local_test)
+    if sheet is not None:
+        raise ProblemsError([Problem(label, None, "is a CSV file: --sheet applies to .xlsx "
+                                     "workbooks only")],
+                            hint="leave out --sheet, or give the workbook with --registrants")
 
     def fail(message: str, hint: str | None = None, line: int | None = None) -> ProblemsError:
         return ProblemsError([Problem(label, line, message)], hint=hint)
@@ -247,8 +245,8 @@ def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str 
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise fail("not found", "put registrants.csv in the event folder or give "
-                   "--registrants FILE") from None
+        raise fail("not found", "put registrants.csv (or registrants.xlsx) in the event "
+                   "folder, or give --registrants FILE") from None
     except OSError as err:
         raise fail(f"cannot be read: {err.strerror}") from None
     if data.startswith(b"PK\x03\x04") or data.startswith(b"\xd0\xcf\x11\xe0"):
@@ -281,28 +279,7 @@ def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str 
         raise fail(f"the header row is not UTF-8 ({describe_bad_bytes(bad)}), though the rest "
                    "of the file is", "export the list again as CSV UTF-8, or give --encoding",
                    header_line)
-    columns: dict[str, int] = {}
-    problems: list[Problem] = []
-    for index, name in enumerate(header):
-        canonical = header_alias(name) or column_key(name)
-        if not canonical:
-            continue
-        if canonical in columns:
-            other = header[columns[canonical]]
-            problems.append(Problem(label, header_line, f"column {name.strip()!r} (column "
-                                    f"{index + 1}) means the same as {other.strip()!r} (column "
-                                    f"{columns[canonical] + 1}); keep one"))
-            continue
-        columns[canonical] = index
-    if "email" not in columns:
-        shown = ", ".join(repr(h.strip()) for h in header[:8])
-        shown += ", ..." if len(header) > 8 else ""
-        problems.append(Problem(label, header_line,
-                                f"has no email column (the header has {shown})"))
-        raise ProblemsError(problems, hint="name the column with the addresses Email or "
-                            "E-mail; if the header looks run together, give --delimiter")
-    if problems:
-        raise ProblemsError(problems)
+    columns = header_columns(label, header, header_line, "give --delimiter")
     return RegistrantFile(path=path, text=text, encoding=used, delimiter=delimiter,
                           header=header, columns=columns, default_language=default_language,
                           local_test=local_test,
