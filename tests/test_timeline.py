@@ -78,11 +78,11 @@ class Timeline:
             record_reschedule(campaign, result.sent, self.now)
         return result
 
-    def due(self) -> DueResult:
-        """What `send --due` does, at the simulated time."""
+    def due(self, attendance: Path | None = None) -> DueResult:
+        """What `send --due [--attendance REPORT]` does, at the simulated time."""
         return asyncio.run(run_due(self.folder, password=lambda campaign: None,
                                    progress=lambda name: contextlib.nullcontext(Quiet()),
-                                   wall_clock=self.clock))
+                                   attendance=attendance, wall_clock=self.clock))
 
     def status(self) -> list[str]:
         """`status`'s timeline at the simulated time."""
@@ -253,3 +253,57 @@ def test_timeline_whole_event(smtp_server: SmtpServer, tmp_path: Path) -> None:
         + each("cancellation", 1, 2, 3) + each("update", 1, 2, 3)
         + each("reminder 1 day", 1, 2, 3, 4) + each("reminder 1 hour", 1, 2, 3, 4))
     assert len(smtp_server.transactions) == len(every)
+
+
+# Zoom's meeting participants report: whoever has a row attended.
+PARTICIPANTS = ("Name (Original Name),User Email,Join Time,Leave Time,Duration (Minutes),Guest\n"
+                "Deltager 1,p1@example.org,12/10/2030 13:58,12/10/2030 15:00,62,Yes\n"
+                "Deltager 3,P3@example.org,12/10/2030 14:05,12/10/2030 14:40,35,Yes\n"
+                "Walk In,walkin@example.org,12/10/2030 14:10,12/10/2030 14:20,10,Yes\n")
+
+
+def followups_received(server: SmtpServer, since: int) -> list[tuple[str, str]]:
+    """(address, "thanks" or "missed") of each follow-up the relay took since ``since``."""
+    found = []
+    for transaction in server.transactions[since:]:
+        message = message_from_bytes(transaction.data, policy=policy.default)
+        assert not any(part.get_content_type() == "text/calendar" for part in message.walk())
+        body = message.get_body(("plain",))
+        assert body is not None
+        text = body.get_content()
+        what = "thanks" if "Tak fordi" in text or "Thank you for" in text else "missed"
+        (address,) = transaction.rcpt_tos
+        found.append((address, what))
+    return sorted(found)
+
+
+def test_due_with_the_attendance_report_sends_the_followup_in_its_window_once(
+        smtp_server: SmtpServer, tmp_path: Path) -> None:
+    t = Timeline(smtp_server, tmp_path / "event")
+    write_list(t.folder, [person(n) for n in range(1, 5)])
+    report = tmp_path / "participants.csv"
+    report.write_text(PARTICIPANTS, encoding="utf-8")
+    assert t.send().sent == 4
+    t.new()
+    end = START + dt.timedelta(hours=1)
+
+    # Before its window the report changes nothing: the follow-up is not due.
+    before = t.at(end + dt.timedelta(minutes=30)).due(report)
+    assert before.sent == 0 and len(smtp_server.transactions) == t.seen
+
+    # In its window: attendees get thanks, the rest missed; the walk-in is not mailed.
+    seen = len(smtp_server.transactions)
+    due = t.at(end + dt.timedelta(hours=2, minutes=3)).due(report)
+    assert due.sent == 4 and due.complete and due.followup_note is None
+    assert followups_received(smtp_server, seen) == [
+        ("p1@example.org", "thanks"), ("p2@example.org", "missed"),
+        ("p3@example.org", "thanks"), ("p4@example.org", "missed")]
+    assert any(line.startswith("follow-up 2 hours: sent 4") for line, _ in due_summary(
+        due, t.folder))
+
+    # Again in the same minute, and later in the window: nothing goes twice.
+    seen = len(smtp_server.transactions)
+    assert t.due(report).sent == 0
+    assert t.at(end + dt.timedelta(hours=20)).due(report).sent == 0
+    assert len(smtp_server.transactions) == seen
+    assert "sent" in t.status()[-2]

@@ -514,7 +514,8 @@ def send(event: Path, template: str, registrants: Path | None, sheet: str | None
         if given:
             raise click.UsageError(f"--due sends what the schedule says; it does not go with "
                                    f"{', '.join(given)}")
-        _send_due(event, registrants=registrants, sheet=sheet, encoding=encoding,
+        _send_due(event, registrants=registrants, sheet=sheet, attendance=attendance,
+                  encoding=encoding,
                   delimiter="\t" if delimiter == "tab" else delimiter,
                   options=SendOptions(dry_run=dry_run, concurrency=concurrency,
                                       rate=_rate(rate_text)))
@@ -615,7 +616,8 @@ def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
 
 
 def _send_due(event: Path, *, registrants: Path | None, sheet: str | None,
-              encoding: str | None, delimiter: str | None, options: SendOptions) -> None:
+              attendance: Path | None, encoding: str | None, delimiter: str | None,
+              options: SendOptions) -> None:
     """`send --due`: the library plans and sends (due.py); here the lock, the password (asked
     only when something goes), the progress and the summary."""
     import asyncio
@@ -631,7 +633,7 @@ def _send_due(event: Path, *, registrants: Path | None, sheet: str | None,
             event, password=lambda campaign: _password(campaign, options.dry_run),
             progress=lambda name: make_progress(_console(), name), lock=lock,
             registrants=registrants, encoding=encoding, delimiter=delimiter, sheet=sheet,
-            base=options))
+            attendance=attendance, base=options))
     finally:
         if lock is not None:
             lock.release()

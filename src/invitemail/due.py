@@ -237,12 +237,14 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCred
                   progress: ProgressFor, lock: FolderLock | None = None,
                   registrants: Path | None = None, encoding: str | None = None,
                   delimiter: str | None = None, sheet: str | None = None,
+                  attendance: Path | None = None,
                   base: SendOptions | None = None, stop: asyncio.Event | None = None,
                   wall_clock: Callable[[], dt.datetime] = _utcnow,
                   clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], Awaitable[None]] | None = None) -> DueResult:
     """Send every reminder due now to whoever it is due for; record what was skipped;
-    say when the follow-up is due. ``password(campaign)`` is asked only when something
+    send the follow-up in its window when ``attendance`` (the platform's report) is given,
+    else say that it is due. ``password(campaign)`` is asked only when something
     goes; ``base`` carries the run's options (--dry-run, --concurrency, --rate). Raises
     EventCancelled (reschedule.py) for a cancelled event, InvitemailError for
     an event without a schedule."""
@@ -274,7 +276,9 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCred
             for stage in timeline.stages:
                 if stage.newly_skipped:
                     record_skips(journal, stage.key, stage.newly_skipped, now)
-        result.followup_note = _followup_note(config, timeline, journal, dry_run)
+        followup_now = attendance is not None and _followup_open(timeline, journal)
+        if not followup_now:
+            result.followup_note = _followup_note(config, timeline, journal, dry_run)
     secret: list[str | TokenCredential | None] = []  # asked once, for the first stage that sends
     for stage in timeline.stages:
         if not stage.to_send:
@@ -291,8 +295,36 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCred
                               wall_clock=wall_clock)
         result.runs.append((stage, sent))
         if sent.stopped is not None or sent.interrupted:
-            break  # the relay or the user stopped it: the next run goes on
+            return result  # the relay or the user stopped it: the next run goes on
+    if followup_now and timeline.followup is not None:
+        followup = timeline.followup
+        campaign = Campaign.open(event, template=FOLLOWUP_TEMPLATES[0], registrants=registrants,
+                                 encoding=encoding, delimiter=delimiter, sheet=sheet, now=now,
+                                 attendance=attendance, attendance_required=True)
+        if not secret:
+            secret.append(password(campaign))
+        with progress(followup.stage.name) as shown:
+            sent = await send(campaign, password=secret[0], options=base, progress=shown,
+                              lock=lock, clock=clock, stop=stop, sleep=sleep or asyncio.sleep,
+                              wall_clock=wall_clock)
+        result.runs.append((StagePlan(followup.stage, FOLLOWUP_TEMPLATES[0], followup.due,
+                                      followup.closes), sent))
     return result
+
+
+def _followup_open(timeline: Timeline, journal: Journal | None) -> bool:
+    """The follow-up's window is open and it has not gone to everyone yet: due and not
+    started, or started by an earlier run that left some pending (a rerun of a run the relay
+    stopped). Sending it again sends only the rows not sent: the journal sees to that."""
+    followup = timeline.followup
+    if followup is None:
+        return False
+    state = followup.state(timeline.now)
+    if state == "due":
+        return True
+    if state != "sent" or not followup.due <= timeline.now < followup.closes:
+        return False
+    return journal is not None and journal.counts(FOLLOWUP_TEMPLATES[0]).get(State.PENDING, 0) > 0
 
 
 def _followup_note(config: EventConfig, timeline: Timeline, journal: Journal | None,
