@@ -316,3 +316,27 @@ def test_followup_messages_pass_the_linter(tmp_path: Path) -> None:
         built = campaign.build(registrant)
         assert built.calendar is None
         assert lint_built(built) == [], built.template
+
+
+def test_followup_with_a_report_before_the_end_is_refused_and_without_one_only_warned(
+        smtp_server: SmtpServer, tmp_path: Path) -> None:
+    folder = followup_event(smtp_server, tmp_path / "e")
+    toml = folder / "event.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace(
+        "start = 2020-12-10T14:00:00", "start = 2030-12-10T14:00:00"), encoding="utf-8")
+    report = tmp_path / "attendees.csv"
+    report.write_text(ZOOM_WEBINAR, encoding="utf-8")
+    before_the_end = "the event ends 2030-12-10 15:00: it is not over yet"
+
+    for command in ("check", "send"):
+        extra = ("--yes",) if command == "send" else ()
+        run = run_cli(command, folder, "--template", "followup", "--attendance", report, *extra)
+        assert run.exit_code == 1, run.output
+        assert f"{folder / 'event.toml'}: {before_the_end}" in run.stderr
+        assert "Traceback" not in run.output
+    assert smtp_server.transactions == []
+
+    # Without the report, a look ahead at the follow-up is fine: a warning only.
+    run = run_cli("check", folder, "--template", "followup")
+    assert run.exit_code == 0, run.output
+    assert f"warning: {before_the_end}" in run.output

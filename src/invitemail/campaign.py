@@ -456,11 +456,14 @@ class Campaign:
         report.event_problems.extend(self.config.placeholders)
         event = self.config.event
         if self.followup is not None:
+            # Before the end a report cannot say who attended: with one, that is an error (the
+            # start in event.toml or the report is wrong); without, `check` and `preview`
+            # may look at the follow-up ahead of time.
             if event.end > self.now:
                 report.event_problems.append(Problem(
                     str(self.config.path), None, f"the event ends {event.end:%Y-%m-%d %H:%M}: "
                     "it is not over yet, and the follow-up thanks people for coming",
-                    warning=True))
+                    warning=self.followup.attendance is None))
         elif event.start < self.now and self.template != CANCEL_TEMPLATE:
             report.event_problems.append(Problem(
                 str(self.config.path), None,
