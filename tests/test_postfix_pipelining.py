@@ -1,0 +1,183 @@
+"""Pipelined SMTP (RFC 2920) against a real Postfix: round trips, fallback, refusals, drops.
+
+One private Postfix instance for the module (tests/postfix_instance.py) relays to one
+recording downstream server; each test uses addresses of its own, so it counts only its own
+messages downstream. Between invitemail and Postfix sits a TCP proxy
+(tests/round_trip_proxy.py) that counts round trips and cuts connections at chosen points of
+a pipelined group. Postfix refuses by its own restrictions (``check_recipient_access``,
+``check_sender_access``); ``smtpd_forbid_unauth_pipelining = yes`` makes it hang up on a
+client that pipelines where it may not, and its log must never say "improper command
+pipelining".
+
+Refusals go through :func:`~invitemail.transport.deliver` with the recording hooks of
+test_transport.py and a fake clock (the backoff costs no time); drops go through
+``invitemail send`` and its SQLite journal, then ``send --resend-uncertain``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import EVENT_TOML, run_cli, write_event
+from invitemail.config import Sending, Smtp
+from invitemail.connection import Envelope
+from invitemail.journal import Journal as SqlJournal
+from invitemail.journal import State as SqlState
+from invitemail.transport import DeliveryReport, State, deliver
+from postfix_instance import PostfixRelay, private_postfix
+from round_trip_proxy import Cut, RoundTripProxy
+from smtp_servers import FakeClock, SmtpServer
+from test_transport import SENDER, Journal, message
+
+pytestmark = pytest.mark.slow
+
+BLOCKED_SENDER = "blocked-sender@example.org"
+# Postfix's own refusals, by recipient (check_recipient_access) and sender.
+RECIPIENTS = {
+    "perm-reject@example.org": "REJECT",
+    "perm-unknown@example.org": "550 5.1.1 User unknown in virtual mailbox table",
+    "temp-defer@example.org": "DEFER",
+    "temp-busy@example.org": "450 4.2.0 Mailbox busy",
+}
+MAIN = """\
+smtpd_forbid_unauth_pipelining = yes
+smtpd_relay_restrictions = check_recipient_access texthash:{conf}/recipients,
+    permit_mynetworks, reject
+smtpd_sender_restrictions = check_sender_access texthash:{conf}/senders
+"""
+LISTENERS = {
+    # A relay that does not offer PIPELINING (and hangs up on a client that pipelines).
+    "no-pipelining": "-o smtpd_discard_ehlo_keywords=pipelining",
+    # Sender restrictions answered at MAIL rather than at the first RCPT.
+    "early-reject": "-o smtpd_delay_reject=no",
+}
+IMPROPER = "improper command pipelining"
+
+
+@pytest.fixture(scope="module")
+def downstream() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def postfix(downstream: SmtpServer) -> Iterator[PostfixRelay]:
+    files = {"recipients": "".join(f"{k} {v}\n" for k, v in RECIPIENTS.items()),
+             "senders": f"{BLOCKED_SENDER} REJECT\n"}
+    with private_postfix(downstream.port, main=MAIN, files=files,
+                         listeners=LISTENERS) as relay:
+        yield relay
+
+
+@pytest.fixture(autouse=True)
+def no_improper_pipelining(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test that uses Postfix: Postfix saw no improper pipelining meanwhile."""
+    if "postfix" not in request.fixturenames:
+        yield
+        return
+    relay: PostfixRelay = request.getfixturevalue("postfix")
+    start = len(relay.log())
+    yield
+    if request.function is not test_postfix_log_shows_improper_pipelining_when_there_is_some:
+        time.sleep(0.1)  # postlogd writes the log on its own time
+        assert IMPROPER not in relay.log()[start:], relay.log()[start:][-3000:]
+
+
+def addresses(tag: str, count: int) -> list[str]:
+    return [f"{tag}-{i}@example.org" for i in range(count)]
+
+
+def settings(proxy: RoundTripProxy, **overrides: Any) -> Smtp:
+    values: dict[str, Any] = {"host": "127.0.0.1", "port": proxy.port, "security": "none",
+                              "timeout": 5.0}
+    values.update(overrides)
+    return Smtp(**values)
+
+
+def send(recipients: list[str], smtp: Smtp, *, max_attempts: int = 3,
+         sender: str = SENDER) -> tuple[DeliveryReport, Journal]:
+    """``recipients`` over one connection, in order, with the recording hooks."""
+    clock = FakeClock()
+    journal = Journal(clock)
+    items = [Envelope(key=r, sender=sender, recipient=r, data=message(r)) for r in recipients]
+    report = asyncio.run(deliver(
+        items, smtp=smtp, sending=Sending(concurrency=1, max_attempts=max_attempts),
+        password=None, hooks=journal, clock=clock, sleep=clock.sleep, rng=random.Random(1),
+        local_hostname="client.test"))
+    return report, journal
+
+
+def arrived(postfix: PostfixRelay, downstream: SmtpServer,
+            expected: dict[str, int]) -> dict[str, int]:
+    """What reached the downstream server for the addresses in ``expected``, once Postfix's
+    queue is empty and the counts match (or 10 s passed), and 0.3 s later: nothing more
+    may come."""
+    def counts() -> dict[str, int]:
+        received = downstream.received()
+        return {key: received[key] for key in expected}
+
+    postfix.wait(lambda: counts() == expected, timeout=10)
+    time.sleep(0.3)
+    return counts()
+
+
+# -- pipelining is used, or not --------------------------------------------------------------
+
+
+def test_postfix_pipelined_send_costs_one_round_trip_per_message(
+        postfix: PostfixRelay, downstream: SmtpServer) -> None:
+    recipients = addresses("steady", 40)
+    with RoundTripProxy(postfix.port) as proxy:
+        report, journal = send(recipients, settings(proxy))
+    assert report.sent == 40 and proxy.connections == 1
+    # EHLO, the first group, one per message (its data and the next group; the last one's
+    # data alone), QUIT: against four per message one command at a time.
+    assert proxy.round_trips() == 40 + 3
+    chunks = proxy.conversations[0].client_chunks()
+    # A message's data and the next message's group went in one write.
+    assert sum(b"\r\n.\r\nMAIL FROM:" in chunk for chunk in chunks) == 39
+    assert all(outcome.state is State.SENT for outcome in journal.outcomes.values())
+    assert arrived(postfix, downstream, dict.fromkeys(recipients, 1)) == \
+        dict.fromkeys(recipients, 1)
+
+
+@pytest.mark.parametrize(("listener", "pipelining"), [("no-pipelining", True), ("", False)],
+                         ids=["not-offered", "setting-off"])
+def test_postfix_without_pipelining_gets_one_command_at_a_time(
+        postfix: PostfixRelay, downstream: SmtpServer, listener: str, pipelining: bool) -> None:
+    recipients = addresses(f"single-{listener or 'off'}", 10)
+    port = postfix.ports[listener] if listener else postfix.port
+    with RoundTripProxy(port) as proxy:
+        report, _ = send(recipients, settings(proxy, pipelining=pipelining))
+    assert report.sent == 10 and proxy.connections == 1
+    assert proxy.round_trips() == 4 * 10 + 2  # MAIL, RCPT, DATA, the data; EHLO and QUIT
+    assert not any(b"\r\n.\r\nMAIL FROM:" in chunk
+                   for chunk in proxy.conversations[0].client_chunks())
+    assert arrived(postfix, downstream, dict.fromkeys(recipients, 1)) == \
+        dict.fromkeys(recipients, 1)
+
+
+def test_postfix_log_shows_improper_pipelining_when_there_is_some(
+        postfix: PostfixRelay) -> None:
+    """The other tests' "no improper pipelining" can fail: a client that pipelines to the
+    listener without PIPELINING is logged (and hung up on)."""
+    start = len(postfix.log())
+    with socket.create_connection(("127.0.0.1", postfix.ports["no-pipelining"])) as conn:
+        conn.recv(512)
+        conn.sendall(b"EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>"
+                     b"\r\n")
+        conn.settimeout(5)
+        while conn.recv(4096):
+            pass
+    deadline = time.monotonic() + 5
+    while IMPROPER not in postfix.log()[start:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert IMPROPER in postfix.log()[start:]
