@@ -73,9 +73,10 @@ class RoundTripProxy:
             self._loop.run_forever()
             self._server.close()
             self._loop.run_until_complete(self._server.wait_closed())
-            for task in asyncio.all_tasks(self._loop):
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
                 task.cancel()
-            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.close()
 
         self._thread = threading.Thread(target=serve, name="round-trip-proxy", daemon=True)

@@ -17,6 +17,7 @@ test_transport.py and a fake clock (the backoff costs no time); drops go through
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import random
 import socket
 import time
@@ -31,6 +32,7 @@ from invitemail.config import Sending, Smtp
 from invitemail.connection import Envelope
 from invitemail.journal import Journal as SqlJournal
 from invitemail.journal import State as SqlState
+from invitemail.replies import ReplyClass, Step, classify
 from invitemail.transport import DeliveryReport, State, deliver
 from postfix_instance import PostfixRelay, private_postfix
 from round_trip_proxy import Cut, RoundTripProxy
@@ -181,3 +183,94 @@ def test_postfix_log_shows_improper_pipelining_when_there_is_some(
     while IMPROPER not in postfix.log()[start:] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert IMPROPER in postfix.log()[start:]
+
+
+# -- refusals inside a group ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3])
+def test_postfix_refused_recipients_inside_groups_leave_their_neighbours_alone(
+        postfix: PostfixRelay, downstream: SmtpServer, max_attempts: int) -> None:
+    tag = f"neighbour{max_attempts}"
+    refused = list(RECIPIENTS)  # each between two that go through
+    recipients = [address for i, bad in enumerate(refused)
+                  for address in (f"{tag}-{i}@example.org", bad)] + [f"{tag}-end@example.org"]
+    good = [address for address in recipients if address not in RECIPIENTS]
+    with RoundTripProxy(postfix.port) as proxy:
+        report, journal = send(recipients, settings(proxy), max_attempts=max_attempts)
+    states = {key: (outcome.state, outcome.attempts) for key, outcome in journal.outcomes.items()}
+    assert states == {**{key: (State.SENT, 1) for key in good},
+                      "perm-reject@example.org": (State.FAILED, 1),
+                      "perm-unknown@example.org": (State.FAILED, 1),
+                      # temporary: retried until max_attempts, then failed
+                      "temp-defer@example.org": (State.FAILED, max_attempts),
+                      "temp-busy@example.org": (State.FAILED, max_attempts)}
+    replies = {key: journal.outcomes[key].reply for key in RECIPIENTS}
+    assert replies["perm-reject@example.org"].startswith(
+        "554 5.7.1 <perm-reject@example.org>: Recipient address rejected: Access denied")
+    assert replies["perm-unknown@example.org"].startswith("550 5.1.1 <perm-unknown@example.org>")
+    assert replies["temp-defer@example.org"].startswith("450 4.7.1 <temp-defer@example.org>")
+    assert replies["temp-busy@example.org"].startswith("450 4.2.0 <temp-busy@example.org>")
+    assert sorted(key for key, *_ in journal.retries) == \
+        sorted(["temp-defer@example.org", "temp-busy@example.org"] * (max_attempts - 1))
+    assert report.stopped is None
+    # No refusal cost a connection, and the groups stayed in step: each refused transaction
+    # was reset at the head of the next group.
+    assert proxy.connections == 1
+    sent = proxy.conversations[0].sent()
+    last = sent.rsplit(b"RCPT TO:<", 1)[1].split(b">", 1)[0].decode()
+    refusals = 2 + 2 * max_attempts  # each refused transaction, the last followed by QUIT
+    assert sent.count(b"RSET\r\n") == refusals - (last in RECIPIENTS)
+    assert arrived(postfix, downstream, dict.fromkeys(recipients, 0) | dict.fromkeys(good, 1)) \
+        == dict.fromkeys(recipients, 0) | dict.fromkeys(good, 1)
+
+
+@pytest.mark.parametrize("listener", ["", "early-reject"], ids=["at-rcpt", "at-mail"])
+def test_postfix_refused_sender_stops_the_run(postfix: PostfixRelay, downstream: SmtpServer,
+                                              listener: str) -> None:
+    """Postfix refuses the sender at the first RCPT (smtpd_delay_reject = yes, its default)
+    or at MAIL: either way no registrant is to blame, the run stops, nobody is failed."""
+    recipients = addresses(f"blocked-{listener or 'rcpt'}", 5)
+    port = postfix.ports[listener] if listener else postfix.port
+    with RoundTripProxy(port) as proxy:
+        report, journal = send(recipients, settings(proxy), sender=BLOCKED_SENDER)
+    assert report.stopped is not None, journal.outcomes
+    assert "Sender address rejected: Access denied" in str(report.stopped)
+    assert journal.outcomes == {} and not journal.retries and not journal.handed_over
+    assert report.sent == report.failed == report.uncertain == 0
+    assert report.deferred == recipients[:1]
+    assert arrived(postfix, downstream, dict.fromkeys(recipients, 0)) == \
+        dict.fromkeys(recipients, 0)
+
+
+# The sender refused at RCPT (or at MAIL, or after the data): Postfix's own wordings.
+SENDER_REFUSALS = [
+    (Step.RCPT, 554, "5.7.1 <a@example.org>: Sender address rejected: Access denied"),
+    (Step.RCPT, 553, "5.7.1 <a@example.org>: Sender address rejected: not logged in"),
+    (Step.RCPT, 553, "5.7.1 <a@example.org>: Sender address rejected: not owned by user u"),
+    (Step.RCPT, 550, "5.1.0 <a@example.org>: Sender address rejected: User unknown in "
+                     "virtual mailbox table"),
+    (Step.MAIL, 554, "5.7.1 <a@example.org>: Sender address rejected: Access denied"),
+    (Step.DATA, 550, "5.7.1 <a@example.org>: sender address rejected by policy"),
+]
+
+
+@pytest.mark.parametrize(("step", "code", "text"), SENDER_REFUSALS)
+def test_postfix_sender_refusal_is_the_senders_whatever_the_step(step: Step, code: int,
+                                                                 text: str) -> None:
+    verdict = classify(step, code, text, now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    assert verdict.reply_class is ReplyClass.SENDER_BLOCKED
+    assert verdict.reply_class.stops_the_run
+
+
+@pytest.mark.parametrize(("step", "code", "text", "expected"), [
+    # the recipient's own refusals stay the recipient's
+    (Step.RCPT, 554, "5.7.1 <b@example.org>: Recipient address rejected: Access denied",
+     ReplyClass.RECIPIENT_PERMANENT),
+    (Step.RCPT, 550, "5.1.1 <b@example.org>: Recipient address rejected: User unknown",
+     ReplyClass.RECIPIENT_PERMANENT),
+])
+def test_postfix_recipient_refusals_stay_the_recipients(step: Step, code: int, text: str,
+                                                         expected: ReplyClass) -> None:
+    verdict = classify(step, code, text, now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    assert verdict.reply_class is expected
