@@ -274,3 +274,89 @@ def test_postfix_recipient_refusals_stay_the_recipients(step: Step, code: int, t
                                                          expected: ReplyClass) -> None:
     verdict = classify(step, code, text, now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     assert verdict.reply_class is expected
+
+
+# -- drops inside a group ---------------------------------------------------------------------
+
+# ``invitemail send`` of 6 registrants over one connection; its client bursts are: 1 EHLO,
+# 2 the first group (MAIL, RCPT, DATA of message 0), 3 message 0's data and final dot with
+# message 1's group, ..., 7 message 4's data with message 5's group, 8 message 5's data
+# alone, 9 QUIT. The proxy cuts the connection at one of them: (cut, the message left
+# uncertain, whether Postfix got its whole data and queued it). The uncertain message is the
+# one whose final dot went and whose reply did not come; the next one, whose group went in
+# the same write, was not handed over and is retried.
+DROPS = [
+    (Cut(2, "drop"), None, False),  # the first group never reached Postfix
+    (Cut(2, "forward"), None, False),  # it did; its 250, 250, 354 never came back
+    (Cut(3, "drop"), 0, False),
+    (Cut(4, "half"), 1, False),  # mid-data: Postfix throws the half message away
+    (Cut(4, "drop"), 1, False),
+    (Cut(4, "forward"), 1, True),  # after the final dot, before its 250: Postfix has it
+    (Cut(7, "forward"), 4, True),
+    (Cut(8, "half"), 5, False),  # the last message's data, on its own
+    (Cut(8, "forward"), 5, True),
+]
+
+
+def event(folder: Path, proxy: RoundTripProxy, recipients: list[str]) -> Path:
+    smtp = (f'[smtp]\nhost = "127.0.0.1"\nport = {proxy.port}\nsecurity = "none"\n'
+            "timeout = 5\n\n[sending]\nconcurrency = 1\nmax_attempts = 3\n")
+    rows = [(f"Deltager {i}", address, "da") for i, address in enumerate(recipients)]
+    return write_event(folder, rows, toml=EVENT_TOML.split("[smtp]")[0] + smtp)
+
+
+def journaled(folder: Path) -> dict[str, tuple[SqlState, int, str]]:
+    journal = SqlJournal.open(folder, create=False)
+    assert journal is not None
+    with journal:
+        return {row.address: (row.state, row.attempts, row.last_reply or "")
+                for row in journal.rows("invitation")}
+
+
+@pytest.mark.parametrize(("cut", "uncertain", "queued"), DROPS,
+                         ids=[f"burst{c.burst}-{c.how}" for c, *_ in DROPS])
+def test_postfix_drop_inside_a_group_then_resend_uncertain(
+        postfix: PostfixRelay, downstream: SmtpServer, tmp_path: Path, cut: Cut,
+        uncertain: int | None, queued: bool) -> None:
+    recipients = addresses(f"drop{cut.burst}{cut.how}", 6)
+    with RoundTripProxy(postfix.port, cut) as proxy:
+        folder = event(tmp_path / "event", proxy, recipients)
+        run = run_cli("send", folder, "--yes")
+        assert proxy.conversations[0].cut, run.output
+        # A new connection for the rest, unless the cut was at the last message's data.
+        assert proxy.connections == (1 if cut.burst == 8 else 2)
+    # The journal: the uncertain one handed over once; the one after it (or the first one,
+    # when nothing was handed over yet) tried again on the new connection; all else sent.
+    again = 0 if uncertain is None else uncertain + 1
+    expected = {address: (SqlState.SENT, 2 if i == again else 1)
+                for i, address in enumerate(recipients)}
+    if uncertain is not None:
+        expected[recipients[uncertain]] = (SqlState.UNCERTAIN, 1)
+    rows = journaled(folder)
+    assert {key: row[:2] for key, row in rows.items()} == expected, run.output
+    if uncertain is None:
+        assert run.exit_code == 0 and "Sent 6 messages, 0 failed, 0 uncertain" in run.stdout
+    else:
+        assert run.exit_code != 0 and "Sent 5 messages, 0 failed, 1 uncertain" in run.stdout
+        assert rows[recipients[uncertain]][2].startswith(
+            "connection lost after the message was handed over")
+    # Downstream: each sent one once; the uncertain one once if Postfix had it whole.
+    counts = dict.fromkeys(recipients, 1)
+    if uncertain is not None:
+        counts[recipients[uncertain]] = int(queued)
+    assert arrived(postfix, downstream, counts) == counts
+    if uncertain is None:
+        return
+    # A plain rerun leaves the uncertain one alone; --resend-uncertain sends it, once more.
+    with RoundTripProxy(postfix.port) as proxy:
+        event(folder, proxy, recipients)
+        rerun = run_cli("send", folder, "--yes")
+        assert proxy.connections == 0, rerun.output
+        resent = run_cli("send", folder, "--yes", "--resend-uncertain")
+        assert proxy.connections == 1
+    assert resent.exit_code == 0, resent.output
+    assert "Sent 1 message, 0 failed, 0 uncertain" in resent.stdout, resent.output
+    assert {key: row[0] for key, row in journaled(folder).items()} == \
+        dict.fromkeys(recipients, SqlState.SENT)
+    counts[recipients[uncertain]] += 1  # the user asked for it: twice only if Postfix had it
+    assert arrived(postfix, downstream, counts) == counts
