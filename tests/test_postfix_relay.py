@@ -15,15 +15,8 @@ skips: CI installs Postfix, and a skipped integration test proves nothing.
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -32,161 +25,18 @@ import pytest
 
 from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.journal import Journal, State
+from postfix_instance import RELAY_NAME, PostfixRelay, private_postfix
 from smtp_servers import SmtpServer
 
-SBIN = "/usr/sbin:/usr/local/sbin:/sbin"
-RELAY_NAME = "relay.invitemail.test"
 REGISTRANTS = 50
 DELIVERY_TIMEOUT = 15.0  # seconds for Postfix to deliver everything onward
-
-MAIN_CF = """\
-# A private Postfix instance for one test: a smarthost relay on loopback, no local delivery.
-compatibility_level = 3.6
-queue_directory = {base}/queue
-data_directory = {base}/data
-maillog_file = {base}/maillog
-maillog_file_prefixes = {base}
-myhostname = {name}
-mydomain = invitemail.test
-myorigin = $myhostname
-mydestination =
-local_transport = error:local delivery is disabled here
-alias_maps =
-alias_database =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-relayhost = [127.0.0.1]:{downstream}
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-queue_run_delay = 1s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-biff = no
-"""
-
-# The services a relay needs, none chrooted (the queue is in a temporary folder).
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n - n 60    1 pickup
-cleanup   unix  n - n -     0 cleanup
-qmgr      unix  n - n 300   1 qmgr
-rewrite   unix  - - n -     - trivial-rewrite
-bounce    unix  - - n -     0 bounce
-defer     unix  - - n -     0 bounce
-trace     unix  - - n -     0 bounce
-verify    unix  - - n -     1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -     - proxymap
-smtp      unix  - - n -     - smtp
-relay     unix  - - n -     - smtp
-showq     unix  n - n -     - showq
-error     unix  - - n -     - error
-retry     unix  - - n -     - error
-discard   unix  - - n -     - discard
-anvil     unix  - - n -     1 anvil
-scache    unix  - - n -     1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path=SBIN)
-    if path is None:
-        pytest.fail(f"{name} is not installed: this test runs a real Postfix "
-                    "(Debian: apt-get install postfix)", pytrace=False)
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class PostfixRelay:
-    """A running private Postfix instance."""
-
-    base: Path
-    port: int
-    postfix: str
-    postqueue: str
-
-    @property
-    def config(self) -> Path:
-        return self.base / "conf"
-
-    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.postfix, "-c", str(self.config), *args],
-                              capture_output=True, text=True, timeout=60)
-
-    def queue(self) -> str:
-        return subprocess.run([self.postqueue, "-c", str(self.config), "-p"],
-                              capture_output=True, text=True, timeout=30).stdout
-
-    def log(self) -> str:
-        try:
-            return (self.base / "maillog").read_text(errors="replace")
-        except OSError:
-            return "(no maillog)"
-
-    def running(self) -> bool:
-        return self.command("status").returncode == 0
-
-
-def _wait_for_smtp(relay: PostfixRelay, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", relay.port), timeout=2) as conn:
-                if conn.recv(512).startswith(b"220"):
-                    conn.sendall(b"QUIT\r\n")
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"Postfix does not answer on 127.0.0.1:{relay.port}:\n{relay.log()}",
-                        pytrace=False)
-        time.sleep(0.1)
 
 
 @pytest.fixture
 def postfix_relay(smtp_server: SmtpServer) -> Iterator[PostfixRelay]:
     """A private Postfix on a free loopback port that relays everything to ``smtp_server``."""
-    postfix, postconf, postqueue = _tool("postfix"), _tool("postconf"), _tool("postqueue")
-    if os.geteuid() != 0:
-        pytest.fail("a private Postfix instance needs root: its master process starts as root "
-                    "and its daemons drop to the mail_owner user", pytrace=False)
-    owner = subprocess.run([postconf, "-dh", "mail_owner"], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    # Not under pytest's tmp_path: the postfix user must be able to reach data_directory.
-    base = Path(tempfile.mkdtemp(prefix="invitemail-postfix-"))
-    base.chmod(0o755)
-    relay = PostfixRelay(base, _free_port(), postfix, postqueue)
-    try:
-        for folder in ("conf", "queue", "data"):
-            (base / folder).mkdir()
-        os.chown(base / "data", pwd.getpwnam(owner).pw_uid, -1)
-        (relay.config / "main.cf").write_text(MAIN_CF.format(
-            base=base, name=RELAY_NAME, downstream=smtp_server.port))
-        (relay.config / "master.cf").write_text(MASTER_CF.format(port=relay.port))
-        started = relay.command("start")
-        if started.returncode != 0:
-            pytest.fail(f"postfix -c {relay.config} start failed:\n{started.stdout}"
-                        f"{started.stderr}\n{relay.log()}", pytrace=False)
-        _wait_for_smtp(relay)
+    with private_postfix(smtp_server.port) as relay:
         yield relay
-    finally:
-        if relay.running():
-            relay.command("stop")
-            deadline = time.monotonic() + 10
-            while relay.running() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if relay.running():
-                relay.command("abort")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def people(count: int) -> list[tuple[str, str, str]]:

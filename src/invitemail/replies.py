@@ -173,6 +173,12 @@ RULES: tuple[Rule, ...] = (
        "554 5.7.1 Service unavailable; Client host [192.0.2.7] blocked using zen.spamhaus.org",
        codes=frozenset(range(500, 600)), text=r"blocked using|block ?list|spamhaus",
        example_step=Step.GREETING),
+    # Postfix (smtpd_delay_reject = yes, its default) and others answer a refused sender at
+    # each RCPT, not at MAIL: the sender's trouble, not this registrant's.
+    Rule(B, "the relay refuses the sender address",
+       "554 5.7.1 <arrangementer@example.org>: Sender address rejected: Access denied",
+       steps=SENDING_STEPS, codes=frozenset(range(500, 600)),
+       text=r"sender address rejected", example_step=Step.RCPT),
     # -- too many connections at once ------------------------------------------------------
     Rule(C, "Microsoft 365 connections per mailbox",
        "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded",
