@@ -2,7 +2,7 @@
 
 Each case is a folder holding an ``expect.toml`` and the files that differ from a valid event
 (a ``registrants.csv``, a ``templates/`` folder, rarely a whole ``event.toml``). The runner
-builds a fresh event folder in ``tmp_path`` from tests/helpers.py's valid one, applies the
+builds a fresh event folder in ``tmp_path`` from tests/support/event.py's valid one, applies the
 case, runs the CLI in-process and checks the exact sentence on stderr, the exit code, that no
 traceback was printed, that it finished within its bound and that nothing was sent.
 
@@ -55,9 +55,9 @@ from typing import Any
 
 import pytest
 
-from helpers import EVENT_TOML, Run, run_cli, write_event
 from invitemail.journal import Journal, State
-from smtp_servers import SmtpServer
+from support.event import EVENT_TOML, Run, run_cli, write_event
+from support.relay import SmtpServer
 
 CASES = Path(__file__).parent / "bad_inputs"
 PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, Run, run_cli, write_event
 from invitemail.cli import main
 from invitemail.placeholders import PLACEHOLDERS
-from smtp_servers import SmtpServer
+from support.event import EVENT_TOML, Run, run_cli, write_event
+from support.relay import SmtpServer
 
 CHECK = ("check",)
 DRY_RUN = ("send", "--dry-run", "--yes")

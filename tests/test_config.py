@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpers import EVENT_TOML
 from invitemail.addresses import Mailbox
 from invitemail.config import load_config, parse_rate
 from invitemail.errors import ConfigError, Problem
+from support.event import EVENT_TOML
 
 WriteToml = Callable[..., Path]
 

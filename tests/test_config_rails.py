@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.placeholders import PLACEHOLDERS, Placeholder
-from smtp_servers import SmtpServer
+from support.event import EVENT_TOML, run_cli, write_event
+from support.relay import SmtpServer
 from test_lifecycle import vevent_of
 
 

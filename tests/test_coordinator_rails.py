@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, NOW, ROWS, run_cli, write_event
 from invitemail.addresses import AddressError, is_loopback_host, normalize_address
 from invitemail.campaign import Campaign
 from invitemail.gallery import INDEX, GalleryWriter
-from smtp_servers import SmtpServer
+from support.event import EVENT_TOML, NOW, ROWS, run_cli, write_event
+from support.relay import SmtpServer
 
 TESTS = Path(__file__).resolve().parent
 

@@ -26,7 +26,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from helpers import EVENT_TOML, HEADER, run_cli, write_event
 from invitemail import ics
 from invitemail.addresses import AddressError, Mailbox, normalize_address
 from invitemail.campaign import Campaign
@@ -40,6 +39,7 @@ from invitemail.message import (
     encode_text_header,
 )
 from invitemail.registrants import unique_registrants
+from support.event import EVENT_TOML, HEADER, run_cli, write_event
 
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
 CALENDAR = b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"

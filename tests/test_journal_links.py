@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli, write_event
 from invitemail.journal import Journal, JournalError
+from support.event import run_cli, write_event
 
 
 @pytest.mark.parametrize("name", [".invitemail", ".invitemail/journal.sqlite",

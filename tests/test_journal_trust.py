@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, run_cli
 from invitemail.journal import Journal, JournalError, State, new_journal_id
 from invitemail.ledger import Ledger
-from smtp_servers import SmtpServer
+from support.event import EVENT_TOML, run_cli
+from support.relay import SmtpServer
 from test_send import assert_exactly_once, event_for, journal_states, rows
 
 UID = "persondata-2030-12-10@example.org"  # EVENT_TOML's

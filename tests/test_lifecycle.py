@@ -13,11 +13,11 @@ from urllib.parse import parse_qs, urlsplit
 import icalendar
 import pytest
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.campaign import Campaign
 from invitemail.journal import Journal
 from invitemail.registrants import unique_registrants
-from smtp_servers import SmtpServer
+from support.event import EVENT_TOML, run_cli, write_event
+from support.relay import SmtpServer
 from test_send import event_for, rows
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """OAuth2 from the command line: `login`, `check`, `send` (and `--test-to`), `logout`, with a
-real relay that takes AUTH XOAUTH2 and a real local OAuth2 server (oauth_servers.py).
+real relay that takes AUTH XOAUTH2 and a real local OAuth2 server (support/oauth_servers.py).
 
 The generic provider is tested end to end (device flow, and the browser flow with its
 loopback redirect, which is also the google provider's flow with other endpoints). The
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail import oauth
 from invitemail.authsettings import OAuthSettings
-from oauth_servers import OAuthServer, XOAuth2Server
-from smtp_servers import Script, tls_files
+from support.event import EVENT_TOML, run_cli, write_event
+from support.oauth_servers import OAuthServer, XOAuth2Server
+from support.relay import Script, tls_files
 
 USER = "arrangementer@example.org"
 ROWS = [(f"Deltager {n}", f"deltager{n}@example.org", "da") for n in range(6)]

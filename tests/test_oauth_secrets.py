@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Run, run_cli
-from oauth_servers import OAuthServer, XOAuth2Server
+from support.event import Run, run_cli
+from support.oauth_servers import OAuthServer, XOAuth2Server
 from test_oauth_cli import USER, oauth_event
 
 

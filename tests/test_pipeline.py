@@ -1,6 +1,6 @@
 """Pipelined SMTP (pipeline.py) against a relay that answers whole groups at once.
 
-The relay (tests/pipelining_relay.py) reads everything the client sent before it answers, so
+The relay (tests/support/pipelining_relay.py) reads everything the client sent before it answers, so
 :attr:`PipeliningRelay.writes` is the number of round trips. The transport's hooks are the
 recording :class:`Journal` of test_transport.py, which checks the transport's promises as
 they happen (nothing finishes twice, nothing is handed over after it finished).
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from helpers import EVENT_TOML
 from invitemail.config import Sending, load_config
 from invitemail.errors import ConfigError
 from invitemail.transport import DeliveryReport, State, deliver
-from pipelining_relay import Answer, Cut, PipeliningRelay
-from smtp_servers import FakeClock, Script, SmtpServer
+from support.event import EVENT_TOML
+from support.pipelining_relay import Answer, Cut, PipeliningRelay
+from support.relay import FakeClock, Script, SmtpServer
 from test_transport import Journal, address, envelopes
 
 

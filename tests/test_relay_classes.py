@@ -21,14 +21,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from helpers import EVENT_TOML, NOW, run_cli, write_event
 from invitemail.campaign import Campaign
 from invitemail.config import Sending
 from invitemail.delivery import SendOptions, SendResult, send
 from invitemail.journal import Journal, State
 from invitemail.limits import DailyLimitReached
 from invitemail.transport import DeliveryReport, Envelope, Outcome, deliver
-from smtp_servers import FakeClock, RecordingHandler, Script, SmtpServer
+from support.event import EVENT_TOML, NOW, run_cli, write_event
+from support.relay import FakeClock, RecordingHandler, Script, SmtpServer
 
 # step, how many of that step's commands came so far (1, 2, ...) -> a reply, or None: as usual
 Answer = Callable[[str, int], str | None]

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NOW, run_cli
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, send
 from invitemail.folderlock import FolderBusy, FolderLock
 from invitemail.journal import ClaimError, Journal, State
-from smtp_servers import FakeClock, Script, SmtpServer
+from support.event import NOW, run_cli
+from support.relay import FakeClock, Script, SmtpServer
 from test_send import Quiet, assert_exactly_once, event_for, journal_states, rows
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, Run, run_cli, write_event
-from smtp_servers import SmtpServer
+from support.event import EVENT_TOML, Run, run_cli, write_event
+from support.relay import SmtpServer
 
 SMTP_SECRET = "smtp-secret-Qv7Zr2Lx"
 MEETING_SECRET = "mtg-secret-J8wPn3Ke"

@@ -24,11 +24,11 @@ from typing import Any
 import icalendar
 import pytest
 
-from helpers import EVENT_TOML, NOW, run_cli, write_event
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, SendResult, send
 from invitemail.journal import Journal, State
-from smtp_servers import FakeClock, Script, SmtpServer
+from support.event import EVENT_TOML, NOW, run_cli, write_event
+from support.relay import FakeClock, Script, SmtpServer
 
 PASSWORD = "smtp-secret-3f9a"  # a unique marker: it must never show up outside the server
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
 from invitemail.journal import Journal, State
-from smtp_servers import Script, SmtpServer
+from support.event import run_cli
+from support.relay import Script, SmtpServer
 from test_lifecycle import set_key
 from test_send import event_for, journal_states, rows
 

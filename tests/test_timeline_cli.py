@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
-from helpers import run_cli
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, send
 from invitemail.folderlock import FolderLock
-from smtp_servers import SmtpServer
+from support.event import run_cli
+from support.relay import SmtpServer
 from test_send import Quiet, event_for
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")

@@ -34,7 +34,7 @@ from invitemail.transport import (
     format_reply,
     redact,
 )
-from smtp_servers import FakeClock, Script, SmtpServer
+from support.relay import FakeClock, Script, SmtpServer
 
 SENDER = "arrangementer@example.org"
 USER = "arrangementer@example.org"

@@ -1,7 +1,6 @@
 """Small shared helpers: a valid event folder on disk, and the CLI run in-process.
 
-Test files import these as ``from helpers import ...``: ``tests/`` has no ``__init__.py``,
-so pytest's default ("prepend") import mode puts this folder on ``sys.path``.
+Test files import these as ``from support.event import ...`` (see support/__init__.py).
 """
 
 from __future__ import annotations

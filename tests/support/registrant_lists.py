@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import EVENT_TOML, Run, run_cli, write_event
-from smtp_servers import SmtpServer
+from support.event import EVENT_TOML, Run, run_cli, write_event
+from support.relay import SmtpServer
 
 
 def relay_event(folder: Path, server: SmtpServer, registrants: bytes | str) -> Path:
