@@ -56,7 +56,8 @@ from typing import Any
 import pytest
 
 from invitemail.journal import Journal, State
-from support.event import EVENT_TOML, Run, run_cli, write_event
+from support.cli import Run, run_cli
+from support.event import EVENT_TOML, write_event
 from support.relay import SmtpServer
 
 CASES = Path(__file__).parent / "bad_inputs"

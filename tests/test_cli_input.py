@@ -17,7 +17,8 @@ import pytest
 
 from invitemail.cli import main
 from invitemail.placeholders import PLACEHOLDERS
-from support.event import EVENT_TOML, Run, run_cli, write_event
+from support.cli import Run, run_cli
+from support.event import EVENT_TOML, write_event
 from support.relay import SmtpServer
 
 CHECK = ("check",)

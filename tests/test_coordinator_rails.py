@@ -18,7 +18,8 @@ import pytest
 from invitemail.addresses import AddressError, is_loopback_host, normalize_address
 from invitemail.campaign import Campaign
 from invitemail.gallery import INDEX, GalleryWriter
-from support.event import EVENT_TOML, NOW, ROWS, run_cli, write_event
+from support.cli import run_cli
+from support.event import EVENT_TOML, NOW, ROWS, write_event
 from support.relay import SmtpServer
 
 TESTS = Path(__file__).resolve().parent
@@ -28,7 +29,7 @@ TESTS = Path(__file__).resolve().parent
 
 TABLE_TEST = """
 import pytest
-from test_deliverability import show_when_verbose
+from support.checks import show_when_verbose
 
 def test_table(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
     show_when_verbose(request, capsys, [f"ROW-{n:03}" for n in range(76)])

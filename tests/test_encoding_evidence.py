@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support.event import run_cli
+from support.cli import run_cli
 from support.registrant_lists import lines, recipients, relay_event, send
 from support.relay import SmtpServer
 

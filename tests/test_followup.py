@@ -17,7 +17,8 @@ from invitemail.journal import Journal
 from invitemail.registrants import unique_registrants
 from invitemail.render import Renderer
 from support.attendance_reports import TEAMS, ZOOM_MEETING, ZOOM_WEBINAR, write_report
-from support.event import EVENT_TOML, NOW, run_cli, write_event
+from support.cli import run_cli
+from support.event import EVENT_TOML, NOW, write_event
 from support.relay import SmtpServer
 
 # The event is over (the real clock runs in `send`).

@@ -39,7 +39,8 @@ from invitemail.message import (
     encode_text_header,
 )
 from invitemail.registrants import unique_registrants
-from support.event import EVENT_TOML, HEADER, run_cli, write_event
+from support.cli import run_cli
+from support.event import EVENT_TOML, HEADER, write_event
 
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
 CALENDAR = b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"

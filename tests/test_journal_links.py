@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from invitemail.journal import Journal, JournalError
-from support.event import run_cli, write_event
+from support.cli import run_cli
+from support.event import write_event
 
 
 @pytest.mark.parametrize("name", [".invitemail", ".invitemail/journal.sqlite",

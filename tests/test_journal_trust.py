@@ -21,9 +21,10 @@ import pytest
 
 from invitemail.journal import Journal, JournalError, State, new_journal_id
 from invitemail.ledger import Ledger
-from support.event import EVENT_TOML, run_cli
+from support.checks import assert_exactly_once, journal_states
+from support.cli import run_cli
+from support.event import EVENT_TOML, event_for, rows
 from support.relay import SmtpServer
-from test_send import assert_exactly_once, event_for, journal_states, rows
 
 UID = "persondata-2030-12-10@example.org"  # EVENT_TOML's
 ADDRESSES = [f"user{i}@example.org" for i in range(6)]

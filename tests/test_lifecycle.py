@@ -5,66 +5,26 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import icalendar
 import pytest
 
 from invitemail.campaign import Campaign
 from invitemail.journal import Journal
 from invitemail.registrants import unique_registrants
-from support.event import EVENT_TOML, run_cli, write_event
+from support.cli import run_cli
+from support.event import EVENT_TOML, event_for, rows, set_key, write_event
+from support.mail import parsed, vevent_of
 from support.relay import SmtpServer
-from test_send import event_for, rows
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "djoef-webinar"
 TEMPLATES = ("invitation", "reminder", "update", "cancellation")
 
 
-def parsed(data: bytes) -> EmailMessage:
-    message = message_from_bytes(data, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def calendar_parts(message: EmailMessage) -> list[tuple[str | None, icalendar.Calendar]]:
-    """Every calendar in the message (the alternative's part and invite.ics), with the
-    part's method= parameter."""
-    found = []
-    for part in message.walk():
-        if part.get_content_type() in ("text/calendar", "application/ics"):
-            calendar = icalendar.Calendar.from_ical(part.get_payload(decode=True))
-            found.append((part.get_param("method"), calendar))
-    return found
-
-
-def vevent_of(data: bytes) -> tuple[str, icalendar.Event]:
-    """The one VEVENT of a message, after checking every calendar part agrees."""
-    parts = calendar_parts(parsed(data))
-    assert len(parts) == 2
-    methods = set()
-    for method, calendar in parts:
-        assert str(calendar["METHOD"]) == method
-        assert len(calendar.walk("VEVENT")) == 1
-        methods.add(method)
-    assert len(methods) == 1
-    method = methods.pop()
-    assert method is not None
-    return method, parts[0][1].walk("VEVENT")[0]
-
-
 def received_by(server: SmtpServer, address: str) -> list[bytes]:
     return [t.data for t in server.transactions if address in t.rcpt_tos]
-
-
-def set_key(folder: Path, old: str, new: str) -> None:
-    toml = (folder / "event.toml").read_text(encoding="utf-8")
-    assert old in toml
-    (folder / "event.toml").write_text(toml.replace(old, new), encoding="utf-8")
 
 
 def test_lifecycle_same_uid_rising_sequence_and_cancel(smtp_server: SmtpServer,

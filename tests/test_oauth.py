@@ -32,7 +32,7 @@ from invitemail.transport import AuthenticationError, DeliveryReport, State, del
 from invitemail.xoauth2 import error_detail, initial_response
 from support.oauth_servers import OAuthServer, XOAuth2Server
 from support.relay import FakeClock, Script, SmtpServer
-from test_transport import Journal, address, envelopes
+from support.transport import Journal, address, envelopes
 
 USER = "arrangementer@example.org"
 

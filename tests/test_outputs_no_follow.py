@@ -33,7 +33,8 @@ from invitemail.journal import Journal, Row
 from invitemail.preview import eml_name
 from invitemail.registrants import unique_registrants
 from invitemail.report import write_report
-from support.event import EVENT_TOML, Run, run_cli, write_event
+from support.cli import Run, run_cli
+from support.event import EVENT_TOML, write_event
 from support.relay import SmtpServer
 
 ADDRESSES = ("soren@example.org", "karen@example.org")  # support.event.ROWS, in their order

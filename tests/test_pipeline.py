@@ -21,7 +21,7 @@ from invitemail.transport import DeliveryReport, State, deliver
 from support.event import EVENT_TOML
 from support.pipelining_relay import Answer, Cut, PipeliningRelay
 from support.relay import FakeClock, Script, SmtpServer
-from test_transport import Journal, address, envelopes
+from support.transport import Journal, address, envelopes
 
 
 async def send(relay: PipeliningRelay | SmtpServer, count: int, *, concurrency: int = 1,

@@ -31,7 +31,8 @@ from pathlib import Path
 import pytest
 
 from invitemail.journal import Journal, State
-from support.event import EVENT_TOML, run_cli, write_event
+from support.cli import run_cli
+from support.event import EVENT_TOML, write_event
 from support.relay import SmtpServer
 
 SBIN = "/usr/sbin:/usr/local/sbin:/sbin"

@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 
 from invitemail.redaction import MAX_REPLY, REDACTED, clean_reply, redact
 from invitemail.transport import format_reply
-from support.event import EVENT_TOML, run_cli, write_event
+from support.cli import run_cli
+from support.event import EVENT_TOML, write_event
 from support.relay import SERVER_NAME, RecordingHandler, Script, ScriptedSMTP, SmtpServer
 
 USER = "arrangementer"

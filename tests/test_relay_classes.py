@@ -27,7 +27,8 @@ from invitemail.delivery import SendOptions, SendResult, send
 from invitemail.journal import Journal, State
 from invitemail.limits import DailyLimitReached
 from invitemail.transport import DeliveryReport, Envelope, Outcome, deliver
-from support.event import EVENT_TOML, NOW, run_cli, write_event
+from support.cli import run_cli
+from support.event import EVENT_TOML, NOW, write_event
 from support.relay import FakeClock, RecordingHandler, Script, SmtpServer
 
 # step, how many of that step's commands came so far (1, 2, ...) -> a reply, or None: as usual

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from support.event import EVENT_TOML, Run, run_cli, write_event
+from support.cli import Run, run_cli
+from support.event import EVENT_TOML, write_event
 from support.relay import SmtpServer
 
 SMTP_SECRET = "smtp-secret-Qv7Zr2Lx"

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from invitemail.journal import Journal, State
-from support.event import run_cli
+from support.checks import journal_states
+from support.cli import run_cli
+from support.event import event_for, rows, set_key
 from support.relay import Script, SmtpServer
-from test_lifecycle import set_key
-from test_send import event_for, journal_states, rows
 
 SKIP_HINT = "--skip-invalid"
 

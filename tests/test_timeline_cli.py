@@ -17,9 +17,10 @@ import pytest
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, send
 from invitemail.folderlock import FolderLock
-from support.event import run_cli
+from support.cli import run_cli
+from support.event import event_for
+from support.fakes import Quiet
 from support.relay import SmtpServer
-from test_send import Quiet, event_for
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 

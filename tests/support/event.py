@@ -1,4 +1,4 @@
-"""Small shared helpers: a valid event folder on disk, and the CLI run in-process.
+"""A valid event folder on disk: event.toml with every key product.md lists, and registrants.csv.
 
 Test files import these as ``from support.event import ...`` (see support/__init__.py).
 """
@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import traceback
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
-from click.testing import CliRunner
-
-from invitemail.cli import main
+from support.relay import SmtpServer
 
 # A clock for tests that build messages: the event below is in the future from here, and the
 # CLI (which uses the real clock) still sees it in the future for years.
@@ -92,24 +88,32 @@ def write_event(folder: Path, rows: Iterable[Sequence[str]] = ROWS, *,
     return folder
 
 
-class Run(NamedTuple):
-    """What a CLI run left behind."""
-
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        """stdout and stderr together, for "never a traceback" checks."""
-        return self.stdout + self.stderr
+def rows(count: int, *, start: int = 0) -> list[tuple[str, str, str]]:
+    """``count`` registrants user{start}@example.org, ...: Danish names with æ and ø, every
+    third one in English."""
+    return [(f"Deltager Ærø {i}", f"user{i}@example.org", "da" if i % 3 else "en")
+            for i in range(start, start + count)]
 
 
-def run_cli(*args: str | Path) -> Run:
-    """Run ``invitemail ARGS`` in-process, stdout and stderr apart (click 8.2+ keeps them so)."""
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    stderr = result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        # An exception the CLI let through: show the traceback a user would have seen.
-        stderr += "".join(traceback.format_exception(result.exception))
-    return Run(result.exit_code, result.stdout, stderr)
+def event_for(server: SmtpServer, folder: Path, registrants: Iterable[tuple[str, ...]] = (),
+              *, sending: str = "", smtp: dict[str, str] | None = None) -> Path:
+    """An event folder whose [smtp] points at ``server``."""
+    settings = {"host": '"127.0.0.1"', "port": str(server.port),
+                "security": f'"{server.tls}"', "timeout": "5"}
+    if server.auth:
+        settings["username"] = f'"{server.auth[0]}"'
+    if server.tls == "none" and server.auth:
+        settings["allow_insecure_auth"] = "true"
+    if server.ca_file is not None:
+        settings["ca_file"] = f'"{server.ca_file}"'
+    settings.update(smtp or {})
+    toml = EVENT_TOML.split("[smtp]")[0] + "[smtp]\n" + "".join(
+        f"{k} = {v}\n" for k, v in settings.items())
+    toml += "\n[sending]\n" + (sending or "concurrency = 4\nmax_attempts = 5\n")
+    return write_event(folder, list(registrants) or rows(5), toml=toml)
+
+
+def set_key(folder: Path, old: str, new: str) -> None:
+    toml = (folder / "event.toml").read_text(encoding="utf-8")
+    assert old in toml
+    (folder / "event.toml").write_text(toml.replace(old, new), encoding="utf-8")

@@ -22,10 +22,12 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from support.event import EVENT_TOML, write_event
 from support.relay import HOST, SERVER_NAME, ScriptedSMTP, SmtpServer, tls_files
 
 
@@ -292,3 +294,19 @@ class XOAuth2Server(SmtpServer):
         session.oauth, session.user, session.refusals = self.oauth, self.user, self.refusals
         session.relay = self
         return session
+
+
+# -- an event folder that signs in to such a relay -------------------------------------------
+
+USER = "arrangementer@example.org"
+
+
+ROWS = [(f"Deltager {n}", f"deltager{n}@example.org", "da") for n in range(6)]
+
+
+def oauth_event(folder: Path, relay: XOAuth2Server, oauth_table: str, *, smtp_extra: str = "",
+                rows: list[tuple[str, str, str]] = ROWS) -> Path:
+    toml = (EVENT_TOML.split("[smtp]")[0].replace("persondata-2030-12-10@", f"{folder.name}@")
+            + relay.smtp_toml(extra=smtp_extra) + oauth_table
+            + "\n[sending]\nconcurrency = 1\n")
+    return write_event(folder, rows, toml=toml)

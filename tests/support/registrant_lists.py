@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support.event import EVENT_TOML, Run, run_cli, write_event
+from support.cli import Run, run_cli
+from support.event import EVENT_TOML, write_event
 from support.relay import SmtpServer
 
 
