@@ -17,11 +17,14 @@ def parsed(data: bytes) -> EmailMessage:
 def calendar_parts(message: EmailMessage) -> list[tuple[str | None, icalendar.Calendar]]:
     """Every calendar in the message (the alternative's part and invite.ics), with the
     part's method= parameter."""
-    found = []
+    found: list[tuple[str | None, icalendar.Calendar]] = []
     for part in message.walk():
         if part.get_content_type() in ("text/calendar", "application/ics"):
-            calendar = icalendar.Calendar.from_ical(part.get_payload(decode=True))
-            found.append((part.get_param("method"), calendar))
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            method = part.get_param("method")
+            assert method is None or isinstance(method, str)
+            found.append((method, icalendar.Calendar.from_ical(payload)))
     return found
 
 
@@ -37,4 +40,6 @@ def vevent_of(data: bytes) -> tuple[str, icalendar.Event]:
     assert len(methods) == 1
     method = methods.pop()
     assert method is not None
-    return method, parts[0][1].walk("VEVENT")[0]
+    event = parts[0][1].walk("VEVENT")[0]
+    assert isinstance(event, icalendar.Event)
+    return method, event
