@@ -108,7 +108,7 @@ def toml_value(value: Value) -> str:
     return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
 
 
-_HEADER_LINE = re.compile(r"\[([^\]]+)\]\s*$")
+_HEADER_LINE = re.compile(r"\[\[?([^\]]+)\]\]?\s*$")  # [section], and [[section]] too
 _KEY_LINE = re.compile(r"([A-Za-z0-9_-]+)\s*=")
 
 
@@ -134,7 +134,11 @@ class EventToml:
         """Split ``text`` (one key per line, as EVENT_TOML writes them) into entries."""
         entries: list[_Entry] = []
         section = ""
-        for line in (text or EVENT_TOML).splitlines():
+        text = text or EVENT_TOML
+        lines = text.split("\n")  # TOML's lines: not str.splitlines(), which splits at U+2028
+        if text.endswith("\n"):
+            lines.pop()
+        for line in lines:
             header = _HEADER_LINE.match(line)
             key = _KEY_LINE.match(line)
             if header:
@@ -151,11 +155,14 @@ class EventToml:
 
     # -- where things are ------------------------------------------------------------------
 
-    def _index(self, section: str, key: str | None = None) -> int:
+    def _index(self, section: str, key: str | None = None, nth: int = 1) -> int:
+        found = 0
         for index, entry in enumerate(self.entries):
             if entry.section == section and (
                     entry.header if key is None else entry.key == key and not entry.header):
-                return index
+                found += 1
+                if found == nth:
+                    return index
         where = f"[{section}]" if key is None else f"{section}.{key}"
         raise KeyError(f"{where} is not in this event.toml")
 
@@ -166,9 +173,10 @@ class EventToml:
             return False
         return True
 
-    def line(self, section: str, key: str | None = None) -> int:
-        """The 1-based line of ``section.key`` (of the ``[section]`` header when key is None)."""
-        index = self._index(section, key)
+    def line(self, section: str, key: str | None = None, nth: int = 1) -> int:
+        """The 1-based line of ``section.key`` (of the ``[section]`` header when key is None);
+        ``nth``: of its nth occurrence, in a file that has it more than once."""
+        index = self._index(section, key, nth)
         return 1 + sum(entry.text.count("\n") + 1 for entry in self.entries[:index])
 
     def _section_end(self, section: str) -> int:
@@ -211,6 +219,13 @@ class EventToml:
         entry = self.entries[self._index(section, key)]
         entry.text = new + entry.text[len(key):]
         entry.key = new
+        return self
+
+    def comment_out(self, section: str, key: str, note: str) -> EventToml:
+        """Turn ``key = value`` into ``# key = value  (note)``, on the same line."""
+        entry = self.entries[self._index(section, key)]
+        entry.text = f"# {entry.text}  ({note})"
+        entry.key = None
         return self
 
     def rename_section(self, section: str, new: str) -> EventToml:
