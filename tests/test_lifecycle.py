@@ -14,7 +14,7 @@ from invitemail.campaign import Campaign
 from invitemail.journal import Journal
 from invitemail.registrants import unique_registrants
 from support.cli import run_cli
-from support.event import EVENT_TOML, event_for, rows, set_key, write_event
+from support.event import EventBuilder, event_for, rows, set_key, write_event
 from support.mail import parsed, vevent_of
 from support.relay import SmtpServer
 
@@ -127,8 +127,8 @@ def test_registrant_time_zone_is_shown_beside_the_event_zone(tmp_path: Path) -> 
 
 
 def test_calendar_links_open_the_right_time(tmp_path: Path) -> None:
-    folder = write_event(tmp_path / "e", toml=EVENT_TOML.replace(
-        "start = 2030-12-10T14:00:00", "start = 2030-03-31T09:15:00"))  # after spring DST
+    folder = EventBuilder().set("event", "start", dt.datetime(2030, 3, 31, 9, 15)).write(
+        tmp_path / "e").folder  # after spring DST
     campaign = Campaign.open(folder, now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     registrant = next(unique_registrants(campaign.source))
     html = parsed(campaign.build(registrant).data).get_body(
