@@ -1,4 +1,4 @@
-"""Shared fixtures. The servers themselves live in smtp_servers.py."""
+"""Shared fixtures. The servers themselves live in support/relay.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from smtp_servers import SmtpServer
+from support.relay import SmtpServer
 
 # The property tests draw the same examples on every run, so a run's result does not
 # depend on luck; HYPOTHESIS_PROFILE=explore draws new ones (run it now and then).

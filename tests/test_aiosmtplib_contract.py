@@ -20,7 +20,7 @@ from aiosmtplib.protocol import SMTPProtocol
 from packaging.requirements import Requirement
 
 from invitemail import smtp_adapter
-from smtp_servers import HOST, Script, SmtpServer
+from support.relay import HOST, Script, SmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from attendance_reports import TEAMS, TEAMS_OLD, ZOOM_MEETING, ZOOM_WEBINAR, write_report
 from invitemail.attendance import AttendanceError, attendance_from_rows, read_attendance
+from support.attendance_reports import TEAMS, TEAMS_OLD, ZOOM_MEETING, ZOOM_WEBINAR, write_report
 
 
 def people(path: Path) -> dict[str, bool]:

@@ -2,7 +2,7 @@
 
 Each case is a folder holding an ``expect.toml`` and the files that differ from a valid event
 (a ``registrants.csv``, a ``templates/`` folder, rarely a whole ``event.toml``). The runner
-builds a fresh event folder in ``tmp_path`` from tests/helpers.py's valid one, applies the
+builds a fresh event folder in ``tmp_path`` from tests/support/event.py's valid one, applies the
 case, runs the CLI in-process and checks the exact sentence on stderr, the exit code, that no
 traceback was printed, that it finished within its bound and that nothing was sent.
 
@@ -28,8 +28,11 @@ expect.toml::
     parts = [{ text = "x", repeat = 10_000_000 }]   # "{n}" in text counts 1..repeat;
                                                     # { event_toml = true } is the base file
 
-In messages ``{event}`` is the event folder and ``{relay}`` the relay's ``host:port``. The base
-event.toml is EVENT_TOML with [smtp] pointed at the test relay (line numbers unchanged):
+In messages ``{event}`` is the event folder, ``{relay}`` the relay's ``host:port`` and
+``{line:SECTION.KEY}`` (or ``{line:SECTION}`` for its header; ``#N`` after it: its Nth
+occurrence; ``+N``: N lines below it) the line of that key in the case's event.toml after
+its patches, as the event builder (support/event.py) reports it. The base event.toml is
+EVENT_TOML with [smtp] pointed at the test relay (line numbers unchanged):
 ``host = "127.0.0.1"``, ``port = {port}``, ``security = "none"``, no username (line 36 is a
 comment), ``timeout = 1``. Without ``smtp``, the relay is a recording aiosmtpd server that
 must see no connection at all.
@@ -40,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import resource
 import shutil
 import socket
@@ -55,9 +59,10 @@ from typing import Any
 
 import pytest
 
-from helpers import EVENT_TOML, Run, run_cli, write_event
 from invitemail.journal import Journal, State
-from smtp_servers import SmtpServer
+from support.cli import Run, run_cli
+from support.event import EventBuilder, EventToml
+from support.relay import SmtpServer
 
 CASES = Path(__file__).parent / "bad_inputs"
 PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"
@@ -71,19 +76,24 @@ KEYS = {"about", "command", "exit_code", "message", "hint", "stdout", "never", "
 
 def base_event_toml(port: int) -> str:
     """EVENT_TOML pointed at the test relay, every line where it was."""
-    replacements = [
-        ('host = "smtp.example.org"', 'host = "127.0.0.1"'),
-        ("port = 2525", f"port = {port}"),
-        ('security = "starttls"', 'security = "none"'),
-        ('username = "arrangementer@example.org"',
-         '# username = "arrangementer@example.org"  (the test relays take no login)'),
-        ("timeout = 30", "timeout = 1"),
-    ]
-    toml = EVENT_TOML
-    for old, new in replacements:
-        assert toml.count(old) == 1, old
-        toml = toml.replace(old, new)
-    return toml
+    builder = EventBuilder().set("smtp", "host", "127.0.0.1").set("smtp", "port", port)
+    builder.set("smtp", "security", "none").set("smtp", "timeout", 1)
+    builder.toml.comment_out("smtp", "username", "the test relays take no login")
+    return builder.toml.text()
+
+
+LINE = re.compile(r"\{line:([A-Za-z_.]+?)(?:#(\d+))?(?:\+(\d+))?\}")
+
+
+def fill_lines(text: str, toml: EventToml) -> str:
+    """``{line:SECTION.KEY}`` as the line the builder reports (``#N``: its Nth occurrence,
+    ``+N``: N lines below it)."""
+    def line(match: re.Match[str]) -> str:
+        section, _, key = match.group(1).partition(".")
+        nth, below = int(match.group(2) or 1), int(match.group(3) or 0)
+        return str(toml.line(section, key or None, nth) + below)
+
+    return LINE.sub(line, text)
 
 
 # -- scripted raw-socket relays --------------------------------------------------------------
@@ -310,14 +320,15 @@ def generate(recipe: dict[str, Any], folder: Path, base_toml: str) -> None:
     path.write_bytes("".join(chunks).encode(recipe.get("encoding", "utf-8")))
 
 
-def make_event(case: Case, folder: Path, port: int) -> Path:
-    """A valid event folder, then the case's files, patches and generated inputs on top."""
+def make_event(case: Case, folder: Path, port: int) -> tuple[Path, EventToml]:
+    """A valid event folder, then the case's files, patches and generated inputs on top; and
+    its event.toml as the builder wrote it (for ``{line:...}``)."""
     toml = base_event_toml(port)
     for old, new in case.expect.get("event_toml_patch", []):
         old, new = old.replace("{port}", str(port)), new.replace("{port}", str(port))
         assert old in toml, f"{case.name}: event_toml_patch: {old!r} is not in the base file"
         toml = toml.replace(old, new, 1)
-    write_event(folder, toml=toml)
+    written = EventBuilder.from_text(toml).write(folder)
     for source in case.folder.rglob("*"):
         if source.is_file() and source.name != "expect.toml":
             target = folder / source.relative_to(case.folder)
@@ -325,7 +336,7 @@ def make_event(case: Case, folder: Path, port: int) -> Path:
             shutil.copyfile(source, target)
     for recipe in case.expect.get("generate", []):
         generate(recipe, folder, toml)
-    return folder
+    return folder, written.toml
 
 
 def _limit_memory() -> None:
@@ -374,7 +385,7 @@ def relay_for(case: Case) -> Iterator[SmtpServer | RawRelay]:
 def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     with relay_for(case) as relay:
-        event = make_event(case, tmp_path / "event", relay.port)
+        event, toml = make_event(case, tmp_path / "event", relay.port)
         where = f"127.0.0.1:{relay.port}"
         command = case.command
         args = [command[0], str(event), *(a.replace("{event}", str(event)) for a in command[1:])]
@@ -386,7 +397,7 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         elapsed = time.monotonic() - started
 
     def fill(text: str) -> str:
-        return text.replace("{event}", str(event)).replace("{relay}", where)
+        return fill_lines(text.replace("{event}", str(event)).replace("{relay}", where), toml)
 
     assert "Traceback" not in run.output, run.output
     assert run.exit_code == case.expect["exit_code"], run.output

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, Run, run_cli, write_event
 from invitemail.cli import main
 from invitemail.placeholders import PLACEHOLDERS
-from smtp_servers import SmtpServer
+from support.cli import Run, run_cli
+from support.event import EventBuilder, event_line
+from support.relay import SmtpServer
 
 CHECK = ("check",)
 DRY_RUN = ("send", "--dry-run", "--yes")
@@ -28,11 +29,7 @@ SEND = ("send", "--yes")
 @pytest.fixture
 def event(tmp_path: Path, smtp_server: SmtpServer) -> Path:
     """A valid event folder (a da and an en registrant) whose relay is ``smtp_server``."""
-    toml = (EVENT_TOML.replace('host = "smtp.example.org"', 'host = "127.0.0.1"')
-            .replace("port = 2525", f"port = {smtp_server.port}")
-            .replace('security = "starttls"', 'security = "none"')
-            .replace('username = "arrangementer@example.org"\n', ""))
-    return write_event(tmp_path / "webinar", toml=toml)
+    return EventBuilder().plain_relay(smtp_server.port).write(tmp_path / "webinar").folder
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -98,15 +95,20 @@ def empty_registrants(event: Path) -> None:
     (event / "registrants.csv").write_bytes(b"")
 
 
+def at(section: str, key: str) -> str:
+    """Where stderr names ``section.key`` of the event's event.toml ({event} is the folder)."""
+    return f"{{event}}/event.toml:{event_line(section, key)}"
+
+
 # Each case: how to spoil the event, and what stderr must say ({event} is the folder).
 BAD_INPUTS = [
     pytest.param(no_event_toml, ["Error: {event}/event.toml: not found"], id="no-event-toml"),
-    pytest.param(misspelt_key, ["Error: {event}/event.toml:14: meeting.pasword: unknown key",
+    pytest.param(misspelt_key, [f"Error: {at('meeting', 'password')}: meeting.pasword: unknown key",
                                 "Hint: did you mean 'password'?"], id="misspelt-key"),
-    pytest.param(bad_time_zone, ["Error: {event}/event.toml:6: event.timezone: "
+    pytest.param(bad_time_zone, [f"Error: {at('event', 'timezone')}: event.timezone: "
                                  "'Europe/Copenhagn' is not a known time zone"],
                  id="bad-time-zone"),
-    pytest.param(invalid_date, ["Error: {event}/event.toml:4: event.start: '2030-13-45' is not "
+    pytest.param(invalid_date, [f"Error: {at('event', 'start')}: event.start: '2030-13-45' is not "
                                 "a date and time"], id="invalid-date"),
     pytest.param(no_email_column, ["Error: {event}/registrants.csv:1: has no email column (the "
                                    "header has 'Navn', 'Telefon')"], id="no-email-column"),
@@ -182,7 +184,8 @@ def test_cli_join_link_that_is_not_https_is_a_warning(
     run = run_cli(*command, event)
 
     assert run.exit_code == 0, run.output
-    assert run.stderr == (f"{event}/event.toml:15: warning: meeting.join_url: "
+    assert run.stderr == (f"{event}/event.toml:{event_line('meeting', 'join_url')}: warning: "
+                          "meeting.join_url: "
                           "http://zoom.us/j/84212345678?pwd=abc123 is not https; registrants' "
                           "browsers may warn\n")
     assert smtp_server.connections == 0

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.placeholders import PLACEHOLDERS, Placeholder
-from smtp_servers import SmtpServer
-from test_lifecycle import vevent_of
+from support.cli import run_cli
+from support.event import EVENT_TOML, write_event
+from support.mail import vevent_of
+from support.relay import SmtpServer
 
 
 def test_check_reports_every_event_toml_problem_at_once(tmp_path: Path) -> None:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, NOW, ROWS, run_cli, write_event
 from invitemail.addresses import AddressError, is_loopback_host, normalize_address
 from invitemail.campaign import Campaign
 from invitemail.gallery import INDEX, GalleryWriter
-from smtp_servers import SmtpServer
+from support.cli import run_cli
+from support.event import NOW, ROWS, EventBuilder, write_event
+from support.relay import SmtpServer
 
 TESTS = Path(__file__).resolve().parent
 
@@ -28,7 +29,7 @@ TESTS = Path(__file__).resolve().parent
 
 TABLE_TEST = """
 import pytest
-from test_deliverability import show_when_verbose
+from support.checks import show_when_verbose
 
 def test_table(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
     show_when_verbose(request, capsys, [f"ROW-{n:03}" for n in range(76)])
@@ -119,12 +120,8 @@ LOCAL_TEST_ADDRESSES = ["anna@example.test", "Bo.Berg@Lab.Test", "carl@localhost
 
 
 def _local_event(folder: Path, host: str, port: int, addresses: list[str]) -> Path:
-    toml = (EVENT_TOML.replace('host = "smtp.example.org"', f'host = "{host}"')
-            .replace("port = 2525", f"port = {port}")
-            .replace('security = "starttls"', 'security = "none"')
-            .replace('username = "arrangementer@example.org"\n', ""))
     rows = [(f"Person {n}", address, "da") for n, address in enumerate(addresses)]
-    return write_event(folder, rows, toml=toml)
+    return EventBuilder(rows=rows).plain_relay(port, host).write(folder).folder
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.53"])
@@ -285,11 +282,9 @@ class Terminal:
 def auth_event(tmp_path: Path, start_smtp_server: Callable[..., SmtpServer]
                ) -> tuple[Path, SmtpServer]:
     server = start_smtp_server(auth=(USER, SECRET))
-    toml = (EVENT_TOML.replace('host = "smtp.example.org"', 'host = "127.0.0.1"')
-            .replace("port = 2525", f"port = {server.port}")
-            .replace('security = "starttls"', 'security = "none"')
-            .replace("allow_insecure_auth = false", "allow_insecure_auth = true"))
-    return write_event(tmp_path / "event", toml=toml), server
+    builder = EventBuilder().set("smtp", "host", "127.0.0.1").set("smtp", "port", server.port)
+    builder.set("smtp", "security", "none").set("smtp", "allow_insecure_auth", True)
+    return builder.write(tmp_path / "event").folder, server
 
 
 @pytest.mark.slow

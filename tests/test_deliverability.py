@@ -31,6 +31,7 @@ from invitemail.lint import (
 )
 from invitemail.registrants import unique_registrants
 from invitemail.render import BUILTIN_TEMPLATES
+from support.checks import show_when_verbose
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "djoef-webinar"
 NOW = dt.datetime(2031, 12, 1, 9, 0, tzinfo=dt.UTC)  # the example's event is in the future
@@ -71,14 +72,6 @@ def examples() -> list[Example]:
 def test_every_example_message_passes_the_lint(examples: list[Example]) -> None:
     problems = {(e.template, e.recipient): lint_message(e.data) for e in examples}
     assert {key: found for key, found in problems.items() if found} == {}
-
-
-def show_when_verbose(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str],
-                      lines: list[str]) -> None:
-    """Print ``lines`` to the terminal, past the capture, when pytest runs with ``-v``."""
-    if request.config.getoption("verbose") > 0:
-        with capsys.disabled():
-            print("\n" + "\n".join(lines))
 
 
 def test_example_messages_score_below_1_in_spamassassin(examples: list[Example],

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
-from registrant_lists import lines, recipients, relay_event, send
-from smtp_servers import SmtpServer
+from support.cli import run_cli
+from support.registrant_lists import lines, recipients, relay_event, send
+from support.relay import SmtpServer
 
 CSV = "{event}/registrants.csv"
 PEOPLE = [("Søren Kierkegaard", "soren@example.org", "da"), ("Åse Ærø", "ase@example.org", "da"),

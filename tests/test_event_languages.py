@@ -13,12 +13,13 @@ from urllib.parse import quote_plus
 import icalendar
 import pytest
 
-from helpers import EVENT_TOML, NOW, run_cli, write_event
 from invitemail.campaign import Campaign
 from invitemail.config import load_config
 from invitemail.errors import ConfigError
 from invitemail.registrants import unique_registrants
 from invitemail.render import Renderer
+from support.cli import run_cli
+from support.event import EVENT_TOML, NOW, write_event
 
 TITLE = 'title = "Persondata i praksis"'
 DESCRIPTION = 'description = "Et webinar om persondata."'

@@ -25,13 +25,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from helpers import EVENT_TOML, NOW, write_event
 from invitemail.campaign import Campaign
 from invitemail.errors import InvitemailError
 from invitemail.inline import inline_css
 from invitemail.message import HeaderValueError
 from invitemail.registrants import Registrant, unique_registrants
 from invitemail.render import Rendered, Renderer
+from support.event import EVENT_TOML, NOW, write_event
 
 HEADER = ("Navn", "E-mail", "Sprog", "Join URL", "timezone")
 ZONES = ("", "America/New_York", "Asia/Tokyo")

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from attendance_reports import TEAMS, ZOOM_MEETING, ZOOM_WEBINAR, write_report
-from helpers import EVENT_TOML, NOW, run_cli, write_event
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, send
 from invitemail.journal import Journal
 from invitemail.registrants import unique_registrants
 from invitemail.render import Renderer
-from smtp_servers import SmtpServer
+from support.attendance_reports import TEAMS, ZOOM_MEETING, ZOOM_WEBINAR, write_report
+from support.cli import run_cli
+from support.event import EVENT_TOML, NOW, write_event
+from support.relay import SmtpServer
 
 # The event is over (the real clock runs in `send`).
 PAST = EVENT_TOML.replace("start = 2030-12-10T14:00:00", "start = 2020-12-10T14:00:00")

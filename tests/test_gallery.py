@@ -18,13 +18,13 @@ from urllib.parse import unquote
 
 import pytest
 
-from helpers import NOW, write_event
 from invitemail.campaign import Built, Campaign
 from invitemail.errors import InvitemailError
 from invitemail.gallery import CSP, INDEX, GalleryWriter, page_name, read_message
 from invitemail.ics import describe_ics
 from invitemail.lint import parse_message
 from invitemail.registrants import unique_registrants
+from support.event import NOW, write_event
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "djoef-webinar"
 EXAMPLE_NOW = dt.datetime(2031, 12, 1, 9, 0, tzinfo=dt.UTC)  # before the example's event

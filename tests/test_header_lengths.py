@@ -26,7 +26,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from helpers import EVENT_TOML, HEADER, run_cli, write_event
 from invitemail import ics
 from invitemail.addresses import AddressError, Mailbox, normalize_address
 from invitemail.campaign import Campaign
@@ -40,6 +39,8 @@ from invitemail.message import (
     encode_text_header,
 )
 from invitemail.registrants import unique_registrants
+from support.cli import run_cli
+from support.event import HEADER, EventBuilder
 
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
 CALENDAR = b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
@@ -196,9 +197,8 @@ def test_encoders_refuse_line_breaks_before_folding() -> None:
 def test_check_and_the_built_message_agree_on_a_long_quoted_name(
         tmp_path: Path, name: str) -> None:
     rows = [(name, "soren@example.org", "da"), ("Karen Blixen", "karen@example.org", "en")]
-    folder = write_event(tmp_path / "e", rows, header=HEADER,
-                         toml=EVENT_TOML.replace('title = "Persondata i praksis"',
-                                                 'title = "' + "\\\\" * 300 + '"'))
+    builder = EventBuilder(header=HEADER, rows=rows).set("event", "title", "\\" * 300)
+    folder = builder.write(tmp_path / "e").folder
 
     run = run_cli("check", folder)
 

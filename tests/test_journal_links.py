@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli, write_event
 from invitemail.journal import Journal, JournalError
+from support.cli import run_cli
+from support.event import write_event
 
 
 @pytest.mark.parametrize("name", [".invitemail", ".invitemail/journal.sqlite",

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, run_cli
 from invitemail.journal import Journal, JournalError, State, new_journal_id
 from invitemail.ledger import Ledger
-from smtp_servers import SmtpServer
-from test_send import assert_exactly_once, event_for, journal_states, rows
+from support.checks import assert_exactly_once, journal_states
+from support.cli import run_cli
+from support.event import EVENT_TOML, event_for, rows
+from support.relay import SmtpServer
 
 UID = "persondata-2030-12-10@example.org"  # EVENT_TOML's
 ADDRESSES = [f"user{i}@example.org" for i in range(6)]

@@ -5,66 +5,26 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import icalendar
 import pytest
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.campaign import Campaign
 from invitemail.journal import Journal
 from invitemail.registrants import unique_registrants
-from smtp_servers import SmtpServer
-from test_send import event_for, rows
+from support.cli import run_cli
+from support.event import EventBuilder, event_for, rows, set_key, write_event
+from support.mail import parsed, vevent_of
+from support.relay import SmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "djoef-webinar"
 TEMPLATES = ("invitation", "reminder", "update", "cancellation")
 
 
-def parsed(data: bytes) -> EmailMessage:
-    message = message_from_bytes(data, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def calendar_parts(message: EmailMessage) -> list[tuple[str | None, icalendar.Calendar]]:
-    """Every calendar in the message (the alternative's part and invite.ics), with the
-    part's method= parameter."""
-    found = []
-    for part in message.walk():
-        if part.get_content_type() in ("text/calendar", "application/ics"):
-            calendar = icalendar.Calendar.from_ical(part.get_payload(decode=True))
-            found.append((part.get_param("method"), calendar))
-    return found
-
-
-def vevent_of(data: bytes) -> tuple[str, icalendar.Event]:
-    """The one VEVENT of a message, after checking every calendar part agrees."""
-    parts = calendar_parts(parsed(data))
-    assert len(parts) == 2
-    methods = set()
-    for method, calendar in parts:
-        assert str(calendar["METHOD"]) == method
-        assert len(calendar.walk("VEVENT")) == 1
-        methods.add(method)
-    assert len(methods) == 1
-    method = methods.pop()
-    assert method is not None
-    return method, parts[0][1].walk("VEVENT")[0]
-
-
 def received_by(server: SmtpServer, address: str) -> list[bytes]:
     return [t.data for t in server.transactions if address in t.rcpt_tos]
-
-
-def set_key(folder: Path, old: str, new: str) -> None:
-    toml = (folder / "event.toml").read_text(encoding="utf-8")
-    assert old in toml
-    (folder / "event.toml").write_text(toml.replace(old, new), encoding="utf-8")
 
 
 def test_lifecycle_same_uid_rising_sequence_and_cancel(smtp_server: SmtpServer,
@@ -167,8 +127,8 @@ def test_registrant_time_zone_is_shown_beside_the_event_zone(tmp_path: Path) -> 
 
 
 def test_calendar_links_open_the_right_time(tmp_path: Path) -> None:
-    folder = write_event(tmp_path / "e", toml=EVENT_TOML.replace(
-        "start = 2030-12-10T14:00:00", "start = 2030-03-31T09:15:00"))  # after spring DST
+    folder = EventBuilder().set("event", "start", dt.datetime(2030, 3, 31, 9, 15)).write(
+        tmp_path / "e").folder  # after spring DST
     campaign = Campaign.open(folder, now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     registrant = next(unique_registrants(campaign.source))
     html = parsed(campaign.build(registrant).data).get_body(

@@ -25,6 +25,7 @@ from invitemail.lint import lint_message
 from invitemail.message import HeaderValueError, MessageParts, build_message, encoded_words
 from invitemail.registrants import unique_registrants
 from invitemail.scaffold import create_event
+from support.event import EventBuilder, Raw
 
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 REGISTRANTS = """\
@@ -35,23 +36,23 @@ Søren Ærø Kierkegaard,soren@example.org,da,,
 """
 
 
-def make_event(folder: Path, *, start: str = "2026-12-10T14:00:00", extra: str = "",
+def make_event(folder: Path, *, start: str = "2026-12-10T14:00:00",
                registrants: str = REGISTRANTS) -> Path:
+    """The event.toml `invitemail init` writes, filled in as a coordinator would."""
     create_event(folder, now=NOW)
-    toml = (folder / "event.toml").read_text(encoding="utf-8")
-    toml = re.sub(r"^start = \S+", f"start = {start}", toml, flags=re.M)
-    toml = toml.replace('title = "Mit webinar"', 'title = "Persondata i praksis – æøå"')
+    builder = EventBuilder.from_text((folder / "event.toml").read_text(encoding="utf-8"))
+    builder.registrants = registrants.encode("utf-8")
+    builder.set("event", "start", Raw(start))
+    builder.set("event", "title", "Persondata i praksis – æøå")
     # The rest of init's placeholders, which `check` refuses, as a coordinator fills them in.
     own = {"description": "Et webinar om persondata.", "id": "842 1234 5678",
            "password": "Kx7pQ9", "join_url": "https://zoom.us/j/84212345678?pwd=abc123",
            "web_join_url": "https://zoom.us/wc/join/84212345678",
            "from": "Djøf Arrangementer <arrangementer@example.org>"}
     for placeholder in placeholders.PLACEHOLDERS[1:]:
-        toml = toml.replace(f'{placeholder.key} = "{placeholder.value}"',
-                            f'{placeholder.key} = "{own[placeholder.key]}"')
-    (folder / "event.toml").write_text(toml + extra, encoding="utf-8")
-    (folder / "registrants.csv").write_text(registrants, encoding="utf-8")
-    return folder
+        assert builder.toml.has(placeholder.section, placeholder.key), placeholder
+        builder.set(placeholder.section, placeholder.key, own[placeholder.key])
+    return builder.write(folder).folder
 
 
 def build_all(folder: Path, template: str = "invitation") -> dict[str, EmailMessage]:

@@ -1,5 +1,5 @@
 """OAuth2 (XOAUTH2) in the transport: a real relay that takes AUTH XOAUTH2 only with a token
-a real local OAuth2 server says is valid now (oauth_servers.py), on a fake clock shared by
+a real local OAuth2 server says is valid now (support/oauth_servers.py), on a fake clock shared by
 both, so tokens expire mid-run without a test sleeping.
 
 - a login (generic provider, device flow) is stored 0600 in the config folder and sends;
@@ -30,9 +30,9 @@ from invitemail.config import Sending, Smtp
 from invitemail.credentials import CommandSource, LoginError, Token, TokenCredential
 from invitemail.transport import AuthenticationError, DeliveryReport, State, deliver
 from invitemail.xoauth2 import error_detail, initial_response
-from oauth_servers import OAuthServer, XOAuth2Server
-from smtp_servers import FakeClock, Script, SmtpServer
-from test_transport import Journal, address, envelopes
+from support.oauth_servers import OAuthServer, XOAuth2Server
+from support.relay import FakeClock, Script, SmtpServer
+from support.transport import Journal, address, envelopes
 
 USER = "arrangementer@example.org"
 

@@ -1,5 +1,5 @@
 """OAuth2 from the command line: `login`, `check`, `send` (and `--test-to`), `logout`, with a
-real relay that takes AUTH XOAUTH2 and a real local OAuth2 server (oauth_servers.py).
+real relay that takes AUTH XOAUTH2 and a real local OAuth2 server (support/oauth_servers.py).
 
 The generic provider is tested end to end (device flow, and the browser flow with its
 loopback redirect, which is also the google provider's flow with other endpoints). The
@@ -19,14 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail import oauth
 from invitemail.authsettings import OAuthSettings
-from oauth_servers import OAuthServer, XOAuth2Server
-from smtp_servers import Script, tls_files
-
-USER = "arrangementer@example.org"
-ROWS = [(f"Deltager {n}", f"deltager{n}@example.org", "da") for n in range(6)]
+from support.cli import run_cli
+from support.oauth_servers import ROWS, USER, OAuthServer, XOAuth2Server, oauth_event
+from support.relay import Script, tls_files
 
 
 @pytest.fixture
@@ -39,14 +36,6 @@ def provider() -> Iterator[OAuthServer]:
 def relay(provider: OAuthServer) -> Iterator[XOAuth2Server]:
     with XOAuth2Server(provider, USER) as server:
         yield server
-
-
-def oauth_event(folder: Path, relay: XOAuth2Server, oauth_table: str, *, smtp_extra: str = "",
-                rows: list[tuple[str, str, str]] = ROWS) -> Path:
-    toml = (EVENT_TOML.split("[smtp]")[0].replace("persondata-2030-12-10@", f"{folder.name}@")
-            + relay.smtp_toml(extra=smtp_extra) + oauth_table
-            + "\n[sending]\nconcurrency = 1\n")
-    return write_event(folder, rows, toml=toml)
 
 
 def token_files(data_dir: Path) -> list[Path]:

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Run, run_cli
-from oauth_servers import OAuthServer, XOAuth2Server
-from test_oauth_cli import USER, oauth_event
+from support.cli import Run, run_cli
+from support.oauth_servers import USER, OAuthServer, XOAuth2Server, oauth_event
 
 
 def forms(token: str) -> list[bytes]:

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, Run, run_cli, write_event
 from invitemail.campaign import Campaign
 from invitemail.files import OutputError
 from invitemail.gallery import INDEX, GalleryWriter, page_name
@@ -34,9 +33,11 @@ from invitemail.journal import Journal, Row
 from invitemail.preview import eml_name
 from invitemail.registrants import unique_registrants
 from invitemail.report import write_report
-from smtp_servers import SmtpServer
+from support.cli import Run, run_cli
+from support.event import EVENT_TOML, write_event
+from support.relay import SmtpServer
 
-ADDRESSES = ("soren@example.org", "karen@example.org")  # helpers.ROWS, in their order
+ADDRESSES = ("soren@example.org", "karen@example.org")  # support.event.ROWS, in their order
 PAGES = [page_name(n, a) for n, a in enumerate(ADDRESSES, start=1)]
 EMLS = [eml_name(n, a) for n, a in enumerate(ADDRESSES, start=1)]
 PRECIOUS = b"someone else's file: it must stay as it is\n"

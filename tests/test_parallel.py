@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NOW, write_event
 from invitemail import parallel
 from invitemail.campaign import Campaign
 from invitemail.registrants import unique_registrants
+from support.event import NOW, write_event
 
 
 def test_a_few_messages_of_a_long_list_are_built_without_starting_workers(

@@ -1,9 +1,10 @@
 """Pipelined SMTP (pipeline.py) against a relay that answers whole groups at once.
 
-The relay (tests/pipelining_relay.py) reads everything the client sent before it answers, so
-:attr:`PipeliningRelay.writes` is the number of round trips. The transport's hooks are the
-recording :class:`Journal` of test_transport.py, which checks the transport's promises as
-they happen (nothing finishes twice, nothing is handed over after it finished).
+The relay (support/relay.py with ``Script(group_replies=True)``) handles everything the client
+sent before it answers, so :attr:`SmtpServer.writes` is the number of round trips. The
+transport's hooks are the recording :class:`Journal` of support/transport.py, which checks the
+transport's promises as they happen (nothing finishes twice, nothing is handed over after it
+finished).
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from typing import Any
 
 import pytest
 
-from helpers import EVENT_TOML
 from invitemail.config import Sending, load_config
 from invitemail.errors import ConfigError
 from invitemail.transport import DeliveryReport, State, deliver
-from pipelining_relay import Answer, Cut, PipeliningRelay
-from smtp_servers import FakeClock, Script, SmtpServer
-from test_transport import Journal, address, envelopes
+from support.event import EVENT_TOML
+from support.relay import Answer, Cut, FakeClock, Script, SmtpServer
+from support.transport import Journal, address, envelopes
 
 
-async def send(relay: PipeliningRelay | SmtpServer, count: int, *, concurrency: int = 1,
+def grouping_relay(**script: Any) -> SmtpServer:
+    """A relay that answers each pipelined group in one write, as Postfix does."""
+    return SmtpServer(script=Script(group_replies=True, **script))
+
+
+async def send(relay: SmtpServer, count: int, *, concurrency: int = 1,
                max_attempts: int = 5, **smtp: Any) -> tuple[DeliveryReport, Journal]:
     clock = FakeClock()
     journal = Journal(clock)
@@ -47,7 +52,7 @@ def retried(journal: Journal) -> list[str]:
 
 def test_pipeline_costs_one_round_trip_per_message() -> None:
     async def scenario() -> None:
-        async with PipeliningRelay() as relay:
+        async with grouping_relay() as relay:
             report, journal = await send(relay, 30)
         assert report.sent == 30 and relay.received() == {address(i): 1 for i in range(30)}
         # EHLO, the first group, one per message after it (its data and the next group, the
@@ -62,7 +67,7 @@ def test_pipeline_costs_one_round_trip_per_message() -> None:
 def test_pipeline_off_or_not_offered_is_one_command_at_a_time(offered: bool,
                                                               setting: bool) -> None:
     async def scenario() -> None:
-        async with PipeliningRelay(pipelining=offered) as relay:
+        async with grouping_relay(pipelining=offered) as relay:
             report, _ = await send(relay, 10, pipelining=setting)
         assert report.sent == 10 and relay.received() == {address(i): 1 for i in range(10)}
         assert relay.writes == 4 * 10 + 2  # MAIL, RCPT, DATA, the data; EHLO and QUIT
@@ -72,7 +77,7 @@ def test_pipeline_off_or_not_offered_is_one_command_at_a_time(offered: bool,
 
 def test_pipeline_with_eight_connections_delivers_each_once() -> None:
     async def scenario() -> None:
-        async with PipeliningRelay() as relay:
+        async with grouping_relay() as relay:
             report, _ = await send(relay, 200, concurrency=8)
         assert report.sent == 200 and relay.received() == {address(i): 1 for i in range(200)}
         assert relay.connections == 8 and relay.writes <= 200 + 3 * 8
@@ -92,7 +97,7 @@ def test_pipeline_with_eight_connections_delivers_each_once() -> None:
 def test_pipeline_a_refusal_inside_a_group_ends_only_its_transaction(
         verb: str, reply: str, state: State | None) -> None:
     async def scenario() -> None:
-        async with PipeliningRelay(answer=at(verb, 3, reply)) as relay:
+        async with grouping_relay(answer=at(verb, 3, reply)) as relay:
             _, journal = await send(relay, 6)
         refused = address(2)
         others = [address(i) for i in range(6) if i != 2]
@@ -118,7 +123,7 @@ def test_pipeline_a_refusal_inside_a_group_ends_only_its_transaction(
 def test_pipeline_a_refused_mail_gets_503_554_for_the_rest_of_its_group() -> None:
     async def scenario() -> None:
         reply = "451 4.1.8 <a@example.org>: Sender address rejected: Domain not found"
-        async with PipeliningRelay(answer=at("MAIL", 2, reply)) as relay:
+        async with grouping_relay(answer=at("MAIL", 2, reply)) as relay:
             report, journal = await send(relay, 3)
         # RCPT (503 need MAIL) and DATA (554 no valid recipients) of the same group were read
         # and matched to their commands: the MAIL reply is the one judged, and the next
@@ -133,7 +138,7 @@ def test_pipeline_a_refused_mail_gets_503_554_for_the_rest_of_its_group() -> Non
 def test_pipeline_421_mid_group_retries_both_messages_of_the_write() -> None:
     async def scenario() -> None:
         answer = at("DOT", 2, "421 4.4.2 relay.test Error: timeout exceeded")
-        async with PipeliningRelay(answer=answer) as relay:
+        async with grouping_relay(answer=answer) as relay:
             report, journal = await send(relay, 5)
         # The 421 answered message 2's data; message 3's MAIL, RCPT and DATA were in the same
         # write and never answered: both go again, on a new connection.
@@ -173,7 +178,7 @@ def test_pipeline_a_drop_at_every_point_of_a_group(cut: Cut, uncertain: int | No
                                                    again: int | None,
                                                    either: int | None) -> None:
     async def scenario() -> None:
-        async with PipeliningRelay(cut=cut) as relay:
+        async with grouping_relay(cut=cut) as relay:
             _, journal = await send(relay, 6)
         nonlocal uncertain
         again_ = [] if again is None else [address(again)]

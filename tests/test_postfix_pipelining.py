@@ -1,9 +1,9 @@
 """Pipelined SMTP (RFC 2920) against a real Postfix: round trips, fallback, refusals, drops.
 
-One private Postfix instance for the module (tests/postfix_instance.py) relays to one
+One private Postfix instance for the module (tests/support/postfix_instance.py) relays to one
 recording downstream server; each test uses addresses of its own, so it counts only its own
 messages downstream. Between invitemail and Postfix sits a TCP proxy
-(tests/round_trip_proxy.py) that counts round trips and cuts connections at chosen points of
+(tests/support/round_trip_proxy.py) that counts round trips and cuts connections at chosen points of
 a pipelined group. Postfix refuses by its own restrictions (``check_recipient_access``,
 ``check_sender_access``); ``smtpd_forbid_unauth_pipelining = yes`` makes it hang up on a
 client that pipelines where it may not, and its log must never say "improper command
@@ -27,17 +27,18 @@ from typing import Any
 
 import pytest
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.config import Sending, Smtp
 from invitemail.connection import Envelope
 from invitemail.journal import Journal as SqlJournal
 from invitemail.journal import State as SqlState
 from invitemail.replies import ReplyClass, Step, classify
 from invitemail.transport import DeliveryReport, State, deliver
-from postfix_instance import PostfixRelay, private_postfix
-from round_trip_proxy import Cut, RoundTripProxy
-from smtp_servers import FakeClock, SmtpServer
-from test_transport import SENDER, Journal, message
+from support.cli import run_cli
+from support.event import EVENT_TOML, write_event
+from support.postfix_instance import PostfixRelay, private_postfix
+from support.relay import FakeClock, SmtpServer
+from support.round_trip_proxy import Cut, RoundTripProxy
+from support.transport import SENDER, Journal, message
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ agent: invitemail hands each message to a local Postfix, which queues it durably
 delivers it onward to the organisation's relay. This test runs that set-up for real: a
 private Postfix instance (its own configuration, queue and log under a temporary folder,
 listening on a free loopback port, ``relayhost`` pointing at the recording server of
-``smtp_servers.py``), and checks that every registrant's message arrives downstream exactly
+``support/relay.py``), and checks that every registrant's message arrives downstream exactly
 once and that the journal says ``sent``.
 
 It needs the Debian package ``postfix`` and root (Postfix's master process starts as root
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.journal import Journal, State
-from postfix_instance import RELAY_NAME, PostfixRelay, private_postfix
-from smtp_servers import SmtpServer
+from support.cli import run_cli
+from support.event import EVENT_TOML, write_event
+from support.postfix_instance import RELAY_NAME, PostfixRelay, private_postfix
+from support.relay import SmtpServer
 
 REGISTRANTS = 50
 DELIVERY_TIMEOUT = 15.0  # seconds for Postfix to deliver everything onward

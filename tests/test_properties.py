@@ -29,7 +29,6 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from helpers import NOW, write_event
 from invitemail import ics
 from invitemail.addresses import normalize_address
 from invitemail.campaign import Built, Campaign
@@ -38,6 +37,7 @@ from invitemail.journal import Row, State
 from invitemail.message import HeaderValueError
 from invitemail.registrants import Scan, open_registrants, unique_registrants
 from invitemail.report import COLUMNS, FORMULA_STARTS, neutralise, write_report
+from support.event import NOW, write_event
 
 EXAMPLES = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

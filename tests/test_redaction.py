@@ -32,10 +32,11 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.redaction import MAX_REPLY, REDACTED, clean_reply, redact
 from invitemail.transport import format_reply
-from smtp_servers import SERVER_NAME, RecordingHandler, Script, ScriptedSMTP, SmtpServer
+from support.cli import run_cli
+from support.event import EVENT_TOML, write_event
+from support.relay import SERVER_NAME, RecordingHandler, Script, ScriptedSMTP, SmtpServer
 
 USER = "arrangementer"
 PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NOW, write_event
 from invitemail.campaign import Campaign
 from invitemail.errors import ProblemsError
 from invitemail.registrants import Registrant, Scan, open_registrants, unique_registrants
+from support.event import NOW, write_event
 
 WriteCsv = Callable[..., Path]
 

@@ -21,14 +21,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from helpers import EVENT_TOML, NOW, run_cli, write_event
 from invitemail.campaign import Campaign
 from invitemail.config import Sending
 from invitemail.delivery import SendOptions, SendResult, send
 from invitemail.journal import Journal, State
 from invitemail.limits import DailyLimitReached
 from invitemail.transport import DeliveryReport, Envelope, Outcome, deliver
-from smtp_servers import FakeClock, RecordingHandler, Script, SmtpServer
+from support.cli import run_cli
+from support.event import EVENT_TOML, NOW, EventBuilder, Raw, write_event
+from support.relay import FakeClock, RecordingHandler, Script, SmtpServer
 
 # step, how many of that step's commands came so far (1, 2, ...) -> a reply, or None: as usual
 Answer = Callable[[str, int], str | None]
@@ -508,12 +509,10 @@ def test_relay_check_warns_when_the_list_cannot_go_before_the_event(
 ])
 def test_relay_a_wrong_daily_limit_names_file_line_and_key(tmp_path: Path, written: str,
                                                             said: str) -> None:
-    toml = EVENT_TOML.replace("max_consecutive_failures = 20\n",
-                              f"max_consecutive_failures = 20\ndaily_limit = {written}\n")
-    folder = write_event(tmp_path / "e", toml=toml)
-    run = run_cli("check", folder)
+    event = EventBuilder().set("sending", "daily_limit", Raw(written)).write(tmp_path / "e")
+    run = run_cli("check", event.folder)
     assert run.exit_code == 1
-    assert f"event.toml:45: sending.daily_limit: {said}" in run.stderr
+    assert f"{event.where('sending', 'daily_limit')}: sending.daily_limit: {said}" in run.stderr
     assert "Traceback" not in run.output
 
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import NOW, write_event
 from invitemail.campaign import Campaign
 from invitemail.errors import TemplateError
 from invitemail.registrants import unique_registrants
 from invitemail.render import MAX_LOOP_STEPS, SKELETON_TRIAL, Rendered, Renderer
+from support.event import NOW, write_event
 
 
 def renderer_with(tmp_path: Path, subject: str = "Emne", text: str = "Tekst",

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NOW
 from invitemail.campaign import Campaign
 from invitemail.config import Sending
 from invitemail.delivery import SendOptions, send
@@ -22,10 +21,12 @@ from invitemail.journal import State as RowState
 from invitemail.replies import ReplyClass
 from invitemail.retries import RetryQueue, retry_delay
 from invitemail.transport import SCATTERED, Envelope, Outcome, State, TooManyFailures, deliver
-from smtp_servers import FakeClock, Script, SmtpServer
-from test_send import Quiet, assert_exactly_once, event_for, journal_states, rows
-from test_transport import Journal, address, envelopes, run
-from test_transport import send as deliver_to
+from support.checks import assert_exactly_once, journal_states
+from support.event import NOW, event_for, rows
+from support.fakes import Quiet
+from support.relay import FakeClock, Script, SmtpServer
+from support.transport import Journal, address, envelopes, run
+from support.transport import send as deliver_to
 
 
 class TimedJournal(Journal):

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import run_cli
 from invitemail.errors import ProblemsError
 from invitemail.registrants import Scan, open_registrants, unique_registrants
-from registrant_lists import lines, recipients, relay_event, send
-from smtp_servers import SmtpServer
+from support.cli import run_cli
+from support.registrant_lists import lines, recipients, relay_event, send
+from support.relay import SmtpServer
 
 HEADER = "Navn,E-mail,Sprog\n"
 GOOD = ["Søren Kierkegaard,soren@example.org,da\n", "Karen Blixen,karen@example.org,en\n",

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NOW, run_cli
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, send
 from invitemail.folderlock import FolderBusy, FolderLock
 from invitemail.journal import ClaimError, Journal, State
-from smtp_servers import FakeClock, Script, SmtpServer
-from test_send import Quiet, assert_exactly_once, event_for, journal_states, rows
+from support.checks import assert_exactly_once, journal_states
+from support.cli import run_cli
+from support.event import NOW, event_for, rows
+from support.fakes import Quiet
+from support.relay import FakeClock, Script, SmtpServer
 
 
 def _spawn(*args: str | Path) -> subprocess.Popen[str]:

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from helpers import EVENT_TOML, run_cli, write_event
 from invitemail.due import verdict
 from invitemail.journal import State
 from invitemail.schedule import (
@@ -20,6 +19,8 @@ from invitemail.schedule import (
     parse_duration,
     read_schedule,
 )
+from support.cli import run_cli
+from support.event import EVENT_TOML, write_event
 
 UNITS = {"minute": 1, "minutes": 1, "min": 1, "m": 1, "hour": 60, "hours": 60, "h": 60,
          "hr": 60, "day": 1440, "days": 1440, "d": 1440, "week": 10080, "weeks": 10080,

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, Run, run_cli, write_event
-from smtp_servers import SmtpServer
+from support.cli import Run, run_cli
+from support.event import EventBuilder
+from support.relay import SmtpServer
 
 SMTP_SECRET = "smtp-secret-Qv7Zr2Lx"
 MEETING_SECRET = "mtg-secret-J8wPn3Ke"
@@ -40,19 +41,17 @@ SMTP_FORMS = [SMTP_SECRET.encode(), base64.b64encode(SMTP_SECRET.encode()),
 
 def event_for(folder: Path, server: SmtpServer, *, template: str | None = None) -> Path:
     """A valid event with the meeting password marker, sending through ``server``."""
-    smtp = (f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "{server.tls}"\n'
-            f'username = "{USER}"\ntimeout = 5\nca_file = "{server.ca_file}"\n\n[sending]\n')
     # Each folder is an event of its own (one event's folders share its record of what was
     # sent, and `status` would rightly say the others' journals are missing).
-    toml = (EVENT_TOML.split("[smtp]")[0].replace('password = "Kx7pQ9"',
-                                                   f'password = "{MEETING_SECRET}"')
-            .replace("persondata-2030-12-10@", f"{folder.name}@") + smtp)
-    write_event(folder, toml=toml)
+    builder = EventBuilder().set("meeting", "password", MEETING_SECRET)
+    builder.set("event", "uid", f"{folder.name}@example.org")
+    builder.toml.replace_section("smtp", {
+        "host": "127.0.0.1", "port": server.port, "security": server.tls, "username": USER,
+        "timeout": 5, "ca_file": str(server.ca_file)})
+    builder.toml.replace_section("sending", {})
     if template is not None:
-        path = folder / "templates" / "da" / "invitation.txt"
-        path.parent.mkdir(parents=True)
-        path.write_text(template, encoding="utf-8")
-    return folder
+        builder.files["templates/da/invitation.txt"] = template
+    return builder.write(folder).folder
 
 
 @dataclass(frozen=True)
@@ -177,8 +176,10 @@ def test_journal_folder_and_files_are_private(
 
 def test_journal_is_private_even_with_a_permissive_umask(
         tmp_path: Path, smtp_server: SmtpServer) -> None:
-    event = write_event(tmp_path / "e", toml=EVENT_TOML.split("[smtp]")[0] + (
-        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_server.port}\nsecurity = "none"\n'))
+    builder = EventBuilder().drop("sending")
+    builder.toml.replace_section("smtp", {"host": "127.0.0.1", "port": smtp_server.port,
+                                          "security": "none"})
+    event = builder.write(tmp_path / "e").folder
     old = os.umask(0)
     try:
         assert run_cli("send", event, "--yes").exit_code == 0

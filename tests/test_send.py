@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -24,53 +24,16 @@ from typing import Any
 import icalendar
 import pytest
 
-from helpers import EVENT_TOML, NOW, run_cli, write_event
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, SendResult, send
-from invitemail.journal import Journal, State
-from smtp_servers import FakeClock, Script, SmtpServer
+from invitemail.journal import State
+from support.checks import assert_exactly_once, journal_states
+from support.cli import run_cli
+from support.event import NOW, event_for, rows
+from support.fakes import Quiet
+from support.relay import FakeClock, Script, SmtpServer
 
 PASSWORD = "smtp-secret-3f9a"  # a unique marker: it must never show up outside the server
-
-
-def rows(count: int, *, start: int = 0) -> list[tuple[str, str, str]]:
-    return [(f"Deltager Ærø {i}", f"user{i}@example.org", "da" if i % 3 else "en")
-            for i in range(start, start + count)]
-
-
-def event_for(server: SmtpServer, folder: Path, registrants: Iterable[tuple[str, ...]] = (),
-              *, sending: str = "", smtp: dict[str, str] | None = None) -> Path:
-    """An event folder whose [smtp] points at ``server``."""
-    settings = {"host": '"127.0.0.1"', "port": str(server.port),
-                "security": f'"{server.tls}"', "timeout": "5"}
-    if server.auth:
-        settings["username"] = f'"{server.auth[0]}"'
-    if server.tls == "none" and server.auth:
-        settings["allow_insecure_auth"] = "true"
-    if server.ca_file is not None:
-        settings["ca_file"] = f'"{server.ca_file}"'
-    settings.update(smtp or {})
-    toml = EVENT_TOML.split("[smtp]")[0] + "[smtp]\n" + "".join(
-        f"{k} = {v}\n" for k, v in settings.items())
-    toml += "\n[sending]\n" + (sending or "concurrency = 4\nmax_attempts = 5\n")
-    return write_event(folder, list(registrants) or rows(5), toml=toml)
-
-
-class Quiet:
-    """A Progress that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.finished_states: list[str] = []
-        self.retries = 0
-
-    def started(self, total: int) -> None:
-        self.total = total
-
-    def finished(self, key: str, state: str, reply: str) -> None:
-        self.finished_states.append(state)
-
-    def retrying(self, key: str, reply: str, delay: float) -> None:
-        self.retries += 1
 
 
 def send_library(folder: Path, *, password: str | None = None, clock: FakeClock | None = None,
@@ -79,20 +42,6 @@ def send_library(folder: Path, *, password: str | None = None, clock: FakeClock 
     fake = clock or FakeClock()
     return asyncio.run(send(campaign, password=password, options=SendOptions(**options),
                             progress=Quiet(), clock=fake, sleep=fake.sleep))
-
-
-def journal_states(folder: Path, template: str = "invitation") -> dict[str, State]:
-    journal = Journal.open(folder, create=False)
-    assert journal is not None
-    with journal:
-        return {row.address: row.state for row in journal.rows(template)}
-
-
-def assert_exactly_once(server: SmtpServer, addresses: Iterable[str]) -> None:
-    received = server.received()
-    wanted = list(addresses)
-    assert {a: received[a] for a in wanted} == dict.fromkeys(wanted, 1)
-    assert sum(received.values()) == len(wanted)
 
 
 # -- issue 2: the pipeline ----------------------------------------------------------------

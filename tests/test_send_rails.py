@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
 from invitemail.journal import Journal, State
-from smtp_servers import Script, SmtpServer
-from test_lifecycle import set_key
-from test_send import event_for, journal_states, rows
+from support.checks import journal_states
+from support.cli import run_cli
+from support.event import event_for, rows, set_key
+from support.relay import Script, SmtpServer
 
 SKIP_HINT = "--skip-invalid"
 

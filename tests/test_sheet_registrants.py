@@ -18,11 +18,12 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from helpers import EVENT_TOML, NOW, run_cli, write_event
 from invitemail import parallel
 from invitemail.campaign import Campaign
 from invitemail.registrants import Scan, open_registrants, unique_registrants
-from smtp_servers import SmtpServer
+from support.cli import run_cli
+from support.event import EVENT_TOML, NOW, write_event
+from support.relay import SmtpServer
 
 Rows = Sequence[Sequence[object]]
 

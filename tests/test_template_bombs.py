@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_event
+from support.event import write_event
 
 TIME = "it ran for more than 2 s of CPU time; is there a runaway loop?"
 SIZE = "the output is larger than 2 MiB; is there a runaway loop?"

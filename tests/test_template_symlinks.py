@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_event
+from support.event import write_event
 
 SECRET = "secret-from-outside-4d1c"  # in a file outside templates/, and in the environment
 

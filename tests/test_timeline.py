@@ -22,11 +22,12 @@ from invitemail.due import DueResult, due_summary, run_due, status_lines
 from invitemail.errors import InvitemailError
 from invitemail.journal import Journal
 from invitemail.reschedule import EventCancelled, prepare_reschedule, record_reschedule
-from smtp_servers import SmtpServer
-from test_send import Quiet, event_for
+from support.event import event_for
+from support.fakes import Quiet
+from support.relay import SmtpServer
 
 ZONE = dt.timezone(dt.timedelta(hours=1))  # Copenhagen in December
-START = dt.datetime(2030, 12, 10, 14, 0, tzinfo=ZONE)  # helpers.EVENT_TOML's start
+START = dt.datetime(2030, 12, 10, 14, 0, tzinfo=ZONE)  # support.event.EVENT_TOML's start
 SCHEDULE = '\n[schedule]\nreminders = ["1 day", "1 hour"]\nfollowup = "2 hours"\n'
 
 

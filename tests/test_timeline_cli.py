@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
-from helpers import run_cli
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, send
 from invitemail.folderlock import FolderLock
-from smtp_servers import SmtpServer
-from test_send import Quiet, event_for
+from support.cli import run_cli
+from support.event import event_for
+from support.fakes import Quiet
+from support.relay import SmtpServer
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 

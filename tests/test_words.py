@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpers import write_event
 from invitemail.campaign import Campaign
 from invitemail.dates import describe_when
 from invitemail.registrants import Registrant, unique_registrants
+from support.event import write_event
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 START = dt.datetime(2030, 12, 10, 14, 0, tzinfo=COPENHAGEN)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EVENT_TOML, write_event
-from smtp_servers import Script, SmtpServer
+from support.event import EVENT_TOML, write_event
+from support.relay import Script, SmtpServer
 
 PASSWORD = "smtp-secret-worker-7e2b"  # must never be in a worker's environment
 USER = "arrangementer"

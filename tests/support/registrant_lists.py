@@ -9,21 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import EVENT_TOML, Run, run_cli, write_event
-from smtp_servers import SmtpServer
+from support.cli import Run, run_cli
+from support.event import EventBuilder
+from support.relay import SmtpServer
 
 
 def relay_event(folder: Path, server: SmtpServer, registrants: bytes | str) -> Path:
     """An event folder whose [smtp] is ``server`` (plaintext, no login) and whose
     registrants.csv holds ``registrants`` (text is written as UTF-8, newlines as given)."""
-    toml = (EVENT_TOML.replace('host = "smtp.example.org"', 'host = "127.0.0.1"')
-            .replace("port = 2525", f"port = {server.port}")
-            .replace('security = "starttls"', 'security = "none"')
-            .replace('username = "arrangementer@example.org"\n', ""))
-    write_event(folder, toml=toml)
     data = registrants.encode("utf-8") if isinstance(registrants, str) else registrants
-    (folder / "registrants.csv").write_bytes(data)
-    return folder
+    return EventBuilder(registrants=data).plain_relay(server.port).write(folder).folder
 
 
 def lines(text: str, folder: Path) -> list[str]:

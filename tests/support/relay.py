@@ -16,6 +16,17 @@ In a thread of its own (the CLI tests, which run ``asyncio.run`` themselves)::
     with SmtpServer(tls="starttls", auth=("user", "secret")) as server:
         ...
 
+With ``Script(group_replies=True)`` it answers a pipelined group as Postfix does: it handles
+every command the client has sent and writes all their replies at once (aiosmtpd alone answers
+line by line, so a client that waited for every reply would pass too); :attr:`SmtpServer.writes`
+counts those writes, so a test can count the round trips a message costs. ``Script.answer``
+gives a reply of its own to the n-th MAIL, RCPT, DATA or DOT (the end of a message's data), and
+``Script.cut`` (a :class:`Cut`) closes the connection once at a given point of a group::
+
+    async with SmtpServer(script=Script(group_replies=True, cut=Cut("DOT", 2))) as relay:
+        ...
+    assert relay.writes == ... and relay.seen["RSET"] == 1
+
 Why not aiosmtpd's ``Controller``: its ready-check opens a connection of its own, which would
 count as a connection and use up a scripted "421 at connect"; and it needs a fixed port.
 :class:`SmtpServer` binds port 0 and is ready when ``create_server`` returns.
@@ -33,6 +44,7 @@ import tempfile
 import threading
 import warnings
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +58,20 @@ HOST = "127.0.0.1"
 SERVER_NAME = "smtp.test"
 
 Security = Literal["none", "starttls", "tls"]
+
+# ``answer(verb, n)``: a reply of its own to the n-th MAIL, RCPT, DATA or DOT, or None.
+Answer = Callable[[str, int], str | None]
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Close the connection at the ``n``-th ``verb`` (MAIL, RCPT, DATA, DOT, RSET, ...):
+    ``when`` "before" handling it (the command arrived, nothing after it is answered), "mid"
+    (DOT only: the data started to arrive), or "after" the write that carries its reply."""
+
+    verb: str
+    n: int
+    when: str = "before"
 
 
 # -- certificates ----------------------------------------------------------------------------
@@ -111,6 +137,14 @@ class Script:
     mail_delay_count: int | None = None
     # Offer PIPELINING in the EHLO reply (aiosmtpd reads a pipelined group line by line).
     pipelining: bool = True
+    # Hold the replies while more of the client's commands are already read, then write them
+    # in one write (as Postfix does); SmtpServer.writes counts those writes.
+    group_replies: bool = False
+    # A reply of its own to the n-th MAIL, RCPT, DATA or DOT (counted over all connections;
+    # a MAIL, RCPT or DATA out of order gets the usual 503/554 instead).
+    answer: Answer | None = None
+    # Close the connection once at this point (see Cut).
+    cut: Cut | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +181,18 @@ class RecordingHandler:
         self.mails_seen = 0
         self.accepted = 0  # messages answered 250
         self.live: set[ScriptedSMTP] = set()
+        self.seen: Counter[str] = Counter()  # commands handled, by verb (DOT: a message's end)
+        self.writes = 0  # replies written after the greeting (Script.group_replies: a group's)
+        self.cut_done = False
+
+    def cutting(self, verb: str, n: int, when: str) -> bool:
+        """Whether Script.cut is (verb, n, when), the first time it is asked."""
+        cut = self.script.cut
+        with self.lock:
+            if cut is None or self.cut_done or (cut.verb, cut.n, cut.when) != (verb, n, when):
+                return False
+            self.cut_done = True
+            return True
 
     # -- connections (called by ScriptedSMTP) ----------------------------------------------
 
@@ -208,6 +254,16 @@ class RecordingHandler:
 
     async def handle_DATA(self, server: ScriptedSMTP, session: Any, envelope: Any) -> str:
         script = self.script
+        n = self.seen["DOT"] + 1
+        if self.cutting("DOT", n, "before"):  # the data came, and is never answered
+            server.hang_up = "instead of the reply"
+            return "250 2.0.0 Ok (never sent)"
+        self.seen["DOT"] = n
+        if self.cutting("DOT", n, "after"):
+            server.close_after_write = True
+        scripted = script.answer("DOT", n) if script.answer is not None else None
+        if scripted is not None:
+            return scripted
         with self.lock:
             self.messages_seen += 1
             number = self.messages_seen
@@ -253,7 +309,52 @@ class ScriptedSMTP(SMTP):
         self.recorder = handler
         self.connection_number = 0
         self.hang_up: str | None = None  # "instead of the reply" | "after the reply"
+        self.close_after_write = False  # Script.cut "after", a 421: close once replies are out
         self._counted = False
+        self._greeted = False
+        self._held: list[bytes] = []  # replies not written yet (Script.group_replies)
+        self._smtp_methods = {verb: self._scripted(verb, method)
+                              for verb, method in self._smtp_methods.items()}
+
+    # -- Script.answer and Script.cut, around aiosmtpd's handling of each command -----------
+
+    def _scripted(self, verb: str, method: Callable[[str | None], Awaitable[None]]
+                  ) -> Callable[[str | None], Awaitable[None]]:
+        async def handle(arg: str | None) -> None:
+            recorder, script = self.recorder, self.recorder.script
+            n = recorder.seen[verb] + 1
+            if recorder.cutting(verb, n, "before"):
+                self._abort()
+                return
+            recorder.seen[verb] = n
+            if recorder.cutting(verb, n, "after"):
+                self.close_after_write = True
+            envelope = self.envelope
+            in_order = envelope is not None and (
+                (verb == "MAIL" and envelope.mail_from is None)
+                or (verb == "RCPT" and envelope.mail_from is not None)
+                or (verb == "DATA" and bool(envelope.rcpt_tos)))
+            scripted = (script.answer(verb, n) if script.answer is not None
+                        and verb in ("MAIL", "RCPT", "DATA") and in_order else None)
+            if scripted is not None:
+                await self.push(scripted)
+            elif (verb == "DATA" and script.group_replies and envelope is not None
+                  and envelope.mail_from is not None and not envelope.rcpt_tos):
+                await self.push("554 5.5.1 Error: no valid recipients")  # RFC 2920 3.1
+            elif verb == "DATA" and recorder.cutting("DOT", recorder.seen["DOT"] + 1, "mid"):
+                await self.push("354 End data with <CR><LF>.<CR><LF>")
+                await self._reader.readuntil(b"\r\n")  # the data starts to arrive
+                self._abort()
+            else:
+                await method(arg)
+
+        return handle
+
+    def _abort(self) -> None:
+        """Close the connection without writing the replies not written yet."""
+        self._held.clear()
+        if self.transport is not None:
+            self.transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         upgrading = self._original_transport is not None  # STARTTLS calls this again
@@ -279,12 +380,29 @@ class ScriptedSMTP(SMTP):
     async def push(self, status: Any) -> None:
         if self.hang_up == "instead of the reply":
             self.hang_up = None
-            assert self.transport is not None
-            self.transport.close()
+            self._abort()
             return
-        await super().push(status)
-        if self.hang_up == "after the reply":
+        grouped = self.recorder.script.group_replies
+        if grouped and str(status).startswith("421") and self._greeted:
+            self.close_after_write = True  # "421 ... closing the transmission channel"
+        if not grouped:
+            await super().push(status)
+            self._greeted = True
+        else:
+            line = str(status)
+            self._held.append(line.encode("utf-8") + b"\r\n")
+            if line[3:4] == "-" or self._reader._buffer:  # type: ignore[attr-defined]
+                return  # a reply's first lines (EHLO), or more commands are already read
+            replies, self._held = b"".join(self._held), []
+            self._writer.write(replies)
+            if self._greeted:
+                with self.recorder.lock:
+                    self.recorder.writes += 1
+            self._greeted = True
+            await self._writer.drain()
+        if self.hang_up == "after the reply" or self.close_after_write:
             self.hang_up = None
+            self.close_after_write = False
             assert self.transport is not None
             self.transport.close()
 
@@ -348,6 +466,17 @@ class SmtpServer:
     @property
     def concurrent(self) -> int:
         return self.handler.concurrent
+
+    @property
+    def seen(self) -> Counter[str]:
+        """Commands handled, by verb; DOT counts the ends of messages' data."""
+        with self.handler.lock:
+            return Counter(self.handler.seen)
+
+    @property
+    def writes(self) -> int:
+        """Replies written after the greeting: with Script.group_replies, one per round trip."""
+        return self.handler.writes
 
     @property
     def ca_file(self) -> Path:

@@ -4,10 +4,10 @@
   provider has: device authorization (RFC 8628), token (device code, authorization code,
   refresh token grants), a browser authorization page that redirects to the loopback address
   it was given. Access tokens expire ``lifetime`` seconds after they were issued, on the
-  server's ``clock`` (a :class:`~smtp_servers.FakeClock` in the transport tests, so no test
+  server's ``clock`` (a :class:`~support.relay.FakeClock` in the transport tests, so no test
   sleeps); refresh tokens can be revoked. Every token is random and unique, so a search for
   it in an output can only find that token.
-- :class:`XOAuth2Server`: :class:`~smtp_servers.SmtpServer` offering AUTH XOAUTH2 only,
+- :class:`XOAuth2Server`: :class:`~support.relay.SmtpServer` offering AUTH XOAUTH2 only,
   taking a token only while :meth:`OAuthServer.valid` says it is; a refused one gets
   ``334 <base64 JSON>``, then ``535`` after the client's empty line, as Microsoft and Google do.
 """
@@ -22,11 +22,13 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from smtp_servers import HOST, SERVER_NAME, ScriptedSMTP, SmtpServer, tls_files
+from support.event import EVENT_TOML, write_event
+from support.relay import HOST, SERVER_NAME, ScriptedSMTP, SmtpServer, tls_files
 
 
 class OAuthServer:
@@ -37,7 +39,7 @@ class OAuthServer:
                  pending_polls: int = 1, rotate: bool = False, tls: bool = False,
                  client_id: str = "invitemail-test", account: str | None = None) -> None:
         self.lifetime = lifetime
-        self.tls = tls  # https with the tests' CA (smtp_servers.tls_files), as msal wants
+        self.tls = tls  # https with the tests' CA (support.relay.tls_files), as msal wants
         self.client_id = client_id
         # With an account: answers carry an OpenID id_token and Microsoft's client_info for
         # it (what msal builds its account from).
@@ -292,3 +294,19 @@ class XOAuth2Server(SmtpServer):
         session.oauth, session.user, session.refusals = self.oauth, self.user, self.refusals
         session.relay = self
         return session
+
+
+# -- an event folder that signs in to such a relay -------------------------------------------
+
+USER = "arrangementer@example.org"
+
+
+ROWS = [(f"Deltager {n}", f"deltager{n}@example.org", "da") for n in range(6)]
+
+
+def oauth_event(folder: Path, relay: XOAuth2Server, oauth_table: str, *, smtp_extra: str = "",
+                rows: list[tuple[str, str, str]] = ROWS) -> Path:
+    toml = (EVENT_TOML.split("[smtp]")[0].replace("persondata-2030-12-10@", f"{folder.name}@")
+            + relay.smtp_toml(extra=smtp_extra) + oauth_table
+            + "\n[sending]\nconcurrency = 1\n")
+    return write_event(folder, rows, toml=toml)

@@ -1,0 +1,16 @@
+"""What the tests share: an event folder on disk, the CLI run in-process, the scripted relay,
+and the fakes a test hands to the library (clock, progress, transport hooks).
+
+- ``event``: EventBuilder, the one way to write event.toml and registrants.csv (it reports
+  the line of each key it wrote), EVENT_TOML's defaults, ``rows`` and ``event_for``;
+- ``relay``: SmtpServer, the scripted aiosmtpd relay (faults, TLS, AUTH, PIPELINING answered
+  per group, per-command answers and cuts), and FakeClock;
+- ``cli``: ``run_cli``; ``fakes``: Quiet, a progress that remembers; ``checks``: what the
+  journal and the relay hold; ``mail``: a built message's calendar; ``transport``: the
+  transport driven directly; ``registrant_lists``, ``attendance_reports``, ``oauth_servers``:
+  the inputs and servers of those features.
+
+Test modules import from here (``from support.event import ...``), never from one another:
+``tests/`` has no ``__init__.py``, so pytest's default ("prepend") import mode puts that folder
+on ``sys.path`` and this package is importable as ``support``. Fixtures stay in conftest.py.
+"""
