@@ -23,6 +23,7 @@ from invitemail.dates import describe_when
 from invitemail.errors import Problem, ProblemsError, TemplateError
 from invitemail.inline import inline_css
 from invitemail.journal import CalendarRecord, Journal, JournalError
+from invitemail.kept_rows import KeptRows
 from invitemail.message import (
     MessageParts,
     build_message,
@@ -119,6 +120,7 @@ class Campaign:
                  template: str = "invitation", now: dt.datetime | None = None) -> None:
         self.config = config
         self.source = source
+        self.kept = KeptRows(source)  # the check's registrants, for the sending (short lists)
         self.renderer = renderer
         self.template = template
         # The journal's name for what this campaign sends: the template, or a stage of the
@@ -421,7 +423,7 @@ class Campaign:
                 yield registrant
 
         failures = RenderFailures(self.source.label)
-        rows = counted(unique_registrants(self.source, report.scan))
+        rows = counted(self.kept.keep(unique_registrants(self.source, report.scan)))
         for registrant, outcome in parallel.outcomes(self, rows, encode=on_message is not None,
                                                      inspect=inspect):
             if outcome.kind == "template":
