@@ -25,6 +25,7 @@ from invitemail.errors import Problem, ProblemsError, TemplateError, position
 from invitemail.followup import FollowUp, open_followup
 from invitemail.inline import inline_css
 from invitemail.journal import CalendarRecord, Journal, JournalError
+from invitemail.kept_rows import KeptRows
 from invitemail.message import (
     MessageParts,
     build_message,
@@ -130,6 +131,7 @@ class Campaign:
         self.config = config
         self.followup = followup  # for the follow-up: who gets thanks and who missed
         self.source = source
+        self.kept = KeptRows(source)  # the check's registrants, for the sending (short lists)
         self.renderer = renderer
         self.template = template
         # The journal's name for what this campaign sends: the template, or a stage of the
@@ -481,7 +483,7 @@ class Campaign:
                 yield registrant
 
         failures = RenderFailures(self.source.label)
-        rows = counted(unique_registrants(self.source, report.scan))
+        rows = counted(self.kept.keep(unique_registrants(self.source, report.scan)))
         for registrant, outcome in parallel.outcomes(self, rows, encode=on_message is not None,
                                                      inspect=inspect):
             if outcome.kind == "template":

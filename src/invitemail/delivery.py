@@ -173,7 +173,7 @@ def _selected(campaign: Campaign, states: dict[str, State], options: SendOptions
               result: SendResult) -> Iterator[Registrant]:
     """The registrants this run sends to: pending ones, and what the options add."""
     count = 0
-    for registrant in unique_registrants(campaign.source):
+    for registrant in campaign.kept.registrants():  # as unique_registrants(source) gives
         if options.only is not None and registrant.key not in options.only:
             continue
         skip = _skip(states.get(registrant.key, State.PENDING), options)

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 Inspect = Callable[["Built"], Any]
 
 CHUNK = 64  # registrants per task: pickling costs little, and a result (1.3 MB) is small
+# The first tasks are smaller, so that the first messages are back (and the sending starts)
+# after a few builds, not after a whole chunk's: 4, 8, 16, 32, then CHUNK.
+FIRST_CHUNK = 4
 WINDOW = 3  # tasks in flight per worker: enough to keep every worker busy
 # Below these, starting the workers (each imports the package and opens the campaign: about
 # half a second of CPU) costs more than it saves: building a message takes a few hundred
@@ -88,12 +91,13 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
     pending: deque[tuple[list[Registrant], Future[list[Outcome]]]] = deque()
     rows = iter(registrants)
     taken: list[Registrant] = []  # read from the rows and not yet in a task
+    sizes = chunk_sizes()
     try:
         pool = _pool(campaign, spec, workers)
         try:
             while True:
                 while len(pending) < workers * WINDOW:
-                    taken = list(islice(rows, CHUNK))
+                    taken = list(islice(rows, next(sizes)))
                     if not taken:
                         break
                     future = pool.submit(_run_chunk, taken, encode, test_to, inspect)
@@ -117,6 +121,14 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
         rest = itertools.chain.from_iterable(chunk for chunk, _ in pending)
         for registrant in itertools.chain(rest, taken, rows):
             yield registrant, _one(campaign, registrant, encode, test_to, inspect)
+
+
+def chunk_sizes() -> Iterator[int]:
+    """Registrants per task, in order: FIRST_CHUNK, doubling up to CHUNK, then CHUNK."""
+    size = FIRST_CHUNK
+    while True:
+        yield size
+        size = min(CHUNK, size * 2)
 
 
 # One pool per campaign, kept while the campaign lives: `send` checks every row and then
@@ -230,16 +242,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+WARM_ROWS = 200  # rows a worker looks through for the languages to build once at start
+
+
 def _warm() -> None:
-    """Build the first registrant's message and throw it away: the templates are parsed
-    and the skeleton is rendered before the first real chunk arrives. (A failure is the
-    check's to report.)"""
+    """Build the first registrant's message in each language of the first rows and throw
+    them away: those templates are parsed and their skeletons rendered before the first
+    real chunk arrives. (A failure is the check's to report.)"""
     from invitemail.registrants import unique_registrants
 
     assert _campaign is not None, "the worker was started without its campaign"
+    languages: set[str] = set()
     with contextlib.suppress(Exception):
-        for registrant in islice(unique_registrants(_campaign.source), 1):
-            _campaign.build(registrant)
+        for registrant in islice(unique_registrants(_campaign.source), WARM_ROWS):
+            if registrant.language not in languages:
+                languages.add(registrant.language)
+                _campaign.build(registrant)
 
 
 def _run_chunk(chunk: list[Registrant], encode: bool, test_to: str | None,
