@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import NOW, write_event
 from invitemail import kept_rows
 from invitemail.campaign import Campaign
 from invitemail.delivery import SendOptions, SendResult, _selected
 from invitemail.registrants import unique_registrants
+from support.event import NOW, write_event
 
 HEADER = ("Navn", "E-mail", "Sprog", "Join URL")
 LINKS = ("", "https://zoom.us/w/1?tk=a", "https://zoom.us/w/1?tk=b")

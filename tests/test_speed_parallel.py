@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NOW, write_event
 from invitemail import parallel
 from invitemail.campaign import Campaign
 from invitemail.registrants import unique_registrants
+from support.event import NOW, write_event
 
 
 def test_tasks_start_small_and_grow_to_a_chunk() -> None:

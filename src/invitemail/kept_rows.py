@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from invitemail.registrants import Registrant, RegistrantFile, unique_registrants
+from invitemail.registrants import Registrant, unique_registrants
+from invitemail.sources import RegistrantSource
 
 KEEP_ROWS = 20_000  # lines of the list up to which the check's registrants are kept
 
@@ -30,7 +31,7 @@ __all__ = ["KEEP_ROWS", "KeptRows"]
 class KeptRows:
     """The registrants of one source, once a full pass has yielded them."""
 
-    def __init__(self, source: RegistrantFile) -> None:
+    def __init__(self, source: RegistrantSource) -> None:
         self.source = source
         self.rows: list[Registrant] | None = None
 
