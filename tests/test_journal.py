@@ -3,6 +3,7 @@ and a journal written by an earlier version opens and keeps its rows."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -60,3 +61,42 @@ def test_a_journal_from_version_0_1_opens_with_its_rows(tmp_path: Path) -> None:
         journal.mark_sending("update", "ane@example.org", "<1@x>", 1, calendar=RECORD)
         journal.mark_done("update", "ane@example.org", State.SENT, "250 ok", 1)
         assert journal.calendars() == {"ane@example.org": RECORD}
+
+
+OLD_DELIVERIES = """CREATE TABLE deliveries (
+    template TEXT NOT NULL, key TEXT NOT NULL, email TEXT NOT NULL, line INTEGER NOT NULL,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_reply TEXT,
+    message_id TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sent_at TEXT,
+    PRIMARY KEY (template, key)) WITHOUT ROWID"""
+
+
+def test_processes_opening_an_older_journal_at_once_add_its_columns_once(
+        tmp_path: Path) -> None:
+    """`send` starting while `status` (or a test) opens the same journal: both find the
+    columns added since the journal was written missing, and only one may add them."""
+    import multiprocessing
+
+    for attempt in range(6):
+        folder = tmp_path / str(attempt)
+        (folder / JOURNAL_DIR).mkdir(parents=True)
+        path = folder / JOURNAL_DIR / JOURNAL_FILE
+        with contextlib.closing(sqlite3.connect(path)) as old:  # as invitemail 0.1 wrote it
+            old.execute("PRAGMA journal_mode=WAL")
+            old.execute(OLD_DELIVERIES)
+            old.commit()
+        context = multiprocessing.get_context("fork")
+        with context.Pool(6) as pool:
+            errors = pool.map(_open_and_report, [str(path)] * 12)
+        assert errors == [""] * 12
+        with sqlite3.connect(path) as db:
+            columns = [row[1] for row in db.execute("PRAGMA table_info(deliveries)")]
+        assert len(columns) == len(set(columns))
+        assert {"variant", "calendar_sequence"} <= set(columns)
+
+
+def _open_and_report(path: str) -> str:
+    try:
+        Journal._connect(Path(path)).close()
+    except Exception as error:
+        return str(error)
+    return ""

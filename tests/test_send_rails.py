@@ -140,7 +140,7 @@ def _kill_with_in_flight(folder: Path, in_flight: int) -> None:
                 break
             time.sleep(0.02)
         else:
-            raise AssertionError("the messages never went out")
+            raise AssertionError(f"the messages never went out: {journal_states(folder)}")
     finally:
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)

@@ -243,10 +243,7 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
-            have = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
-            for column, kind in {**CALENDAR_COLUMNS, **LATER_COLUMNS}.items():
-                if column not in have:  # a journal written by invitemail 0.1
-                    db.execute(f"ALTER TABLE deliveries ADD COLUMN {column} {kind}")
+            Journal._add_later_columns(db)
             db.executescript(TRIGGER)
         except BaseException:
             db.close()
@@ -257,6 +254,28 @@ class Journal:
                 if side.exists():
                     os.chmod(side, 0o600)
         return db
+
+    @staticmethod
+    def _add_later_columns(db: sqlite3.Connection) -> None:
+        """Give a journal written by an earlier version the columns added since. Two
+        processes may open one journal at once (a `send` starting, a `status` beside it):
+        the columns are looked at again under the write lock, so only one adds them."""
+        wanted = {**CALENDAR_COLUMNS, **LATER_COLUMNS}
+
+        def missing() -> list[str]:
+            have = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+            return [column for column in wanted if column not in have]
+
+        if not missing():
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for column in missing():
+                db.execute(f"ALTER TABLE deliveries ADD COLUMN {column} {wanted[column]}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._guard():
