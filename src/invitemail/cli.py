@@ -487,8 +487,8 @@ def _rate(value: str | None) -> float | None:
               "another event: move it aside (it is kept) and start afresh; whoever it had as "
               "sent may be mailed again.")
 @click.option("--due", is_flag=True, help="Send what [schedule] says is due now (reminders "
-              "to invited registrants) and nothing else; no question asked: for cron or a "
-              "systemd timer.")
+              "to invited registrants; with --attendance, the follow-up in its window) and "
+              "nothing else; no question asked: for cron or a systemd timer.")
 @click.option("--reschedule", is_flag=True, help="After a cancellation, with a new [event] "
               "start: send the update that restores the calendar entry, and lift the block.")
 @handle_errors
