@@ -285,3 +285,29 @@ def test_due_cli_leaves_out_a_bad_row_added_later(smtp_server: SmtpServer,
     assert "reminder 1 hour: 1 row of the list with problems left out; `invitemail check " \
         in run.stderr
     assert len(smtp_server.transactions) == 4
+
+
+def test_due_cli_with_the_attendance_report_sends_the_followup_once(
+        smtp_server: SmtpServer, tmp_path: Path) -> None:
+    # The event ended 2 hours 5 minutes ago; its follow-up is due 2 hours after the end.
+    ago = -dt.timedelta(hours=3, minutes=5)
+    folder, start = event_starting_in(smtp_server, tmp_path / "e", ago,
+                                      schedule='followup = "2 hours"', people=3)
+    assert invite_at(folder, start - dt.timedelta(days=3)) == 3
+    report = tmp_path / "participants.csv"
+    report.write_text("Name (Original Name),User Email,Join Time,Leave Time,Duration (Minutes)\n"
+                      "Deltager 2,p2@example.org,x,y,55\n", encoding="utf-8")
+
+    without = run_cli("send", folder, "--due")
+    assert without.exit_code == 0, without.output
+    assert "follow-up due (until " in without.stdout and len(smtp_server.transactions) == 3
+
+    run = run_cli("send", folder, "--due", "--attendance", report)
+    assert run.exit_code == 0, run.output
+    assert "follow-up 2 hours: sent 3, 0 failed, 0 uncertain." in run.stdout
+    assert sorted(s.split(":")[0] for s in subjects(smtp_server, 3)) == [
+        "Tak fordi du deltog", "Vi savnede dig", "Vi savnede dig"]
+
+    again = run_cli("send", folder, "--due", "--attendance", report)
+    assert again.exit_code == 0, again.output
+    assert len(smtp_server.transactions) == 6
