@@ -68,11 +68,6 @@ def handle_errors(command: F) -> F:
         except KeyboardInterrupt:
             _say("Interrupted; nothing more was done.", err=True)
             sys.exit(int(ExitCode.PARTIAL))
-        finally:
-            # Workers stop here, before the interpreter's exit hooks, never in them.
-            parallel = sys.modules.get("invitemail.parallel")
-            if parallel is not None:
-                parallel.close_workers()
 
     return wrapper  # type: ignore[return-value]
 

@@ -171,36 +171,8 @@ def _pool(campaign: Campaign, spec: CampaignSpec, workers: int) -> ProcessPoolEx
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                    initializer=_start_worker, initargs=(spec, os.getpid()))
         _POOLS[campaign] = pool
-        weakref.finalize(campaign, _close, pool)
+        weakref.finalize(campaign, pool.shutdown, wait=False, cancel_futures=True)
     return pool
-
-
-def close_workers() -> None:
-    """Stop every campaign's workers and wait until they and the thread that tends them
-    are gone; tasks not yet handed to a worker are dropped, not run. A command calls this
-    when it ends, however it ends, before the interpreter's exit hooks run: a pool still
-    shutting down then races concurrent.futures' own exit hook, which writes to the pool's
-    wakeup pipe while the pool's thread closes it ("Bad file descriptor")."""
-    while _POOLS:
-        _, pool = _POOLS.popitem()
-        _close(pool)
-
-
-def _close(pool: ProcessPoolExecutor) -> None:
-    # What is running or queued on a worker is not waited for: the workers are killed (they
-    # hold only what they were sent). Then the thread that tends them is waited for, which
-    # ends as soon as it sees them gone: when this returns, nothing of the pool runs.
-    # (ProcessPoolExecutor has no public handle on either before Python 3.14, and
-    # shutdown(wait=False) forgets both.)
-    workers: Any = getattr(pool, "_processes", None) or {}
-    processes = list(workers.values())
-    manager: Any = getattr(pool, "_executor_manager_thread", None)
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        with contextlib.suppress(OSError, ValueError):
-            process.kill()
-    if manager is not None:
-        manager.join()
 
 
 def _one(campaign: Campaign, registrant: Registrant, encode: bool,
