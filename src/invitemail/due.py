@@ -280,19 +280,22 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCred
         if not followup_now:
             result.followup_note = _followup_note(config, timeline, journal, dry_run)
     secret: list[str | TokenCredential | None] = []  # asked once, for the first stage that sends
+    async def run(campaign: Campaign, name: str, options: SendOptions) -> SendResult:
+        if not secret:
+            secret.append(password(campaign))
+        with progress(name) as shown:
+            return await send(campaign, password=secret[0], options=options, progress=shown,
+                              lock=lock, clock=clock, stop=stop, sleep=sleep or asyncio.sleep,
+                              wall_clock=wall_clock)
+
     for stage in timeline.stages:
         if not stage.to_send:
             continue
         campaign = Campaign.open(event, template=REMINDER_TEMPLATE, registrants=registrants,
                                  encoding=encoding, delimiter=delimiter, sheet=sheet, now=now,
                                  stage=stage.key)
-        options = dataclasses.replace(base, only=frozenset(stage.to_send))
-        if not secret:
-            secret.append(password(campaign))
-        with progress(stage.stage.name) as shown:
-            sent = await send(campaign, password=secret[0], options=options, progress=shown,
-                              lock=lock, clock=clock, stop=stop, sleep=sleep or asyncio.sleep,
-                              wall_clock=wall_clock)
+        sent = await run(campaign, stage.stage.name,
+                         dataclasses.replace(base, only=frozenset(stage.to_send)))
         result.runs.append((stage, sent))
         if sent.stopped is not None or sent.interrupted:
             return result  # the relay or the user stopped it: the next run goes on
@@ -301,12 +304,7 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCred
         campaign = Campaign.open(event, template=FOLLOWUP_TEMPLATES[0], registrants=registrants,
                                  encoding=encoding, delimiter=delimiter, sheet=sheet, now=now,
                                  attendance=attendance, attendance_required=True)
-        if not secret:
-            secret.append(password(campaign))
-        with progress(followup.stage.name) as shown:
-            sent = await send(campaign, password=secret[0], options=base, progress=shown,
-                              lock=lock, clock=clock, stop=stop, sleep=sleep or asyncio.sleep,
-                              wall_clock=wall_clock)
+        sent = await run(campaign, followup.stage.name, base)
         result.runs.append((StagePlan(followup.stage, FOLLOWUP_TEMPLATES[0], followup.due,
                                       followup.closes), sent))
     return result
