@@ -171,7 +171,9 @@ def _pool(campaign: Campaign, spec: CampaignSpec, workers: int) -> ProcessPoolEx
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                    initializer=_start_worker, initargs=(spec, os.getpid()))
         _POOLS[campaign] = pool
-        weakref.finalize(campaign, pool.shutdown, wait=False, cancel_futures=True)
+        # Waiting for the pool's own thread to end: a shutdown left running races
+        # concurrent.futures' exit hook on the pool's wakeup pipe ("Bad file descriptor").
+        weakref.finalize(campaign, pool.shutdown, wait=True, cancel_futures=True)
     return pool
 
 
