@@ -516,7 +516,7 @@ class Bench:
         return self.logs / f"{name}.log"
 
     def journal_counts(self, folder: Path) -> dict[str, int]:
-        from invitemail.journal import Journal
+        from invitemail.journal.store import Journal
 
         journal = Journal.open(folder, create=False)
         if journal is None:
@@ -576,7 +576,7 @@ class Bench:
         from email import message_from_bytes, policy
 
         from invitemail.campaign import Campaign
-        from invitemail.registrants import Registrant
+        from invitemail.inputs.registrants import Registrant
 
         self.events.made += 1
         folder = self.work / f"mailmerge-{self.events.made:02d}-{count}"
@@ -671,7 +671,7 @@ Content-Type: text/html; charset=utf-8
 
     def build_messages(self, count: int) -> list[tuple[str, str, bytes]]:
         from invitemail.campaign import Campaign
-        from invitemail.registrants import unique_registrants
+        from invitemail.inputs.registrants import unique_registrants
 
         folder = self.events.fresh(count, 25)
         note(f"building {count:,} messages with invitemail for (c) (not timed)")
@@ -903,8 +903,8 @@ def relay_run(count: int, *, cap: float | None = None, noise: float = 0.0,
     seconds it took and the messages sent."""
     from aiosmtpd.controller import Controller
 
-    from invitemail.config import Sending, Smtp
-    from invitemail.transport import Envelope, NoHooks, deliver
+    from invitemail.inputs.config import Sending, Smtp
+    from invitemail.send.transport import Envelope, NoHooks, deliver
 
     handler = CapRelay(cap, noise)
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())

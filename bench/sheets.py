@@ -41,7 +41,7 @@ print(n)
 READ_INVITEMAIL = """
 import sys
 from pathlib import Path
-from invitemail.workbook import read_sheet
+from invitemail.inputs.workbook import read_sheet
 n = 0
 for row in read_sheet(Path(sys.argv[1])):
     n += len(row.cells)
@@ -153,7 +153,7 @@ def main() -> None:
         for name, script in (("python (start-up only)", "pass"),
                              ("openpyxl read-only", READ_OPENPYXL),
                              ("python-calamine", READ_CALAMINE),
-                             ("invitemail.workbook.read_sheet", READ_INVITEMAIL)):
+                             ("invitemail.inputs.workbook.read_sheet", READ_INVITEMAIL)):
             seconds, rss = timed([py, "-c", script, str(xlsx)])
             print(f"{name:34} {seconds:6.2f} s  peak RSS {rss:6.0f} MiB")
         for what, path in (("check, registrants.csv", csv_path),

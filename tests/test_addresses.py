@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from invitemail.addresses import AddressError, _fast, normalize_address
+from invitemail.inputs.addresses import AddressError, _fast, normalize_address
 
 LOCAL = st.text(alphabet="abcxyz0189._-+!#$%&'*/=?^`{|}~AZ\"@ æ", min_size=0, max_size=70)
 DOMAIN = st.one_of(

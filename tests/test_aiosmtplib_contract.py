@@ -1,4 +1,4 @@
-"""The aiosmtplib internals invitemail.smtp_adapter leans on, checked one by one.
+"""The aiosmtplib internals invitemail.send.smtp_adapter leans on, checked one by one.
 
 When a new aiosmtplib release changes any of them, a test here fails by name, before a send
 goes wrong half way; then adapt smtp_adapter (and raise the bound in pyproject.toml).
@@ -19,7 +19,7 @@ from aiosmtplib import SMTP, SMTPServerDisconnected, SMTPTimeoutError
 from aiosmtplib.protocol import SMTPProtocol
 from packaging.requirements import Requirement
 
-from invitemail import smtp_adapter
+from invitemail.send import smtp_adapter
 from support.relay import HOST, Script, SmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]

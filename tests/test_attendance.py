@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from invitemail.attendance import AttendanceError, attendance_from_rows, read_attendance
+from invitemail.inputs.attendance import AttendanceError, attendance_from_rows, read_attendance
 from support.attendance_reports import TEAMS, TEAMS_OLD, ZOOM_MEETING, ZOOM_WEBINAR, write_report
 
 

@@ -59,7 +59,7 @@ from typing import Any
 
 import pytest
 
-from invitemail.journal import Journal, State
+from invitemail.journal.store import Journal, State
 from support.cli import Run, run_cli
 from support.event import EventBuilder, EventToml
 from support.relay import SmtpServer

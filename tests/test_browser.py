@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from invitemail.campaign import Campaign
-from invitemail.gallery import INDEX, GalleryWriter
+from invitemail.outputs.gallery import INDEX, GalleryWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "djoef-webinar"

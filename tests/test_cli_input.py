@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from invitemail.cli import main
-from invitemail.placeholders import PLACEHOLDERS
+from invitemail.outputs.placeholders import PLACEHOLDERS
 from support.cli import Run, run_cli
 from support.event import EventBuilder, event_line
 from support.relay import SmtpServer

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from invitemail.addresses import Mailbox
-from invitemail.config import load_config, parse_rate
 from invitemail.errors import ConfigError, Problem
+from invitemail.inputs.addresses import Mailbox
+from invitemail.inputs.config import load_config, parse_rate
 from support.event import EVENT_TOML, EventBuilder, Raw, WrittenEvent
 
 Build = Callable[..., WrittenEvent]

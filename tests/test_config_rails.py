@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from invitemail.placeholders import PLACEHOLDERS, Placeholder
+from invitemail.outputs.placeholders import PLACEHOLDERS, Placeholder
 from support.cli import run_cli
 from support.event import EVENT_TOML, write_event
 from support.mail import vevent_of

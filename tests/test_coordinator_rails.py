@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from invitemail.addresses import AddressError, is_loopback_host, normalize_address
 from invitemail.campaign import Campaign
-from invitemail.gallery import INDEX, GalleryWriter
+from invitemail.inputs.addresses import AddressError, is_loopback_host, normalize_address
+from invitemail.outputs.gallery import INDEX, GalleryWriter
 from support.cli import run_cli
 from support.event import NOW, ROWS, EventBuilder, write_event
 from support.relay import SmtpServer

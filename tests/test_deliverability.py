@@ -16,9 +16,9 @@ from typing import NamedTuple
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.followup import FOLLOWUP_TEMPLATE, VARIANTS
-from invitemail.inline import inline_css
-from invitemail.lint import (
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.mime.inline import inline_css
+from invitemail.outputs.lint import (
     MAX_LINE,
     SPAM_GOOD,
     SPAM_REQUIRED,
@@ -29,8 +29,8 @@ from invitemail.lint import (
     spamassassin_installed,
     spamassassin_scores,
 )
-from invitemail.registrants import unique_registrants
-from invitemail.render import BUILTIN_TEMPLATES
+from invitemail.render.renderer import BUILTIN_TEMPLATES
+from invitemail.send.followup import FOLLOWUP_TEMPLATE, VARIANTS
 from support.checks import show_when_verbose
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "djoef-webinar"

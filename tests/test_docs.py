@@ -12,7 +12,7 @@ import pytest
 
 from invitemail.campaign import TEMPLATE_VARIABLES, Campaign, variables_table
 from invitemail.cli import main
-from invitemail.registrants import unique_registrants
+from invitemail.inputs.registrants import unique_registrants
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -78,7 +78,7 @@ def test_docs_the_example_event_stays_ahead_of_the_calendar() -> None:
     """The README's walkthrough runs `check` on the example, which refuses an event in the
     past: this fails a year before the example's date comes, so it is moved in time (with
     the dates the tests expect) before anyone who follows the README meets the refusal."""
-    from invitemail.config import load_config
+    from invitemail.inputs.config import load_config
 
     start = load_config(EXAMPLE).event.start
     a_year_from_now = dt.datetime.now(dt.UTC) + dt.timedelta(days=366)

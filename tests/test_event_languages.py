@@ -14,10 +14,10 @@ import icalendar
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.config import load_config
 from invitemail.errors import ConfigError
-from invitemail.registrants import unique_registrants
-from invitemail.render import Renderer
+from invitemail.inputs.config import load_config
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.render.renderer import Renderer
 from support.cli import run_cli
 from support.event import EVENT_TOML, NOW, write_event
 

@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 
 from invitemail.campaign import Campaign
 from invitemail.errors import InvitemailError
-from invitemail.inline import inline_css
-from invitemail.message import HeaderValueError
-from invitemail.registrants import Registrant, unique_registrants
-from invitemail.render import Rendered, Renderer
+from invitemail.inputs.registrants import Registrant, unique_registrants
+from invitemail.mime.inline import inline_css
+from invitemail.mime.message import HeaderValueError
+from invitemail.render.renderer import Rendered, Renderer
 from support.event import EVENT_TOML, NOW, write_event
 
 HEADER = ("Navn", "E-mail", "Sprog", "Join URL", "timezone")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.delivery import SendOptions, send
-from invitemail.journal import Journal
-from invitemail.registrants import unique_registrants
-from invitemail.render import Renderer
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.journal.store import Journal
+from invitemail.render.renderer import Renderer
+from invitemail.send.delivery import SendOptions, send
 from support.attendance_reports import TEAMS, ZOOM_MEETING, ZOOM_WEBINAR, write_report
 from support.cli import run_cli
 from support.event import EVENT_TOML, NOW, write_event
@@ -308,7 +308,7 @@ def test_followup_zoom_report_as_a_workbook_through_the_relay(
 
 
 def test_followup_messages_pass_the_linter(tmp_path: Path) -> None:
-    from invitemail.lint import lint_built
+    from invitemail.outputs.lint import lint_built
 
     folder = followup_event(None, tmp_path / "e")
     report = write_report(tmp_path, "attendees.csv", ZOOM_WEBINAR)

@@ -20,10 +20,10 @@ import pytest
 
 from invitemail.campaign import Built, Campaign
 from invitemail.errors import InvitemailError
-from invitemail.gallery import CSP, INDEX, GalleryWriter, page_name, read_message
-from invitemail.ics import describe_ics
-from invitemail.lint import parse_message
-from invitemail.registrants import unique_registrants
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.mime.ics import describe_ics
+from invitemail.outputs.gallery import CSP, INDEX, GalleryWriter, page_name, read_message
+from invitemail.outputs.lint import parse_message
 from support.event import NOW, write_event
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "djoef-webinar"
@@ -296,7 +296,7 @@ def test_gallery_read_back_on_the_workers_is_the_one_read_back_here(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """1,100 rows: the messages are built and read back in worker processes (with the
     gallery's ``view_of`` as ``inspect``); every file is what one process writes."""
-    from invitemail.gallery import view_of
+    from invitemail.outputs.gallery import view_of
 
     rows = [(f"Deltager {i} Ærø", f"deltager{i}@example.org", "da" if i % 3 else "en")
             for i in range(1100)]

@@ -26,19 +26,19 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from invitemail import ics
-from invitemail.addresses import AddressError, Mailbox, normalize_address
 from invitemail.campaign import Campaign
-from invitemail.config import LINE_BREAKS
-from invitemail.lint import lint_message
-from invitemail.message import (
+from invitemail.inputs.addresses import AddressError, Mailbox, normalize_address
+from invitemail.inputs.config import LINE_BREAKS
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.mime import ics
+from invitemail.mime.message import (
     HeaderValueError,
     MessageParts,
     build_message,
     encode_mailbox,
     encode_text_header,
 )
-from invitemail.registrants import unique_registrants
+from invitemail.outputs.lint import lint_message
 from support.cli import run_cli
 from support.event import HEADER, EventBuilder
 

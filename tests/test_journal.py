@@ -7,7 +7,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from invitemail.journal import JOURNAL_DIR, JOURNAL_FILE, CalendarRecord, Journal, State
+from invitemail.journal.store import JOURNAL_DIR, JOURNAL_FILE, CalendarRecord, Journal, State
 
 RECORD = CalendarRecord(sequence=2, start="2030-03-05T14:00:00+01:00", duration=60,
                         join_url="https://zoom.us/j/1", password_digest="abc", template="update")

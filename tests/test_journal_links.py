@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from invitemail.journal import Journal, JournalError
+from invitemail.journal.store import Journal, JournalError
 from support.cli import run_cli
 from support.event import write_event
 

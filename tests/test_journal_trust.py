@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from invitemail.journal import Journal, JournalError, State, new_journal_id
-from invitemail.ledger import Ledger
+from invitemail.journal.ledger import Ledger
+from invitemail.journal.store import Journal, JournalError, State, new_journal_id
 from support.checks import assert_exactly_once, journal_states
 from support.cli import run_cli
 from support.event import EVENT_TOML, event_for, rows

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.journal import Journal
-from invitemail.registrants import unique_registrants
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.journal.store import Journal
 from support.cli import run_cli
 from support.event import EventBuilder, event_for, rows, set_key, write_event
 from support.mail import parsed, vevent_of

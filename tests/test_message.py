@@ -17,14 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invitemail import ics, placeholders
-from invitemail.addresses import Mailbox
 from invitemail.campaign import Campaign
-from invitemail.config import LINE_BREAKS
-from invitemail.lint import lint_message
-from invitemail.message import HeaderValueError, MessageParts, build_message, encoded_words
-from invitemail.registrants import unique_registrants
-from invitemail.scaffold import create_event
+from invitemail.inputs.addresses import Mailbox
+from invitemail.inputs.config import LINE_BREAKS
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.mime import ics
+from invitemail.mime.message import HeaderValueError, MessageParts, build_message, encoded_words
+from invitemail.outputs import placeholders
+from invitemail.outputs.lint import lint_message
+from invitemail.outputs.scaffold import create_event
 from support.event import EventBuilder, Raw
 
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -260,7 +261,7 @@ def test_calendar_builder_writes_what_icalendar_writes(name: str, uid_part: str)
 
 def test_messages_built_in_worker_processes_are_identical(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from invitemail import parallel
+    from invitemail import pool as parallel
 
     people = "".join(f"Deltager {i},user{i}@example.org,{'da' if i % 3 else 'en'},,\n"
                      for i in range(parallel.MIN_ROWS + 200))
@@ -288,7 +289,7 @@ LINES = st.lists(st.sampled_from(["", " ", "\t", "=", ".", "a" * 80, "æøå " *
 def test_quoted_printable_line_by_line_is_what_the_whole_body_encodes_to(text: str) -> None:
     import binascii
 
-    from invitemail.message import _quoted_printable
+    from invitemail.mime.message import _quoted_printable
 
     body = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     whole = binascii.b2a_qp(body, quotetabs=False, istext=True, header=False)
@@ -324,7 +325,7 @@ PIECE = st.one_of(st.sampled_from(["\n", "\r\n", "a\nb", " \n", "x" * 90 + "\n",
        layout=st.lists(st.integers(min_value=-1, max_value=3), max_size=12))
 def test_quoted_printable_from_pieces_is_what_the_joined_text_encodes_to(
         constants: list[str], values: list[str], layout: list[int]) -> None:
-    from invitemail.message import _quoted_printable, quoted_printable_pieces
+    from invitemail.mime.message import _quoted_printable, quoted_printable_pieces
 
     pieces: list[str | int] = []
     for i, slot in enumerate(layout):  # -1: the next constant piece; else a value

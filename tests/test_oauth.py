@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from invitemail import oauth
-from invitemail.authsettings import Auth, OAuthSettings
-from invitemail.config import Sending, Smtp
-from invitemail.credentials import CommandSource, LoginError, Token, TokenCredential
-from invitemail.transport import AuthenticationError, DeliveryReport, State, deliver
-from invitemail.xoauth2 import error_detail, initial_response
+from invitemail.auth import oauth
+from invitemail.auth.credentials import CommandSource, LoginError, Token, TokenCredential
+from invitemail.auth.settings import Auth, OAuthSettings
+from invitemail.auth.xoauth2 import error_detail, initial_response
+from invitemail.inputs.config import Sending, Smtp
+from invitemail.send.transport import AuthenticationError, DeliveryReport, State, deliver
 from support.oauth_servers import OAuthServer, XOAuth2Server
 from support.relay import FakeClock, Script, SmtpServer
 from support.transport import Journal, address, envelopes

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from invitemail import oauth
-from invitemail.authsettings import OAuthSettings
+from invitemail.auth import oauth
+from invitemail.auth.settings import OAuthSettings
 from support.cli import run_cli
 from support.oauth_servers import ROWS, USER, OAuthServer, XOAuth2Server, oauth_event
 from support.relay import Script, tls_files

@@ -27,12 +27,12 @@ from pathlib import Path
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.files import OutputError
-from invitemail.gallery import INDEX, GalleryWriter, page_name
-from invitemail.journal import Journal, Row
-from invitemail.preview import eml_name
-from invitemail.registrants import unique_registrants
-from invitemail.report import write_report
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.journal.store import Journal, Row
+from invitemail.outputs.files import OutputError
+from invitemail.outputs.gallery import INDEX, GalleryWriter, page_name
+from invitemail.outputs.preview import eml_name
+from invitemail.outputs.report import write_report
 from support.cli import Run, run_cli
 from support.event import EVENT_TOML, write_event
 from support.relay import SmtpServer

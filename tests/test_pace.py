@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invitemail.pace import BACKOFF, NOISE_LINKS, Pace
+from invitemail.send.pace import BACKOFF, NOISE_LINKS, Pace
 
 
 def backoff(attempt: int, rng: random.Random) -> float:

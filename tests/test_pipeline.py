@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from invitemail.config import Sending, load_config
 from invitemail.errors import ConfigError
-from invitemail.transport import DeliveryReport, State, deliver
+from invitemail.inputs.config import Sending, load_config
+from invitemail.send.transport import DeliveryReport, State, deliver
 from support.event import EVENT_TOML
 from support.relay import Answer, Cut, FakeClock, Script, SmtpServer
 from support.transport import Journal, address, envelopes

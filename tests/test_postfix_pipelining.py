@@ -9,7 +9,7 @@ a pipelined group. Postfix refuses by its own restrictions (``check_recipient_ac
 client that pipelines where it may not, and its log must never say "improper command
 pipelining".
 
-Refusals go through :func:`~invitemail.transport.deliver` with the recording hooks of
+Refusals go through :func:`~invitemail.send.transport.deliver` with the recording hooks of
 test_transport.py and a fake clock (the backoff costs no time); drops go through
 ``invitemail send`` and its SQLite journal, then ``send --resend-uncertain``.
 """
@@ -27,12 +27,12 @@ from typing import Any
 
 import pytest
 
-from invitemail.config import Sending, Smtp
-from invitemail.connection import Envelope
-from invitemail.journal import Journal as SqlJournal
-from invitemail.journal import State as SqlState
-from invitemail.replies import ReplyClass, Step, classify
-from invitemail.transport import DeliveryReport, State, deliver
+from invitemail.inputs.config import Sending, Smtp
+from invitemail.journal.store import Journal as SqlJournal
+from invitemail.journal.store import State as SqlState
+from invitemail.send.connection import Envelope
+from invitemail.send.replies import ReplyClass, Step, classify
+from invitemail.send.transport import DeliveryReport, State, deliver
 from support.cli import run_cli
 from support.event import EVENT_TOML, write_event
 from support.postfix_instance import PostfixRelay, private_postfix

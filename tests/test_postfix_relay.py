@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from invitemail.journal import Journal, State
+from invitemail.journal.store import Journal, State
 from support.cli import run_cli
 from support.event import EVENT_TOML, write_event
 from support.postfix_instance import RELAY_NAME, PostfixRelay, private_postfix

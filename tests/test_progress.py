@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from invitemail.progress import BarProgress, LineProgress, make_progress
+from invitemail.outputs.progress import BarProgress, LineProgress, make_progress
 
 
 class Clock:

@@ -29,14 +29,14 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from invitemail import ics
-from invitemail.addresses import normalize_address
 from invitemail.campaign import Built, Campaign
 from invitemail.errors import Problem, ProblemsError, TemplateError
-from invitemail.journal import Row, State
-from invitemail.message import HeaderValueError
-from invitemail.registrants import Scan, open_registrants, unique_registrants
-from invitemail.report import COLUMNS, FORMULA_STARTS, neutralise, write_report
+from invitemail.inputs.addresses import normalize_address
+from invitemail.inputs.registrants import Scan, open_registrants, unique_registrants
+from invitemail.journal.store import Row, State
+from invitemail.mime import ics
+from invitemail.mime.message import HeaderValueError
+from invitemail.outputs.report import COLUMNS, FORMULA_STARTS, neutralise, write_report
 from support.event import NOW, write_event
 
 EXAMPLES = settings(max_examples=200, deadline=None,
@@ -334,7 +334,7 @@ def test_status_report_neutralises_every_cell_that_starts_like_a_formula(
 def test_the_report_is_the_only_csv_the_tool_writes() -> None:
     """Any other module that writes CSV must neutralise too: this lists them."""
     source = Path(__file__).resolve().parents[1] / "src" / "invitemail"
-    writers = {path.name for path in source.glob("*.py")
+    writers = {path.name for path in source.rglob("*.py")
                if re.search(r"csv\.(writer|DictWriter)\(", path.read_text(encoding="utf-8"))}
     assert writers == {"report.py"}
 

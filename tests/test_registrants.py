@@ -9,7 +9,7 @@ import pytest
 
 from invitemail.campaign import Campaign
 from invitemail.errors import ProblemsError
-from invitemail.registrants import Registrant, Scan, open_registrants, unique_registrants
+from invitemail.inputs.registrants import Registrant, Scan, open_registrants, unique_registrants
 from support.event import NOW, write_event
 
 WriteCsv = Callable[..., Path]

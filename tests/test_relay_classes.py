@@ -22,11 +22,11 @@ import pytest
 from aiosmtpd.smtp import AuthResult
 
 from invitemail.campaign import Campaign
-from invitemail.config import Sending
-from invitemail.delivery import SendOptions, SendResult, send
-from invitemail.journal import Journal, State
-from invitemail.limits import DailyLimitReached
-from invitemail.transport import DeliveryReport, Envelope, Outcome, deliver
+from invitemail.inputs.config import Sending
+from invitemail.journal.store import Journal, State
+from invitemail.send.delivery import SendOptions, SendResult, send
+from invitemail.send.limits import DailyLimitReached
+from invitemail.send.transport import DeliveryReport, Envelope, Outcome, deliver
 from support.cli import run_cli
 from support.event import EVENT_TOML, NOW, EventBuilder, Raw, write_event
 from support.relay import FakeClock, RecordingHandler, Script, SmtpServer
@@ -520,7 +520,7 @@ def test_relay_a_wrong_daily_limit_names_file_line_and_key(tmp_path: Path, writt
                                                 ("10000", 10000), ('"3/DAY"', 3)])
 def test_relay_daily_limit_is_read_in_its_forms(tmp_path: Path, written: str,
                                                 limit: int) -> None:
-    from invitemail.config import load_config
+    from invitemail.inputs.config import load_config
 
     toml = EVENT_TOML.replace("max_consecutive_failures = 20\n",
                               f"max_consecutive_failures = 20\ndaily_limit = {written}\n")

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from invitemail.campaign import Campaign
 from invitemail.errors import TemplateError
-from invitemail.registrants import unique_registrants
-from invitemail.render import MAX_LOOP_STEPS, SKELETON_TRIAL, Rendered, Renderer
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.render.renderer import MAX_LOOP_STEPS, SKELETON_TRIAL, Rendered, Renderer
 from support.event import NOW, write_event
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invitemail.replies import (
+from invitemail.send.replies import (
     LONG_WAIT,
     RULES,
     ReplyClass,
@@ -200,4 +200,4 @@ def test_replies_the_readme_table_matches_the_code() -> None:
     table = README.split("<!-- replies:start -->\n", 1)[1].split("<!-- replies:end -->")[0]
     assert table == classification_table(), (
         "README's reply table is out of date; replace it with the output of "
-        "invitemail.replies.classification_table()")
+        "invitemail.send.replies.classification_table()")

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.config import Sending
-from invitemail.delivery import SendOptions, send
-from invitemail.journal import State as RowState
-from invitemail.replies import ReplyClass
-from invitemail.retries import RetryQueue, retry_delay
-from invitemail.transport import SCATTERED, Envelope, Outcome, State, TooManyFailures, deliver
+from invitemail.inputs.config import Sending
+from invitemail.journal.store import State as RowState
+from invitemail.send.delivery import SendOptions, send
+from invitemail.send.replies import ReplyClass
+from invitemail.send.retries import RetryQueue, retry_delay
+from invitemail.send.transport import SCATTERED, Envelope, Outcome, State, TooManyFailures, deliver
 from support.checks import assert_exactly_once, journal_states
 from support.event import NOW, event_for, rows
 from support.fakes import Quiet

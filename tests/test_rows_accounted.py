@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invitemail.errors import ProblemsError
-from invitemail.registrants import Scan, open_registrants, unique_registrants
+from invitemail.inputs.registrants import Scan, open_registrants, unique_registrants
 from support.cli import run_cli
 from support.registrant_lists import lines, recipients, relay_event, send
 from support.relay import SmtpServer

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.delivery import SendOptions, send
-from invitemail.folderlock import FolderBusy, FolderLock
-from invitemail.journal import ClaimError, Journal, State
+from invitemail.journal.folderlock import FolderBusy, FolderLock
+from invitemail.journal.store import ClaimError, Journal, State
+from invitemail.send.delivery import SendOptions, send
 from support.checks import assert_exactly_once, journal_states
 from support.cli import run_cli
 from support.event import NOW, event_for, rows
@@ -90,7 +90,7 @@ def test_the_lock_goes_with_a_killed_process(tmp_path: Path) -> None:
     (tmp_path / "e").mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from pathlib import Path; "
-        "from invitemail.folderlock import FolderLock; "
+        "from invitemail.journal.folderlock import FolderLock; "
         f"lock = FolderLock.acquire(Path({str(tmp_path / 'e')!r})); "
         "print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True, env=os.environ.copy())

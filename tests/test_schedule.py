@@ -10,15 +10,15 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from invitemail.due import verdict
-from invitemail.journal import State
-from invitemail.schedule import (
+from invitemail.inputs.schedule import (
     Stage,
     default_slack,
     format_duration,
     parse_duration,
     read_schedule,
 )
+from invitemail.journal.store import State
+from invitemail.send.due import verdict
 from support.cli import run_cli
 from support.event import EVENT_TOML, write_event
 

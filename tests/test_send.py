@@ -25,8 +25,8 @@ import icalendar
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.delivery import SendOptions, SendResult, send
-from invitemail.journal import State
+from invitemail.journal.store import State
+from invitemail.send.delivery import SendOptions, SendResult, send
 from support.checks import assert_exactly_once, journal_states
 from support.cli import run_cli
 from support.event import NOW, event_for, rows

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from invitemail.journal import Journal, State
+from invitemail.journal.store import Journal, State
 from support.checks import journal_states
 from support.cli import run_cli
 from support.event import event_for, rows, set_key

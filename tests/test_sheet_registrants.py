@@ -18,9 +18,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from invitemail import parallel
+from invitemail import pool as parallel
 from invitemail.campaign import Campaign
-from invitemail.registrants import Scan, open_registrants, unique_registrants
+from invitemail.inputs.registrants import Scan, open_registrants, unique_registrants
 from support.cli import run_cli
 from support.event import EVENT_TOML, NOW, write_event
 from support.relay import SmtpServer

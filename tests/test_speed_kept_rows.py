@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invitemail import kept_rows
 from invitemail.campaign import Campaign
-from invitemail.delivery import SendOptions, SendResult, _selected
-from invitemail.registrants import unique_registrants
+from invitemail.inputs import kept_rows
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.send.delivery import SendOptions, SendResult, _selected
 from support.event import NOW, write_event
 
 HEADER = ("Navn", "E-mail", "Sprog", "Join URL")

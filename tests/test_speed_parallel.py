@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from invitemail import parallel
+from invitemail import pool as parallel
 from invitemail.campaign import Campaign
-from invitemail.registrants import unique_registrants
+from invitemail.inputs.registrants import unique_registrants
 from support.event import NOW, write_event
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from invitemail.config import load_config
 from invitemail.errors import ConfigError
+from invitemail.inputs.config import load_config
 from support.event import EVENT_TOML, HEADER, ROWS, EventBuilder, EventToml, Raw, event_line
 
 

@@ -17,11 +17,11 @@ import icalendar
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.delivery import SendOptions, SendResult, send
-from invitemail.due import DueResult, due_summary, run_due, status_lines
 from invitemail.errors import InvitemailError
-from invitemail.journal import Journal
-from invitemail.reschedule import EventCancelled, prepare_reschedule, record_reschedule
+from invitemail.journal.store import Journal
+from invitemail.send.delivery import SendOptions, SendResult, send
+from invitemail.send.due import DueResult, due_summary, run_due, status_lines
+from invitemail.send.reschedule import EventCancelled, prepare_reschedule, record_reschedule
 from support.event import event_for
 from support.fakes import Quiet
 from support.relay import SmtpServer

@@ -15,8 +15,8 @@ import icalendar
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.delivery import SendOptions, send
-from invitemail.folderlock import FolderLock
+from invitemail.journal.folderlock import FolderLock
+from invitemail.send.delivery import SendOptions, send
 from support.cli import run_cli
 from support.event import event_for
 from support.fakes import Quiet

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from invitemail.config import Sending, Smtp
-from invitemail.transport import (
+from invitemail.inputs.config import Sending, Smtp
+from invitemail.send.transport import (
     AuthenticationError,
     ConnectError,
     Envelope,

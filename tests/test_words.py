@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from invitemail.campaign import Campaign
-from invitemail.dates import describe_when
-from invitemail.registrants import Registrant, unique_registrants
+from invitemail.inputs.registrants import Registrant, unique_registrants
+from invitemail.mime.dates import describe_when
 from support.event import write_event
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")

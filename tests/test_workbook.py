@@ -16,7 +16,7 @@ import openpyxl
 import pytest
 
 from invitemail.errors import Problem, SheetPlace
-from invitemail.workbook import (
+from invitemail.inputs.workbook import (
     MAX_CELL,
     MAX_COLUMNS,
     MAX_ROWS,

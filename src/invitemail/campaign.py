@@ -17,23 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from invitemail import ics, parallel
-from invitemail.addresses import Mailbox, is_loopback_host
-from invitemail.config import EventConfig, load_config
-from invitemail.dates import describe_when
+from invitemail import pool as parallel
 from invitemail.errors import Problem, ProblemsError, TemplateError, position
-from invitemail.followup import FollowUp, open_followup
-from invitemail.inline import inline_css
-from invitemail.journal import CalendarRecord, Journal, JournalError
-from invitemail.kept_rows import KeptRows
-from invitemail.message import (
-    MessageParts,
-    build_message,
-    encode_mailbox,
-    encode_text_header,
-    make_message_id,
-)
-from invitemail.registrants import (
+from invitemail.inputs.addresses import Mailbox, is_loopback_host
+from invitemail.inputs.config import EventConfig, load_config
+from invitemail.inputs.kept_rows import KeptRows
+from invitemail.inputs.registrants import (
     Registrant,
     RegistrantSource,
     Scan,
@@ -41,8 +30,20 @@ from invitemail.registrants import (
     open_registrants,
     unique_registrants,
 )
-from invitemail.render import Pieces, Rendered, Renderer
-from invitemail.render_failures import RenderFailures
+from invitemail.journal.store import CalendarRecord, Journal, JournalError
+from invitemail.mime import ics
+from invitemail.mime.dates import describe_when
+from invitemail.mime.inline import inline_css
+from invitemail.mime.message import (
+    MessageParts,
+    build_message,
+    encode_mailbox,
+    encode_text_header,
+    make_message_id,
+)
+from invitemail.render.failures import RenderFailures
+from invitemail.render.renderer import Pieces, Rendered, Renderer
+from invitemail.send.followup import FollowUp, open_followup
 
 CANCEL_TEMPLATE = "cancellation"
 UPDATE_TEMPLATE = "update"

@@ -24,13 +24,13 @@ from invitemail.errors import ExitCode, InvitemailError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from invitemail.authsettings import OAuthSettings
+    from invitemail.auth.credentials import TokenCredential
+    from invitemail.auth.settings import OAuthSettings
     from invitemail.campaign import Built, Campaign, CheckReport
-    from invitemail.credentials import TokenCredential
-    from invitemail.delivery import SendOptions, SendResult
-    from invitemail.folderlock import FolderLock
-    from invitemail.registrants import Scan
-    from invitemail.safeguard import Prepared
+    from invitemail.inputs.registrants import Scan
+    from invitemail.journal.folderlock import FolderLock
+    from invitemail.journal.safeguard import Prepared
+    from invitemail.send.delivery import SendOptions, SendResult
 
 PASSWORD_ENV = "INVITEMAIL_SMTP_PASSWORD"
 PASSWORD_TRIES = 3  # a password typed at the prompt that the relay refuses is asked again
@@ -111,7 +111,7 @@ def _open_campaign(event: Path, template: str, registrants: Path | None, encodin
 def _assumed(template: str, attendance: Path | None) -> tuple[str | None, ...]:
     """The follow-ups to show in turn: without the attendance report, `check` and `preview`
     go over both (thanks, then missed); otherwise each registrant's own (None)."""
-    from invitemail.followup import FOLLOWUP_TEMPLATE, VARIANTS
+    from invitemail.send.followup import FOLLOWUP_TEMPLATE, VARIANTS
 
     return VARIANTS if template == FOLLOWUP_TEMPLATE and attendance is None else (None,)
 
@@ -138,7 +138,7 @@ def main(debug: bool) -> None:
 @handle_errors
 def init(folder: Path, templates: bool) -> None:
     """Create a ready event folder to edit (never overwrites a file)."""
-    from invitemail.scaffold import create_event
+    from invitemail.outputs.scaffold import create_event
 
     written = create_event(folder, templates=templates)
     for path in written[:2]:
@@ -175,7 +175,7 @@ def _summary_line(campaign: Campaign, report: CheckReport) -> str:
 
 def _variants_text(variants: dict[str, int]) -> str:
     """``"3 thanks, 2 missed"``: a follow-up's messages by the template each got."""
-    from invitemail.followup import VARIANTS
+    from invitemail.send.followup import VARIANTS
 
     return ", ".join(f"{variants[v]} {v}" for v in VARIANTS if variants.get(v))
 
@@ -228,7 +228,7 @@ def _check_campaign(campaign: Campaign, lint: bool) -> int:
     sample: list[Built] = []
     on_message = inspect = None
     if lint:
-        from invitemail.lint import SPAM_SAMPLE, lint_built
+        from invitemail.outputs.lint import SPAM_SAMPLE, lint_built
 
         def on_message(built: Built, problems: list[str]) -> None:
             lint_problems.extend(f"{built.recipient}: {p}" for p in problems)
@@ -267,7 +267,7 @@ def _check_signed_in(campaign: Campaign) -> int:
 def _credential(campaign: Campaign) -> TokenCredential:
     """The access token's source for smtp.auth = "xoauth2", tried once (nothing is sent
     with a login that does not work)."""
-    from invitemail.oauth import credential_for
+    from invitemail.auth.oauth import credential_for
 
     config = campaign.config
     credential = credential_for(config.smtp, config.path,
@@ -277,7 +277,7 @@ def _credential(campaign: Campaign) -> TokenCredential:
 
 
 def _warn_sending_time(campaign: Campaign, report: CheckReport) -> None:
-    from invitemail.limits import sending_time_check
+    from invitemail.send.limits import sending_time_check
 
     config = campaign.config
     warning = sending_time_check(config, campaign.template, report.messages, campaign.now)
@@ -288,7 +288,7 @@ def _warn_sending_time(campaign: Campaign, report: CheckReport) -> None:
 def _spamassassin(sample: list[Built]) -> list[str]:
     """Score a sample with SpamAssassin's local rules when it is installed; print each
     score and return the messages it takes for spam."""
-    from invitemail.lint import (
+    from invitemail.outputs.lint import (
         SPAM_GOOD,
         SPAM_REQUIRED,
         SpamAssassinError,
@@ -334,8 +334,8 @@ def preview(event: Path, template: str, registrants: Path | None, sheet: str | N
             encoding: str | None, delimiter: str | None, attendance: Path | None,
             limit: int | None, out: Path | None, open_gallery: bool) -> None:
     """Show exactly what registrants will receive, without sending."""
-    from invitemail.preview import readable
-    from invitemail.registrants import Scan, unique_registrants
+    from invitemail.inputs.registrants import Scan, unique_registrants
+    from invitemail.outputs.preview import readable
 
     # A follow-up without the attendance report: both of its templates, one after the other.
     campaigns = [_open_campaign(event, template, registrants, encoding, delimiter, sheet,
@@ -347,8 +347,8 @@ def preview(event: Path, template: str, registrants: Path | None, sheet: str | N
 
         out = Path(tempfile.mkdtemp(prefix="invitemail-preview-"))
     if out is not None:
-        from invitemail.gallery import GalleryWriter, view_of
-        from invitemail.preview import journal_states
+        from invitemail.outputs.gallery import GalleryWriter, view_of
+        from invitemail.outputs.preview import journal_states
 
         config = campaign.config
         failed = False
@@ -429,7 +429,7 @@ def _prompt_password(campaign: Campaign) -> str:
     the relay refuses is asked for again, up to PASSWORD_TRIES times."""
     import asyncio
 
-    from invitemail.transport import AuthenticationError, check_login
+    from invitemail.send.transport import AuthenticationError, check_login
 
     smtp = campaign.config.smtp
     for attempt in range(1, PASSWORD_TRIES + 1):
@@ -455,7 +455,7 @@ def _prompt_password(campaign: Campaign) -> str:
 def _rate(value: str | None) -> float | None:
     if value is None:
         return None
-    from invitemail.config import parse_rate
+    from invitemail.inputs.config import parse_rate
 
     try:
         return parse_rate(value)
@@ -502,8 +502,8 @@ def send(event: Path, template: str, registrants: Path | None, sheet: str | None
 
     Only one send runs per event folder at a time; a second one exits 1 and says which
     process holds the folder."""
-    from invitemail.addresses import AddressError, is_loopback_host, normalize_address
-    from invitemail.delivery import SendOptions
+    from invitemail.inputs.addresses import AddressError, is_loopback_host, normalize_address
+    from invitemail.send.delivery import SendOptions
 
     if due:
         given = [name for name, on in (
@@ -553,14 +553,14 @@ def send(event: Path, template: str, registrants: Path | None, sheet: str | None
                           restore_journal=restore_journal, new_journal=new_journal,
                           reschedule=reschedule)
     if test_to is None:  # before any work: nothing after a cancellation (reschedule.py)
-        from invitemail.reschedule import prepare_reschedule, refuse_if_cancelled
+        from invitemail.send.reschedule import prepare_reschedule, refuse_if_cancelled
 
         refuse_if_cancelled(campaign, reschedule=reschedule)
         if reschedule:
             options.only = prepare_reschedule(campaign)
     lock = None
     if not dry_run and test_to is None:  # at once: a second run stops before any work
-        from invitemail.folderlock import FolderLock
+        from invitemail.journal.folderlock import FolderLock
 
         lock = FolderLock.acquire(campaign.config.folder)
     try:
@@ -572,8 +572,8 @@ def send(event: Path, template: str, registrants: Path | None, sheet: str | None
 
 def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
                  lock: FolderLock | None) -> None:
-    from invitemail.delivery import prepare_journal
-    from invitemail.safeguard import diagnose
+    from invitemail.journal.safeguard import diagnose
+    from invitemail.send.delivery import prepare_journal
 
     dry_run, test_to, limit = options.dry_run, options.test_to, options.limit
     # Before the long check and the question: a journal that cannot be trusted stops here,
@@ -607,7 +607,7 @@ def _send_locked(campaign: Campaign, options: SendOptions, *, yes: bool,
             prepared.close()
     _print_send_summary(campaign, result)
     if options.reschedule and not dry_run and test_to is None:
-        from invitemail.reschedule import record_reschedule
+        from invitemail.send.reschedule import record_reschedule
 
         if record_reschedule(campaign, result.sent, campaign.now):
             _say("The event is rescheduled: the cancellation no longer stops the invitation, "
@@ -622,10 +622,10 @@ def _send_due(event: Path, *, registrants: Path | None, sheet: str | None,
     only when something goes), the progress and the summary."""
     import asyncio
 
-    from invitemail.config import find_event_file
-    from invitemail.due import due_exit_code, due_summary, run_due
-    from invitemail.folderlock import FolderLock
-    from invitemail.progress import make_progress
+    from invitemail.inputs.config import find_event_file
+    from invitemail.journal.folderlock import FolderLock
+    from invitemail.outputs.progress import make_progress
+    from invitemail.send.due import due_exit_code, due_summary, run_due
 
     lock = None if options.dry_run else FolderLock.acquire(find_event_file(event).parent)
     try:
@@ -645,8 +645,8 @@ def _send_due(event: Path, *, registrants: Path | None, sheet: str | None,
 def _planned_now(campaign: Campaign, options: SendOptions, report: CheckReport) -> int:
     """How many messages the run would send as the journal stands (read only, before the
     question): the rows that already have the message, or wait for a rerun option, aside."""
-    from invitemail.delivery import count_planned
-    from invitemail.journal import Journal, JournalError
+    from invitemail.journal.store import Journal, JournalError
+    from invitemail.send.delivery import count_planned
 
     try:
         journal = Journal.open(campaign.config.folder, create=False)
@@ -662,7 +662,7 @@ def _planned_now(campaign: Campaign, options: SendOptions, report: CheckReport) 
 def _what_is_new(campaign: Campaign, planned: int, report: CheckReport) -> str:
     """The question's words: how many messages go now, of how many, and for an update what
     changed since the registrants' last message."""
-    from invitemail.registrants import unique_registrants
+    from invitemail.inputs.registrants import unique_registrants
 
     messages = report.messages
     what = f"{campaign.template} message{'s' if planned != 1 else ''} to {planned} " \
@@ -688,8 +688,8 @@ def _run_send(campaign: Campaign, password: str | TokenCredential | None,
     import asyncio
     import signal
 
-    from invitemail.delivery import send as send_campaign
-    from invitemail.progress import make_progress
+    from invitemail.outputs.progress import make_progress
+    from invitemail.send.delivery import send as send_campaign
 
     async def run() -> SendResult:
         stop = asyncio.Event()
@@ -796,8 +796,8 @@ def _print_skipped(result: SendResult) -> None:
 
 def _oauth_account(event: Path) -> tuple[OAuthSettings, str]:
     """The event's OAuth2 provider settings and the account to sign in."""
-    from invitemail.config import load_config
-    from invitemail.oauth import settings_for
+    from invitemail.auth.oauth import settings_for
+    from invitemail.inputs.config import load_config
 
     config = load_config(event)
     smtp = config.smtp
@@ -821,7 +821,7 @@ def _oauth_account(event: Path) -> tuple[OAuthSettings, str]:
 def login(event: Path, no_browser: bool) -> None:
     """Sign in to the OAuth2 provider of EVENT's [smtp.oauth] and keep the login (the
     refresh token, never shown) in your config folder."""
-    from invitemail.oauth import login as sign_in
+    from invitemail.auth.oauth import login as sign_in
 
     settings, account = _oauth_account(event)
     _say(f"Signing in {account} with {settings.provider}.")
@@ -834,7 +834,7 @@ def login(event: Path, no_browser: bool) -> None:
 @handle_errors
 def logout(event: Path) -> None:
     """Forget the OAuth2 login kept for EVENT's account."""
-    from invitemail.oauth import forget
+    from invitemail.auth.oauth import forget
 
     settings, account = _oauth_account(event)
     path = forget(settings, account)
@@ -851,8 +851,8 @@ def _scan_list(folder: Path, registrants: Path | None, encoding: str | None,
                delimiter: str | None, sheet: str | None) -> tuple[Path, Scan | None]:
     """The registrant list read for `status`; None, after a warning, when it cannot be read
     (`status` then tells what the journal says only)."""
-    from invitemail.config import REGISTRANTS_FILE
-    from invitemail.registrants import default_registrants, scan_file
+    from invitemail.inputs.config import REGISTRANTS_FILE
+    from invitemail.inputs.registrants import default_registrants, scan_file
 
     path = registrants or folder / REGISTRANTS_FILE
     try:
@@ -886,12 +886,12 @@ def status(event: Path, template: str, report_path: Path | None, excel: bool,
            delimiter: str | None) -> None:
     """What the journal says: sent, failed, pending, uncertain; and how every row of the
     registrant list was taken."""
-    from invitemail.config import find_event_file
-    from invitemail.delivery import removed_from_list
-    from invitemail.journal import Journal, JournalError, State
-    from invitemail.limits import stop_lines
-    from invitemail.report import check_report_path, write_report
-    from invitemail.safeguard import diagnose
+    from invitemail.inputs.config import find_event_file
+    from invitemail.journal.safeguard import diagnose
+    from invitemail.journal.store import Journal, JournalError, State
+    from invitemail.outputs.report import check_report_path, write_report
+    from invitemail.send.delivery import removed_from_list
+    from invitemail.send.limits import stop_lines
 
     if report_path is not None:
         check_report_path(report_path, excel=excel)
@@ -950,7 +950,7 @@ def status(event: Path, template: str, report_path: Path | None, excel: bool,
             if report_path is not None:
                 written = write_report(report_path, journal.rows(template), excel=excel)
                 _say(f"wrote {written} rows to {report_path}")
-        from invitemail.due import status_lines
+        from invitemail.send.due import status_lines
 
         for line in status_lines(folder, journal, None if scan is None else scan.addresses):
             _say(line)
@@ -960,7 +960,7 @@ def status(event: Path, template: str, report_path: Path | None, excel: bool,
 
 def _say_variants(journal: Any, template: str) -> None:
     """For the follow-up: which template each registrant got, counted and listed."""
-    from invitemail.followup import FOLLOWUP_TEMPLATE
+    from invitemail.send.followup import FOLLOWUP_TEMPLATE
 
     if template != FOLLOWUP_TEMPLATE:
         return
@@ -979,7 +979,7 @@ def _say_variants(journal: Any, template: str) -> None:
 def _event_uid(folder: Path) -> str | None:
     """The event's uid, to check the journal against; None when event.toml cannot be read
     (`status` still shows the journal)."""
-    from invitemail.config import load_config
+    from invitemail.inputs.config import load_config
 
     try:
         return load_config(folder).event.uid

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from invitemail.journal import Journal, State
+from invitemail.journal.store import Journal, State
 from support.relay import SmtpServer
 
 

@@ -52,7 +52,7 @@ from typing import Any, Literal
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from invitemail.config import Smtp
+from invitemail.inputs.config import Smtp
 
 HOST = "127.0.0.1"
 SERVER_NAME = "smtp.test"

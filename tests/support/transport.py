@@ -9,8 +9,8 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from invitemail.config import Sending, Smtp
-from invitemail.transport import DeliveryReport, Envelope, Outcome, State, deliver
+from invitemail.inputs.config import Sending, Smtp
+from invitemail.send.transport import DeliveryReport, Envelope, Outcome, State, deliver
 from support.relay import FakeClock, SmtpServer
 
 SENDER = "arrangementer@example.org"

@@ -1,0 +1,572 @@
+"""The send journal: the only module that uses sqlite3.
+
+One row per template and registrant. The state goes ``pending -> sending -> sent | failed``;
+a row still ``sending`` when a run starts belongs to a run that died with the message in
+flight, and becomes ``uncertain``. Each change is committed before the step that depends on
+it, so a killed process leaves only the truly in-flight rows uncertain. WAL with
+``synchronous=NORMAL`` survives a killed process (not a power cut) and keeps a commit at
+tens of microseconds, so the journal never limits the send rate.
+
+The journal knows which event it belongs to and has an id of its own (the ``meta`` table):
+ledger.py compares both with the record of what was sent, kept outside the event folder, so
+that a journal deleted, emptied or replaced is noticed instead of mailing everyone again.
+A row is claimed atomically (``UPDATE ... WHERE state IN (...)``, checked by its row count),
+so no code path hands one registrant to two transactions. Every sqlite3 error becomes a
+:class:`JournalError` that names the file and says what to do.
+
+The journal holds addresses, states and SMTP replies: never a password, never a body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from invitemail.journal.errors import (
+    CANTOPEN,
+    READONLY,
+    ClaimError,
+    ForeignJournal,
+    JournalDamaged,
+    JournalError,
+    JournalFull,
+    os_error,
+    sqlite_error,
+)
+
+# The errors live in journal_errors.py; they are the journal's, so they are importable here.
+__all__ = ["CalendarRecord", "ClaimError", "ForeignJournal", "Identity", "Journal",
+           "JournalDamaged", "JournalError", "JournalFull", "Row", "State", "new_journal_id"]
+
+JOURNAL_DIR = ".invitemail"
+JOURNAL_FILE = "journal.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    template    TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    line        INTEGER,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed',
+                                               'uncertain')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_reply  TEXT,
+    message_id  TEXT,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    sent_at     TEXT,
+    calendar_sequence INTEGER,
+    calendar_start    TEXT,
+    calendar_duration INTEGER,
+    calendar_join_url TEXT,
+    calendar_password_digest TEXT,
+    PRIMARY KEY (template, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS calendar (
+    key         TEXT PRIMARY KEY,
+    sequence    INTEGER NOT NULL,
+    start       TEXT NOT NULL,
+    duration    INTEGER NOT NULL,
+    join_url    TEXT NOT NULL,
+    password_digest TEXT NOT NULL,
+    template    TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+# The calendar a message carries is written with its ``sending`` state; when the message is
+# ``sent`` it becomes the registrant's calendar in the same statement (one commit, no window
+# in which the delivery says sent and the calendar does not).
+CALENDAR_COLUMNS = {"calendar_sequence": "INTEGER", "calendar_start": "TEXT",
+                    "calendar_duration": "INTEGER", "calendar_join_url": "TEXT",
+                    "calendar_password_digest": "TEXT"}
+# Columns added after the first release, each NULL in an older journal's rows: which
+# template a follow-up rendered for the registrant (thanks, missed).
+LATER_COLUMNS = {"variant": "TEXT"}
+TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS calendar_follows_sent AFTER UPDATE OF state ON deliveries
+WHEN new.state = 'sent' AND old.state != 'sent' AND new.calendar_sequence IS NOT NULL
+BEGIN
+    INSERT OR REPLACE INTO calendar (key, sequence, start, duration, join_url,
+                                     password_digest, template, updated_at)
+    VALUES (new.key, new.calendar_sequence, new.calendar_start, new.calendar_duration,
+            new.calendar_join_url, new.calendar_password_digest, new.template,
+            new.updated_at);
+END;
+"""
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Which event a journal belongs to, and the journal's own id (new for each journal)."""
+
+    event_uid: str
+    journal_id: str
+    created_at: str
+
+
+def new_journal_id() -> str:
+    return secrets.token_hex(8)
+
+
+def journal_error(err: sqlite3.Error | OSError, path: Path) -> JournalError:
+    """The JournalError for an error of sqlite3 (or the file system) with the journal at
+    ``path`` (journal_errors.py has the sentences)."""
+    if isinstance(err, OSError):
+        return os_error(err, path)
+    return sqlite_error((getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF,
+                        getattr(err, "sqlite_errorname", "") or "", str(err), path)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    template: str
+    key: str
+    address: str
+    line: int | None
+    state: State
+    attempts: int
+    last_reply: str | None
+    message_id: str | None
+    updated_at: str
+    sent_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarRecord:
+    """What a registrant's calendar entry last said, as sent (issue: updates follow)."""
+
+    sequence: int
+    start: str
+    duration: int
+    join_url: str
+    password_digest: str
+    template: str
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Journal:
+    """The journal of one event folder."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path,
+                 clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        self.db = connection
+        self.path = path
+        self.clock = clock
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Every sqlite3 error of this journal becomes a JournalError naming the file."""
+        try:
+            yield
+        except sqlite3.Error as err:
+            raise journal_error(err, self.path) from None
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @staticmethod
+    def path_in(folder: Path) -> Path:
+        return folder / JOURNAL_DIR / JOURNAL_FILE
+
+    @classmethod
+    def open(cls, folder: Path, *, create: bool = True, event_uid: str | None = None,
+             clock: Callable[[], dt.datetime] = _utcnow) -> Journal | None:
+        """Open (or create) ``folder/.invitemail/journal.sqlite``; None when absent and not
+        ``create``. With ``event_uid``, a journal of another event raises ForeignJournal."""
+        directory = folder / JOURNAL_DIR
+        path = directory / JOURNAL_FILE
+        for where in (directory, path, path.with_name(path.name + "-wal"),
+                      path.with_name(path.name + "-shm")):
+            if where.is_symlink():  # sqlite would follow it, and write wherever it points
+                raise JournalError(
+                    f"{where}: is a symbolic link (to {os.readlink(where)}); invitemail keeps "
+                    "its journal only in a real folder, never through a link",
+                    hint=f"remove the link {where} (if it pointed to a journal, move that "
+                    "file there instead)")
+        if not path.exists():
+            if not create:
+                return None
+            try:
+                directory.mkdir(mode=0o700, exist_ok=True)
+                os.chmod(directory, 0o700)
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+            except OSError as err:
+                raise JournalError(f"{directory}: cannot create the journal: {err.strerror}",
+                                   hint="check the folder's permissions and free space"
+                                   ) from None
+        try:
+            journal = cls(cls._connect(path), path, clock)
+        except sqlite3.Error as err:
+            if create or not _read_only(err):
+                raise journal_error(err, path) from None
+            journal = cls(cls._connect(path, read_only=True), path, clock)  # e.g. `status`
+        if event_uid is not None:
+            identity = journal.identity()
+            if identity is not None and identity.event_uid != event_uid:
+                journal.close()
+                raise ForeignJournal(path, identity.event_uid)
+        return journal
+
+    @staticmethod
+    def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+        if read_only:  # a read-only file or disk: nobody can write it, so it cannot change
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True,
+                                 isolation_level=None)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        with contextlib.suppress(OSError):  # a read-only disk: the writes below say so
+            os.chmod(path, 0o600)
+        db = sqlite3.connect(path, isolation_level=None, timeout=10)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            Journal._add_later_columns(db)
+            db.executescript(TRIGGER)
+        except BaseException:
+            db.close()
+            raise
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            with contextlib.suppress(OSError):
+                if side.exists():
+                    os.chmod(side, 0o600)
+        return db
+
+    @staticmethod
+    def _add_later_columns(db: sqlite3.Connection) -> None:
+        """Give a journal written by an earlier version the columns added since. Two
+        processes may open one journal at once (a `send` starting, a `status` beside it):
+        the columns are looked at again under the write lock, so only one adds them."""
+        wanted = {**CALENDAR_COLUMNS, **LATER_COLUMNS}
+
+        def missing() -> list[str]:
+            have = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+            return [column for column in wanted if column not in have]
+
+        if not missing():
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for column in missing():
+                db.execute(f"ALTER TABLE deliveries ADD COLUMN {column} {wanted[column]}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._guard():
+            self.db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _now(self) -> str:
+        return self.clock().astimezone(dt.UTC).isoformat(timespec="seconds")
+
+    # -- whose journal ---------------------------------------------------------------------
+
+    def identity(self) -> Identity | None:
+        """The event and journal id this journal was stamped with; None for a new (or an
+        invitemail 0.1) journal."""
+        with self._guard():
+            values = dict(self.db.execute("SELECT name, value FROM meta"))
+        if "event_uid" not in values or "journal_id" not in values:
+            return None
+        return Identity(values["event_uid"], values["journal_id"],
+                        values.get("created_at", ""))
+
+    def stamp(self, event_uid: str, journal_id: str) -> Identity:
+        """Make this the journal of ``event_uid`` with the id ``journal_id``."""
+        now = self._now()
+        with self._guard():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                (("event_uid", event_uid), ("journal_id", journal_id), ("created_at", now)))
+        return Identity(event_uid, journal_id, now)
+
+    def is_empty(self) -> bool:
+        with self._guard():
+            return self.db.execute("SELECT 1 FROM deliveries LIMIT 1").fetchone() is None
+
+    def keys_in(self, states: Iterable[State]) -> set[tuple[str, str]]:
+        """(template, key) of every row in one of ``states``."""
+        wanted = [s.value for s in states]
+        with self._guard():
+            return {(t, k) for t, k in self.db.execute(
+                "SELECT template, key FROM deliveries WHERE state IN "
+                f"({', '.join('?' * len(wanted))})", wanted)}
+
+    def restore(self, template: str, key: str, state: State, message_id: str, at: str,
+                calendar: CalendarRecord | None) -> None:
+        """Put back one delivery the record of sent messages knows (``sent`` or
+        ``uncertain``); a ``sent`` one also becomes the registrant's calendar."""
+        c = calendar
+        with self._guard():
+            self.db.execute(
+                "INSERT INTO deliveries (template, key, address, line, state, attempts, "
+                "last_reply, message_id, created_at, updated_at, sent_at, calendar_sequence, "
+                "calendar_start, calendar_duration, calendar_join_url, "
+                "calendar_password_digest) VALUES (?, ?, ?, NULL, 'sending', 1, ?, ?, ?, ?, "
+                "NULL, ?, ?, ?, ?, ?) ON CONFLICT (template, key) DO UPDATE SET "
+                "state = 'sending', message_id = excluded.message_id, "
+                "last_reply = excluded.last_reply, updated_at = excluded.updated_at, "
+                "calendar_sequence = excluded.calendar_sequence, "
+                "calendar_start = excluded.calendar_start, "
+                "calendar_duration = excluded.calendar_duration, "
+                "calendar_join_url = excluded.calendar_join_url, "
+                "calendar_password_digest = excluded.calendar_password_digest "
+                "WHERE deliveries.state != 'sent'",
+                (template, key, key, "restored from the record of sent messages", message_id,
+                 at, at, *((c.sequence, c.start, c.duration, c.join_url, c.password_digest)
+                           if c else (None,) * 5)))
+            # Through ``sending``, so that the trigger makes the calendar follow a sent one.
+            self.db.execute(
+                "UPDATE deliveries SET state = ?, sent_at = CASE WHEN ? = 'sent' THEN ? "
+                "ELSE sent_at END WHERE template = ? AND key = ? AND state = 'sending'",
+                (state.value, state.value, at, template, key))
+
+    def recorded(self) -> Iterator[tuple[str, str, State, str, str, CalendarRecord | None]]:
+        """(template, key, state, message id, when, calendar) of every ``sent`` and
+        ``uncertain`` row: what the ledger keeps of a journal it did not see written."""
+        with self._guard():
+            for row in self.db.execute(
+                    "SELECT template, key, state, coalesce(message_id, ''), "
+                    "coalesce(sent_at, updated_at), calendar_sequence, calendar_start, "
+                    "calendar_duration, calendar_join_url, calendar_password_digest "
+                    "FROM deliveries WHERE state IN ('sent', 'uncertain')"):
+                calendar = CalendarRecord(row[5], row[6], row[7], row[8], row[9], row[0]) \
+                    if row[5] is not None and row[2] == "sent" else None
+                yield row[0], row[1], State(row[2]), row[3], row[4], calendar
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Many statements in one commit."""
+        with self._guard():
+            self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            with self._guard():
+                self.db.execute("ROLLBACK")
+            raise
+        with self._guard():
+            self.db.execute("COMMIT")
+
+    # -- a run's beginning -----------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Rows left ``sending`` by a run that died become ``uncertain``; returns how many.
+        Only a run that holds the folder's lock may call this (folderlock.py)."""
+        with self._guard():
+            cursor = self.db.execute(
+                "UPDATE deliveries SET state = 'uncertain', updated_at = ?, "
+                "last_reply = coalesce(last_reply, 'the run stopped while this message was in "
+                "flight') WHERE state = 'sending'", (self._now(),))
+        return cursor.rowcount
+
+    def register(self, template: str, registrants: Iterable[tuple[str, str, int]]) -> int:
+        """Add a ``pending`` row for each (key, address, line) not yet in the journal."""
+        now = self._now()
+        with self._guard(), self.transaction():
+            before = self.db.total_changes
+            self.db.executemany(
+                "INSERT INTO deliveries (template, key, address, line, state, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?) "
+                "ON CONFLICT (template, key) DO UPDATE SET line = excluded.line",
+                ((template, key, address, line, now, now) for key, address, line in registrants))
+            return self.db.total_changes - before
+
+    def states(self, template: str, *, pending: bool = True) -> dict[str, State]:
+        """Each registrant's state; without the ``pending`` ones when ``pending`` is false
+        (a caller that reads a missing key as pending keeps far less in memory)."""
+        query = "SELECT key, state FROM deliveries WHERE template = ?"
+        if not pending:
+            query += " AND state != 'pending'"
+        with self._guard():
+            return {key: State(state) for key, state in self.db.execute(query, (template,))}
+
+    # -- a run's steps (each one commit) ---------------------------------------------------
+
+    def mark_sending(self, template: str, key: str, message_id: str, attempt: int, *,
+                     calendar: CalendarRecord | None = None,
+                     claimable: Iterable[State] = (State.PENDING,),
+                     variant: str | None = None) -> None:
+        """Claim the row: the message is about to be handed over. Only a row in one of the
+        ``claimable`` states is claimed (one statement, checked by its row count), so no two
+        transactions ever hold one registrant; ClaimError when it is not.
+
+        ``calendar`` is what the registrant's calendar entry says once it is sent
+        (:meth:`mark_done` makes it so). ``variant``: the template rendered, when it is not
+        ``template`` (a follow-up's thanks or missed)."""
+        c = calendar
+        wanted = [s.value for s in claimable]
+        with self._guard():
+            cursor = self.db.execute(
+                "UPDATE deliveries SET state = 'sending', message_id = ?, attempts = ?, "
+                "updated_at = ?, calendar_sequence = ?, calendar_start = ?, "
+                "calendar_duration = ?, calendar_join_url = ?, calendar_password_digest = ?, "
+                "variant = ? WHERE template = ? AND key = ? AND state IN "
+                f"({', '.join('?' * len(wanted))})",
+                (message_id, attempt, self._now(),
+                 *((c.sequence, c.start, c.duration, c.join_url, c.password_digest)
+                   if c else (None,) * 5), variant, template, key, *wanted))
+            if cursor.rowcount == 1:
+                return
+            row = self.db.execute("SELECT state FROM deliveries WHERE template = ? AND key = ?",
+                                  (template, key)).fetchone()
+        now = f"it is {row[0]!r}" if row else "it is not in the journal"
+        raise ClaimError(f"{self.path}: {template} for {key} cannot be claimed for sending: "
+                         f"{now}; something else is sending from this event folder",
+                         hint="this run stopped without sending that message; run `invitemail "
+                         "status` and then the same command again")
+
+    def mark_retrying(self, template: str, key: str, reply: str, attempt: int) -> None:
+        with self._guard():
+            self.db.execute(
+                "UPDATE deliveries SET state = 'pending', last_reply = ?, attempts = ?, "
+                "updated_at = ? WHERE template = ? AND key = ? AND state != 'sent'",
+                (reply, attempt, self._now(), template, key))
+
+    def mark_pending(self, template: str, key: str) -> None:
+        """Back to ``pending``: a transaction that was started but provably not delivered."""
+        with self._guard():
+            self.db.execute(
+                "UPDATE deliveries SET state = 'pending', updated_at = ? "
+                "WHERE template = ? AND key = ? AND state = 'sending'",
+                (self._now(), template, key))
+
+    def mark_done(self, template: str, key: str, state: State, reply: str,
+                  attempts: int) -> None:
+        """The final state of one delivery. When it is ``sent``, the calendar given to
+        :meth:`mark_sending` becomes the registrant's calendar, in the same commit."""
+        now = self._now()
+        with self._guard():
+            self.db.execute(
+                "UPDATE deliveries SET state = ?, last_reply = ?, attempts = ?, updated_at = ?, "
+                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+                "WHERE template = ? AND key = ?",
+                (state.value, reply, attempts, now, state.value, now, template, key))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def counts(self, template: str) -> dict[State, int]:
+        counts = dict.fromkeys(State, 0)
+        with self._guard():
+            for state, number in self.db.execute(
+                    "SELECT state, count(*) FROM deliveries WHERE template = ? GROUP BY state",
+                    (template,)):
+                counts[State(state)] = number
+        return counts
+
+    def rows(self, template: str, states: Iterable[State] | None = None) -> Iterator[Row]:
+        query = ("SELECT template, key, address, line, state, attempts, last_reply, message_id, "
+                 "updated_at, sent_at FROM deliveries WHERE template = ?")
+        wanted = [s.value for s in states] if states is not None else None
+        if wanted:
+            query += f" AND state IN ({', '.join('?' * len(wanted))})"
+        query += " ORDER BY line, key"
+        with self._guard():
+            for row in self.db.execute(query, (template, *(wanted or []))):
+                yield Row(row[0], row[1], row[2], row[3], State(row[4]), *row[5:])
+
+    def variants(self, template: str) -> dict[str, str]:
+        """The template each registrant's message of ``template`` was rendered from, where
+        it was another (a follow-up's thanks or missed), by key."""
+        with self._guard():
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(deliveries)")}
+            if "variant" not in columns:  # an older journal opened read-only
+                return {}
+            return dict(self.db.execute(
+                "SELECT key, variant FROM deliveries WHERE template = ? AND variant IS NOT NULL",
+                (template,)))
+
+    def templates(self) -> list[str]:
+        with self._guard():
+            return [t for (t,) in self.db.execute(
+                "SELECT DISTINCT template FROM deliveries ORDER BY template")]
+
+    # -- the calendar each registrant has --------------------------------------------------
+
+    def calendars(self) -> dict[str, CalendarRecord]:
+        with self._guard():
+            return {row[0]: CalendarRecord(*row[1:]) for row in self.db.execute(
+                "SELECT key, sequence, start, duration, join_url, password_digest, template "
+                "FROM calendar")}
+
+
+    # -- why a run stopped, and the sends that count against a daily limit ----------------
+    # (A relay's quota or a blocked sender stops a run with rows pending; `status` says
+    # which, and when it frees. Kept in its own table, created when first needed.)
+
+    def _stops_table(self) -> None:
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS run_stops (template TEXT PRIMARY KEY, reason TEXT NOT "
+            "NULL, until TEXT, stopped_at TEXT NOT NULL) WITHOUT ROWID")
+
+    def record_stop(self, template: str, reason: str | None,
+                    until: dt.datetime | None = None) -> None:
+        """Why the last run of ``template`` stopped early (``until``: when it may go on);
+        ``reason`` None: it did not, forget an earlier stop."""
+        with self._guard():
+            self._stops_table()
+            if reason is None:
+                self.db.execute("DELETE FROM run_stops WHERE template = ?", (template,))
+                return
+            self.db.execute(
+                "INSERT OR REPLACE INTO run_stops (template, reason, until, stopped_at) "
+                "VALUES (?, ?, ?, ?)",
+                (template, reason, until.astimezone(dt.UTC).isoformat(timespec="seconds")
+                 if until else None, self._now()))
+
+    def last_stop(self, template: str) -> tuple[str, dt.datetime | None, dt.datetime] | None:
+        """(reason, until, when) of the last early stop of ``template``, or None."""
+        with self._guard():
+            if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_stops'"
+                               ).fetchone() is None:
+                return None
+            row = self.db.execute("SELECT reason, until, stopped_at FROM run_stops "
+                                  "WHERE template = ?", (template,)).fetchone()
+        if row is None:
+            return None
+        until = dt.datetime.fromisoformat(row[1]) if row[1] else None
+        return row[0], until, dt.datetime.fromisoformat(row[2])
+
+    def sent_since(self, since: dt.datetime) -> list[dt.datetime]:
+        """When each message of this event (every template) was sent after ``since``, oldest
+        first."""
+        cutoff = since.astimezone(dt.UTC).isoformat(timespec="seconds")
+        with self._guard():
+            return [dt.datetime.fromisoformat(at) for (at,) in self.db.execute(
+                "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at > ? "
+                "ORDER BY sent_at", (cutoff,))]
+
+def _read_only(err: sqlite3.Error) -> bool:
+    code = (getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF
+    return code in (READONLY, CANTOPEN)

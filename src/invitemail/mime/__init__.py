@@ -1,0 +1,2 @@
+"""Rendered text -> message bytes: headers, MIME parts, the calendar invitation, inlined
+CSS and dates in the registrant's language."""

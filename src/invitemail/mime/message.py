@@ -1,0 +1,413 @@
+"""Rendered parts -> the bytes of one message.
+
+The MIME is written directly rather than through ``email.message.EmailMessage``: its default
+policy costs more than sending the message (about 400 messages a second here), and writing
+the few headers and parts ourselves keeps every line CRLF-terminated and under 998 octets by
+construction. The tests read every message back with the standard library's parser.
+
+Structure::
+
+    multipart/mixed
+      multipart/alternative
+        text/plain; charset=utf-8           (quoted-printable)
+        text/html; charset=utf-8            (quoted-printable)
+        text/calendar; method=REQUEST       (base64)
+      application/ics; name="invite.ics"    (base64, attachment)
+
+A message without a calendar (the follow-up) is the multipart/alternative alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import functools
+import hashlib
+import re
+import secrets
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import format_datetime
+
+from invitemail.inputs.addresses import Mailbox
+from invitemail.inputs.config import LINE_BREAKS
+
+CRLF = b"\r\n"
+
+
+class HeaderValueError(ValueError):
+    """A value that would break a header (a line break from the CSV or a template)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageParts:
+    """Everything one message is made of."""
+
+    sender: Mailbox
+    recipient: Mailbox
+    reply_to: Mailbox | None
+    subject: str
+    date: dt.datetime
+    message_id: str  # with the angle brackets
+    text: str
+    html: str
+    calendar: bytes | None  # the iCalendar file; None: no calendar part
+    method: str  # "REQUEST" or "CANCEL"
+    # The text and HTML as pieces and values (see :func:`quoted_printable_pieces`), when
+    # they were filled in from a skeleton: the same body, encoded faster.
+    text_pieces: tuple[Sequence[str | int], Sequence[str]] | None = None
+    html_pieces: tuple[Sequence[str | int], Sequence[str]] | None = None
+
+
+def make_message_id(domain: str, *parts: object, unique: bool = False) -> str:
+    """A Message-ID on the sender's domain.
+
+    Derived from ``parts`` (event, template, sequence, registrant), so a message resent after
+    an uncertain outcome carries the same Message-ID and mail clients that deduplicate by it
+    show it once. ``unique`` adds randomness (test messages).
+    """
+    seed = "\0".join(str(p) for p in parts)
+    if unique:
+        seed += "\0" + secrets.token_hex(8)
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+# Every control character but tab, and the Unicode line breaks that are not control characters.
+_NOT_IN_HEADERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _check_one_line(what: str, value: str) -> None:
+    """A header value may hold no line break of any kind and no control character but tab:
+    a reader could start a new header at one, or show it raw."""
+    found = _NOT_IN_HEADERS.search(value)
+    if found is None:
+        return
+    for char in value[found.start():]:
+        if char in LINE_BREAKS:
+            raise HeaderValueError(f"the {what} contains a line break")
+        if char != "\t" and unicodedata.category(char) == "Cc":
+            raise HeaderValueError(f"the {what} contains a control character "
+                                   f"(U+{ord(char):04X})")
+
+
+# RFC 5322 2.1.1: a line MUST NOT be longer than 998 octets and SHOULD NOT be longer than 78;
+# RFC 2047 2: a line that holds an encoded word is at most 76, an encoded word at most 75.
+MAX_LINE = 998
+FOLD_AT = 78
+_WORDS_LINE = 76
+_WORD_BYTES = 45  # 45 bytes -> 60 base64 characters -> a 72-character encoded word
+_WORD_FRAME = len("=?utf-8?b??=")
+
+
+def encoded_words(text: str, *, start: int = 0) -> str:
+    """RFC 2047 ``=?utf-8?b?...?=`` words, folded with CRLF + space between them.
+
+    ``start`` is the column the first word begins at (after ``Subject: ``): that word is made
+    short enough for its line to stay within 76 characters, like every other line. Written
+    here rather than with ``email.header.Header``, which costs more than the rest of the
+    message; a word never splits a UTF-8 character.
+    """
+    data = text.encode("utf-8")
+    # Bytes the first word holds: whole base64 groups that fit after `start` (at least one
+    # character of up to four bytes, on a header name of any length).
+    room = min(_WORD_BYTES, max(6, 3 * ((_WORDS_LINE - start - _WORD_FRAME) // 4)))
+    if len(data) <= room:  # most names and subjects: one word
+        return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
+    words: list[bytes] = []
+    begin = 0
+    while begin < len(data):
+        cut = min(begin + room, len(data))
+        while cut < len(data) and data[cut] & 0xC0 == 0x80:  # inside a character: go back
+            cut -= 1
+        words.append(data[begin:cut])
+        begin, room = cut, _WORD_BYTES
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
+
+
+# A display name that can go in a header as it is: atoms (RFC 5322 3.2.3) with one space
+# between them. Anything else is quoted, or encoded when it is not ASCII.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
+
+
+def encode_mailbox(mailbox: Mailbox, *, header: str = "To") -> str:
+    """The value of a ``header`` such as ``To``: ``"Name" <addr>``, the address plain and the
+    display name RFC 2047-encoded when it is not ASCII, and folded so that every line of the
+    header stays within 78 characters (76 with encoded words) whatever the name holds.
+
+    A name that needs quoting doubles its backslashes and quotes, so a name that would not
+    fit on the first line is encoded instead (encoded words fold anywhere). Only the address
+    itself cannot be folded: email addresses are at most 254 octets (addresses.py).
+    """
+    name, address = mailbox.name, mailbox.address
+    _check_one_line("name", name)
+    _check_one_line("address", address)
+    start = len(header) + 2  # "To: "
+    if len(address) > MAX_LINE - start - 3:
+        raise HeaderValueError(f"the address is {len(address)} characters long, too long "
+                               "for a header")
+    if not name:
+        return address
+    if name.isascii() and "=?" not in name:
+        phrase = name if _ATOMS.fullmatch(name) else \
+            '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if start + len(phrase) + len(address) + 3 <= FOLD_AT:  # the common case
+            return f"{phrase} <{address}>"
+        if start + len(phrase) <= FOLD_AT:
+            return f"{phrase}\r\n <{address}>"
+    # "=?" would be read as the start of an encoded word and shown decoded: encode it.
+    words = encoded_words(name, start=start)
+    column = start + len(words) if "\n" not in words else len(words.rpartition("\n")[2])
+    if column + len(address) + 3 <= _WORDS_LINE:
+        return f"{words} <{address}>"
+    return f"{words}\r\n <{address}>"
+
+
+@functools.lru_cache(maxsize=256)  # most messages of a run share their subject
+def encode_text_header(value: str, *, header: str = "Subject") -> str:
+    """The value of an unstructured ``header``: ASCII text as it is, folded at its spaces
+    when long; anything else (non-ASCII, "=?", white space at either end, a word too long to
+    fold) as RFC 2047 encoded words. Every line of the header stays within 78 characters."""
+    _check_one_line("subject", value)
+    if not value:
+        return value
+    start = len(header) + 2
+    if value.isascii() and "=?" not in value and not (value[0] in " \t" or value[-1] in " \t"):
+        if start + len(value) <= FOLD_AT:  # the common case
+            return value
+        folded = _fold_at_spaces(value, start)
+        if folded is not None:
+            return folded
+    return encoded_words(value, start=start)
+
+
+_WORDS_WITH_SPACE = re.compile(r"[ \t]*[^ \t]+")
+
+
+def _fold_at_spaces(value: str, start: int) -> str | None:
+    """``value`` folded before white space so that no line is longer than 78 characters,
+    or None when a word is too long for that. Unfolding (removing each CRLF) gives
+    ``value`` back; no line is only white space."""
+    lines: list[str] = []
+    line, column = "", start
+    for word in _WORDS_WITH_SPACE.findall(value):
+        if line and column + len(word) > FOLD_AT:
+            lines.append(line)
+            line, column = "", 0
+        line += word
+        column += len(word)
+        if column > FOLD_AT:
+            return None
+    lines.append(line)
+    return "\r\n".join(lines)
+
+
+def _check_line_lengths(headers: list[str]) -> None:
+    """The assurance behind the encoders above, over the whole header block: no line over
+    998 octets. (Only an address longer than any valid one could make one.)"""
+    for header in headers:
+        if len(header) > MAX_LINE:
+            longest = max(len(line.encode("utf-8")) for line in header.split("\r\n"))
+            if longest > MAX_LINE:
+                raise HeaderValueError(
+                    f"the {header.partition(':')[0][:40]} header would have a line of "
+                    f"{longest} octets, more than the {MAX_LINE} a message may have")
+
+
+_QP_LINES: dict[str, bytes] = {}  # a line -> its encoding; shared lines recur in every message
+_QP_CACHED = 20_000  # lines kept at once (the lines holding a registrant's name never recur)
+
+
+def _quoted_printable(text: str) -> bytes:
+    """``text`` as quoted-printable UTF-8 with CRLF line endings.
+
+    Quoted-printable encodes each line on its own (a soft line break never crosses a line
+    ending), so a line's encoding is kept and reused: most lines of a message (the meeting
+    details, the FAQ, the layout) are the same in every message of a run.
+    """
+    # Normalise line endings first: b2a_qp keeps "\r" as a byte of its own otherwise.
+    *lines, last = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    cache = _QP_LINES
+    if len(cache) + len(lines) > _QP_CACHED:
+        cache.clear()
+    encoded = []
+    for line in lines:
+        found = cache.get(line)
+        if found is None:  # encoded with its line ending: the end of a line is encoded
+            # differently from the end of the text
+            found = cache[line] = _qp(line + "\n")
+        encoded.append(found)
+    if last:
+        encoded.append(_qp(last))
+    return b"".join(encoded)
+
+
+# A skeleton part's encoding plan: its complete constant lines encoded once, and the lines
+# that hold a value as the pieces to join for each message. Keyed by the pieces' id, with
+# the pieces kept alongside so that the id cannot be reused while the entry lives.
+_Plan = list[bytes | tuple[list[str | int], bool]]
+_PLANS: dict[int, tuple[Sequence[str | int], _Plan | None]] = {}
+_PLANS_CACHED = 512  # two parts for each of the renderer's 256 skeletons
+
+
+def quoted_printable_pieces(pieces: Sequence[str | int], values: Sequence[str]) -> bytes:
+    """What :func:`_quoted_printable` gives for the text ``pieces`` make with ``values``
+    (each int in ``pieces`` is an index into ``values``).
+
+    The pieces are the same objects for every message of a group, so their lines are
+    encoded once; per message only the lines that hold a value are encoded.
+    """
+    entry = _PLANS.get(id(pieces))
+    if entry is None or entry[0] is not pieces:
+        if len(_PLANS) >= _PLANS_CACHED:
+            _PLANS.clear()
+        entry = _PLANS[id(pieces)] = (pieces, _plan(pieces))
+    plan = entry[1]
+    if plan is None:
+        return _quoted_printable("".join(p if isinstance(p, str) else values[p]
+                                         for p in pieces))
+    encoded = []
+    for item in plan:
+        if isinstance(item, bytes):
+            encoded.append(item)
+            continue
+        line_pieces, ended = item
+        line = "".join([p if isinstance(p, str) else values[p] for p in line_pieces])
+        if ended:
+            line += "\n"
+        if "\r" in line or "\n" in line[:-1]:  # a value with a line break of its own
+            encoded.append(_quoted_printable(line))
+        elif line:
+            encoded.append(_qp(line))
+    return b"".join(encoded)
+
+
+def _plan(pieces: Sequence[str | int]) -> _Plan | None:
+    """The encoding plan of a skeleton part; None when a constant piece holds "\r" (a line
+    ending could then straddle a piece and a value: the whole text is encoded instead)."""
+    if any(isinstance(p, str) and "\r" in p for p in pieces):
+        return None
+    plan: _Plan = []
+    line: list[str | int] = []  # the pieces of the line being gathered
+    for piece in pieces:
+        if isinstance(piece, int) or "\n" not in piece:
+            line.append(piece)
+            continue
+        first, *middle, last = piece.split("\n")
+        line.append(first)
+        if all(isinstance(p, str) for p in line):
+            plan.append(_qp("".join(line) + "\n"))  # type: ignore[arg-type]
+        else:
+            plan.append((line, True))
+        if middle:
+            plan.append(b"".join(_qp(m + "\n") for m in middle))
+        line = [last] if last else []
+    if line:
+        plan.append((line, False))
+    return plan
+
+
+def _qp(text: str) -> bytes:
+    encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    return encoded.replace(b"\n", CRLF)
+
+
+def _base64(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", CRLF)
+
+
+# "=_" cannot occur in a quoted-printable or base64 body (QP writes "=" as "=3D"; base64 has
+# no "_"), and every part here is one of those, so a fixed boundary never collides. Fixed
+# boundaries also let a reader's parser reuse its compiled pattern for every message.
+OUTER_BOUNDARY = "=_invitemail_mixed_0"
+INNER_BOUNDARY = "=_invitemail_alternative_1"
+
+
+@functools.lru_cache(maxsize=16)
+def _date_header(date: dt.datetime) -> str:
+    return format_datetime(date)  # one second's messages share it: formatted once
+
+
+def restamp_date(data: bytes, date: dt.datetime) -> bytes:
+    """``data`` (as :func:`build_message` wrote it) with its Date header set to ``date``,
+    to the second: the moment the message is handed over, not when it was built."""
+    start = data.find(b"\r\nDate: ")
+    head_end = data.find(b"\r\n\r\n")
+    if start < 0 or 0 <= head_end < start:
+        return data
+    start += len(b"\r\nDate: ")
+    end = data.find(b"\r\n", start)
+    return b"".join((data[:start], _date_header(date.replace(microsecond=0)).encode("ascii"),
+                     data[end:]))
+
+
+@functools.lru_cache(maxsize=64)
+def _sender_header(mailbox: Mailbox, header: str) -> str:
+    """From and Reply-To: the same in every message of a run, encoded once."""
+    return f"{header}: {encode_mailbox(mailbox, header=header)}"
+
+
+def build_message(parts: MessageParts) -> bytes:
+    """The message as sent: CRLF line endings, no line over 998 octets.
+
+    Raises HeaderValueError when a value cannot go in a header.
+    """
+    outer, inner = OUTER_BOUNDARY, INNER_BOUNDARY
+    headers = [
+        _sender_header(parts.sender, "From"),
+        f"To: {encode_mailbox(parts.recipient)}",
+    ]
+    if parts.reply_to is not None:
+        headers.append(_sender_header(parts.reply_to, "Reply-To"))
+    headers += [
+        f"Subject: {encode_text_header(parts.subject)}",
+        f"Date: {_date_header(parts.date)}",
+        f"Message-ID: {parts.message_id}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{outer}"' if parts.calendar is not None
+        else f'Content-Type: multipart/alternative; boundary="{inner}"',
+    ]
+    _check_line_lengths(headers)
+    try:
+        head = "\r\n".join(headers).encode("ascii")
+    except UnicodeEncodeError as err:  # an address that was not checked
+        raise HeaderValueError(f"a header would hold {err.object[err.start:err.end]!r}, "
+                               "which is not ASCII") from None
+    method = parts.method
+    alternative = [
+        f"--{inner}\r\n".encode(),
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        quoted_printable_pieces(*parts.text_pieces) if parts.text_pieces
+        else _quoted_printable(parts.text), CRLF,
+        f"--{inner}\r\n".encode(),
+        b"Content-Type: text/html; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        quoted_printable_pieces(*parts.html_pieces) if parts.html_pieces
+        else _quoted_printable(parts.html), CRLF,
+    ]
+    if parts.calendar is None:
+        return b"".join([head, CRLF, CRLF, b"This is a message in MIME format.\r\n",
+                         *alternative, f"--{inner}--\r\n".encode()])
+    calendar = _base64(parts.calendar)  # the same file twice: inline, and attached
+    chunks = [
+        head, CRLF, CRLF,
+        b"This is a message in MIME format.\r\n",
+        f"--{outer}\r\n".encode(),
+        f'Content-Type: multipart/alternative; boundary="{inner}"\r\n\r\n'.encode(),
+        *alternative,
+        f"--{inner}\r\n".encode(),
+        f"Content-Type: text/calendar; charset=utf-8; method={method}\r\n".encode(),
+        b"Content-Transfer-Encoding: base64\r\n\r\n",
+        calendar,
+        f"--{inner}--\r\n".encode(),
+        f"--{outer}\r\n".encode(),
+        f'Content-Type: application/ics; name="invite.ics"; method={method}\r\n'.encode(),
+        b'Content-Disposition: attachment; filename="invite.ics"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n",
+        calendar,
+        f"--{outer}--\r\n".encode(),
+    ]
+    return b"".join(chunks)

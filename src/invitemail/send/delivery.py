@@ -1,0 +1,424 @@
+"""A send run: checked messages -> transport -> journal, and what the run did.
+
+The journal is written from the transport's hooks, so each state change is on disk before
+the step that depends on it: ``sending`` (the row's claim) before the message data goes out,
+``sent`` before that connection starts its next transaction, and the ledger line right after.
+A run that writes the journal holds the event folder's lock from before it reads the journal
+until it is done (folderlock.py), and trusts the journal only once safeguard.py has compared
+it with the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from invitemail.auth.credentials import TokenCredential
+from invitemail.campaign import Built, Campaign, CheckReport
+from invitemail.errors import InvitemailError
+from invitemail.inputs.registrants import Registrant, unique_registrants
+from invitemail.journal.folderlock import FolderLock
+from invitemail.journal.ledger import Ledger
+from invitemail.journal.safeguard import Prepared, open_for_send
+from invitemail.journal.store import Journal, State
+from invitemail.mime.message import restamp_date
+from invitemail.send import limits, transport
+from invitemail.send.reschedule import refuse_if_cancelled
+
+
+class Progress(Protocol):
+    """What a front end learns while a run goes on (the CLI draws it)."""
+
+    def started(self, total: int) -> None: ...
+    def finished(self, key: str, state: str, reply: str) -> None: ...
+    def retrying(self, key: str, reply: str, delay: float) -> None: ...
+
+
+@dataclass
+class SendOptions:
+    limit: int | None = None
+    retry_failed: bool = False
+    resend_uncertain: bool = False
+    skip_invalid: bool = False
+    dry_run: bool = False
+    test_to: str | None = None
+    concurrency: int | None = None
+    rate: float | None = None
+    restore_journal: bool = False  # rebuild a lost journal from the ledger (safeguard.py)
+    new_journal: bool = False  # move a lost or foreign journal aside and start afresh
+    # The registrants (keys) this run may send to, when not all: the ones a stage of the
+    # schedule is due for (due.py), the ones a reschedule restores (reschedule.py).
+    only: frozenset[str] | None = None
+    reschedule: bool = False  # an update that restores a cancelled event (reschedule.py)
+
+    @property
+    def claimable(self) -> tuple[State, ...]:
+        """The states a row may be claimed for sending from in this run."""
+        return (State.PENDING, *((State.FAILED,) if self.retry_failed else ()),
+                *((State.UNCERTAIN,) if self.resend_uncertain else ()))
+
+
+@dataclass
+class SendResult:
+    """What a run did (the CLI's summary and exit code come from here)."""
+
+    planned: int = 0
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    skipped_sent: int = 0
+    skipped_failed: int = 0
+    skipped_uncertain: int = 0
+    recovered: int = 0
+    retried: int = 0
+    restored: int = 0  # journal rows rebuilt from the ledger
+    reconciled: int = 0  # rows in flight or uncertain that the ledger knows were sent
+    set_aside: Path | None = None  # where --new-journal or a rebuild put the old journal
+    dry_run: bool = False
+    test: bool = False
+    stopped: InvitemailError | None = None
+    interrupted: bool = False
+    report: CheckReport | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    # After the run, the journal's registrants that still lack this template's message
+    # (pending, failed or uncertain), this run's and earlier runs' alike.
+    remaining: dict[str, int] = field(default_factory=dict)
+    # The journal's registrants without the message that are no longer in the list, by
+    # state: never sent to, and not ``remaining`` (they do not keep a run from finishing).
+    removed: dict[str, int] = field(default_factory=dict)
+    held_back_by: int | None = None  # a dry run: sending.daily_limit keeps some for later
+
+    @property
+    def complete(self) -> bool:
+        """Every registrant has the message: nothing failed, nothing left for a rerun."""
+        return not (self.failed or self.uncertain or self.stopped or self.interrupted
+                    or any(self.remaining.values()))
+
+
+@dataclass
+class _Record:
+    """Where a run writes: the journal, and the ledger beside it (both None for a test)."""
+
+    journal: Journal | None = None
+    ledger: Ledger | None = None
+    journal_id: str = ""
+    claimable: tuple[State, ...] = (State.PENDING,)
+
+
+class _JournalHooks:
+    """Connects the transport's hooks to the journal, the ledger and the front end's
+    progress."""
+
+    def __init__(self, record: _Record, template: str, progress: Progress,
+                 result: SendResult) -> None:
+        self.journal = record.journal
+        self.record = record
+        self.template = template
+        self.progress = progress
+        self.result = result
+        self.in_flight: dict[str, Built] = {}
+
+    def handing_over(self, envelope: transport.Envelope, attempt: int) -> None:
+        if self.journal is not None:  # the claim: ClaimError stops the run before the data
+            built = self.in_flight[envelope.key]
+            self.journal.mark_sending(self.template, envelope.key, built.message_id, attempt,
+                                      calendar=built.calendar,
+                                      claimable=self.record.claimable,
+                                      variant=built.template if built.template != self.template
+                                      else None)
+
+    def finished(self, outcome: transport.Outcome) -> None:
+        built = self.in_flight.pop(outcome.key, None)
+        state = State(outcome.state.value)
+        # Counted first: the message's fate is known whatever the journal can record.
+        if state is State.SENT:
+            self.result.sent += 1
+        elif state is State.FAILED:
+            self.result.failed += 1
+            self.result.failures.append((built.recipient if built else outcome.key,
+                                         outcome.reply))
+        else:
+            self.result.uncertain += 1
+        try:
+            if self.journal is not None:
+                self.journal.mark_done(self.template, outcome.key, state, outcome.reply,
+                                       outcome.attempts)
+        finally:  # the ledger learns of it even when the journal's disk is full
+            ledger = self.record.ledger
+            if ledger is not None and built is not None and state is not State.FAILED:
+                ledger.record(self.record.journal_id, self.template, outcome.key, state,
+                              built.message_id,
+                              dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                              built.calendar if state is State.SENT else None)
+        self.progress.finished(outcome.key, state.value, outcome.reply)
+
+    def retrying(self, envelope: transport.Envelope, reply: str, attempt: int,
+                 delay: float) -> None:
+        self.result.retried += 1
+        if self.journal is not None:
+            self.journal.mark_retrying(self.template, envelope.key, reply, attempt)
+        self.progress.retrying(envelope.key, reply, delay)
+
+
+def _selected(campaign: Campaign, states: dict[str, State], options: SendOptions,
+              result: SendResult) -> Iterator[Registrant]:
+    """The registrants this run sends to: pending ones, and what the options add."""
+    count = 0
+    for registrant in campaign.kept.registrants():  # as unique_registrants(source) gives
+        if options.only is not None and registrant.key not in options.only:
+            continue
+        skip = _skip(states.get(registrant.key, State.PENDING), options)
+        if skip is not None:
+            setattr(result, skip, getattr(result, skip) + 1)
+            continue
+        if options.limit is not None and count >= options.limit:
+            return
+        count += 1
+        yield registrant
+
+
+def _skip(state: State, options: SendOptions) -> str | None:
+    """Why a registrant in ``state`` is not sent to (the SendResult counter), or None."""
+    if state is State.SENT:
+        return "skipped_sent"
+    if state is State.FAILED and not options.retry_failed:
+        return "skipped_failed"
+    # A row still ``sending`` (seen by a dry run only: a run turns them uncertain first) is
+    # in flight in a running send, or uncertain once the next run starts.
+    if state in (State.UNCERTAIN, State.SENDING) and not options.resend_uncertain:
+        return "skipped_uncertain"
+    return None
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Capped:
+    """At most ``limit`` of ``items`` (None: all); :attr:`reached` when more were left."""
+
+    def __init__(self, items: Iterable[Registrant], limit: int | None) -> None:
+        self.items = items
+        self.limit = limit
+        self.reached = False
+
+    def __iter__(self) -> Iterator[Registrant]:
+        for number, item in enumerate(self.items):
+            if self.limit is not None and number >= self.limit:
+                self.reached = True
+                return
+            yield item
+
+
+async def send(campaign: Campaign, *, password: str | TokenCredential | None,
+               options: SendOptions,
+               progress: Progress, stop: asyncio.Event | None = None,
+               report: CheckReport | None = None, lock: FolderLock | None = None,
+               prepared: Prepared | None = None,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+               wall_clock: Callable[[], dt.datetime] = _utcnow) -> SendResult:
+    """Validate everything, then send through the transport, journaling every step.
+
+    A run that writes the journal holds the event folder's lock: ``lock`` when the caller
+    took it already (before checking, so that a second run stops at once), else one taken
+    here (FolderBusy when another run has it). ``prepared`` is what
+    :func:`prepare_journal` returned, under that lock, when the caller called it first;
+    it is closed here.
+
+    Raises an :class:`InvitemailError` when nothing can be sent (bad input, a template that
+    fails, a journal that cannot be trusted or written). What stops the run half way (the
+    relay, ``sending.daily_limit``, a full disk) is reported in ``SendResult.stopped``.
+    ``wall_clock`` is the time the journal records and the daily limit counts by.
+    """
+    result = SendResult(dry_run=options.dry_run, test=options.test_to is not None)
+    if report is None:
+        if not options.dry_run and options.test_to is None:
+            campaign.start_workers()
+        report = campaign.check()
+    result.report = report
+    with contextlib.ExitStack() as held:
+        if prepared is not None:
+            held.callback(prepared.close)
+        campaign.require_valid(report, skip_invalid=options.skip_invalid)
+        if lock is None and not options.dry_run and options.test_to is None:
+            lock = held.enter_context(FolderLock.acquire(campaign.config.folder))
+        if prepared is None:
+            prepared = prepare_journal(campaign, options, clock=wall_clock)
+            if prepared is not None:
+                held.callback(prepared.close)
+        if options.test_to is None:  # nothing after a cancellation, in the journal as it
+            # stands now (rebuilt, maybe): reschedule.py
+            refuse_if_cancelled(campaign, reschedule=options.reschedule)
+        record = _open_record(campaign, report, options, result, prepared)
+        return await _run(campaign, report, record, password=password, options=options,
+                          progress=progress, result=result, stop=stop, clock=clock,
+                          sleep=sleep, wall_clock=wall_clock)
+    raise AssertionError("unreachable")  # mypy: the with block always returns
+
+
+def prepare_journal(campaign: Campaign, options: SendOptions, *,
+                    clock: Callable[[], dt.datetime] = _utcnow) -> Prepared | None:
+    """The journal of this run, checked against the ledger (safeguard.py), rebuilt or
+    started afresh when the options say so; None for a test send, which journals nothing.
+    Call it holding the folder's lock (except for a dry run), and before the messages are
+    built: after a rebuild the campaign reads its calendars again."""
+    if options.test_to is not None:
+        return None
+    config = campaign.config
+    prepared = open_for_send(config.folder, config.event.uid, dry_run=options.dry_run,
+                             restore=options.restore_journal, new=options.new_journal,
+                             clock=clock)
+    if prepared.restored or prepared.reconciled or prepared.set_aside is not None:
+        campaign.load_history()
+    return prepared
+
+
+def _open_record(campaign: Campaign, report: CheckReport, options: SendOptions,
+                 result: SendResult, prepared: Prepared | None) -> _Record:
+    """Make the journal ready: rows a dead run left in flight become uncertain, this
+    list's registrants are added."""
+    if prepared is None:
+        return _Record()
+    result.restored, result.reconciled = prepared.restored, prepared.reconciled
+    result.set_aside = prepared.set_aside
+    journal = prepared.journal
+    if journal is not None and not options.dry_run:
+        result.recovered = journal.recover()  # under the folder's lock: nobody else sends
+        journal.register(campaign.stage, ((email.lower(), email, line)
+                                          for email, line in report.scan.identities
+                                          if options.only is None
+                                          or email.lower() in options.only))
+    return _Record(journal, prepared.ledger, prepared.journal_id, options.claimable)
+
+
+async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
+               password: str | TokenCredential | None, options: SendOptions,
+               progress: Progress, result: SendResult, stop: asyncio.Event | None,
+               clock: Callable[[], float],
+               sleep: Callable[[float], Awaitable[None]],
+               wall_clock: Callable[[], dt.datetime]) -> SendResult:
+    config = campaign.config
+    sending = config.sending
+    if options.concurrency is not None or options.rate is not None:
+        sending = dataclasses.replace(
+            sending, concurrency=options.concurrency or sending.concurrency,
+            rate=options.rate if options.rate is not None else sending.rate)
+    journal = record.journal
+    states: dict[str, State] = {}
+    if options.test_to is not None:
+        registrants: Iterable[Registrant] = itertools.islice(
+            unique_registrants(campaign.source), options.limit or 1)
+    else:
+        if journal is not None:
+            states = journal.states(campaign.stage, pending=False)  # absent = pending
+            removed = removed_from_list(journal, campaign.stage,
+                                        (*report.scan.addresses, *report.scan.left_out))
+            result.removed = dict(collections.Counter(s.value for s in removed.values()))
+        registrants = _selected(campaign, states, options, result)
+    window = None
+    if sending.daily_limit is not None and options.test_to is None:
+        window = limits.daily_window(journal, sending.daily_limit, wall_clock())
+    capped = _Capped(registrants, window.left if window is not None else None)
+
+    if options.dry_run:  # what the real run would send: the same rows, the same daily window
+        result.planned = sum(1 for _ in campaign.messages(capped, test_to=options.test_to))
+        if capped.reached and window is not None:
+            result.held_back_by = window.limit
+        return result
+    try:
+        hooks = _JournalHooks(record, campaign.stage, progress, result)
+        to_send: Iterable[Registrant]
+        if options.test_to:
+            listed = list(registrants)
+            to_send, result.planned = listed, len(listed)
+        else:
+            to_send = capped
+            result.planned = count_planned(report.scan.addresses, states, options)
+            report.scan.forget_identities()  # counted and registered: free it for the run
+            if window is not None and result.planned > window.left:
+                result.planned = window.left
+                if not window.left:  # nothing may go now: say so without connecting
+                    result.stopped = limits.limit_reached(window, config.event.zone)
+                    _record_stop(journal, campaign.stage, result.stopped)
+                    return result
+        progress.started(result.planned)
+
+        def envelopes() -> Iterator[transport.Envelope]:
+            for built in campaign.messages(to_send, test_to=options.test_to,
+                                           expected=result.planned):
+                hooks.in_flight[built.registrant.key] = built
+                # Dated when it is handed over, not when it was built (before the question).
+                data = restamp_date(built.data, wall_clock().astimezone(config.event.zone))
+                yield transport.Envelope(key=built.registrant.key,
+                                         sender=config.sender.address,
+                                         recipient=built.recipient, data=data,
+                                         crlf=True)  # message.build_message writes CRLF only
+
+        delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
+                                           password=password, hooks=hooks, stop=stop,
+                                           clock=clock, sleep=sleep, wall_clock=wall_clock)
+        result.stopped = delivery.stopped
+        result.interrupted = delivery.interrupted
+        if journal is not None:
+            for key in delivery.deferred:  # tried, not delivered, no final outcome yet
+                journal.mark_pending(campaign.stage, key)
+            if capped.reached and window is not None and result.stopped is None \
+                    and not result.interrupted:
+                after = limits.daily_window(journal, window.limit, wall_clock())
+                result.stopped = limits.limit_reached(after, config.event.zone)
+            if not options.test_to:
+                _record_stop(journal, campaign.stage, result.stopped)
+        return result
+    except InvitemailError as err:
+        if not (result.sent or result.uncertain or result.failed):
+            raise
+        result.stopped = result.stopped or err
+        return result
+    finally:
+        if journal is not None and options.test_to is None:
+            with contextlib.suppress(InvitemailError):  # the error above says what is wrong
+                counts = journal.counts(campaign.stage)
+                left = {state.value: counts[state] - result.removed.get(state.value, 0)
+                        for state in (State.PENDING, State.SENDING, State.FAILED,
+                                      State.UNCERTAIN)}
+                result.remaining = {state: number for state, number in left.items() if number}
+
+
+def _record_stop(journal: Journal | None, template: str,
+                 stopped: InvitemailError | None) -> None:
+    """Keep why the run stopped for `status` when it was a quota, a blocked sender or the
+    daily limit; forget an earlier one otherwise."""
+    if journal is None:
+        return
+    if isinstance(stopped, transport.RelayStop | limits.DailyLimitReached):
+        journal.record_stop(template, stopped.reason, stopped.until)
+    else:
+        journal.record_stop(template, None)
+
+
+def removed_from_list(journal: Journal, template: str,
+                      addresses: Iterable[str]) -> dict[str, State]:
+    """The journal's registrants of ``template`` that lack the message and are not among
+    ``addresses`` (the list as it is now): key -> state. They are never sent to."""
+    listed = {address.lower() for address in addresses}
+    return {key: state for key, state in journal.states(template).items()
+            if state is not State.SENT and key not in listed}
+
+
+def count_planned(addresses: list[str], states: dict[str, State],
+                   options: SendOptions) -> int:
+    """How many messages this run will send (for the progress bar), without reading rows."""
+    wanted = sum(1 for email in addresses
+                 if (options.only is None or email.lower() in options.only)
+                 and _skip(states.get(email.lower(), State.PENDING), options) is None)
+    return wanted if options.limit is None else min(wanted, options.limit)
