@@ -30,7 +30,7 @@ import pytest
 from invitemail.inputs.config import Sending, Smtp
 from invitemail.journal.store import Journal as SqlJournal
 from invitemail.journal.store import State as SqlState
-from invitemail.send.connection import Envelope
+from invitemail.send.envelope import Envelope
 from invitemail.send.replies import ReplyClass, Step, classify
 from invitemail.send.transport import DeliveryReport, State, deliver
 from support.cli import run_cli

@@ -32,8 +32,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from invitemail.send.redaction import MAX_REPLY, REDACTED, clean_reply, redact
-from invitemail.send.transport import format_reply
+from invitemail.send.redaction import MAX_REPLY, REDACTED, clean_reply, format_reply, redact
 from support.cli import run_cli
 from support.event import EVENT_TOML, write_event
 from support.relay import SERVER_NAME, RecordingHandler, Script, ScriptedSMTP, SmtpServer

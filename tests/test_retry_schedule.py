@@ -20,7 +20,8 @@ from invitemail.journal.store import State as RowState
 from invitemail.send.delivery import SendOptions, send
 from invitemail.send.replies import ReplyClass
 from invitemail.send.retries import RetryQueue, retry_delay
-from invitemail.send.transport import SCATTERED, Envelope, Outcome, State, TooManyFailures, deliver
+from invitemail.send.run_state import SCATTERED
+from invitemail.send.transport import Envelope, Outcome, State, TooManyFailures, deliver
 from support.checks import assert_exactly_once, journal_states
 from support.event import NOW, event_for, rows
 from support.fakes import Quiet

@@ -18,20 +18,17 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from invitemail.inputs.config import Sending, Smtp
-from invitemail.send.transport import (
+from invitemail.send.envelope import Envelope, dot_stuff
+from invitemail.send.errors import (
     AuthenticationError,
     ConnectError,
-    Envelope,
     InsecureAuthError,
-    Outcome,
-    RateLimiter,
-    State,
     TooManyFailures,
-    backoff_delay,
-    dot_stuff,
-    format_reply,
-    redact,
 )
+from invitemail.send.outcomes import Outcome, State
+from invitemail.send.pace import RateLimiter
+from invitemail.send.redaction import format_reply, redact
+from invitemail.send.retries import backoff_delay
 from support.relay import FakeClock, Script, SmtpServer
 from support.transport import SENDER, Journal, address, envelopes, message, run, send
 

@@ -36,19 +36,13 @@ from dataclasses import dataclass
 
 from aiosmtplib import SMTP, SMTPException, SMTPResponseException, SMTPServerDisconnected
 
-from invitemail.send.connection import (
-    NETWORK,
-    UNSENDABLE,
-    Connection,
-    Envelope,
-    Kind,
-    Result,
-    Session,
-    _network_failure,
-    _quoted,
-    dot_stuff,
-)
+from invitemail.send.connection import Connection
+from invitemail.send.connection import network_failure as _network_failure
+from invitemail.send.envelope import Envelope, dot_stuff
+from invitemail.send.envelope import quoted as _quoted
+from invitemail.send.outcomes import NETWORK, UNSENDABLE, Kind, Result
 from invitemail.send.replies import Step
+from invitemail.send.session import Session
 from invitemail.send.smtp_adapter import Pipe
 
 __all__ = ["Done", "Line"]

@@ -24,7 +24,7 @@ import functools
 import itertools
 import re
 
-__all__ = ["MAX_REPLY", "REDACTED", "clean_reply", "redact"]
+__all__ = ["MAX_REPLY", "REDACTED", "clean_reply", "format_reply", "redact"]
 
 REDACTED = "[redacted]"
 MAX_REPLY = 1000  # characters of a reply kept (a relay can answer with many lines)
@@ -146,3 +146,17 @@ def clean_reply(text: str, secret: str | None = None, *, limit: int = MAX_REPLY)
     if len(cleaned) > limit:
         cleaned = redact(cleaned[:limit] + "...", secret)
     return cleaned
+
+
+def format_reply(code: int, message: str, secret: str | None = None) -> str:
+    """``550``, ``"5.1.1 <x@y>:\\nuser unknown"`` -> ``"550 5.1.1 <x@y>: user unknown"``.
+
+    The text is cleaned as :func:`clean_reply` says: ``secret`` (the password) and its base64
+    forms redacted before anything else, terminal escape sequences and control characters
+    taken out. aiosmtplib gives code -1 for a reply that is not SMTP at all (garbled, or a
+    line too long): then the text alone, shortened, says what came.
+    """
+    if not 100 <= code <= 599:
+        return clean_reply(message, secret, limit=120) or "an empty reply"
+    text = clean_reply(message, secret)
+    return f"{code} {text}" if text else str(code)

@@ -14,6 +14,10 @@ replies to a group of commands would be lost. :class:`Pipe` takes the connection
 over with asyncio's ``set_protocol`` (after EHLO, STARTTLS and AUTH went through aiosmtplib),
 reads every reply in order, and hands the transport back (:meth:`Pipe.release`) before QUIT.
 
+A failure to connect comes from aiosmtplib as ``SMTPConnectError`` with the reason (the
+``OSError``, or ``SMTPServerDisconnected`` when the relay closed before its greeting) as its
+``__cause__``, which is not documented either: :func:`connect_cause` reads it.
+
 Only this module touches ``SMTP.protocol``. ``tests/test_aiosmtplib_contract.py`` checks every
 attribute, signature and behaviour it leans on against a real server, and ``pyproject.toml``
 bounds aiosmtplib to the releases that test passed on: a release that changes them fails that
@@ -34,7 +38,7 @@ from aiosmtplib import (
     SMTPServerDisconnected,
 )
 
-__all__ = ["TESTED_RANGE", "Pipe", "command", "read_reply", "write_message"]
+__all__ = ["TESTED_RANGE", "Pipe", "command", "connect_cause", "read_reply", "write_message"]
 
 # The aiosmtplib releases the contract test passed on; pyproject.toml says the same.
 TESTED_RANGE: str = ">=3.0,<6"
@@ -64,6 +68,12 @@ async def read_reply(client: SMTP, *, timeout: float) -> SMTPResponse:
     if protocol is None:
         raise SMTPServerDisconnected("Connection lost")
     return await protocol.read_response(timeout=timeout)
+
+
+def connect_cause(error: BaseException) -> BaseException | None:
+    """What aiosmtplib's connection error wraps: the ``OSError`` (refused, no route, a name
+    that does not resolve) or the ``SMTPServerDisconnected`` (closed before the greeting)."""
+    return error.__cause__
 
 
 MAX_REPLY: int = 1 << 16  # bytes of one reply, all its lines: more is not an SMTP relay

@@ -1,0 +1,56 @@
+"""One message for one recipient, and its bytes as they go on the wire.
+
+Pure: no I/O, so the wire form is tested without a socket. :func:`dot_stuff` is the message
+after DATA (RFC 5321 4.5.2), :func:`quoted` an address on a MAIL FROM or RCPT TO line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Envelope", "dot_stuff", "quoted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message for one recipient."""
+
+    key: str  # the journal's key for this recipient (opaque to the transport)
+    sender: str  # MAIL FROM address
+    recipient: str  # the ONE RCPT TO address
+    data: bytes  # the whole message, CRLF line endings
+    # True when every line of ``data`` is known to end in CRLF, with no other CR or LF in it
+    # (invitemail's own messages are written so): the transport skips checking that.
+    crlf: bool = False
+
+
+_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
+
+
+def dot_stuff(data: bytes, *, crlf: bool = False) -> bytes:
+    """The message as it goes on the wire after DATA (RFC 5321 4.5.2), with the final dot.
+
+    Stray CRs and LFs become CRLF, unless ``crlf`` says there are none."""
+    if not crlf:
+        ends = data.count(b"\r\n")
+        if data.count(b"\n") != ends or data.count(b"\r") != ends:  # a stray CR or LF:
+            data = _LINE_ENDINGS.sub(b"\r\n", data)  # make every line end in CRLF
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    # Counting and searching rather than a regex: this runs over every message, in the
+    # process that also speaks SMTP; most messages have no line that starts with a dot.
+    if b"\r\n." in data:
+        data = data.replace(b"\r\n.", b"\r\n..")
+    return (b"." if data.startswith(b".") else b"") + data + b".\r\n"
+
+
+_NOT_ON_A_COMMAND_LINE = frozenset("\r\n\0<> ")
+
+
+def quoted(address: str, encoding: str) -> bytes:
+    """``<address>`` for MAIL FROM or RCPT TO. The addresses were validated when the list
+    was read; this only refuses what would break the command line."""
+    if not address or not _NOT_ON_A_COMMAND_LINE.isdisjoint(address):
+        raise ValueError(f"{address!r} cannot go on an SMTP command line")
+    return b"<" + address.encode(encoding) + b">"
