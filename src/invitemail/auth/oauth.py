@@ -13,7 +13,9 @@ Three providers, each through the library made for it:
   (google-auth-oauthlib's, which works with any provider's endpoints).
 
 Refreshing (for ``google`` and ``generic``) is one standard form POST to the token endpoint
-(RFC 6749 6), done with the standard library: no library is needed for it.
+(RFC 6749 6), done with the standard library (:mod:`invitemail.auth.endpoints`, with the
+device flow); the browser flow is :mod:`invitemail.auth.google`, Microsoft's
+:mod:`invitemail.auth.microsoft`.
 
 A login is stored per account (``smtp.username``) and provider settings as one JSON file in
 ``tokens/`` of the user's config folder (``$INVITEMAIL_CONFIG_DIR``, else platformdirs'),
@@ -29,13 +31,11 @@ import json
 import os
 import time
 import tomllib
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from invitemail.auth import endpoints, google
 from invitemail.auth.credentials import (
     CommandSource,
     LoginError,
@@ -47,7 +47,6 @@ from invitemail.auth.settings import OAuthSettings, read_oauth_table
 from invitemail.errors import ConfigError, InvitemailError
 from invitemail.inputs.config import Smtp
 from invitemail.outputs.files import OutputFolder
-from invitemail.send.redaction import clean_reply
 
 if TYPE_CHECKING:
     from invitemail.auth.microsoft import Microsoft
@@ -56,14 +55,6 @@ CONFIG_DIR_ENV = "INVITEMAIL_CONFIG_DIR"
 USER_CONFIG = "config.toml"
 TOKENS = "tokens"
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
-DEFAULT_SCOPES = {
-    "microsoft": ("https://outlook.office.com/SMTP.Send",),
-    "google": ("https://mail.google.com/",),
-}
-GOOGLE_AUTH_URL = "https://accounts.google.com/o/oauth2/auth"
-GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-HTTP_TIMEOUT = 30.0
 NEEDED = {
     "microsoft": ("client_id", "tenant"),
     "google": ("client_id", "client_secret"),
@@ -197,9 +188,13 @@ def login(settings: OAuthSettings, account: str, *, say: Say, open_browser: bool
     if settings.provider == "microsoft":
         record = _microsoft(settings, account, {}).login(say)
     elif settings.provider == "generic" and settings.device_authorization_url:
-        record = _device_flow(settings, say=say, sleep=sleep)
+        record = endpoints.device_flow(settings, say=say, sleep=sleep)
     else:
-        record = _browser_flow(settings, account, say=say, open_browser=open_browser)
+        record = {"refresh_token": google.browser_flow(
+            client_id=settings.client_id or "", client_secret=settings.client_secret or "",
+            auth_uri=settings.authorization_url or endpoints.GOOGLE_AUTH_URL,
+            token_uri=endpoints.token_url(settings), scopes=endpoints.scopes(settings),
+            account=account, say=say, open_browser=open_browser)}
     record.update(provider=settings.provider, account=account)
     return _write_record(name, record)
 
@@ -236,175 +231,22 @@ class RefreshSource:
                 raise LoginError(f"the stored login of {self.account} holds no refresh token",
                                  hint=self.hint)
             self._secrets.append(refresh)
-            answer = _refresh(self.settings, refresh, self.account, self.hint)
+            answer = endpoints.refresh_grant(self.settings, refresh, self.account, self.hint)
             rotated = answer.get("refresh_token")
             changed = None
             if isinstance(rotated, str) and rotated and rotated != refresh:
                 self._secrets.append(rotated)
                 changed = {**record, "refresh_token": rotated}
-            token = _token_of(answer, self.settings)
+            token = endpoints.token_of(answer, self.settings)
         self._secrets.append(token.access_token)
         if changed is not None:
             _write_record(self.name, changed)
         return token
 
 
-def _token_of(answer: dict[str, Any], settings: OAuthSettings) -> Token:
-    access = answer.get("access_token")
-    if not isinstance(access, str) or not access:
-        raise LoginError(f"{settings.token_url}: the answer holds no access token")
-    life = answer.get("expires_in")
-    try:
-        seconds = float(life) if life is not None else None
-    except (TypeError, ValueError):
-        seconds = None
-    return Token(access, seconds)
-
-
-def _token_url(settings: OAuthSettings) -> str:
-    url = settings.token_url or (GOOGLE_TOKEN_URL if settings.provider == "google" else None)
-    assert url is not None  # settings_for checked it
-    return url
-
-
-def _post(url: str, form: dict[str, str], secrets: list[str]) -> dict[str, Any]:
-    """POST ``form`` to ``url``; the JSON answer, or LoginError naming the OAuth2 error."""
-    body = urllib.parse.urlencode(form).encode()
-    request = urllib.request.Request(url, data=body, headers={
-        "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as err:
-        raw = err.read()
-        answer = _json(raw)
-        code = answer.get("error") if isinstance(answer.get("error"), str) else f"HTTP {err.code}"
-        detail = answer.get("error_description")
-        text = f"{code}: {detail}" if isinstance(detail, str) else str(code)
-        for secret in secrets:
-            text = text.replace(secret, "[redacted]")
-        raise _OAuthError(str(code), clean_reply(text, limit=300)) from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise LoginError(f"cannot reach {url}: {reason}",
-                         hint="check the network connection, then run the same command "
-                         "again") from None
-    return _json(raw)
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-class _OAuthError(LoginError):
-    def __init__(self, code: str, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-
-
-def _refresh(settings: OAuthSettings, refresh: str, account: str, hint: str) -> dict[str, Any]:
-    form = {"grant_type": "refresh_token", "refresh_token": refresh,
-            "client_id": settings.client_id or ""}
-    if settings.client_secret:
-        form["client_secret"] = settings.client_secret
-    url = _token_url(settings)
-    try:
-        return _post(url, form, [refresh])
-    except _OAuthError as err:
-        raise LoginError(f"the {settings.provider} login of {account} is no longer valid "
-                         f"({url} says {err.message})", hint=hint) from None
-
-
-def _scopes(settings: OAuthSettings) -> list[str]:
-    return list(settings.scopes or DEFAULT_SCOPES.get(settings.provider or "", ()))
-
-
-def _device_flow(settings: OAuthSettings, *, say: Say,
-                 sleep: Callable[[float], None]) -> dict[str, Any]:
-    """RFC 8628: show the code, poll the token endpoint until the user has signed in."""
-    assert settings.device_authorization_url is not None
-    client = {"client_id": settings.client_id or ""}
-    if settings.client_secret:
-        client["client_secret"] = settings.client_secret
-    start = _post(settings.device_authorization_url,
-                  {**client, "scope": " ".join(_scopes(settings))}, [])
-    device_code, user_code = start.get("device_code"), start.get("user_code")
-    uri = start.get("verification_uri_complete") or start.get("verification_uri")
-    if not all(isinstance(v, str) and v for v in (device_code, user_code, uri)):
-        raise LoginError(f"{settings.device_authorization_url}: the answer is not a device "
-                         "authorization (no device_code, user_code or verification_uri)")
-    assert isinstance(device_code, str)
-    say(f"To sign in, open {uri} in a browser on any device and enter the code {user_code}")
-    interval = _number(start.get("interval"), 5.0)
-    deadline = time.monotonic() + _number(start.get("expires_in"), 900.0)
-    while time.monotonic() < deadline:
-        sleep(interval)
-        try:
-            answer = _post(_token_url(settings), {**client, "grant_type": DEVICE_GRANT,
-                                                  "device_code": device_code}, [device_code])
-        except _OAuthError as err:
-            if err.code == "authorization_pending":
-                continue
-            if err.code == "slow_down":
-                interval += 5
-                continue
-            raise LoginError(f"the sign-in did not succeed: {err.message}",
-                             hint="run invitemail login again") from None
-        refresh = answer.get("refresh_token")
-        if not isinstance(refresh, str) or not refresh:
-            raise LoginError(f"{settings.token_url} gave no refresh token",
-                             hint="ask for offline access: add the provider's scope for it "
-                             "(often offline_access) to smtp.oauth.scopes")
-        return {"refresh_token": refresh}
-    raise LoginError("the sign-in code expired before it was used",
-                     hint="run invitemail login again and sign in within the time shown")
-
-
-def _number(value: Any, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else default
-
-
-def _browser_flow(settings: OAuthSettings, account: str, *, say: Say,
-                  open_browser: bool) -> dict[str, Any]:
-    """The installed-app flow: a browser signs in, the provider redirects to a loopback port."""
-    from google_auth_oauthlib.flow import InstalledAppFlow
-
-    class Flow(InstalledAppFlow):  # type: ignore[misc]  # shows the address through ``say``, not print()
-        def authorization_url(self, **kwargs: Any) -> tuple[str, str]:
-            url, state = super().authorization_url(**kwargs)
-            say(f"To sign in, open this address in a browser on this computer: {url}")
-            return url, state
-
-    config = {"installed": {
-        "client_id": settings.client_id, "client_secret": settings.client_secret or "",
-        "auth_uri": settings.authorization_url or GOOGLE_AUTH_URL,
-        "token_uri": _token_url(settings)}}
-    flow = Flow.from_client_config(config, scopes=_scopes(settings))
-    try:
-        credentials = flow.run_local_server(
-            host="127.0.0.1", port=0, open_browser=open_browser,
-            authorization_prompt_message=None, timeout_seconds=600,
-            success_message="Signed in; you may close this window and go back to invitemail.",
-            access_type="offline", prompt="consent", login_hint=account)
-    except Exception as err:  # the library's own errors (oauthlib, requests, a timeout)
-        raise LoginError(f"the sign-in did not succeed: {type(err).__name__}: "
-                         f"{clean_reply(str(err), limit=300)}",
-                         hint="run invitemail login again") from None
-    refresh = getattr(credentials, "refresh_token", None)
-    if not isinstance(refresh, str) or not refresh:
-        raise LoginError("the provider gave no refresh token",
-                         hint="remove invitemail's access in the account's security settings, "
-                         "then run invitemail login again")
-    return {"refresh_token": refresh}
-
-
 def _microsoft(settings: OAuthSettings, account: str, record: dict[str, Any]) -> Microsoft:
     from invitemail.auth.microsoft import Microsoft
 
-    return Microsoft(settings, account, record, scopes=_scopes(settings), timeout=HTTP_TIMEOUT,
+    return Microsoft(settings, account, record, scopes=endpoints.scopes(settings),
+                     timeout=endpoints.HTTP_TIMEOUT,
                      authority=f"{settings.authority or MICROSOFT_AUTHORITY}/{settings.tenant}")
