@@ -222,3 +222,163 @@ def test_contract_the_pipe_reads_multiline_and_garbled_replies() -> None:
         server.close()
 
     asyncio.run(scenario())
+
+
+def test_contract_the_protocol_holds_the_asyncio_transport_the_pipe_takes_over() -> None:
+    async def scenario() -> None:
+        async with SmtpServer() as server:
+            client = SMTP(hostname=HOST, port=server.port, start_tls=False, timeout=5)
+            await client.connect()
+            protocol = client.protocol
+            assert protocol is not None
+            transport = protocol.transport
+            assert isinstance(transport, asyncio.WriteTransport)
+            assert transport.get_protocol() is protocol and not transport.is_closing()
+            client.close()
+            assert transport.is_closing()
+
+    asyncio.run(scenario())
+
+
+async def _one_reply(payload: bytes, *, piped: bool) -> tuple[int, str]:
+    """The reply a relay that answers NOOP with ``payload`` gives, as aiosmtplib reads it
+    (``piped`` False) or as the pipe does; (code, message), or (code, "") for an error."""
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hi\r\n")
+        await reader.readline()
+        writer.write(b"250 relay\r\n")
+        await reader.readline()
+        writer.write(payload)
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(relay, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    client = SMTP(hostname=HOST, port=port, start_tls=False, timeout=5)
+    try:
+        await client.connect()
+        await client.ehlo()
+        try:
+            if piped:
+                pipe = smtp_adapter.Pipe(client)
+                pipe.write(b"NOOP\r\n")
+                reply = await pipe.read_reply(timeout=5)
+            else:
+                reply = await smtp_adapter.command(client, b"NOOP")
+        except aiosmtplib.SMTPResponseException as error:
+            return error.code, ""
+        assert isinstance(reply, aiosmtplib.SMTPResponse)
+        return reply.code, reply.message
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("payload", [
+    b"250 ok\r\n",
+    b"250-first\r\n250 second\r\n",
+    b"250-first\r\n250-  spaced  \t\r\n250 third\r\n",
+    b"250\r\n",
+    b"251 bare line feed\n",
+    b"250 caf\xc3\xa9 \xe2\x80\x94 utf-8\r\n",
+    b"250 not utf-8: \xff\xfe\r\n",
+    b"452-4.3.1 first\r\n452 4.3.1 second line\r\n",
+    b"this is not SMTP\r\n",
+    b"25x broken code\r\n",
+])
+def test_contract_the_pipe_parses_a_reply_as_aiosmtplib_does(payload: bytes) -> None:
+    """The pipe builds :class:`SMTPResponse` itself; what a reply means must not depend on
+    whether it came pipelined. A garbled reply is code -1 either way."""
+    plain = asyncio.run(_one_reply(payload, piped=False))
+    piped = asyncio.run(_one_reply(payload, piped=True))
+    assert piped == plain
+    assert aiosmtplib.SMTPResponse(*plain) == (plain[0], plain[1])  # (code, message) fields
+
+
+def test_contract_a_refused_connection_carries_the_os_error_as_its_cause() -> None:
+    import socket
+
+    with socket.socket() as placeholder:  # a port nobody listens on
+        placeholder.bind((HOST, 0))
+        port = placeholder.getsockname()[1]
+
+    async def scenario() -> None:
+        client = SMTP(hostname=HOST, port=port, start_tls=False, timeout=5)
+        with pytest.raises(aiosmtplib.SMTPConnectError) as raised:
+            await client.connect()
+        cause = smtp_adapter.connect_cause(raised.value)
+        assert isinstance(cause, ConnectionRefusedError) and cause.errno
+
+    asyncio.run(scenario())
+
+
+def test_contract_a_relay_closing_before_its_greeting_is_a_disconnect_as_the_cause() -> None:
+    async def scenario() -> None:
+        async def rude(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        server = await asyncio.start_server(rude, HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        client = SMTP(hostname=HOST, port=port, start_tls=False, timeout=5)
+        with pytest.raises(aiosmtplib.SMTPConnectError) as raised:
+            await client.connect()
+        assert isinstance(smtp_adapter.connect_cause(raised.value), SMTPServerDisconnected)
+        client.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_contract_the_error_classes_the_connect_judges_rely_on() -> None:
+    """invitemail.send.connect_failures tries a connect timeout before a silent relay, and
+    calls a timeout "timed out": the classes must nest so."""
+    assert issubclass(aiosmtplib.SMTPConnectTimeoutError, aiosmtplib.SMTPConnectError)
+    assert issubclass(aiosmtplib.SMTPConnectTimeoutError, TimeoutError)
+    assert issubclass(aiosmtplib.SMTPReadTimeoutError, SMTPTimeoutError)
+    assert issubclass(SMTPTimeoutError, TimeoutError)
+    assert issubclass(SMTPServerDisconnected, aiosmtplib.SMTPException)
+    assert issubclass(aiosmtplib.SMTPConnectResponseError, aiosmtplib.SMTPResponseException)
+
+
+# Each internal smtp_adapter names, and the test that checks it.
+COVERED = {
+    "SMTP.protocol": test_contract_the_client_has_a_protocol_only_while_connected,
+    "SMTPProtocol.write": test_contract_data_split_in_write_and_read_delivers_the_exact_bytes,
+    "SMTPProtocol.read_response": test_contract_read_reply_times_out_with_smtp_timeout_error,
+    "SMTPProtocol.transport":
+        test_contract_the_protocol_holds_the_asyncio_transport_the_pipe_takes_over,
+    "SMTPProtocol.connection_lost": test_contract_a_lost_connection_reaches_the_pipe_and_aiosmtplib,
+    "SMTPResponse": test_contract_the_pipe_parses_a_reply_as_aiosmtplib_does,
+    "SMTPConnectError.__cause__":
+        test_contract_a_refused_connection_carries_the_os_error_as_its_cause,
+}
+
+
+def test_contract_every_internal_the_adapter_names_has_a_check() -> None:
+    assert set(COVERED) == set(smtp_adapter.INTERNALS)
+
+
+def test_contract_only_the_adapter_reaches_into_aiosmtplib() -> None:
+    """No other module uses ``.protocol``, imports an aiosmtplib submodule, or reads a
+    private attribute of something that is not its own (``self``, ``cls``)."""
+    import ast
+
+    package = ROOT / "src" / "invitemail"
+    found: list[str] = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "smtp_adapter.py":
+            continue
+        where = path.relative_to(package)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "aiosmtplib."):
+                found.append(f"{where}:{node.lineno}: from {node.module} import")
+            if not isinstance(node, ast.Attribute):
+                continue
+            if node.attr == "protocol":
+                found.append(f"{where}:{node.lineno}: .protocol")
+            private = node.attr.startswith("_") and not node.attr.startswith("__")
+            own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            if private and not own and "aiosmtplib" in path.read_text(encoding="utf-8"):
+                found.append(f"{where}:{node.lineno}: .{node.attr}")
+    assert found == []
