@@ -39,8 +39,9 @@ def flow_class(say: Callable[[str], None]) -> type[Any]:
 
 def browser_flow(*, client_id: str, client_secret: str, auth_uri: str, token_uri: str,
                  scopes: list[str], account: str, say: Callable[[str], None],
-                 open_browser: bool) -> str:
-    """Sign ``account`` in in a browser; the refresh token the provider gave."""
+                 open_browser: bool, timeout_seconds: int = SIGN_IN_TIMEOUT) -> str:
+    """Sign ``account`` in in a browser; the refresh token the provider gave. The loopback
+    server waits ``timeout_seconds`` for the browser to come back."""
     config = {"installed": {
         "client_id": client_id, "client_secret": client_secret,
         "auth_uri": auth_uri, "token_uri": token_uri}}
@@ -48,7 +49,7 @@ def browser_flow(*, client_id: str, client_secret: str, auth_uri: str, token_uri
     try:
         credentials = flow.run_local_server(
             host="127.0.0.1", port=0, open_browser=open_browser,
-            authorization_prompt_message=None, timeout_seconds=SIGN_IN_TIMEOUT,
+            authorization_prompt_message=None, timeout_seconds=timeout_seconds,
             success_message=SUCCESS,
             access_type="offline", prompt="consent", login_hint=account)
     except Exception as err:  # the library's own errors (oauthlib, requests, a timeout)
