@@ -42,7 +42,7 @@ A relay that caps its rate refuses only above its cap, so:
    cut by 10%, which the probe wins back within a few windows; a steady stream of such
    refusals costs two windows at a slower pace, once.
 
-What a refusal is, is the caller's decision (:mod:`invitemail.send.transport` classifies the
+What a refusal is, is the caller's decision (:mod:`invitemail.send.run_state` judges the
 replies). A relay whose random refusals are also above its cap is seen as refusing at
 random: the per-message retries still deliver everything, at the cap. A relay whose bucket
 holds only a message or two, met unpaced by many workers, can make the second measurement

@@ -85,7 +85,6 @@ class RunState:
         self.timer = False  # a drained worker is sleeping until the earliest retry is due
         self.changed = asyncio.Event()  # set (and replaced) when there may be work again
 
-
     @property
     def stopping(self) -> bool:
         """No new transaction may start: the run halted, or the stop event is set (the
@@ -129,6 +128,7 @@ class RunState:
             return True
         return await self.unless_halted(self.limiter.acquire())
 
+    # -- what each result means ----------------------------------------------------------
 
     def _judge_all(self, connection: Line, done: list[Done]) -> float | None:
         """Each result in turn (no await between them); the longest pause, or None."""
