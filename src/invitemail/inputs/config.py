@@ -101,7 +101,6 @@ def find_event_file(location: Path) -> Path:
     return path
 
 
-
 def load_config(location: Path) -> EventConfig:
     """Read and check event.toml at ``location`` (a folder or the file)."""
     path = find_event_file(location)
@@ -145,7 +144,6 @@ def _toml_problem(message: str) -> str:
         "Invalid date or datetime": "not a real date and time; write it as 2026-12-10T14:00:00",
     }
     return plain.get(message, message)
-
 
 
 class _Reader(KeyReader):
