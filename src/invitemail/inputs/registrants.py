@@ -1,4 +1,5 @@
-"""registrants.csv -> Registrant rows: the only module that uses csv.
+"""registrants.csv -> Registrant rows: the only module that uses csv (it writes the status
+report's CSV too, see :func:`write_csv`).
 
 Exports come from web forms, Zoom's registration report and Excel (often Danish, often with
 ``;`` and cp1252), so reading is forgiving about the format and strict about the content:
@@ -19,9 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from invitemail.errors import Problem, ProblemsError
 from invitemail.inputs.cells import HEADER_ALIASES as HEADER_ALIASES
@@ -39,6 +41,8 @@ from invitemail.inputs.sources import is_workbook_name
 
 DELIMITERS = (",", ";", "\t")
 MAX_CELL = 128 * 1024  # csv's own limit; a bigger cell is a broken file, not a registrant
+# A cell a spreadsheet would run as a formula (CSV injection): written with a leading '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -285,6 +289,26 @@ def csv_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | str]]
     """(first line, cells) of each record of ``text``, or (first line, what is wrong): for
     other files read as CSV (the attendance report)."""
     return _records(_Lines(text), delimiter)
+
+
+def neutralise(value: object) -> str:
+    """A cell a spreadsheet shows as text: one starting like a formula gets a leading '."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_csv(file: IO[str], header: Sequence[str], rows: Iterable[Sequence[object]], *,
+              delimiter: str = ",") -> int:
+    """Write ``header`` and then ``rows`` to ``file`` (opened with ``newline=""``) as CSV
+    that is safe to open in a spreadsheet, every cell through :func:`neutralise`; returns
+    the number of rows. The status report's CSV: csv stays in this module."""
+    writer = csv.writer(file, delimiter=delimiter)
+    writer.writerow(header)
+    count = 0
+    for row in rows:
+        writer.writerow([neutralise(value) for value in row])
+        count += 1
+    return count
 
 
 def _parse_line(line: str, delimiter: str) -> list[str] | None:
