@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from invitemail.errors import Problem, ProblemsError
 from invitemail.inputs.addresses import AddressError, normalize_address
-from invitemail.inputs.config import LANGUAGES, LINE_BREAKS
 from invitemail.inputs.decoding import BAD_BYTE, describe_bad_bytes, mojibake
+from invitemail.inputs.keys import LANGUAGES, LINE_BREAKS
 
 # Header names as exports spell them, after lower-casing and dropping spaces, "_", "-", ".".
 HEADER_ALIASES: Mapping[str, str] = {

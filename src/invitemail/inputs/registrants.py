@@ -1,4 +1,5 @@
-"""registrants.csv -> Registrant rows: the only module that uses csv.
+"""registrants.csv -> Registrant rows: the only module that uses csv (it writes the status
+report's CSV too, see :func:`write_csv`).
 
 Exports come from web forms, Zoom's registration report and Excel (often Danish, often with
 ``;`` and cp1252), so reading is forgiving about the format and strict about the content:
@@ -7,11 +8,11 @@ sent. The file's text is decoded once and kept; rows are parsed lazily, so a sec
 (validate, then send) costs no memory per registrant.
 
 A sheet of an .xlsx workbook is the other kind of list (sheet_registrants.py): both are a
-:class:`~invitemail.inputs.sources.RegistrantSource`, checked row by row by cells.py, and counted
-by :func:`unique_registrants` here. Every row of the file is accounted for: it becomes a
-registrant, a duplicate, or a problem on its own line. The file is read a record at a time
-(see :class:`_Lines`): a malformed record is that record only, and the next one starts
-afresh.
+:class:`~invitemail.inputs.sources.RegistrantSource`, checked row by row by cells.py, and
+counted by :func:`~invitemail.inputs.scan.unique_registrants` (scan.py; importable from here
+too). Every row of the file is accounted for: it becomes a registrant, a duplicate, or a
+problem on its own line. The file is read a record at a time (see :class:`_Lines`): a
+malformed record is that record only, and the next one starts afresh.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from invitemail.errors import Problem, ProblemsError
 from invitemail.inputs.cells import HEADER_ALIASES as HEADER_ALIASES
@@ -31,6 +32,8 @@ from invitemail.inputs.cells import Registrant as Registrant
 from invitemail.inputs.cells import check_row, header_columns
 from invitemail.inputs.cells import column_key as column_key
 from invitemail.inputs.decoding import BAD_BYTE, decode, describe_bad_bytes
+from invitemail.inputs.scan import Scan as Scan
+from invitemail.inputs.scan import unique_registrants as unique_registrants
 from invitemail.inputs.sources import CheckedRow as CheckedRow
 from invitemail.inputs.sources import RegistrantSource as RegistrantSource
 from invitemail.inputs.sources import default_registrants as default_registrants
@@ -38,6 +41,8 @@ from invitemail.inputs.sources import is_workbook_name
 
 DELIMITERS = (",", ";", "\t")
 MAX_CELL = 128 * 1024  # csv's own limit; a bigger cell is a broken file, not a registrant
+# A cell a spreadsheet would run as a formula (CSV injection): written with a leading '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -90,114 +95,6 @@ class RegistrantFile(RegistrantSource):
         return "@" in email and not any(c.isspace() for c in email)
 
 
-@dataclass
-class Scan:
-    """The result of reading every row once: counts and problems, not the rows.
-
-    Every non-blank row after the header is counted once in ``rows``, and once in exactly
-    one of ``valid`` (gets a message), ``duplicates``, ``invalid`` (a problem: never sent)
-    and ``ignored`` (a repeated header row).
-    """
-
-    problems: list[Problem] = field(default_factory=list)
-    rows: int = 0
-    valid: int = 0
-    duplicates: int = 0
-    invalid: int = 0
-    ignored: int = 0
-    languages: set[str] = field(default_factory=set)
-    # The address and line of each valid, unique registrant (its key is the address in lower
-    # case): what the journal needs, so a send run does not parse the file again to learn it.
-    # Two flat arrays rather than a list of pairs: a third of the memory for 100,000 rows.
-    addresses: list[str] = field(default_factory=list)
-    lines: array[int] = field(default_factory=lambda: array("q"))
-    left_out: set[str] = field(default_factory=set)  # keys that left the identities
-
-    @property
-    def identities(self) -> Iterator[tuple[str, int]]:
-        """(address, line) of each valid, unique registrant, in the file's order."""
-        return zip(self.addresses, self.lines, strict=True)
-
-    def forget_identities(self) -> None:
-        """Free the addresses and lines (a send run has registered them)."""
-        self.addresses, self.lines = [], array("q")
-
-    def leave_out(self, keys: Iterable[str]) -> None:
-        """Valid registrants that turned out not to get a message after all: they count as
-        rows with a problem (the caller has reported it), and leave the identities."""
-        keys = set(keys) - self.left_out
-        if not keys:
-            return
-        self.left_out |= keys
-        kept = [(a, n) for a, n in self.identities if a.lower() not in keys]
-        self.valid -= len(self.addresses) - len(kept)
-        self.invalid += len(self.addresses) - len(kept)
-        self.addresses = [a for a, _ in kept]
-        self.lines = array("q", (n for _, n in kept))
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if not p.warning]
-
-
-def unique_registrants(source: RegistrantSource, scan: Scan | None = None) -> Iterator[Registrant]:
-    """The valid registrants, first occurrence of each address only.
-
-    With ``scan``, problems, duplicates and counts are recorded in it as rows go by. Rows
-    that share an address (in any case) and differ in the personal join link are a problem
-    each: there is no telling which link is the registrant's, so the address gets nothing
-    (and a registrant yielded before its conflict came to light leaves ``scan`` again).
-    Without ``scan``, the addresses an earlier pass left out (``source.left_out``) are
-    skipped.
-    """
-    if scan is None:
-        seen: set[str] = set()
-        left_out = source.left_out
-        for _, registrant, _problems in source.checked_rows():
-            if registrant is not None and (key := registrant.key) not in seen:
-                seen.add(key)
-                if key not in left_out:
-                    yield registrant
-        return
-    first_lines: dict[str, int] = {}
-    links: dict[str, str] = {}  # the first row's personal join link, when it has one
-    conflicting: set[str] = set()
-    label, word = source.label, source.row_word
-    for line, registrant, problems in source.checked_rows():
-        scan.rows += 1
-        scan.problems.extend(problems)
-        if registrant is None:
-            if any(not p.warning for p in problems):
-                scan.invalid += 1
-            else:
-                scan.ignored += 1
-            continue
-        key = registrant.key
-        first = first_lines.get(key)
-        if first is None:
-            first_lines[key] = line
-            if registrant.join_url:
-                links[key] = registrant.join_url
-            scan.valid += 1
-            scan.languages.add(registrant.language)
-            scan.addresses.append(registrant.email)
-            scan.lines.append(line)
-            yield registrant
-        elif registrant.join_url == links.get(key, ""):
-            scan.duplicates += 1
-            scan.problems.append(Problem(label, line, f"{registrant.email} is a duplicate of "
-                                         f"{word} {first}; it gets one message", warning=True))
-        else:
-            scan.invalid += 1
-            scan.problems.append(_conflict(label, word, line, registrant.email, first))
-            if key not in conflicting:
-                conflicting.add(key)
-                scan.problems.append(_conflict(label, word, first, key, line))
-    if conflicting:
-        scan.leave_out(conflicting)
-        source.left_out |= conflicting
-
-
 def scan_file(path: Path, *, encoding: str | None = None, delimiter: str | None = None,
               sheet: str | None = None) -> Scan:
     """Every row of a registrant file read and counted, without keeping the rows."""
@@ -206,12 +103,6 @@ def scan_file(path: Path, *, encoding: str | None = None, delimiter: str | None 
     for _ in unique_registrants(source, scan):
         pass
     return scan
-
-
-def _conflict(label: str, word: str, line: int, email: str, other: int) -> Problem:
-    return Problem(label, line, f"{email} is also on {word} {other}, with another personal "
-                   "join link: keep the row with the right link and delete the other (neither "
-                   "gets a message until then)")
 
 
 def open_registrants(path: Path, *, encoding: str | None = None, delimiter: str | None = None,
@@ -398,6 +289,26 @@ def csv_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | str]]
     """(first line, cells) of each record of ``text``, or (first line, what is wrong): for
     other files read as CSV (the attendance report)."""
     return _records(_Lines(text), delimiter)
+
+
+def neutralise(value: object) -> str:
+    """A cell a spreadsheet shows as text: one starting like a formula gets a leading '."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_csv(file: IO[str], header: Sequence[str], rows: Iterable[Sequence[object]], *,
+              delimiter: str = ",") -> int:
+    """Write ``header`` and then ``rows`` to ``file`` (opened with ``newline=""``) as CSV
+    that is safe to open in a spreadsheet, every cell through :func:`neutralise`; returns
+    the number of rows. The status report's CSV: csv stays in this module."""
+    writer = csv.writer(file, delimiter=delimiter)
+    writer.writerow(header)
+    count = 0
+    for row in rows:
+        writer.writerow([neutralise(value) for value in row])
+        count += 1
+    return count
 
 
 def _parse_line(line: str, delimiter: str) -> list[str] | None:

@@ -1,6 +1,6 @@
 """What can go wrong with the journal, as sentences: the file, what happened, what to do.
 
-journal.py (the only module that uses sqlite3) hands every error of sqlite3 or of the file
+store.py (where the journal meets sqlite3) hands every error of sqlite3 or of the file
 system to :func:`sqlite_error` or :func:`os_error`, so no command ever shows a traceback for
 a full disk, a damaged file or a read-only one.
 """

@@ -1,6 +1,6 @@
 """The record of what was sent, kept outside the event folder: one append-only file per event.
 
-The journal (journal.py) lives in the event folder, where it can be deleted, emptied, copied
+The journal (store.py) lives in the event folder, where it can be deleted, emptied, copied
 or replaced. Each message sent (or left uncertain) is also appended here, one JSON line, right
 after the journal records it, in ``$INVITEMAIL_DATA_DIR`` (default
 ``$XDG_DATA_HOME/invitemail``, else ``~/.local/share/invitemail``), under ``ledger/`` in a

@@ -1,4 +1,6 @@
-"""The send journal: the only module that uses sqlite3.
+"""The send journal: the Journal of one event folder, and the only module that reads and
+writes its rows (migrations.py opens the file and brings its schema up to date; states.py
+has the values it holds).
 
 One row per template and registrant. The state goes ``pending -> sending -> sent | failed``;
 a row still ``sending`` when a run starts belongs to a run that died with the message in
@@ -21,12 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from invitemail.journal.errors import (
@@ -40,135 +38,39 @@ from invitemail.journal.errors import (
     os_error,
     sqlite_error,
 )
+from invitemail.journal.location import (
+    JOURNAL_DIR,
+    JOURNAL_FILE,
+    journal_path,
+    prepare_journal_file,
+)
+from invitemail.journal.migrations import connect
+from invitemail.journal.provenance import Provenance
+from invitemail.journal.states import CalendarRecord, Identity, Row, State, new_journal_id
 
-# The errors live in journal_errors.py; they are the journal's, so they are importable here.
-__all__ = ["CalendarRecord", "ClaimError", "ForeignJournal", "Identity", "Journal",
-           "JournalDamaged", "JournalError", "JournalFull", "Row", "State", "new_journal_id"]
-
-JOURNAL_DIR = ".invitemail"
-JOURNAL_FILE = "journal.sqlite"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    template    TEXT NOT NULL,
-    key         TEXT NOT NULL,
-    address     TEXT NOT NULL,
-    line        INTEGER,
-    state       TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed',
-                                               'uncertain')),
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    last_reply  TEXT,
-    message_id  TEXT,
-    created_at  TEXT NOT NULL,
-    updated_at  TEXT NOT NULL,
-    sent_at     TEXT,
-    calendar_sequence INTEGER,
-    calendar_start    TEXT,
-    calendar_duration INTEGER,
-    calendar_join_url TEXT,
-    calendar_password_digest TEXT,
-    PRIMARY KEY (template, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    name        TEXT PRIMARY KEY,
-    value       TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS calendar (
-    key         TEXT PRIMARY KEY,
-    sequence    INTEGER NOT NULL,
-    start       TEXT NOT NULL,
-    duration    INTEGER NOT NULL,
-    join_url    TEXT NOT NULL,
-    password_digest TEXT NOT NULL,
-    template    TEXT NOT NULL,
-    updated_at  TEXT NOT NULL
-) WITHOUT ROWID;
-"""
-
-# The calendar a message carries is written with its ``sending`` state; when the message is
-# ``sent`` it becomes the registrant's calendar in the same statement (one commit, no window
-# in which the delivery says sent and the calendar does not).
-CALENDAR_COLUMNS = {"calendar_sequence": "INTEGER", "calendar_start": "TEXT",
-                    "calendar_duration": "INTEGER", "calendar_join_url": "TEXT",
-                    "calendar_password_digest": "TEXT"}
-# Columns added after the first release, each NULL in an older journal's rows: which
-# template a follow-up rendered for the registrant (thanks, missed).
-LATER_COLUMNS = {"variant": "TEXT"}
-TRIGGER = """
-CREATE TRIGGER IF NOT EXISTS calendar_follows_sent AFTER UPDATE OF state ON deliveries
-WHEN new.state = 'sent' AND old.state != 'sent' AND new.calendar_sequence IS NOT NULL
-BEGIN
-    INSERT OR REPLACE INTO calendar (key, sequence, start, duration, join_url,
-                                     password_digest, template, updated_at)
-    VALUES (new.key, new.calendar_sequence, new.calendar_start, new.calendar_duration,
-            new.calendar_join_url, new.calendar_password_digest, new.template,
-            new.updated_at);
-END;
-"""
-
-
-class State(StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    UNCERTAIN = "uncertain"
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Which event a journal belongs to, and the journal's own id (new for each journal)."""
-
-    event_uid: str
-    journal_id: str
-    created_at: str
-
-
-def new_journal_id() -> str:
-    return secrets.token_hex(8)
+# The errors live in errors.py, the values in states.py, where the journal's file lives in
+# location.py; they are the journal's, so they are importable here.
+__all__ = ["JOURNAL_DIR", "JOURNAL_FILE", "CalendarRecord", "ClaimError", "ForeignJournal",
+           "Identity", "Journal", "JournalDamaged", "JournalError", "JournalFull", "Row",
+           "State", "new_journal_id"]
 
 
 def journal_error(err: sqlite3.Error | OSError, path: Path) -> JournalError:
     """The JournalError for an error of sqlite3 (or the file system) with the journal at
-    ``path`` (journal_errors.py has the sentences)."""
+    ``path`` (errors.py has the sentences)."""
     if isinstance(err, OSError):
         return os_error(err, path)
     return sqlite_error((getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF,
                         getattr(err, "sqlite_errorname", "") or "", str(err), path)
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    template: str
-    key: str
-    address: str
-    line: int | None
-    state: State
-    attempts: int
-    last_reply: str | None
-    message_id: str | None
-    updated_at: str
-    sent_at: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarRecord:
-    """What a registrant's calendar entry last said, as sent (issue: updates follow)."""
-
-    sequence: int
-    start: str
-    duration: int
-    join_url: str
-    password_digest: str
-    template: str
-
-
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Journal:
-    """The journal of one event folder."""
+class Journal(Provenance):
+    """The journal of one event folder. Which event it belongs to, and the rows the ledger
+    knows, are :class:`~invitemail.journal.provenance.Provenance`'s methods."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path,
                  clock: Callable[[], dt.datetime] = _utcnow) -> None:
@@ -188,34 +90,16 @@ class Journal:
 
     @staticmethod
     def path_in(folder: Path) -> Path:
-        return folder / JOURNAL_DIR / JOURNAL_FILE
+        return journal_path(folder)
 
     @classmethod
     def open(cls, folder: Path, *, create: bool = True, event_uid: str | None = None,
              clock: Callable[[], dt.datetime] = _utcnow) -> Journal | None:
         """Open (or create) ``folder/.invitemail/journal.sqlite``; None when absent and not
         ``create``. With ``event_uid``, a journal of another event raises ForeignJournal."""
-        directory = folder / JOURNAL_DIR
-        path = directory / JOURNAL_FILE
-        for where in (directory, path, path.with_name(path.name + "-wal"),
-                      path.with_name(path.name + "-shm")):
-            if where.is_symlink():  # sqlite would follow it, and write wherever it points
-                raise JournalError(
-                    f"{where}: is a symbolic link (to {os.readlink(where)}); invitemail keeps "
-                    "its journal only in a real folder, never through a link",
-                    hint=f"remove the link {where} (if it pointed to a journal, move that "
-                    "file there instead)")
-        if not path.exists():
-            if not create:
-                return None
-            try:
-                directory.mkdir(mode=0o700, exist_ok=True)
-                os.chmod(directory, 0o700)
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-            except OSError as err:
-                raise JournalError(f"{directory}: cannot create the journal: {err.strerror}",
-                                   hint="check the folder's permissions and free space"
-                                   ) from None
+        path = prepare_journal_file(folder, create=create)
+        if path is None:
+            return None
         try:
             journal = cls(cls._connect(path), path, clock)
         except sqlite3.Error as err:
@@ -231,51 +115,7 @@ class Journal:
 
     @staticmethod
     def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
-        if read_only:  # a read-only file or disk: nobody can write it, so it cannot change
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True,
-                                 isolation_level=None)
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return db
-        with contextlib.suppress(OSError):  # a read-only disk: the writes below say so
-            os.chmod(path, 0o600)
-        db = sqlite3.connect(path, isolation_level=None, timeout=10)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
-            Journal._add_later_columns(db)
-            db.executescript(TRIGGER)
-        except BaseException:
-            db.close()
-            raise
-        for suffix in ("-wal", "-shm"):
-            side = path.with_name(path.name + suffix)
-            with contextlib.suppress(OSError):
-                if side.exists():
-                    os.chmod(side, 0o600)
-        return db
-
-    @staticmethod
-    def _add_later_columns(db: sqlite3.Connection) -> None:
-        """Give a journal written by an earlier version the columns added since. Two
-        processes may open one journal at once (a `send` starting, a `status` beside it):
-        the columns are looked at again under the write lock, so only one adds them."""
-        wanted = {**CALENDAR_COLUMNS, **LATER_COLUMNS}
-
-        def missing() -> list[str]:
-            have = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
-            return [column for column in wanted if column not in have]
-
-        if not missing():
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for column in missing():
-                db.execute(f"ALTER TABLE deliveries ADD COLUMN {column} {wanted[column]}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        return connect(path, read_only=read_only)
 
     def close(self) -> None:
         with self._guard():
@@ -290,80 +130,7 @@ class Journal:
     def _now(self) -> str:
         return self.clock().astimezone(dt.UTC).isoformat(timespec="seconds")
 
-    # -- whose journal ---------------------------------------------------------------------
-
-    def identity(self) -> Identity | None:
-        """The event and journal id this journal was stamped with; None for a new (or an
-        invitemail 0.1) journal."""
-        with self._guard():
-            values = dict(self.db.execute("SELECT name, value FROM meta"))
-        if "event_uid" not in values or "journal_id" not in values:
-            return None
-        return Identity(values["event_uid"], values["journal_id"],
-                        values.get("created_at", ""))
-
-    def stamp(self, event_uid: str, journal_id: str) -> Identity:
-        """Make this the journal of ``event_uid`` with the id ``journal_id``."""
-        now = self._now()
-        with self._guard():
-            self.db.executemany(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
-                (("event_uid", event_uid), ("journal_id", journal_id), ("created_at", now)))
-        return Identity(event_uid, journal_id, now)
-
-    def is_empty(self) -> bool:
-        with self._guard():
-            return self.db.execute("SELECT 1 FROM deliveries LIMIT 1").fetchone() is None
-
-    def keys_in(self, states: Iterable[State]) -> set[tuple[str, str]]:
-        """(template, key) of every row in one of ``states``."""
-        wanted = [s.value for s in states]
-        with self._guard():
-            return {(t, k) for t, k in self.db.execute(
-                "SELECT template, key FROM deliveries WHERE state IN "
-                f"({', '.join('?' * len(wanted))})", wanted)}
-
-    def restore(self, template: str, key: str, state: State, message_id: str, at: str,
-                calendar: CalendarRecord | None) -> None:
-        """Put back one delivery the record of sent messages knows (``sent`` or
-        ``uncertain``); a ``sent`` one also becomes the registrant's calendar."""
-        c = calendar
-        with self._guard():
-            self.db.execute(
-                "INSERT INTO deliveries (template, key, address, line, state, attempts, "
-                "last_reply, message_id, created_at, updated_at, sent_at, calendar_sequence, "
-                "calendar_start, calendar_duration, calendar_join_url, "
-                "calendar_password_digest) VALUES (?, ?, ?, NULL, 'sending', 1, ?, ?, ?, ?, "
-                "NULL, ?, ?, ?, ?, ?) ON CONFLICT (template, key) DO UPDATE SET "
-                "state = 'sending', message_id = excluded.message_id, "
-                "last_reply = excluded.last_reply, updated_at = excluded.updated_at, "
-                "calendar_sequence = excluded.calendar_sequence, "
-                "calendar_start = excluded.calendar_start, "
-                "calendar_duration = excluded.calendar_duration, "
-                "calendar_join_url = excluded.calendar_join_url, "
-                "calendar_password_digest = excluded.calendar_password_digest "
-                "WHERE deliveries.state != 'sent'",
-                (template, key, key, "restored from the record of sent messages", message_id,
-                 at, at, *((c.sequence, c.start, c.duration, c.join_url, c.password_digest)
-                           if c else (None,) * 5)))
-            # Through ``sending``, so that the trigger makes the calendar follow a sent one.
-            self.db.execute(
-                "UPDATE deliveries SET state = ?, sent_at = CASE WHEN ? = 'sent' THEN ? "
-                "ELSE sent_at END WHERE template = ? AND key = ? AND state = 'sending'",
-                (state.value, state.value, at, template, key))
-
-    def recorded(self) -> Iterator[tuple[str, str, State, str, str, CalendarRecord | None]]:
-        """(template, key, state, message id, when, calendar) of every ``sent`` and
-        ``uncertain`` row: what the ledger keeps of a journal it did not see written."""
-        with self._guard():
-            for row in self.db.execute(
-                    "SELECT template, key, state, coalesce(message_id, ''), "
-                    "coalesce(sent_at, updated_at), calendar_sequence, calendar_start, "
-                    "calendar_duration, calendar_join_url, calendar_password_digest "
-                    "FROM deliveries WHERE state IN ('sent', 'uncertain')"):
-                calendar = CalendarRecord(row[5], row[6], row[7], row[8], row[9], row[0]) \
-                    if row[5] is not None and row[2] == "sent" else None
-                yield row[0], row[1], State(row[2]), row[3], row[4], calendar
+    # -- many steps in one commit ----------------------------------------------------------
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

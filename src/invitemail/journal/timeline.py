@@ -9,7 +9,7 @@
 And the reads of the deliveries the timeline needs: when each invitation went out, and the
 cancellation. The tables are created when first written (a journal of an earlier version
 has none, and reads as "nothing recorded"). This module runs its SQL on the journal's own
-connection, inside the journal's error guard: sqlite3 itself stays in journal.py.
+connection, inside the journal's error guard: sqlite3 itself stays in store.py.
 """
 
 from __future__ import annotations

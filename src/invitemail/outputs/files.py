@@ -1,5 +1,5 @@
 """Every file the tool writes for the user (gallery, .eml files, report, scaffold), written
-without ever following a symbolic link. The send journal (``.invitemail/``) is journal.py's.
+without ever following a symbolic link. The send journal (``.invitemail/``) is journal/store.py's.
 
 The guarantees:
 

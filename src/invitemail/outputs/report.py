@@ -4,7 +4,8 @@
 enough to read, numbers as numbers and every other value as text, never a formula. Any
 other name is CSV, UTF-8 with a BOM; ``--excel`` puts ``;`` between the cells, as Excel set
 to Danish (or any language with a decimal comma) expects when it opens a .csv file, so that
-the report opens in columns. A CSV cell that starts like a formula gets a leading '.
+the report opens in columns. A CSV cell that starts like a formula gets a leading '
+(registrants.py writes the CSV: the csv module stays there).
 
 The report is streamed into a temporary file beside FILE and renamed onto it at the end
 (files.py): 0600, and a link at FILE is replaced by the report, never written through.
@@ -12,15 +13,16 @@ The report is streamed into a temporary file beside FILE and renamed onto it at 
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from pathlib import Path
 
 from invitemail.errors import ExitCode, InvitemailError
+from invitemail.inputs.registrants import FORMULA_STARTS as FORMULA_STARTS
+from invitemail.inputs.registrants import neutralise as neutralise
+from invitemail.inputs.registrants import write_csv
 from invitemail.journal.store import Row
 from invitemail.outputs.files import OutputFolder
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS = ("email", "line", "state", "attempts", "last_reply", "message_id", "updated_at",
            "sent_at")
 WIDTHS = (34, 8, 12, 10, 60, 44, 22, 22)  # characters, for the workbook's columns
@@ -31,12 +33,6 @@ class ReportOptionError(InvitemailError):
     """--report's file name and --excel do not go together."""
 
     exit_code = ExitCode.USAGE
-
-
-def neutralise(value: object) -> str:
-    """A cell a spreadsheet shows as text: one starting like a formula gets a leading '."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def check_report_path(path: Path, *, excel: bool) -> None:
@@ -66,11 +62,6 @@ def write_report(path: Path, rows: Iterable[Row], *, excel: bool = False) -> int
                               widths=WIDTHS)
     with OutputFolder.of_file(path) as folder, \
             folder.stream(path.name, encoding="utf-8-sig", newline="") as report:
-        writer = csv.writer(report.file, delimiter=";" if excel else ",")
-        writer.writerow(COLUMNS)
-        count = 0
-        for row in rows:
-            writer.writerow([neutralise(v) for v in _values(row)])
-            count += 1
-    return count
+        return write_csv(report.file, COLUMNS, (_values(row) for row in rows),
+                         delimiter=";" if excel else ",")
 
