@@ -265,3 +265,11 @@ def login_refused(smtp: Smtp, password: str) -> InvitemailError | None:
         return err
     return None
 
+
+
+def test_recipient(config: EventConfig, address: str) -> str:
+    """--test-to's address, normalized; ``.test`` and the like only through a local test
+    server. Raises ValueError (AddressError) saying why it cannot be used."""
+    from invitemail.inputs.addresses import is_loopback_host, normalize_address
+
+    return normalize_address(address, local_test=is_loopback_host(config.smtp.host))
