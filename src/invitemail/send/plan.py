@@ -109,15 +109,18 @@ class SendPlan:
         campaign, options, report = self.campaign, self.options, self.checked
         result = SendResult(dry_run=options.dry_run, test=options.test_to is not None,
                             report=report)
-        if self.prepared is None:
-            self.prepared = prepare_journal(campaign, options, clock=self.wall_clock)
-            if options.test_to is None:  # in the journal as it stands now
-                refuse_if_cancelled(campaign, reschedule=options.reschedule)
-        record = open_record(campaign, report, options, result, self.prepared)
-        return await run_delivery(campaign, report, record, password=password,
-                                  options=options, progress=progress, result=result,
-                                  stop=stop, clock=clock, sleep=sleep,
-                                  wall_clock=self.wall_clock)
+        try:
+            if self.prepared is None:
+                self.prepared = prepare_journal(campaign, options, clock=self.wall_clock)
+                if options.test_to is None:  # in the journal as it stands now
+                    refuse_if_cancelled(campaign, reschedule=options.reschedule)
+            record = open_record(campaign, report, options, result, self.prepared)
+            return await run_delivery(campaign, report, record, password=password,
+                                      options=options, progress=progress, result=result,
+                                      stop=stop, clock=clock, sleep=sleep,
+                                      wall_clock=self.wall_clock)
+        finally:  # the journal is let go of once the run is over; the lock at close()
+            self._close_journal()
 
     def run(self, password: str | TokenCredential | None, *, progress: Progress,
             stop_on_signals: bool = True) -> SendResult:
@@ -148,13 +151,16 @@ class SendPlan:
     def close(self) -> None:
         """Let go of the journal and, when the plan took it, the folder's lock."""
         try:
-            if self.prepared is not None:
-                self.prepared.close()
-                self.prepared = None
+            self._close_journal()
         finally:
             if self.lock is not None and self.owns_lock:
                 self.lock.release()
                 self.lock = None
+
+    def _close_journal(self) -> None:
+        if self.prepared is not None:
+            prepared, self.prepared = self.prepared, None
+            prepared.close()
 
     def __enter__(self) -> SendPlan:
         return self
