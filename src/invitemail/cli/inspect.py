@@ -14,10 +14,8 @@ from invitemail.cli.shared import (
     handle_errors,
     open_campaign,
     print_problems,
-    rows_line,
     say,
     say_error,
-    variants_text,
 )
 from invitemail.errors import ExitCode, InvitemailError
 
@@ -34,6 +32,8 @@ def _assumed(template: str, attendance: Path | None) -> tuple[str | None, ...]:
 
 
 def _summary_line(campaign: Campaign, report: CheckReport) -> str:
+    from invitemail.send.status import variants_text
+
     scan = report.scan
     languages = ", ".join(sorted(scan.languages)) or "none"
     dup = f", {scan.duplicates} duplicate{'s' if scan.duplicates != 1 else ''} skipped" \
@@ -71,6 +71,8 @@ def check(event: Path, template: str, registrants: Path | None, sheet: str | Non
 
 def _check_campaign(campaign: Campaign, lint: bool) -> int:
     """`check` of one campaign: its problems printed, and counted."""
+    from invitemail.send.status import rows_line
+
     lint_problems: list[str] = []
     sample: list[Built] = []
     on_message = inspect = None

@@ -17,9 +17,7 @@ from invitemail.cli.shared import (
     handle_errors,
     open_campaign,
     print_problems,
-    rows_line,
     say,
-    variants_text,
 )
 from invitemail.errors import ExitCode, InvitemailError
 
@@ -195,6 +193,7 @@ def _send_planned(campaign: Campaign, options: SendOptions, *, yes: bool) -> Non
     the summary and the exit code."""
     from invitemail.outputs.progress import make_progress
     from invitemail.send.plan import prepare_send
+    from invitemail.send.status import rows_line
 
     with prepare_send(campaign, options) as plan:
         report = plan.checked
@@ -218,6 +217,8 @@ def _send_planned(campaign: Campaign, options: SendOptions, *, yes: bool) -> Non
 def _question(plan: SendPlan) -> str:
     """The question's words: how many messages go now, of how many, and for an update what
     changed since the registrants' last message."""
+    from invitemail.send.status import variants_text
+
     options, planned = plan.options, plan.planned
     if options.test_to is not None:
         return f"a test of {planned} message(s) to {options.test_to}"

@@ -8,7 +8,7 @@ import functools
 import os
 import sys
 import traceback
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from invitemail.campaign import Campaign, CheckReport
-    from invitemail.inputs.registrants import Scan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,32 +111,3 @@ def print_problems(report: CheckReport) -> None:
         say(str(problem), err=True)
     for error in report.template_errors:
         say_error(error)
-
-
-def variants_text(variants: dict[str, int]) -> str:
-    """``"3 thanks, 2 missed"``: a follow-up's messages by the template each got."""
-    from invitemail.send.followup import VARIANTS
-
-    return ", ".join(f"{variants[v]} {v}" for v in VARIANTS if variants.get(v))
-
-
-def rows_line(scan: Scan, *, journal_keys: Container[str] | None = None) -> str:
-    """How every row of the list was taken: registrants, duplicates, problems."""
-    from invitemail.inputs.cells import registrant_key
-
-    def count(number: int, what: str, plural: str = "s") -> str:
-        return f"{number} {what}{plural if number != 1 else ''}"
-
-    registrants = count(scan.valid, "registrant")
-    if journal_keys is not None:
-        absent = sum(1 for a in scan.addresses if registrant_key(a) not in journal_keys)
-        registrants += f" ({absent} not in the journal yet)" if absent else ""
-    parts = [registrants]
-    if scan.duplicates:
-        parts.append(count(scan.duplicates, "duplicate"))
-    if scan.invalid:
-        parts.append(f"{scan.invalid} with {'problems' if scan.invalid != 1 else 'a problem'}"
-                     " (never sent)")
-    if scan.ignored:
-        parts.append(count(scan.ignored, "repeated header row"))
-    return f"{count(scan.rows, 'row')} read: " + ", ".join(parts)
