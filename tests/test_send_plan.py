@@ -3,6 +3,9 @@ then run it (or not) against a real SMTP server on 127.0.0.1, and read the journ
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,3 +151,19 @@ def test_registrant_key_is_the_key_of_the_registrant_at_that_address(email: str)
                             language="da", join_url="", timezone="")
     assert registrant.key == registrant_key(email) == email.lower()
     assert registrant_key(email.upper()) == registrant_key(email.lower())
+
+
+@pytest.mark.parametrize("command", ["--help", "send --help", "status --help", "check --help"])
+def test_the_command_line_loads_no_storage_smtp_or_template_library(command: str) -> None:
+    """The CLI parses and presents: loading it (and its help) imports no sqlite3, aiosmtplib
+    or jinja2, and none of the transport's modules; the commands reach them through the
+    library when they run."""
+    probe = ("import sys\nfrom invitemail.cli import main\n"
+             f"try:\n    main({command.split()!r})\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('sqlite3', 'aiosmtplib', 'jinja2', "
+             "'invitemail.send.transport', 'invitemail.journal.store') if m in sys.modules),"
+             " file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**os.environ}, timeout=60, check=True)
+    assert "Usage:" in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "[]"
