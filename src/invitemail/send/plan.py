@@ -10,7 +10,7 @@ the run would send as the journal stands. The front end shows that and asks; the
 the journal. A plan not run sends nothing and writes no journal row.
 
     with prepare_send(campaign, options) as plan:
-        if plan.planned and confirmed(plan):
+        if confirmed(plan):  # plan.planned, plan.messages, plan.changed() for the question
             result = plan.run(password, progress=progress)
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from invitemail.auth.credentials import TokenCredential
-from invitemail.campaign import Campaign, CheckReport
+from invitemail.campaign import UPDATE_TEMPLATE, Campaign, CheckReport
 from invitemail.errors import InvitemailError
 from invitemail.inputs.config import EventConfig, Smtp
 from invitemail.inputs.registrants import unique_registrants
@@ -44,8 +44,6 @@ from invitemail.send.delivery import (
 )
 from invitemail.send.reschedule import prepare_reschedule, record_reschedule, refuse_if_cancelled
 from invitemail.send.transport import AuthenticationError, check_login
-
-UPDATE_TEMPLATE = "update"
 
 
 class SendPlan:
