@@ -15,7 +15,8 @@ from invitemail.campaign import Campaign
 from invitemail.inputs.registrants import unique_registrants
 from invitemail.journal.store import Journal
 from invitemail.render.renderer import Renderer
-from invitemail.send.delivery import SendOptions, send
+from invitemail.send.delivery import SendOptions
+from invitemail.send.plan import send
 from support.attendance_reports import TEAMS, ZOOM_MEETING, ZOOM_WEBINAR, write_report
 from support.cli import run_cli
 from support.event import EVENT_TOML, NOW, write_event

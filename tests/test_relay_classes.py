@@ -24,8 +24,9 @@ from aiosmtpd.smtp import AuthResult
 from invitemail.campaign import Campaign
 from invitemail.inputs.config import Sending
 from invitemail.journal.store import Journal, State
-from invitemail.send.delivery import SendOptions, SendResult, send
+from invitemail.send.delivery import SendOptions, SendResult
 from invitemail.send.limits import DailyLimitReached
+from invitemail.send.plan import send
 from invitemail.send.transport import DeliveryReport, Envelope, Outcome, deliver
 from support.cli import run_cli
 from support.event import EVENT_TOML, NOW, EventBuilder, Raw, write_event

@@ -17,7 +17,8 @@ import pytest
 from invitemail.campaign import Campaign
 from invitemail.inputs.config import Sending
 from invitemail.journal.store import State as RowState
-from invitemail.send.delivery import SendOptions, send
+from invitemail.send.delivery import SendOptions
+from invitemail.send.plan import send
 from invitemail.send.replies import ReplyClass
 from invitemail.send.retries import RetryQueue, retry_delay
 from invitemail.send.run_state import SCATTERED

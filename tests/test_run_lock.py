@@ -19,7 +19,8 @@ import pytest
 from invitemail.campaign import Campaign
 from invitemail.journal.folderlock import FolderBusy, FolderLock
 from invitemail.journal.store import ClaimError, Journal, State
-from invitemail.send.delivery import SendOptions, send
+from invitemail.send.delivery import SendOptions
+from invitemail.send.plan import send
 from support.checks import assert_exactly_once, journal_states
 from support.cli import run_cli
 from support.event import NOW, event_for, rows

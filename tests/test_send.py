@@ -26,7 +26,8 @@ import pytest
 
 from invitemail.campaign import Campaign
 from invitemail.journal.store import State
-from invitemail.send.delivery import SendOptions, SendResult, send
+from invitemail.send.delivery import SendOptions, SendResult
+from invitemail.send.plan import send
 from support.checks import assert_exactly_once, journal_states
 from support.cli import run_cli
 from support.event import NOW, event_for, rows

@@ -19,8 +19,10 @@ import pytest
 from invitemail.campaign import Campaign
 from invitemail.errors import InvitemailError
 from invitemail.journal.store import Journal
-from invitemail.send.delivery import SendOptions, SendResult, send
-from invitemail.send.due import DueResult, due_summary, run_due, status_lines
+from invitemail.send.delivery import SendOptions, SendResult
+from invitemail.send.due import DueResult, run_due
+from invitemail.send.due_report import due_summary, status_lines
+from invitemail.send.plan import send
 from invitemail.send.reschedule import EventCancelled, prepare_reschedule, record_reschedule
 from support.event import event_for
 from support.fakes import Quiet

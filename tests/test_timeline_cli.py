@@ -16,7 +16,8 @@ import pytest
 
 from invitemail.campaign import Campaign
 from invitemail.journal.folderlock import FolderLock
-from invitemail.send.delivery import SendOptions, send
+from invitemail.send.delivery import SendOptions
+from invitemail.send.plan import send
 from support.cli import run_cli
 from support.event import event_for
 from support.fakes import Quiet

@@ -52,8 +52,7 @@ class Registrant:
     @property
     def key(self) -> str:
         """The identity of a registrant: the address, case-insensitive (product.md)."""
-        email = self.email
-        return email if email.islower() else email.lower()  # the same string when it can be
+        return registrant_key(self.email)
 
     def as_context(self) -> dict[str, str]:
         """What a template sees as ``registrant``: every column, then the known names."""
@@ -62,6 +61,12 @@ class Registrant:
                        last_name=self.last_name, language=self.language,
                        join_url=self.join_url, timezone=self.timezone)
         return context
+
+
+def registrant_key(email: str) -> str:
+    """The identity of the registrant at ``email`` (:attr:`Registrant.key`): the address,
+    case-insensitive, for the addresses a scan keeps without their rows."""
+    return email if email.islower() else email.lower()  # the same string when it can be
 
 
 def column_key(header: str) -> str:

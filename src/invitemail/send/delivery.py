@@ -1,4 +1,7 @@
-"""A send run: checked messages -> transport -> journal, and what the run did.
+"""A send run's delivery: checked messages -> transport -> journal, and what the run did.
+
+The sequence before it (workers, check, journal, the question) is plan.py's; this module
+is the run itself, which :meth:`plan.SendPlan.run` calls.
 
 The journal is written from the transport's hooks, so each state change is on disk before
 the step that depends on it: ``sending`` (the row's claim) before the message data goes out,
@@ -15,8 +18,9 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import enum
 import itertools
-import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +29,13 @@ from typing import Protocol
 from invitemail.auth.credentials import TokenCredential
 from invitemail.campaign import Built, Campaign, CheckReport
 from invitemail.errors import InvitemailError
+from invitemail.inputs.cells import registrant_key
 from invitemail.inputs.registrants import Registrant, unique_registrants
-from invitemail.journal.folderlock import FolderLock
 from invitemail.journal.ledger import Ledger
 from invitemail.journal.safeguard import Prepared, open_for_send
 from invitemail.journal.store import Journal, State
 from invitemail.mime.message import restamp_date
 from invitemail.send import limits, transport
-from invitemail.send.reschedule import refuse_if_cancelled
 
 
 class Progress(Protocol):
@@ -67,6 +70,14 @@ class SendOptions:
                 *((State.UNCERTAIN,) if self.resend_uncertain else ()))
 
 
+class Skip(enum.Enum):
+    """Why a registrant is not sent to in this run; the value is the summary's words."""
+
+    SENT = "already sent"
+    FAILED = "failed before (--retry-failed sends them)"
+    UNCERTAIN = "uncertain (--resend-uncertain sends them)"
+
+
 @dataclass
 class SendResult:
     """What a run did (the CLI's summary and exit code come from here)."""
@@ -75,9 +86,7 @@ class SendResult:
     sent: int = 0
     failed: int = 0
     uncertain: int = 0
-    skipped_sent: int = 0
-    skipped_failed: int = 0
-    skipped_uncertain: int = 0
+    skipped: Counter[Skip] = field(default_factory=Counter)
     recovered: int = 0
     retried: int = 0
     restored: int = 0  # journal rows rebuilt from the ledger
@@ -105,7 +114,7 @@ class SendResult:
 
 
 @dataclass
-class _Record:
+class Record:
     """Where a run writes: the journal, and the ledger beside it (both None for a test)."""
 
     journal: Journal | None = None
@@ -118,7 +127,7 @@ class _JournalHooks:
     """Connects the transport's hooks to the journal, the ledger and the front end's
     progress."""
 
-    def __init__(self, record: _Record, template: str, progress: Progress,
+    def __init__(self, record: Record, template: str, progress: Progress,
                  result: SendResult) -> None:
         self.journal = record.journal
         self.record = record
@@ -176,9 +185,9 @@ def _selected(campaign: Campaign, states: dict[str, State], options: SendOptions
     for registrant in campaign.kept.registrants():  # as unique_registrants(source) gives
         if options.only is not None and registrant.key not in options.only:
             continue
-        skip = _skip(states.get(registrant.key, State.PENDING), options)
+        skip = skip_for(states.get(registrant.key, State.PENDING), options)
         if skip is not None:
-            setattr(result, skip, getattr(result, skip) + 1)
+            result.skipped[skip] += 1
             continue
         if options.limit is not None and count >= options.limit:
             return
@@ -186,20 +195,20 @@ def _selected(campaign: Campaign, states: dict[str, State], options: SendOptions
         yield registrant
 
 
-def _skip(state: State, options: SendOptions) -> str | None:
-    """Why a registrant in ``state`` is not sent to (the SendResult counter), or None."""
+def skip_for(state: State, options: SendOptions) -> Skip | None:
+    """Why a registrant in ``state`` is not sent to in this run, or None."""
     if state is State.SENT:
-        return "skipped_sent"
+        return Skip.SENT
     if state is State.FAILED and not options.retry_failed:
-        return "skipped_failed"
+        return Skip.FAILED
     # A row still ``sending`` (seen by a dry run only: a run turns them uncertain first) is
     # in flight in a running send, or uncertain once the next run starts.
     if state in (State.UNCERTAIN, State.SENDING) and not options.resend_uncertain:
-        return "skipped_uncertain"
+        return Skip.UNCERTAIN
     return None
 
 
-def _utcnow() -> dt.datetime:
+def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
@@ -219,55 +228,8 @@ class _Capped:
             yield item
 
 
-async def send(campaign: Campaign, *, password: str | TokenCredential | None,
-               options: SendOptions,
-               progress: Progress, stop: asyncio.Event | None = None,
-               report: CheckReport | None = None, lock: FolderLock | None = None,
-               prepared: Prepared | None = None,
-               clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-               wall_clock: Callable[[], dt.datetime] = _utcnow) -> SendResult:
-    """Validate everything, then send through the transport, journaling every step.
-
-    A run that writes the journal holds the event folder's lock: ``lock`` when the caller
-    took it already (before checking, so that a second run stops at once), else one taken
-    here (FolderBusy when another run has it). ``prepared`` is what
-    :func:`prepare_journal` returned, under that lock, when the caller called it first;
-    it is closed here.
-
-    Raises an :class:`InvitemailError` when nothing can be sent (bad input, a template that
-    fails, a journal that cannot be trusted or written). What stops the run half way (the
-    relay, ``sending.daily_limit``, a full disk) is reported in ``SendResult.stopped``.
-    ``wall_clock`` is the time the journal records and the daily limit counts by.
-    """
-    result = SendResult(dry_run=options.dry_run, test=options.test_to is not None)
-    if report is None:
-        if not options.dry_run and options.test_to is None:
-            campaign.start_workers()
-        report = campaign.check()
-    result.report = report
-    with contextlib.ExitStack() as held:
-        if prepared is not None:
-            held.callback(prepared.close)
-        campaign.require_valid(report, skip_invalid=options.skip_invalid)
-        if lock is None and not options.dry_run and options.test_to is None:
-            lock = held.enter_context(FolderLock.acquire(campaign.config.folder))
-        if prepared is None:
-            prepared = prepare_journal(campaign, options, clock=wall_clock)
-            if prepared is not None:
-                held.callback(prepared.close)
-        if options.test_to is None:  # nothing after a cancellation, in the journal as it
-            # stands now (rebuilt, maybe): reschedule.py
-            refuse_if_cancelled(campaign, reschedule=options.reschedule)
-        record = _open_record(campaign, report, options, result, prepared)
-        return await _run(campaign, report, record, password=password, options=options,
-                          progress=progress, result=result, stop=stop, clock=clock,
-                          sleep=sleep, wall_clock=wall_clock)
-    raise AssertionError("unreachable")  # mypy: the with block always returns
-
-
 def prepare_journal(campaign: Campaign, options: SendOptions, *,
-                    clock: Callable[[], dt.datetime] = _utcnow) -> Prepared | None:
+                    clock: Callable[[], dt.datetime] = utcnow) -> Prepared | None:
     """The journal of this run, checked against the ledger (safeguard.py), rebuilt or
     started afresh when the options say so; None for a test send, which journals nothing.
     Call it holding the folder's lock (except for a dry run), and before the messages are
@@ -283,30 +245,31 @@ def prepare_journal(campaign: Campaign, options: SendOptions, *,
     return prepared
 
 
-def _open_record(campaign: Campaign, report: CheckReport, options: SendOptions,
-                 result: SendResult, prepared: Prepared | None) -> _Record:
+def open_record(campaign: Campaign, report: CheckReport, options: SendOptions,
+                result: SendResult, prepared: Prepared | None) -> Record:
     """Make the journal ready: rows a dead run left in flight become uncertain, this
     list's registrants are added."""
     if prepared is None:
-        return _Record()
+        return Record()
     result.restored, result.reconciled = prepared.restored, prepared.reconciled
     result.set_aside = prepared.set_aside
     journal = prepared.journal
     if journal is not None and not options.dry_run:
         result.recovered = journal.recover()  # under the folder's lock: nobody else sends
-        journal.register(campaign.stage, ((email.lower(), email, line)
-                                          for email, line in report.scan.identities
-                                          if options.only is None
-                                          or email.lower() in options.only))
-    return _Record(journal, prepared.ledger, prepared.journal_id, options.claimable)
+        rows = ((registrant_key(email), email, line) for email, line in report.scan.identities)
+        journal.register(campaign.stage, (row for row in rows
+                                          if options.only is None or row[0] in options.only))
+    return Record(journal, prepared.ledger, prepared.journal_id, options.claimable)
 
 
-async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
-               password: str | TokenCredential | None, options: SendOptions,
-               progress: Progress, result: SendResult, stop: asyncio.Event | None,
-               clock: Callable[[], float],
-               sleep: Callable[[float], Awaitable[None]],
-               wall_clock: Callable[[], dt.datetime]) -> SendResult:
+async def run_delivery(campaign: Campaign, report: CheckReport, record: Record, *,
+                       password: str | TokenCredential | None, options: SendOptions,
+                       progress: Progress, result: SendResult, stop: asyncio.Event | None,
+                       clock: Callable[[], float],
+                       sleep: Callable[[float], Awaitable[None]],
+                       wall_clock: Callable[[], dt.datetime]) -> SendResult:
+    """Send the run's messages through the transport, journaling every step; what stops
+    the run half way is in ``result.stopped``."""
     config = campaign.config
     sending = config.sending
     if options.concurrency is not None or options.rate is not None:
@@ -410,7 +373,7 @@ def removed_from_list(journal: Journal, template: str,
                       addresses: Iterable[str]) -> dict[str, State]:
     """The journal's registrants of ``template`` that lack the message and are not among
     ``addresses`` (the list as it is now): key -> state. They are never sent to."""
-    listed = {address.lower() for address in addresses}
+    listed = {registrant_key(address) for address in addresses}
     return {key: state for key, state in journal.states(template).items()
             if state is not State.SENT and key not in listed}
 
@@ -418,7 +381,8 @@ def removed_from_list(journal: Journal, template: str,
 def count_planned(addresses: list[str], states: dict[str, State],
                    options: SendOptions) -> int:
     """How many messages this run will send (for the progress bar), without reading rows."""
-    wanted = sum(1 for email in addresses
-                 if (options.only is None or email.lower() in options.only)
-                 and _skip(states.get(email.lower(), State.PENDING), options) is None)
+    keys = (registrant_key(email) for email in addresses)
+    wanted = sum(1 for key in keys
+                 if (options.only is None or key in options.only)
+                 and skip_for(states.get(key, State.PENDING), options) is None)
     return wanted if options.limit is None else min(wanted, options.limit)

@@ -15,7 +15,8 @@ The rules (docs/timeline.md has them for coordinators):
   once; a run twice in the same minute sends nothing twice.
 - Nothing after a cancellation (reschedule.py).
 
-Pure planning (:func:`plan`) apart from the run (:func:`run_due`); the clock is passed in.
+Pure planning (:func:`plan`) apart from the run (:func:`run_due`, each stage a send plan:
+plan.py); the clock is passed in. What `status` and `send --due` say is due_report.py's.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from pathlib import Path
 
 from invitemail.auth.credentials import TokenCredential
 from invitemail.campaign import Campaign
-from invitemail.errors import ExitCode, InvitemailError
-from invitemail.inputs.config import EventConfig, load_config
+from invitemail.errors import InvitemailError
+from invitemail.inputs.cells import registrant_key
+from invitemail.inputs.config import EventConfig, find_event_file, load_config
 from invitemail.inputs.registrants import Scan, open_registrants, unique_registrants
 from invitemail.inputs.schedule import Stage
 from invitemail.inputs.sources import default_registrants
@@ -50,7 +52,8 @@ from invitemail.journal.timeline import (
     sent_times,
     skips,
 )
-from invitemail.send.delivery import Progress, SendOptions, SendResult, send
+from invitemail.send.delivery import Progress, SendOptions, SendResult, utcnow
+from invitemail.send.plan import prepare_send
 from invitemail.send.reschedule import cancelled_error
 
 REMINDER_TEMPLATE = "reminder"
@@ -58,10 +61,6 @@ INVITATION_TEMPLATE = "invitation"
 # The journal's names for a follow-up sent (send --template followup --attendance FILE).
 FOLLOWUP_TEMPLATES = ("followup", "thanks", "missed")
 FOLLOWUP_MISSED = "followup-missed"
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -79,6 +78,27 @@ class StagePlan:
     not_invited: int = 0
     to_send: dict[str, str] = field(default_factory=dict)  # key -> address, now
     newly_skipped: list[tuple[str, str, str]] = field(default_factory=list)  # key, addr, why
+
+    def count(self, what: str, key: str, address: str, why: str) -> None:
+        """Count one registrant's :func:`verdict`."""
+        if what == "send":
+            self.to_send[key] = address
+            self.pending += 1
+        elif what == "skip":
+            self.newly_skipped.append((key, address, why))
+            self.skipped += 1
+        elif what == "not invited":
+            self.not_invited += 1
+        elif what == "sent":
+            self.sent += 1
+        elif what == "failed":
+            self.failed += 1
+        elif what == "skipped":
+            self.skipped += 1
+        elif what == "pending":
+            self.pending += 1
+        else:
+            raise ValueError(f"no such verdict: {what!r}")
 
 
 @dataclass
@@ -145,7 +165,7 @@ def plan(config: EventConfig, journal: Journal | None, addresses: Iterable[str],
     (the list as it is). Reads the journal; writes nothing."""
     event = config.event
     zone = event.zone
-    listed = {a.lower(): a for a in addresses}
+    listed = {registrant_key(a): a for a in addresses}
     invited = sent_times(journal, INVITATION_TEMPLATE) if journal is not None else {}
     stages = []
     for stage in config.schedule.reminders:
@@ -158,16 +178,7 @@ def plan(config: EventConfig, journal: Journal | None, addresses: Iterable[str],
         for lower, address in listed.items():
             what, why = verdict(due, closes, invited.get(lower), states.get(lower),
                                 recorded.get(lower), now)
-            if what == "send":
-                one.to_send[lower] = address
-                one.pending += 1
-            elif what == "skip":
-                one.newly_skipped.append((lower, address, why))
-                one.skipped += 1
-            elif what == "not invited":
-                one.not_invited += 1
-            else:
-                setattr(one, what, getattr(one, what) + 1)
+            one.count(what, lower, address, why)
         stages.append(one)
     stages.sort(key=lambda p: p.due)
     followup = None
@@ -239,7 +250,7 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCred
                   delimiter: str | None = None, sheet: str | None = None,
                   attendance: Path | None = None,
                   base: SendOptions | None = None, stop: asyncio.Event | None = None,
-                  wall_clock: Callable[[], dt.datetime] = _utcnow,
+                  wall_clock: Callable[[], dt.datetime] = utcnow,
                   clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], Awaitable[None]] | None = None) -> DueResult:
     """Send every reminder due now to whoever it is due for; record what was skipped;
@@ -280,13 +291,14 @@ async def run_due(event: Path, *, password: Callable[[Campaign], str | TokenCred
         if not followup_now:
             result.followup_note = _followup_note(config, timeline, journal, dry_run)
     secret: list[str | TokenCredential | None] = []  # asked once, for the first stage that sends
+
     async def run(campaign: Campaign, name: str, options: SendOptions) -> SendResult:
-        if not secret:
-            secret.append(password(campaign))
-        with progress(name) as shown:
-            return await send(campaign, password=secret[0], options=options, progress=shown,
-                              lock=lock, clock=clock, stop=stop, sleep=sleep or asyncio.sleep,
-                              wall_clock=wall_clock)
+        with prepare_send(campaign, options, lock=lock, wall_clock=wall_clock) as planned:
+            if not secret:
+                secret.append(password(campaign))
+            with progress(name) as shown:
+                return await planned.run_async(secret[0], progress=shown, stop=stop,
+                                               clock=clock, sleep=sleep or asyncio.sleep)
 
     for stage in timeline.stages:
         if not stage.to_send:
@@ -345,126 +357,20 @@ def _followup_note(config: EventConfig, timeline: Timeline, journal: Journal | N
     return None
 
 
-# -- what `status` shows -------------------------------------------------------------------
-
-
-def status_lines(folder: Path, journal: Journal, addresses: list[str] | None,
-                 now: dt.datetime | None = None) -> list[str]:
-    """`status`'s timeline, when the event has a schedule, a cancellation or a reschedule;
-    ``addresses``: the list as it is (None: it cannot be read; the invited ones are shown)."""
+def send_due(event: Path, *, password: Callable[[Campaign], str | TokenCredential | None],
+             progress: ProgressFor, registrants: Path | None = None,
+             encoding: str | None = None, delimiter: str | None = None,
+             sheet: str | None = None, attendance: Path | None = None,
+             base: SendOptions | None = None) -> DueResult:
+    """`send --due` in a loop of its own: :func:`run_due` holding the event folder's lock
+    from the start (a dry run takes none), so that a second run stops at once."""
+    dry_run = base is not None and base.dry_run
+    lock = None if dry_run else FolderLock.acquire(find_event_file(event).parent)
     try:
-        config = load_config(folder)
-    except InvitemailError:
-        return []
-    if addresses is None:
-        addresses = list(sent_times(journal, INVITATION_TEMPLATE))
-    timeline = plan(config, journal, addresses, now or _utcnow())
-    if not (config.schedule or timeline.events):
-        return []
-    return timeline_lines(config, timeline)
-
-
-def timeline_lines(config: EventConfig, timeline: Timeline) -> list[str]:
-    """The timeline for `status`: each stage with its due time in the event's zone and its
-    counts, the cancellation and reschedules, and what is next."""
-    zone = config.event.zone
-    now = timeline.now
-
-    def at(moment: dt.datetime) -> str:
-        return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
-
-    lines = [f"timeline (times in {config.event.timezone}; event starts "
-             f"{at(config.event.start)}):"]
-    for p in timeline.stages:
-        counts = [f"{p.sent} sent", f"{p.skipped} skipped", f"{p.pending} pending"]
-        if p.failed:
-            counts.append(f"{p.failed} failed or uncertain")
-        if p.not_invited:
-            counts.append(f"{p.not_invited} not invited")
-        window = "open now" if p.due <= now < p.closes else (
-            "closed" if now >= p.closes else "ahead")
-        lines.append(f"  {p.stage.name}: due {at(p.due)}, until {at(p.closes)} ({window}): "
-                     + ", ".join(counts))
-    if timeline.followup is not None:
-        f = timeline.followup
-        state = {"sent": "sent", "waiting": "ahead",
-                 "due": "due now: send --template followup --attendance REPORT",
-                 "missed": "not sent, its window closed"}[f.state(now)]
-        lines.append(f"  {f.stage.name}: due {at(f.due)}, until {at(f.closes)}: {state}")
-    for when, what in timeline.events:
-        lines.append(f"  {what} on {at(when)}")
-    if timeline.cancellation is not None:
-        lines.append("  cancelled: nothing more is sent until `send --reschedule`")
-    else:
-        upcoming = timeline.next_due()
-        lines.append(f"  next: {upcoming[0]} at {at(upcoming[1])}" if upcoming
-                     else "  next: nothing more is scheduled")
-    return lines
-
-
-# -- what `send --due` says ------------------------------------------------------------------
-
-
-def due_summary(result: DueResult, event: Path) -> list[tuple[str, bool]]:
-    """The lines `send --due` prints, each with whether it goes to stderr."""
-    timeline = result.timeline
-    zone = timeline.stages[0].due.tzinfo if timeline.stages else dt.UTC
-    when = f"{timeline.now.astimezone(zone):%Y-%m-%d %H:%M}"
-    lines: list[tuple[str, bool]] = []
-    if result.runs or any(stage.newly_skipped for stage in timeline.stages):
-        lines.append((f"send --due at {when}:", False))  # for the log a timer keeps
-    for stage in timeline.stages:
-        by_reason: dict[str, list[str]] = {}
-        for _, address, why in stage.newly_skipped:
-            by_reason.setdefault(why, []).append(address)
-        for why, addresses in by_reason.items():
-            shown = ", ".join(addresses[:10]) + (f" and {len(addresses) - 10} more"
-                                                 if len(addresses) > 10 else "")
-            lines.append((f"{stage.stage.name}: skipped for {len(addresses)} registrant"
-                          f"{'s' if len(addresses) != 1 else ''} ({why}): {shown}", False))
-    for stage, sent in result.runs:
-        scan = sent.report.scan if sent.report is not None else None
-        if scan is not None and scan.invalid:
-            lines.append((f"{stage.stage.name}: {scan.invalid} row"
-                          f"{'s' if scan.invalid != 1 else ''} of the list with problems left "
-                          f"out; `invitemail check {event}` lists them", True))
-        if sent.dry_run:
-            lines.append((f"{stage.stage.name}: dry run: {sent.planned} message"
-                          f"{'s' if sent.planned != 1 else ''} would be sent; nothing was "
-                          "sent.", False))
-            continue
-        lines.append((f"{stage.stage.name}: sent {sent.sent}, {sent.failed} failed, "
-                      f"{sent.uncertain} uncertain.", False))
-        lines += [(f"  failed: {address}: {reply}", True) for address, reply in sent.failures]
-        if sent.stopped is not None:
-            lines.append((f"Error: the run stopped: {sent.stopped}", True))
-            if sent.stopped.hint:
-                lines.append((f"Hint: {sent.stopped.hint}", True))
-        if sent.uncertain:
-            lines.append((f"Uncertain ones may have arrived; see `invitemail status {event}`. "
-                          "`send --due` does not send them again.", True))
-    if result.followup_note is not None:
-        lines.append((result.followup_note, False))
-    waiting = max((stage.not_invited for stage in timeline.stages
-                   if timeline.now < stage.closes), default=0)  # a reminder still ahead
-    if waiting:
-        lines.append((f"{waiting} registrant{'s' if waiting != 1 else ''} on the list "
-                      f"{'are' if waiting != 1 else 'is'} not invited yet: `send --due` sends "
-                      f"them no reminder until `invitemail send {event}` has invited them.",
-                      False))
-    if not result.runs:
-        upcoming = timeline.next_due()
-        lines.append((f"Nothing to send now ({when})." + (
-            f" Next: {upcoming[0]} at {upcoming[1]:%Y-%m-%d %H:%M}." if upcoming else ""),
-            False))
-    return lines
-
-
-def due_exit_code(result: DueResult) -> ExitCode:
-    """0 when every run finished; 3 when one sent some, not all (the next `--due` goes on
-    while the window is open); 1 when a run was stopped before it sent anything."""
-    if result.complete:
-        return ExitCode.OK
-    if any(sent.sent or sent.uncertain for _, sent in result.runs):
-        return ExitCode.PARTIAL
-    return ExitCode.INPUT
+        return asyncio.run(run_due(event, password=password, progress=progress, lock=lock,
+                                   registrants=registrants, encoding=encoding,
+                                   delimiter=delimiter, sheet=sheet, attendance=attendance,
+                                   base=base))
+    finally:
+        if lock is not None:
+            lock.release()
