@@ -15,6 +15,7 @@ release that moves one fails a test there before a message renders wrong.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
@@ -26,8 +27,8 @@ from jinja2.runtime import LoopContext, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["TESTED_RANGE", "AdaptedSandbox", "InterceptedInclude", "join_as_compiled",
-           "leaned_on", "parse_as_written", "render_chunks", "render_shared",
-           "template_from_tree"]
+           "leaned_on", "parse_as_written", "passes_argument", "render_chunks",
+           "render_shared", "standing_in", "template_from_tree"]
 
 # The Jinja2 releases the contract test passed on; pyproject.toml says the same.
 TESTED_RANGE: str = ">=3.1,<3.2"
@@ -164,6 +165,19 @@ def join_as_compiled(eval_ctx: nodes.EvalContext, operands: tuple[Any, ...]) -> 
     """``a ~ b ~ c`` as Jinja's compiled code joins it (markup-aware under autoescape)."""
     join = markup_join if eval_ctx.volatile or eval_ctx.autoescape else str_join
     return join(operands)
+
+
+def passes_argument(function: Any) -> bool:
+    """Whether Jinja passes ``function`` (a filter or a test) a first argument of its own:
+    the context, the eval context or the environment (``pass_context`` and the like mark
+    the function with an attribute)."""
+    return getattr(function, "jinja_pass_arg", None) is not None
+
+
+def standing_in(wrapper: Callable[..., Any], function: Callable[..., Any]) -> Callable[..., Any]:
+    """``wrapper`` in place of the filter or test ``function``, given the same first
+    argument by Jinja (the mark is copied with the function's attributes)."""
+    return functools.wraps(function)(wrapper)
 
 
 def leaned_on() -> dict[str, inspect.Signature]:

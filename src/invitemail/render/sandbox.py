@@ -26,7 +26,6 @@ it is treated as untrusted code.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import signal
@@ -39,7 +38,12 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 
-from invitemail.render.jinja_adapter import AdaptedSandbox, join_as_compiled
+from invitemail.render.jinja_adapter import (
+    AdaptedSandbox,
+    join_as_compiled,
+    passes_argument,
+    standing_in,
+)
 from invitemail.render.memory import cap_address_space, restore_address_space
 from invitemail.render.sizes import (
     FILTER_CHECKS,
@@ -126,10 +130,9 @@ class BoundedEnvironment(AdaptedSandbox):
         """``function`` (a filter or a test) counting against the time budget, with its
         arguments checked first (FILTER_CHECKS) and its result after."""
         check = _FILTER_CHECKS.get(name)
-        passes = getattr(function, "jinja_pass_arg", None) is not None
+        passes = passes_argument(function)
         tick = self.guard.tick
 
-        @functools.wraps(function)  # keeps jinja_pass_arg: the filter gets what it asked for
         def checked(*args: Any, **kwargs: Any) -> Any:
             tick()
             if check is not None:
@@ -138,7 +141,7 @@ class BoundedEnvironment(AdaptedSandbox):
             tick()  # one long filter call counts as soon as it returns
             return result
 
-        return checked
+        return standing_in(checked, function)  # the filter gets what it asked for
 
     def rewrite(self, tree: nodes.Template, name: str | None) -> nodes.Template:
         for loop in tree.find_all(nodes.For):
