@@ -1,4 +1,9 @@
-"""Templates -> subject, text and HTML: with sandbox.py, the only module that uses Jinja2.
+"""Templates -> subject, text and HTML: the public Renderer.
+
+The package by concern: this module picks and renders templates and words their errors;
+sandbox.py bounds a render; template_files.py reads template files; includes.py is the
+include cache and skeleton.py the skeleton fast path; body.py is the value a rendered part
+travels as; jinja_adapter.py holds every use of Jinja2 beyond its documented API.
 
 Templates run in Jinja2's sandbox (a template passed around by email must not reach Python
 internals), bounded in time, memory and size (sandbox.py), with StrictUndefined (a misspelt

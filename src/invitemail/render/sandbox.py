@@ -1,14 +1,10 @@
-"""Where templates come from and what they may cost: the loader and the bounded sandbox.
+"""What a template may cost: the bounded sandbox.
 
-Part of the template engine's boundary, like render.py (the only other module that imports
-Jinja2): render.py decides what to render, this module decides what a template may read and
-how much time and memory its render may take. A template is text from the event folder, so
-it is treated as untrusted code.
+renderer.py decides what to render, template_files.py where templates come from, and this
+module how much time and memory a render may take. A template is text from the event
+folder, so it is treated as untrusted code. The hooks used here into Jinja's internals
+(parsing, calls, ``str.format``, template loads) are jinja_adapter.py's.
 
-- :class:`TemplateLoader` reads a template only from a regular file whose every path
-  component below its folder is a real folder or file, never a link, a FIFO, a device or a
-  ``/proc`` file, and never more than MAX_TEMPLATE_BYTES (template_files.py does the
-  reading). A name with ``..`` or a leading ``/`` is refused.
 - :class:`BoundedEnvironment` is Jinja's immutable sandbox with bounds: every loop step,
   call (macros, ``loop(...)`` of a recursive loop, methods), filter and include counts
   against a CPU-time budget per render; loops against a step budget; every operation that

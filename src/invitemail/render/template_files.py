@@ -1,5 +1,7 @@
-"""Reading a template file without leaving its folder: never through a link, never a FIFO,
-a device or a ``/proc`` file, never more than MAX_TEMPLATE_BYTES.
+"""Where templates come from: reading a template file without leaving its folder (never
+through a link, never a FIFO, a device or a ``/proc`` file, never more than
+MAX_TEMPLATE_BYTES), and the loader that reads templates that way (TemplateLoader: a name
+with ``..`` or a leading ``/`` is refused).
 
 A template is read by opening each folder on the way with ``O_NOFOLLOW`` relative to the one
 before (``openat``), so no link anywhere below the templates folder is followed, and the
