@@ -289,7 +289,7 @@ LINES = st.lists(st.sampled_from(["", " ", "\t", "=", ".", "a" * 80, "æøå " *
 def test_quoted_printable_line_by_line_is_what_the_whole_body_encodes_to(text: str) -> None:
     import binascii
 
-    from invitemail.mime.message import _quoted_printable
+    from invitemail.mime.quoted_printable import _quoted_printable
 
     body = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     whole = binascii.b2a_qp(body, quotetabs=False, istext=True, header=False)
@@ -325,7 +325,8 @@ PIECE = st.one_of(st.sampled_from(["\n", "\r\n", "a\nb", " \n", "x" * 90 + "\n",
        layout=st.lists(st.integers(min_value=-1, max_value=3), max_size=12))
 def test_quoted_printable_from_pieces_is_what_the_joined_text_encodes_to(
         constants: list[str], values: list[str], layout: list[int]) -> None:
-    from invitemail.mime.message import _quoted_printable, quoted_printable_pieces
+    from invitemail.mime.quoted_printable import _quoted_printable, quoted_printable
+    from invitemail.render.body import Body, PartLayout
 
     pieces: list[str | int] = []
     for i, slot in enumerate(layout):  # -1: the next constant piece; else a value
@@ -336,5 +337,6 @@ def test_quoted_printable_from_pieces_is_what_the_joined_text_encodes_to(
             pieces.append(slot)
     text = "".join(p if isinstance(p, str) else values[p] for p in pieces)
     expected = _quoted_printable(text)
-    assert quoted_printable_pieces(pieces, values) == expected
-    assert quoted_printable_pieces(pieces, values) == expected  # from the plan's cache
+    part = PartLayout(pieces)
+    assert quoted_printable(Body.filled(part, values)) == expected
+    assert quoted_printable(Body.filled(part, values)) == expected  # from the layout's lines

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from invitemail.campaign import Campaign
 from invitemail.errors import TemplateError
 from invitemail.inputs.registrants import unique_registrants
-from invitemail.render.renderer import MAX_LOOP_STEPS, SKELETON_TRIAL, Rendered, Renderer
+from invitemail.render.renderer import SKELETON_TRIAL, Rendered, Renderer
+from invitemail.render.sandbox import MAX_LOOP_STEPS
 from support.event import NOW, write_event
 
 

@@ -33,7 +33,7 @@ from invitemail.inputs.registrants import (
 from invitemail.journal.store import CalendarRecord, Journal, JournalError
 from invitemail.mime import ics
 from invitemail.mime.dates import describe_when
-from invitemail.mime.inline import inline_css
+from invitemail.mime.inline import inline_body
 from invitemail.mime.message import (
     MessageParts,
     build_message,
@@ -41,8 +41,9 @@ from invitemail.mime.message import (
     encode_text_header,
     make_message_id,
 )
+from invitemail.render.body import Body
 from invitemail.render.failures import RenderFailures
-from invitemail.render.renderer import Pieces, Rendered, Renderer
+from invitemail.render.renderer import Rendered, Renderer
 from invitemail.send.followup import FollowUp, open_followup
 
 CANCEL_TEMPLATE = "cancellation"
@@ -285,12 +286,10 @@ class Campaign:
         rendered, subject = self._render(registrant, previous, test)
         cancel = self.template == CANCEL_TEMPLATE
         recipient = test_to or registrant.email
-        html = inline_css(rendered.html, skeleton=rendered.html_skeleton)
-        # The inliner's output is a new document, without the skeleton's pieces.
-        html_pieces = rendered.html_pieces if html is rendered.html else None
+        html = inline_body(rendered.html_body)
         if self.followup is not None:  # the event is over: no calendar (followup.py)
-            return self._without_calendar(registrant, recipient, subject, rendered, html,
-                                          html_pieces, test)
+            return self._without_calendar(registrant, recipient, subject, rendered.text_body,
+                                          html, test)
         uid = ics.registrant_uid(c.event.uid, registrant.email)
         if test:
             uid = "test-" + uid  # a test invite must not collide with the real entry
@@ -311,19 +310,16 @@ class Campaign:
             subject=subject,
             date=self.now.astimezone(c.event.zone),
             message_id=message_id,
-            text=rendered.text,
+            text=rendered.text_body,
             html=html,
             calendar=self._calendars.build(entry),
             method=entry.method,
-            text_pieces=rendered.text_pieces,
-            html_pieces=html_pieces,
         ))
         record = dataclasses.replace(self.current_record(registrant), sequence=sequence)
         return Built(registrant, recipient, message_id, subject, data, record, self.template)
 
     def _without_calendar(self, registrant: Registrant, recipient: str, subject: str,
-                          rendered: Rendered, html: str, html_pieces: Pieces | None,
-                          test: bool) -> Built:
+                          text: Body, html: Body, test: bool) -> Built:
         """A message of text and HTML only: the follow-up's."""
         c = self.config
         message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.template,
@@ -331,8 +327,7 @@ class Campaign:
         data = build_message(MessageParts(
             sender=c.sender.mailbox, recipient=Mailbox(registrant.name, recipient),
             reply_to=c.sender.reply_to, subject=subject, date=self.now.astimezone(c.event.zone),
-            message_id=message_id, text=rendered.text, html=html, calendar=None, method="",
-            text_pieces=rendered.text_pieces, html_pieces=html_pieces))
+            message_id=message_id, text=text, html=html, calendar=None, method=""))
         return Built(registrant, recipient, message_id, subject, data, None,
                      self.template_for(registrant))
 

@@ -16,7 +16,7 @@ from typing import Any
 import css_inline
 
 from invitemail.errors import TemplateError
-from invitemail.render.renderer import SKELETON_MARK, SKELETON_MARK_END
+from invitemail.render.body import SKELETON_MARK, SKELETON_MARK_END, Body
 
 
 @functools.cache
@@ -71,7 +71,7 @@ def inline_css(html: str, *, skeleton: str | None = None) -> str:
     The built-in templates already carry every style inline and keep only what cannot be
     inlined (``:root``, ``@media``) in their block; such a document is returned as it is,
     which saves the inliner's parse and re-serialisation for every message. ``skeleton``
-    (the renderer's ``html_skeleton``: the same document for a whole group of messages, with
+    (a body's ``markup``: the same document for a whole group of messages, with
     markers where the registrant's values go) lets that be decided once for the group.
     """
     needed = _skeleton_needs_inlining(skeleton) if skeleton is not None else None
@@ -85,6 +85,13 @@ def inline_css(html: str, *, skeleton: str | None = None) -> str:
         raise TemplateError(f"the HTML part's CSS cannot be inlined: {err}",
                             hint="check the <style> block of the HTML template") from None
     return inlined
+
+
+def inline_body(html: Body) -> Body:
+    """The HTML part with its CSS inlined: ``html`` itself when it needs nothing, else a new
+    body (the inliner's output is a new document, with nothing of a group's skeleton)."""
+    inlined = inline_css(html.text, skeleton=html.markup)
+    return html if inlined is html.text else Body(inlined)
 
 
 def _styles(html: str) -> str:

@@ -20,19 +20,19 @@ A message without a calendar (the follow-up) is the multipart/alternative alone.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import functools
 import hashlib
 import re
 import secrets
 import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import format_datetime
 
 from invitemail.inputs.addresses import Mailbox
 from invitemail.inputs.config import LINE_BREAKS
+from invitemail.mime.quoted_printable import quoted_printable
+from invitemail.render.body import Body
 
 CRLF = b"\r\n"
 
@@ -51,14 +51,10 @@ class MessageParts:
     subject: str
     date: dt.datetime
     message_id: str  # with the angle brackets
-    text: str
-    html: str
+    text: Body | str  # a str: a body rendered in full
+    html: Body | str
     calendar: bytes | None  # the iCalendar file; None: no calendar part
     method: str  # "REQUEST" or "CANCEL"
-    # The text and HTML as pieces and values (see :func:`quoted_printable_pieces`), when
-    # they were filled in from a skeleton: the same body, encoded faster.
-    text_pieces: tuple[Sequence[str | int], Sequence[str]] | None = None
-    html_pieces: tuple[Sequence[str | int], Sequence[str]] | None = None
 
 
 def make_message_id(domain: str, *parts: object, unique: bool = False) -> str:
@@ -216,104 +212,6 @@ def _check_line_lengths(headers: list[str]) -> None:
                     f"{longest} octets, more than the {MAX_LINE} a message may have")
 
 
-_QP_LINES: dict[str, bytes] = {}  # a line -> its encoding; shared lines recur in every message
-_QP_CACHED = 20_000  # lines kept at once (the lines holding a registrant's name never recur)
-
-
-def _quoted_printable(text: str) -> bytes:
-    """``text`` as quoted-printable UTF-8 with CRLF line endings.
-
-    Quoted-printable encodes each line on its own (a soft line break never crosses a line
-    ending), so a line's encoding is kept and reused: most lines of a message (the meeting
-    details, the FAQ, the layout) are the same in every message of a run.
-    """
-    # Normalise line endings first: b2a_qp keeps "\r" as a byte of its own otherwise.
-    *lines, last = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    cache = _QP_LINES
-    if len(cache) + len(lines) > _QP_CACHED:
-        cache.clear()
-    encoded = []
-    for line in lines:
-        found = cache.get(line)
-        if found is None:  # encoded with its line ending: the end of a line is encoded
-            # differently from the end of the text
-            found = cache[line] = _qp(line + "\n")
-        encoded.append(found)
-    if last:
-        encoded.append(_qp(last))
-    return b"".join(encoded)
-
-
-# A skeleton part's encoding plan: its complete constant lines encoded once, and the lines
-# that hold a value as the pieces to join for each message. Keyed by the pieces' id, with
-# the pieces kept alongside so that the id cannot be reused while the entry lives.
-_Plan = list[bytes | tuple[list[str | int], bool]]
-_PLANS: dict[int, tuple[Sequence[str | int], _Plan | None]] = {}
-_PLANS_CACHED = 512  # two parts for each of the renderer's 256 skeletons
-
-
-def quoted_printable_pieces(pieces: Sequence[str | int], values: Sequence[str]) -> bytes:
-    """What :func:`_quoted_printable` gives for the text ``pieces`` make with ``values``
-    (each int in ``pieces`` is an index into ``values``).
-
-    The pieces are the same objects for every message of a group, so their lines are
-    encoded once; per message only the lines that hold a value are encoded.
-    """
-    entry = _PLANS.get(id(pieces))
-    if entry is None or entry[0] is not pieces:
-        if len(_PLANS) >= _PLANS_CACHED:
-            _PLANS.clear()
-        entry = _PLANS[id(pieces)] = (pieces, _plan(pieces))
-    plan = entry[1]
-    if plan is None:
-        return _quoted_printable("".join(p if isinstance(p, str) else values[p]
-                                         for p in pieces))
-    encoded = []
-    for item in plan:
-        if isinstance(item, bytes):
-            encoded.append(item)
-            continue
-        line_pieces, ended = item
-        line = "".join([p if isinstance(p, str) else values[p] for p in line_pieces])
-        if ended:
-            line += "\n"
-        if "\r" in line or "\n" in line[:-1]:  # a value with a line break of its own
-            encoded.append(_quoted_printable(line))
-        elif line:
-            encoded.append(_qp(line))
-    return b"".join(encoded)
-
-
-def _plan(pieces: Sequence[str | int]) -> _Plan | None:
-    """The encoding plan of a skeleton part; None when a constant piece holds "\r" (a line
-    ending could then straddle a piece and a value: the whole text is encoded instead)."""
-    if any(isinstance(p, str) and "\r" in p for p in pieces):
-        return None
-    plan: _Plan = []
-    line: list[str | int] = []  # the pieces of the line being gathered
-    for piece in pieces:
-        if isinstance(piece, int) or "\n" not in piece:
-            line.append(piece)
-            continue
-        first, *middle, last = piece.split("\n")
-        line.append(first)
-        if all(isinstance(p, str) for p in line):
-            plan.append(_qp("".join(line) + "\n"))  # type: ignore[arg-type]
-        else:
-            plan.append((line, True))
-        if middle:
-            plan.append(b"".join(_qp(m + "\n") for m in middle))
-        line = [last] if last else []
-    if line:
-        plan.append((line, False))
-    return plan
-
-
-def _qp(text: str) -> bytes:
-    encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
-    return encoded.replace(b"\n", CRLF)
-
-
 def _base64(data: bytes) -> bytes:
     return base64.encodebytes(data).replace(b"\n", CRLF)
 
@@ -380,13 +278,11 @@ def build_message(parts: MessageParts) -> bytes:
         f"--{inner}\r\n".encode(),
         b"Content-Type: text/plain; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-        quoted_printable_pieces(*parts.text_pieces) if parts.text_pieces
-        else _quoted_printable(parts.text), CRLF,
+        quoted_printable(parts.text), CRLF,
         f"--{inner}\r\n".encode(),
         b"Content-Type: text/html; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-        quoted_printable_pieces(*parts.html_pieces) if parts.html_pieces
-        else _quoted_printable(parts.html), CRLF,
+        quoted_printable(parts.html), CRLF,
     ]
     if parts.calendar is None:
         return b"".join([head, CRLF, CRLF, b"This is a message in MIME format.\r\n",

@@ -1,14 +1,10 @@
-"""Where templates come from and what they may cost: the loader and the bounded sandbox.
+"""What a template may cost: the bounded sandbox.
 
-Part of the template engine's boundary, like render.py (the only other module that imports
-Jinja2): render.py decides what to render, this module decides what a template may read and
-how much time and memory its render may take. A template is text from the event folder, so
-it is treated as untrusted code.
+renderer.py decides what to render, template_files.py where templates come from, and this
+module how much time and memory a render may take. A template is text from the event
+folder, so it is treated as untrusted code. The hooks used here into Jinja's internals
+(parsing, calls, ``str.format``, template loads) are jinja_adapter.py's.
 
-- :class:`TemplateLoader` reads a template only from a regular file whose every path
-  component below its folder is a real folder or file, never a link, a FIFO, a device or a
-  ``/proc`` file, and never more than MAX_TEMPLATE_BYTES (template_files.py does the
-  reading). A name with ``..`` or a leading ``/`` is refused.
 - :class:`BoundedEnvironment` is Jinja's immutable sandbox with bounds: every loop step,
   call (macros, ``loop(...)`` of a recursive loop, methods), filter and include counts
   against a CPU-time budget per render; loops against a step budget; every operation that
@@ -26,23 +22,24 @@ it is treated as untrusted code.
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.runtime import LoopContext, markup_join, str_join
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from invitemail.render.jinja_adapter import (
+    AdaptedSandbox,
+    join_as_compiled,
+    passes_argument,
+    standing_in,
+)
 from invitemail.render.memory import cap_address_space, restore_address_space
 from invitemail.render.sizes import (
     FILTER_CHECKS,
@@ -55,56 +52,12 @@ from invitemail.render.sizes import (
     too_large,
     weight,
 )
-from invitemail.render.template_files import (
-    BadTemplateName,
-    read_template,
-    template_pieces,
-    unchanged,
-)
+from invitemail.render.template_files import TemplateLoader
 
 MAX_LOOP_STEPS = 1_000_000  # loop iterations per part: loops that write nothing add up too
 MAX_POWER_BITS = 10_000  # a ** b past this many bits is a runaway computation
 MAX_RENDER_SECONDS = 2.0  # CPU time per part: an ordinary part takes about a millisecond
 MAX_RENDER_MEMORY = 512 * 1024 * 1024  # address space a render may add (the backstop)
-
-
-# -- where templates come from --------------------------------------------------------------
-
-
-class TemplateLoader(jinja2.BaseLoader):
-    """Reads ``LANG/NAME.PART`` from the first of ``folders`` that has it, without following
-    a link anywhere below the folder (``open`` with ``O_NOFOLLOW``, one component at a time)."""
-
-    def __init__(self, folders: Iterable[Path]) -> None:
-        # As given: error messages and the traceback's file names use these.
-        self.folders = [str(folder) for folder in folders]
-
-    def get_source(self, environment: jinja2.Environment,
-                   template: str) -> tuple[str, str, Callable[[], bool]]:
-        try:
-            pieces = template_pieces(template)
-        except BadTemplateName as err:
-            raise jinja2.TemplateNotFound(template, message=str(err)) from None
-        for folder in self.folders:
-            found = read_template(folder, pieces)
-            if found is not None:
-                text, mtime = found
-                path = os.path.join(folder, *pieces)
-                return text, path, functools.partial(unchanged, path, mtime)
-        raise jinja2.TemplateNotFound(template)
-
-    def entry(self, template: str) -> str | None:
-        """The path of ``template`` in the first folder that has an entry of that name
-        (a file, or whatever else is there, not following a link); None when none has."""
-        try:
-            pieces = template_pieces(template)
-        except BadTemplateName:
-            return None
-        for folder in self.folders:
-            path = os.path.join(folder, *pieces)
-            if os.path.lexists(path):
-                return path
-        return None
 
 
 # -- what a render may cost -----------------------------------------------------------------
@@ -135,7 +88,7 @@ class RenderGuard:
             self.tick()
 
 
-class BoundedEnvironment(ImmutableSandboxedEnvironment):
+class BoundedEnvironment(AdaptedSandbox):
     """Jinja's sandbox, plus bounds on what a template can make the machine do.
 
     The immutable sandbox: a template cannot change a list or dict it is given, so what one
@@ -173,10 +126,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         """``function`` (a filter or a test) counting against the time budget, with its
         arguments checked first (FILTER_CHECKS) and its result after."""
         check = _FILTER_CHECKS.get(name)
-        passes = getattr(function, "jinja_pass_arg", None) is not None
+        passes = passes_argument(function)
         tick = self.guard.tick
 
-        @functools.wraps(function)  # keeps jinja_pass_arg: the filter gets what it asked for
         def checked(*args: Any, **kwargs: Any) -> Any:
             tick()
             if check is not None:
@@ -185,10 +137,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             tick()  # one long filter call counts as soon as it returns
             return result
 
-        return checked
+        return standing_in(checked, function)  # the filter gets what it asked for
 
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
+    def rewrite(self, tree: nodes.Template, name: str | None) -> nodes.Template:
         for loop in tree.find_all(nodes.For):
             loop.iter = nodes.Call(nodes.Name("_bounded_loop", "load", lineno=loop.lineno),
                                    [loop.iter], [], None, None, lineno=loop.lineno)
@@ -206,11 +157,8 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             step()
             yield item
 
-    @jinja2.utils.internalcode
-    def _load_template(self, name: str,
-                       globals: MutableMapping[str, Any] | None) -> jinja2.Template:
+    def before_load(self, name: str) -> None:
         self.guard.tick()  # every include, import and extends: a template including itself
-        return super()._load_template(name, globals)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any,
                    right: Any) -> Any:
@@ -227,24 +175,23 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             _check_format_size(left, right)
         return super().call_binop(context, operator, left, right)
 
-    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,
-             **kwargs: Any) -> Any:
-        __self.guard.tick()
-        if isinstance(__obj, LoopContext) and args:  # loop(...) of a recursive loop
-            args = (__self._bounded_loop(args[0]), *args[1:])
-        owner = getattr(__obj, "__self__", None)
+    def before_call(self, obj: Any, args: tuple[Any, ...], *,
+                    recursive_loop: bool) -> tuple[Any, ...]:
+        self.guard.tick()
+        if recursive_loop and args:  # loop(...) of a recursive loop
+            args = (self._bounded_loop(args[0]), *args[1:])
+        owner = getattr(obj, "__self__", None)
         if isinstance(owner, str | bytes):
-            check_string_method(owner, getattr(__obj, "__name__", ""), args)
-        result = check_result(super().call(__context, __obj, *args, **kwargs))
-        __self.guard.tick()
+            check_string_method(owner, getattr(obj, "__name__", ""), args)
+        return args
+
+    def after_call(self, result: Any) -> Any:
+        result = check_result(result)
+        self.guard.tick()
         return result
 
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+    def checked_format(self, text: str, format: Callable[..., str]) -> Callable[..., str]:
         """``"{:>9999999}".format(x)``: check the format's widths before formatting."""
-        wrapper = super().wrap_str_format(value)
-        if wrapper is None:
-            return None
-        text = value.__self__
         widths = 0
         for spec in re.findall(r"\{[^{}]*:([^{}]*)\}", text):
             for number in re.findall(r"\d+", spec):
@@ -256,7 +203,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             # Each field may print any argument, padded to its width.
             check_weight(*args, *kwargs.values(), times=text.count("{"),
                           extra=len(text) + widths)
-            return wrapper(*args, **kwargs)
+            return format(*args, **kwargs)
 
         return checked
 
@@ -269,8 +216,7 @@ def _at_most(value: Any, limit: int) -> Any:
 def _concat(eval_ctx: jinja2.nodes.EvalContext, operands: tuple[Any, ...]) -> str:
     """``a ~ b ~ c``, as Jinja compiles it, once the operands' sizes are checked."""
     check_weight(*operands)
-    join = markup_join if eval_ctx.volatile or eval_ctx.autoescape else str_join
-    return join(operands)
+    return join_as_compiled(eval_ctx, operands)
 
 
 def _format_widths(text: Any) -> int:

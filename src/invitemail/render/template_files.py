@@ -1,5 +1,7 @@
-"""Reading a template file without leaving its folder: never through a link, never a FIFO,
-a device or a ``/proc`` file, never more than MAX_TEMPLATE_BYTES.
+"""Where templates come from: reading a template file without leaving its folder (never
+through a link, never a FIFO, a device or a ``/proc`` file, never more than
+MAX_TEMPLATE_BYTES), and the loader that reads templates that way (TemplateLoader: a name
+with ``..`` or a leading ``/`` is refused).
 
 A template is read by opening each folder on the way with ``O_NOFOLLOW`` relative to the one
 before (``openat``), so no link anywhere below the templates folder is followed, and the
@@ -10,8 +12,13 @@ read: only a file its owner may link, on the same file system, can be one.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import jinja2
 
 from invitemail.errors import TemplateError
 
@@ -126,3 +133,39 @@ def unchanged(path: str, mtime: float) -> bool:
         return os.lstat(path).st_mtime == mtime
     except OSError:
         return False
+
+
+class TemplateLoader(jinja2.BaseLoader):
+    """Reads ``LANG/NAME.PART`` from the first of ``folders`` that has it, without following
+    a link anywhere below the folder (``open`` with ``O_NOFOLLOW``, one component at a time)."""
+
+    def __init__(self, folders: Iterable[Path]) -> None:
+        # As given: error messages and the traceback's file names use these.
+        self.folders = [str(folder) for folder in folders]
+
+    def get_source(self, environment: jinja2.Environment,
+                   template: str) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            pieces = template_pieces(template)
+        except BadTemplateName as err:
+            raise jinja2.TemplateNotFound(template, message=str(err)) from None
+        for folder in self.folders:
+            found = read_template(folder, pieces)
+            if found is not None:
+                text, mtime = found
+                path = os.path.join(folder, *pieces)
+                return text, path, functools.partial(unchanged, path, mtime)
+        raise jinja2.TemplateNotFound(template)
+
+    def entry(self, template: str) -> str | None:
+        """The path of ``template`` in the first folder that has an entry of that name
+        (a file, or whatever else is there, not following a link); None when none has."""
+        try:
+            pieces = template_pieces(template)
+        except BadTemplateName:
+            return None
+        for folder in self.folders:
+            path = os.path.join(folder, *pieces)
+            if os.path.lexists(path):
+                return path
+        return None
