@@ -1,8 +1,12 @@
-"""The pipeline: event folder -> checked registrants -> messages -> transport -> journal.
+"""The wiring: one event folder, one template, one registrant list -> messages.
 
-Nothing here prints or knows about click; the CLI turns what these functions return (and the
-errors they raise) into output and exit codes. Time is passed in (``now``) so tests control
-it.
+:class:`Campaign` opens what a run needs (event.toml, the templates, the registrants, the
+follow-up's attendance) and hands each stage its part: the template context
+(render/context.py), the calendar's wording and lifecycle (mime/wording.py), the check
+(check.py), and the building on every core (pool.py, which is given a picklable
+:class:`CampaignRecipe` and never imports this module). Nothing here prints or knows about
+click; the CLI turns what these functions return (and the errors they raise) into output and
+exit codes. Time is passed in (``now``) so tests control it.
 """
 
 from __future__ import annotations
@@ -10,29 +14,26 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from invitemail import pool as parallel
-from invitemail.errors import Problem, ProblemsError, TemplateError, position
+from invitemail import check as checking
+from invitemail import pool
+from invitemail.check import CheckReport as CheckReport
+from invitemail.errors import TemplateError, position
 from invitemail.inputs.addresses import Mailbox, is_loopback_host
 from invitemail.inputs.config import EventConfig, load_config
 from invitemail.inputs.kept_rows import KeptRows
 from invitemail.inputs.registrants import (
     Registrant,
     RegistrantSource,
-    Scan,
     default_registrants,
     open_registrants,
-    unique_registrants,
 )
 from invitemail.journal.store import CalendarRecord, Journal, JournalError
-from invitemail.mime import ics
-from invitemail.mime.dates import describe_when
+from invitemail.mime import ics, wording
 from invitemail.mime.inline import inline_body
 from invitemail.mime.message import (
     MessageParts,
@@ -41,27 +42,28 @@ from invitemail.mime.message import (
     encode_text_header,
     make_message_id,
 )
+from invitemail.mime.wording import CANCEL_TEMPLATE as CANCEL_TEMPLATE
+from invitemail.mime.wording import UPDATE_TEMPLATE as UPDATE_TEMPLATE
+from invitemail.mime.wording import password_digest as password_digest
+from invitemail.outcome import Built as Built
+from invitemail.outcome import (
+    Checked,
+    HeaderRefused,
+    Inspect,
+    Made,
+    Outcome,
+    TemplateFailed,
+    outcome_of,
+    warm_up,
+)
+from invitemail.render import context as contexts
 from invitemail.render.body import Body
-from invitemail.render.failures import RenderFailures
+from invitemail.render.context import TEMPLATE_VARIABLES as TEMPLATE_VARIABLES
+from invitemail.render.context import variables_table as variables_table
 from invitemail.render.renderer import Rendered, Renderer
 from invitemail.send.followup import FollowUp, open_followup
 
-CANCEL_TEMPLATE = "cancellation"
-UPDATE_TEMPLATE = "update"
 TEST_PREFIX = {"da": "[TEST] ", "en": "[TEST] "}
-
-_CALENDAR_WORDS = {
-    "da": {"id": "Møde-ID", "password": "Adgangskode", "join": "Deltag",
-           "cancelled": "Arrangementet er aflyst."},
-    "en": {"id": "Meeting ID", "password": "Password", "join": "Join",
-           "cancelled": "The event is cancelled."},
-}
-
-
-def _a_row(problem: Problem, report: CheckReport) -> bool:
-    """A problem of one registrant row: what --skip-invalid leaves out (a problem of
-    event.toml has a line too, but no row to leave out)."""
-    return problem.line is not None and problem in report.scan.problems
 
 
 def _utcnow() -> dt.datetime:
@@ -69,46 +71,9 @@ def _utcnow() -> dt.datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class Built:
-    """One message, ready to send."""
-
-    registrant: Registrant
-    recipient: str  # the envelope recipient (the registrant, or the --test-to address)
-    message_id: str
-    subject: str
-    data: bytes
-    calendar: CalendarRecord | None  # None: the message carries no calendar (a follow-up)
-    template: str  # the template rendered: the campaign's, or a follow-up's thanks or missed
-
-
-@dataclass
-class CheckReport:
-    """What `check` found: every problem at once, and what would be sent."""
-
-    scan: Scan
-    config_warnings: list[Problem]
-    messages: int = 0
-    template_errors: list[TemplateError] = field(default_factory=list)
-    event_problems: list[Problem] = field(default_factory=list)
-    # For the follow-up: how many messages of each template (thanks, missed) were built.
-    variants: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def problems(self) -> list[Problem]:
-        return [*self.config_warnings, *self.event_problems, *self.scan.problems]
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if not p.warning]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and not self.template_errors
-
-
-@dataclass(frozen=True, slots=True)
-class CampaignSpec:
-    """How a campaign was opened, so that a worker process can open the same one."""
+class CampaignRecipe:
+    """How a campaign was opened: picklable, and called in a worker process to open the
+    same one there (the same files, the same ``now``, the same stage)."""
 
     event: Path
     template: str
@@ -121,15 +86,33 @@ class CampaignSpec:
     assume: str | None = None
     sheet: str | None = None
 
+    def __call__(self) -> Campaign:
+        return Campaign.open(self.event, template=self.template, registrants=self.registrants,
+                             encoding=self.encoding, delimiter=self.delimiter, now=self.now,
+                             stage=self.stage, attendance=self.attendance, assume=self.assume,
+                             sheet=self.sheet)
+
+
+def campaign_recipe(event: Path, *, template: str, now: dt.datetime,
+                    registrants: Path | None = None, encoding: str | None = None,
+                    delimiter: str | None = None, sheet: str | None = None,
+                    stage: str | None = None, attendance: Path | None = None,
+                    assume: str | None = None) -> CampaignRecipe:
+    """The recipe of :meth:`Campaign.open` with these arguments, at the clock ``now``."""
+    return CampaignRecipe(event=event, template=template, registrants=registrants,
+                          encoding=encoding, delimiter=delimiter, now=now, stage=stage,
+                          attendance=attendance, assume=assume, sheet=sheet)
+
 
 class Campaign:
     """One event, one template, one registrant list."""
 
-    spec: CampaignSpec | None = None  # set by open(); None: build in this process only
-
     def __init__(self, config: EventConfig, source: RegistrantSource, renderer: Renderer, *,
                  template: str = "invitation", now: dt.datetime | None = None,
-                 followup: FollowUp | None = None) -> None:
+                 followup: FollowUp | None = None, stage: str | None = None,
+                 recipe: CampaignRecipe | None = None) -> None:
+        """``recipe``: how to open the same campaign in a worker process (None: build in
+        this process only). The journal is not read here: see :attr:`history`."""
         self.config = config
         self.followup = followup  # for the follow-up: who gets thanks and who missed
         self.source = source
@@ -138,28 +121,47 @@ class Campaign:
         self.template = template
         # The journal's name for what this campaign sends: the template, or a stage of the
         # schedule ("reminder@1 day@..."; schedule.py) or a reschedule, each journaled apart.
-        self.stage = template
+        self.stage = stage or template
         self.now = now or _utcnow()
-        self.history: dict[str, CalendarRecord] = {}
+        self.recipe = recipe
+        self._history: dict[str, CalendarRecord] | None = None
+        self._latest: CalendarRecord | None = None
         self._shared_contexts: dict[str, dict[str, Any]] = {}
         self._calendars = ics.CalendarBuilder()
-        self.latest: CalendarRecord | None = None
-        self.load_history()
+
+    @property
+    def history(self) -> dict[str, CalendarRecord]:
+        """Each registrant's calendar as sent, from the journal: read by :meth:`open`, or
+        when first asked for (a campaign made by hand)."""
+        if self._history is None:
+            self.load_history()
+        assert self._history is not None
+        return self._history
+
+    @property
+    def latest(self) -> CalendarRecord | None:
+        """The newest calendar any registrant got: the reference for registrants that have
+        none."""
+        if self._history is None:
+            self.load_history()
+        return self._latest
 
     def load_history(self) -> None:
-        """Each registrant's calendar as sent, from the journal. A journal that cannot be
-        read, or is another event's, gives none here: `send` refuses it (safeguard.py)."""
+        """Read each registrant's calendar as sent from the journal (again). A journal that
+        cannot be read, or is another event's, gives none here: `send` refuses it
+        (safeguard.py)."""
+        history: dict[str, CalendarRecord] = {}
         try:
             journal = Journal.open(self.config.folder, create=False,
                                    event_uid=self.config.event.uid)
             if journal is not None:
                 with journal:
-                    self.history = journal.calendars()
+                    history = journal.calendars()
         except JournalError:
-            self.history = {}
-        # The newest calendar any registrant got: the reference for registrants that have none.
-        self.latest = max(self.history.values(), key=lambda r: (r.sequence, r.start),
-                          default=None)
+            history = {}
+        self._history = history
+        self._latest = max(history.values(), key=lambda r: (r.sequence, r.start),
+                           default=None)
 
     @classmethod
     def open(cls, event: Path, *, template: str = "invitation", registrants: Path | None = None,
@@ -182,21 +184,22 @@ class Campaign:
                                   encoding=encoding, delimiter=delimiter, sheet=sheet,
                                   default_language=config.event.language,
                                   local_test=is_loopback_host(config.smtp.host))
-        campaign = cls(config, source, renderer, template=template, now=now, followup=followup)
-        campaign.stage = stage or template
-        campaign.spec = CampaignSpec(event=event, template=template, registrants=registrants,
-                                     encoding=encoding, delimiter=delimiter, now=campaign.now,
-                                     stage=stage, attendance=attendance, assume=assume,
-                                     sheet=sheet)
+        now = now or _utcnow()
+        recipe = campaign_recipe(event, template=template, now=now, registrants=registrants,
+                                 encoding=encoding, delimiter=delimiter, sheet=sheet,
+                                 stage=stage, attendance=attendance, assume=assume)
+        campaign = cls(config, source, renderer, template=template, now=now, followup=followup,
+                       stage=stage, recipe=recipe)
+        campaign.load_history()  # now, as when the campaign's workers open it
         return campaign
 
     def use_stage(self, stage: str) -> None:
         """Journal (and name the Message-IDs of) what this campaign sends as ``stage``."""
         self.stage = stage
-        if self.spec is not None:
-            self.spec = dataclasses.replace(self.spec, stage=stage)
+        if self.recipe is not None:
+            self.recipe = dataclasses.replace(self.recipe, stage=stage)
 
-    # -- the content -----------------------------------------------------------------------
+    # -- the content (render/context.py, mime/wording.py) ------------------------------------
 
     def context(self, registrant: Registrant, *, test: bool = False,
                 changes: list[dict[str, str]] | None = None) -> dict[str, Any]:
@@ -212,66 +215,15 @@ class Campaign:
 
     def _context(self, registrant: Registrant, group: str, test: bool,
                  changes: list[dict[str, str]] | None) -> dict[str, Any]:
-        join_url = registrant.join_url or self.config.meeting.join_url
-        shared = self._shared_contexts.get(group)
-        if shared is None:
-            shared = self._shared_context(registrant, join_url, test, changes or [])
-            if len(self._shared_contexts) > 4096:  # personal links: keep memory bounded
-                self._shared_contexts.clear()
-            self._shared_contexts[group] = shared
-        return {**shared, "registrant": registrant.as_context()}
+        return contexts.context_for(self, registrant, group, test, changes,
+                                    self._shared_contexts)
 
     def _group(self, registrant: Registrant, test: bool,
                changes: list[dict[str, str]] | None) -> str:
-        """What the context depends on besides the registrant's own values: registrants with
-        the same group share everything but ``registrant``."""
-        join_url = registrant.join_url or self.config.meeting.join_url
-        return repr((registrant.language, join_url, registrant.timezone, test, changes or [],
-                     self.template_for(registrant)))
-
-    def _shared_context(self, registrant: Registrant, join_url: str, test: bool,
-                        changes: list[dict[str, str]]) -> dict[str, Any]:
-        """The part of the context that depends on the language, the join link, the time
-        zone and the template only, built once per such group."""
-        c, language = self.config, registrant.language
-        event = c.event
-        details = self._calendar_description(registrant, join_url)
-        return {
-            "lang": language,
-            "template": self.template_for(registrant),
-            "test": test,
-            "event": {"title": event.title_in(language),
-                      "description": event.description_in(language),
-                      "duration": event.duration, "timezone": event.timezone,
-                      "uid": event.uid, "sequence": event.sequence,
-                      "recording_url": event.recording_url, "slides_url": event.slides_url,
-                      "next_url": event.next_url},
-            "meeting": {"platform": c.meeting.platform, "id": c.meeting.id,
-                        "password": c.meeting.password, "join_url": join_url,
-                        "web_join_url": c.meeting.web_join_url,
-                        "waiting_room": c.meeting.waiting_room,
-                        "recorded": c.meeting.recorded},
-            "sender": {"name": c.sender.name, "address": c.sender.address,
-                       "reply_to": c.sender.reply_to.address if c.sender.reply_to else None},
-            "support": {"phone": c.support.phone, "hours": c.support.hours_in(language),
-                        "email": c.support.email},
-            "privacy": {"policy_url": c.privacy.policy_url_in(language)},
-            "when": describe_when(event.start, event.end, language,
-                                  registrant_zone=registrant.timezone or None, now=self.now),
-            "links": ics.calendar_links(title=event.title_in(language), start=event.start,
-                                        end=event.end,
-                                        details=details, location=join_url),
-            "changes": changes,
-        }
+        return contexts.group_of(self, registrant, test, changes)
 
     def _calendar_description(self, registrant: Registrant, join_url: str) -> str:
-        words = _CALENDAR_WORDS.get(registrant.language, _CALENDAR_WORDS["en"])
-        title = self.config.event.title_in(registrant.language)
-        if self.template == CANCEL_TEMPLATE:
-            return f"{title}\n\n{words['cancelled']}"
-        m = self.config.meeting
-        return (f"{title}\n\n{words['join']}: {join_url}\n"
-                f"{words['id']}: {m.id}\n{words['password']}: {m.password}")
+        return wording.calendar_description(self, registrant, join_url)
 
     def build(self, registrant: Registrant, *, test_to: str | None = None) -> Built:
         """Render and encode one registrant's message.
@@ -363,258 +315,65 @@ class Campaign:
         encode_mailbox(Mailbox(registrant.name, registrant.email))
         encode_text_header(subject)
 
-    # -- the calendar's lifecycle -----------------------------------------------------------
+    # -- the calendar's lifecycle (mime/wording.py) -----------------------------------------
 
     def current_record(self, registrant: Registrant) -> CalendarRecord:
         """What this registrant's calendar entry says once this template's message arrives."""
-        c = self.config
-        return CalendarRecord(
-            sequence=c.event.sequence, start=c.event.start.isoformat(),
-            duration=c.event.duration, join_url=registrant.join_url or c.meeting.join_url,
-            password_digest=password_digest(c.event.uid, c.meeting.password),
-            template=self.template)
+        return wording.current_record(self, registrant)
 
     def changes(self, registrant: Registrant,
                 previous: CalendarRecord | None) -> list[dict[str, str]]:
         """What changed since ``previous`` was sent: time, link, password (in that order)."""
-        if previous is None:
-            return []
-        now = self.current_record(registrant)
-        found: list[dict[str, str]] = []
-        language = registrant.language
-        if (previous.start, previous.duration) != (now.start, now.duration):
-            start = dt.datetime.fromisoformat(previous.start).astimezone(self.config.event.zone)
-            end = start + dt.timedelta(minutes=previous.duration)
-
-            def full(a: dt.datetime, b: dt.datetime) -> str:
-                return str(describe_when(a, b, language, registrant_zone=None,
-                                         now=self.now)["full"])
-
-            found.append({"field": "time", "old": full(start, end),
-                          "new": full(self.config.event.start, self.config.event.end)})
-        if previous.join_url != now.join_url:
-            found.append({"field": "link", "old": previous.join_url, "new": now.join_url})
-        if previous.password_digest != now.password_digest:
-            # The old password is not kept (the journal holds no password).
-            found.append({"field": "password", "old": "",
-                          "new": self.config.meeting.password})
-        return found
+        return wording.changes(self, registrant, previous)
 
     def entry_changed(self, registrant: Registrant, previous: CalendarRecord | None) -> bool:
-        """The calendar entry an update would send differs from ``previous``: a time, link
-        or password changed, or ``previous`` was a cancellation (the update restores it)."""
-        return previous is not None and (previous.template == CANCEL_TEMPLATE
-                                         or bool(self.changes(registrant, previous)))
+        """The calendar entry an update would send differs from ``previous``."""
+        return wording.entry_changed(self, registrant, previous)
 
     def sequence_for(self, registrant: Registrant, previous: CalendarRecord | None) -> int:
-        """The calendar SEQUENCE: event.sequence, raised past what was sent when the entry
-        changes (an update or a cancellation) and the user forgot to raise it."""
-        sequence = self.config.event.sequence
-        if previous is None:
-            return sequence
-        if self.template == CANCEL_TEMPLATE or (self.template == UPDATE_TEMPLATE
-                                                and self.entry_changed(registrant, previous)):
-            return max(sequence, previous.sequence + 1)
-        return max(sequence, previous.sequence)
+        """The calendar SEQUENCE this registrant's message carries."""
+        return wording.sequence_for(self, registrant, previous)
 
-    def _lifecycle_problems(self, changed: int, checked: int) -> list[Problem]:
-        where = str(self.config.path)
-        if self.template == UPDATE_TEMPLATE:
-            if not self.history:
-                return [Problem(where, None, "no invitation has been sent for this event yet, "
-                                "so there is nothing to update; send the invitation instead")]
-            # A reschedule (its own stage) is checked by reschedule.py: the start or the
-            # sequence changed since the cancellation.
-            if checked and not changed and self.stage == self.template:
-                return [Problem(where, None, "nothing changed since the last message: the "
-                                "time, the link and the password are as sent; edit event.toml "
-                                "first")]
-        elif self.template != CANCEL_TEMPLATE and changed:
-            return [Problem(where, None, f"the time, link or password changed since {changed} "
-                            "registrant(s) got their calendar entry, and no update was sent; "
-                            "send `--template update` so their calendars follow",
-                            warning=True)]
-        return []
-
-    # -- check -----------------------------------------------------------------------------
+    # -- check (check.py) and the building on every core (pool.py) ---------------------------
 
     def start_workers(self) -> None:
         """Start the processes that will build the messages (for a large list) now, so that
         they start while :meth:`check` runs here, and are ready when it is done."""
-        parallel.start_workers(self)
+        if self.recipe is not None and pool.pays(self.source.rows_estimate):
+            pool.start(self, self.recipe, warm=warm_up)
+
+    def outcomes(self, registrants: Iterable[Registrant], *, encode: bool,
+                 test_to: str | None = None, inspect: Inspect | None = None,
+                 expected: int | None = None) -> Iterator[tuple[Registrant, Outcome]]:
+        """Each registrant with what building (``encode``) or checking its message gave, in
+        order; on worker processes when it pays. ``inspect`` (a module-level function) is
+        run on each message where it was built. ``expected``: how many registrants will
+        come, when not the whole file."""
+        rows = self.source.rows_estimate if expected is None else expected
+        step = functools.partial(outcome_of, encode=encode, test_to=test_to, inspect=inspect)
+        return pool.ordered_map(step, registrants, here=self, recipe=self.recipe,
+                                parallel=pool.pays(rows, light=not encode))
 
     def check(self, *, on_message: Callable[[Built, Any], None] | None = None,
-              inspect: parallel.Inspect | None = None) -> CheckReport:
-        """Read every row and check every message; send nothing.
-
-        With ``on_message``, every message is built and given to it, with what ``inspect``
-        (a module-level function, run where the message was built) said of it, or None.
-        """
-        report = CheckReport(scan=Scan(), config_warnings=list(self.config.warnings))
-        report.event_problems.extend(self.config.placeholders)
-        event = self.config.event
-        if self.followup is not None:
-            # Before the end a report cannot say who attended: with one, that is an error (the
-            # start in event.toml or the report is wrong); without, `check` and `preview`
-            # may look at the follow-up ahead of time.
-            if event.end > self.now:
-                report.event_problems.append(Problem(
-                    str(self.config.path), None, f"the event ends {event.end:%Y-%m-%d %H:%M}: "
-                    "it is not over yet, and the follow-up thanks people for coming",
-                    warning=self.followup.attendance is None))
-        elif event.start < self.now and self.template != CANCEL_TEMPLATE:
-            report.event_problems.append(Problem(
-                str(self.config.path), None,
-                f"event.start {event.start:%Y-%m-%d %H:%M} is in the past"))
-        changed = checked = 0
-
-        def counted(registrants: Iterator[Registrant]) -> Iterator[Registrant]:
-            nonlocal changed, checked
-            for registrant in registrants:
-                previous = self.history.get(registrant.key)
-                if previous is not None or self.template == UPDATE_TEMPLATE:
-                    checked += 1
-                    if self.entry_changed(registrant, previous or self.latest):
-                        changed += 1
-                yield registrant
-
-        failures = RenderFailures(self.source.label)
-        rows = counted(self.kept.keep(unique_registrants(self.source, report.scan)))
-        for registrant, outcome in parallel.outcomes(self, rows, encode=on_message is not None,
-                                                     inspect=inspect):
-            if outcome.kind == "template":
-                failures.add(registrant, outcome.value)
-                continue
-            if outcome.kind == "header":
-                report.scan.problems.append(Problem(self.source.label, registrant.line,
-                                                    f"{outcome.value}; it cannot go in a header"))
-                failures.header_keys.add(registrant.key)
-                continue
-            failures.built_languages.add(registrant.language)
-            report.messages += 1
-            if self.followup is not None:
-                report.variants[self.template_for(registrant)] += 1
-            if on_message is not None:
-                on_message(outcome.value, outcome.inspected)
-        # Rows that share an address and disagree (found as the rows went by): the first
-        # one's message was built before that came to light.
-        report.messages -= len(report.scan.left_out - failures.keys)
-        report.template_errors.extend(failures.settle(report.scan))
-        self.source.left_out |= report.scan.left_out
-        report.scan.problems.sort(key=lambda p: (p.line is None, p.line or 0))
-        if self.followup is None:
-            report.event_problems.extend(self._lifecycle_problems(changed, checked))
-        else:
-            report.event_problems.extend(self.followup.problems(
-                address.lower() for address in report.scan.addresses))
-        if not report.scan.valid and not report.scan.errors:
-            report.scan.problems.append(Problem(self.source.label, None,
-                                                "has a header but no registrants"))
-        return report
+              inspect: Inspect | None = None) -> CheckReport:
+        """Read every row and check every message; send nothing (check.py)."""
+        return checking.check(self, on_message=on_message, inspect=inspect)
 
     def require_valid(self, report: CheckReport, *, skip_invalid: bool = False) -> None:
-        if report.template_errors:
-            first = report.template_errors[0]
-            raise TemplateError("\n".join(e.message for e in report.template_errors),
-                                hint=f"{first.hint}; nothing was sent" if first.hint
-                                else "fix the template; nothing was sent")
-        errors = report.errors
-        if skip_invalid:
-            errors = [p for p in errors if not _a_row(p, report)]
-        if not errors:
-            return
-        if not all(_a_row(p, report) for p in errors):  # --skip-invalid leaves these as is
-            raise ProblemsError(report.problems, hint="fix what is listed above (--skip-invalid "
-                                "only leaves out bad rows, it does not help here); nothing "
-                                "was sent")
-        raise ProblemsError(report.problems, hint="fix these rows (or give --skip-invalid "
-                            "to send to the valid ones); nothing was sent")
+        """Raise unless ``report`` lets the sending start (check.py)."""
+        checking.require_valid(report, skip_invalid=skip_invalid)
 
     def messages(self, registrants: Iterable[Registrant], *, test_to: str | None = None,
                  expected: int | None = None) -> Iterator[Built]:
         """The registrants' messages, in order. ``expected`` is how many registrants will
         come when it is far fewer than the file has (a preview, a rerun): a few are built
         here rather than by worker processes started for them."""
-        for _, outcome in parallel.outcomes(self, registrants, encode=True, test_to=test_to,
-                                            expected=expected):
-            if outcome.kind == "ok":
-                yield outcome.value
-            elif outcome.kind == "template":
-                raise outcome.value
-            # "header": reported by check, never sent
-
-
-@functools.lru_cache(maxsize=16)  # the same event and password for every message of a run
-def password_digest(event_uid: str, password: str) -> str:
-    """Enough to notice a changed meeting password without storing it."""
-    return hashlib.sha256(f"invitemail\0{event_uid}\0{password}".encode()).hexdigest()[:16]
-
-
-# Every variable a template can use; the README's table is generated from this and a test
-# keeps both in step with what `Campaign.context` really provides.
-TEMPLATE_VARIABLES: dict[str, str] = {
-    "lang": '"da" or "en": the language of this message',
-    "template": "the template's name: invitation, reminder, update, cancellation, ...; in "
-                "the follow-up, thanks or missed",
-    "test": "true in a `send --test-to` message",
-    "event.title": "event.toml's [event] title, in the registrant's language",
-    "event.description": "[event] description in the registrant's language, or none",
-    "event.duration": "minutes",
-    "event.timezone": 'the IANA name, e.g. "Europe/Copenhagen"',
-    "event.uid": "the event's calendar identity",
-    "event.sequence": "[event] sequence",
-    "event.recording_url": "[event] recording_url (for the follow-up), or none",
-    "event.slides_url": "[event] slides_url (for the follow-up), or none",
-    "event.next_url": "[event] next_url: the next event (for the follow-up), or none",
-    "meeting.platform": '"Zoom" unless event.toml says otherwise',
-    "meeting.id": "the meeting ID",
-    "meeting.password": "the meeting password",
-    "meeting.join_url": "the registrant's personal link when the CSV has one, else the "
-                        "meeting's",
-    "meeting.web_join_url": "the join-in-a-browser link, or none",
-    "meeting.waiting_room": "true or false",
-    "meeting.recorded": "true or false",
-    "sender.name": "the From display name",
-    "sender.address": "the From address",
-    "sender.reply_to": "the Reply-To address, or none",
-    "support.phone": "[support] phone",
-    "support.hours": "[support] hours, in the registrant's language",
-    "support.email": "[support] email",
-    "privacy.policy_url": "[privacy] policy_url, in the registrant's language",
-    "registrant.email": "the address the message goes to",
-    "registrant.name": "the full name (the name column, or first and last name), may be empty",
-    "registrant.first_name": "may be empty",
-    "registrant.last_name": "may be empty",
-    "registrant.language": '"da" or "en"',
-    "registrant.join_url": "the personal join link, may be empty",
-    "registrant.timezone": "the registrant's IANA time zone, may be empty",
-    "registrant.<column>": 'any other CSV column, by its header in lower case with "_" for '
-                           'spaces (e.g. "Organisation" -> registrant.organisation)',
-    "when.date": '"torsdag den 10. december 2026" / "Thursday, 10 December 2026"',
-    "when.time": '"14.00" / "14:00"',
-    "when.end_time": '"15.00" / "15:00"',
-    "when.zone": 'the event\'s time zone by name: "Danmark-tid" / "Denmark Time"',
-    "when.full": 'date, time, end and zone: "torsdag den 10. december 2026 kl. 14.00-15.00 '
-                 '(Danmark-tid)"',
-    "when.local": 'the time in the registrant\'s own time zone when it differs: "08.00-09.00 i '
-                  'New York", else none',
-    "when.relative": 'how soon it starts, from the time of sending: "i morgen kl. 14.00", '
-                     '"in 1 hour (at 14:00)"; "er begyndt" / "has started" once it has '
-                     'started (see when.started)',
-    "when.started": 'true once the event has started at the time of sending (then write '
-                    '"er begyndt" / "has started", not "begynder" / "starts" before '
-                    'when.relative), else false',
-    "links.google": "add-to-calendar link for Google Calendar",
-    "links.outlook": "add-to-calendar link for Outlook.com",
-    "links.office365": "add-to-calendar link for Microsoft 365",
-    "links.yahoo": "add-to-calendar link for Yahoo Calendar",
-    "changes": 'in `update`: a list of {field: "time" | "link" | "password", old, new} (old is '
-               'empty for the password, which is never stored); empty otherwise',
-}
-
-
-def variables_table() -> str:
-    """The README's table of template variables (Markdown)."""
-    rows = ["| variable | what it holds |", "| --- | --- |"]
-    rows += [f"| `{name}` | {text} |" for name, text in TEMPLATE_VARIABLES.items()]
-    return "\n".join(rows) + "\n"
+        for _, outcome in self.outcomes(registrants, encode=True, test_to=test_to,
+                                        expected=expected):
+            match outcome:
+                case Made(built):
+                    yield built
+                case TemplateFailed(error):
+                    raise error
+                case HeaderRefused() | Checked():  # reported by check, never sent
+                    pass

@@ -1,10 +1,18 @@
-"""Building messages on every core: the only module that uses multiprocessing.
+"""An ordered map on every core: the only module that uses multiprocessing.
 
-Rendering and encoding are pure CPU work, and one Python process uses one core. For a large
-list the registrants go to worker processes in chunks, and the results come back in the
-original order through a bounded window, so memory stays flat however long the list is.
-Each worker opens the same campaign (the same files, the same ``now``), so what it builds
-is byte for byte what the main process would build.
+Rendering and encoding are pure CPU work, and one Python process uses one core. For a long
+list the items go to worker processes in chunks, and the results come back in the original
+order through a bounded window, so memory stays flat however long the list is.
+
+The pool knows nothing of what it runs. Its caller gives it three things, all picklable:
+
+- a *recipe*: a callable that each worker calls once when it starts, and that opens what the
+  steps run on (for invitemail, the campaign, opened from the same files with the same
+  ``now``, so that a worker builds byte for byte what the main process would build);
+- a *step*: ``step(opened, item) -> result``, a module-level function or a
+  :func:`functools.partial` of one;
+- the object the steps run on in this process (``here``): the fallback when workers do not
+  pay or die, and the owner of the pool, which lives as long as ``here`` does.
 
 A worker lives only as long as the run that started it: it exits when its parent dies,
 however it dies (``PR_SET_PDEATHSIG`` on Linux, and everywhere a thread that watches the
@@ -12,6 +20,10 @@ parent). Its address space is limited (WORKER_MEMORY above what it uses when it 
 backstop for a template that the sandbox's own checks let grow. Workers fork from a fork
 server that is started with the environment as it is then; the CLI takes the SMTP password
 out of the environment before anything starts, and nothing sent to a worker holds it.
+
+Everything here uses the documented API of :mod:`concurrent.futures` and
+:mod:`multiprocessing`, except :func:`worker_pids` and :func:`broken` at the end (for tests
+that kill workers); tests/test_pool_contract.py pins what those read.
 """
 
 from __future__ import annotations
@@ -30,18 +42,25 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from invitemail.campaign import Built, Campaign, CampaignSpec
-    from invitemail.inputs.registrants import Registrant
+from invitemail.render.memory import limit_process_memory
 
-Inspect = Callable[["Built"], Any]
+S = TypeVar("S")  # what the steps run on: opened once per worker by the recipe
+S_co = TypeVar("S_co", covariant=True)
+T = TypeVar("T")  # an item
+R = TypeVar("R")  # an item's result
 
-CHUNK = 64  # registrants per task: pickling costs little, and a result (1.3 MB) is small
-# The first tasks are smaller, so that the first messages are back (and the sending starts)
+
+class Recipe(Protocol[S_co]):
+    """Picklable; called once in each worker process to open what the steps run on."""
+
+    def __call__(self) -> S_co: ...
+
+
+CHUNK = 64  # items per task: pickling costs little, and a result (1.3 MB) is small
+# The first tasks are smaller, so that the first results are back (and the sending starts)
 # after a few builds, not after a whole chunk's: 4, 8, 16, 32, then CHUNK.
 FIRST_CHUNK = 4
 WINDOW = 3  # tasks in flight per worker: enough to keep every worker busy
@@ -62,45 +81,36 @@ def worker_count() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One registrant's result: ``kind`` is "ok", "template" or "header"."""
-
-    kind: str
-    value: Any  # a Built (or None when only validating), a TemplateError, or the header
-    # problem's text
-    inspected: Any = None  # what ``inspect`` said of the Built, when one was given
+def pays(items: int, *, light: bool = False) -> bool:
+    """Whether ``items`` items are worth starting workers for: MIN_ROWS items, or
+    MIN_ROWS_CHECK when each is ``light`` (a check renders without encoding)."""
+    return worker_count() >= 2 and items >= (MIN_ROWS_CHECK if light else MIN_ROWS)
 
 
-def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: bool,
-             test_to: str | None = None, inspect: Inspect | None = None,
-             expected: int | None = None) -> Iterator[tuple[Registrant, Outcome]]:
-    """Each registrant with its outcome, in order; in worker processes when it pays.
-
-    ``inspect`` (a module-level function, so that a worker can be given it) is run on each
-    built message where it was built, and its result comes back as ``Outcome.inspected``:
-    reading a message back (the gallery, lint) then runs on every core too. ``expected``:
-    how many registrants will come, when not the whole file.
-    """
-    workers = worker_count()
-    spec = campaign.spec
-    if spec is None or not _pays(campaign, encode, workers, expected):
-        for registrant in registrants:
-            yield registrant, _one(campaign, registrant, encode, test_to, inspect)
+def ordered_map(step: Callable[[S, T], R], items: Iterable[T], *, here: S,
+                recipe: Recipe[S] | None, parallel: bool) -> Iterator[tuple[T, R]]:
+    """Each item with ``step(opened, item)``, in order: on worker processes (each with what
+    ``recipe`` opened) when ``parallel`` and there is a recipe, else with ``here`` in this
+    process. Workers that cannot start or die leave nothing out: the items in flight and
+    the rest are then run here, in order."""
+    if recipe is None or not parallel:
+        for item in items:
+            yield item, step(here, item)
         return
-    pending: deque[tuple[list[Registrant], Future[list[Outcome]]]] = deque()
-    rows = iter(registrants)
-    taken: list[Registrant] = []  # read from the rows and not yet in a task
+    workers = worker_count()
+    pending: deque[tuple[list[T], Future[list[R]]]] = deque()
+    rows = iter(items)
+    taken: list[T] = []  # read from the items and not yet in a task
     sizes = chunk_sizes()
     try:
-        pool = _pool(campaign, spec, workers)
+        pool = _pool(here, recipe, workers)
         try:
             while True:
                 while len(pending) < workers * WINDOW:
                     taken = list(islice(rows, next(sizes)))
                     if not taken:
                         break
-                    future = pool.submit(_run_chunk, taken, encode, test_to, inspect)
+                    future = pool.submit(_run_chunk, step, taken)
                     pending.append((taken, future))
                     taken = []
                 if not pending:
@@ -113,106 +123,79 @@ def outcomes(campaign: Campaign, registrants: Iterable[Registrant], *, encode: b
             for _, future in pending:  # the caller stopped early: drop what is queued
                 future.cancel()
     except BrokenProcessPool:
-        _POOLS.pop(campaign, None)
+        _POOLS.pop(here, None)
         # The workers could not start (a script that starts the pool from its top level, as
-        # multiprocessing's "safe importing of main module" describes) or died: build the
+        # multiprocessing's "safe importing of main module" describes) or died: run the
         # rest here, starting with the chunks that were in flight (and the one that was
         # being handed over when the pool said it was broken).
         rest = itertools.chain.from_iterable(chunk for chunk, _ in pending)
-        for registrant in itertools.chain(rest, taken, rows):
-            yield registrant, _one(campaign, registrant, encode, test_to, inspect)
+        for item in itertools.chain(rest, taken, rows):
+            yield item, step(here, item)
 
 
 def chunk_sizes() -> Iterator[int]:
-    """Registrants per task, in order: FIRST_CHUNK, doubling up to CHUNK, then CHUNK."""
+    """Items per task, in order: FIRST_CHUNK, doubling up to CHUNK, then CHUNK."""
     size = FIRST_CHUNK
     while True:
         yield size
         size = min(CHUNK, size * 2)
 
 
-# One pool per campaign, kept while the campaign lives: `send` checks every row and then
+# One pool per owner (``here``), kept while it lives: `send` checks every row and then
 # builds the messages, and the second pass finds the workers started, with the templates
-# parsed and the skeletons rendered. A pool's workers open the campaign as it was when they
-# started, so a pool is never shared between two campaigns.
-_POOLS: weakref.WeakKeyDictionary[Campaign, ProcessPoolExecutor] = weakref.WeakKeyDictionary()
+# parsed and the skeletons rendered. A pool's workers open what the recipe opened when they
+# started, so a pool is never shared between two owners.
+_POOLS: weakref.WeakKeyDictionary[Any, ProcessPoolExecutor] = weakref.WeakKeyDictionary()
 
 
-def start_workers(campaign: Campaign) -> None:
-    """Start the workers that will build ``campaign``'s messages now, so that they are ready
-    when the check (which runs in this process while they start) is done."""
+def start(here: S, recipe: Recipe[S], *, warm: Callable[[S], object] | None = None) -> None:
+    """Start ``here``'s workers now, so that they are ready when what runs here meanwhile
+    (the check) is done; each then runs ``warm`` (picklable) on what it opened."""
     workers = worker_count()
-    if campaign.spec is None or not _pays(campaign, True, workers):
-        return
-    pool = _pool(campaign, campaign.spec, workers)
+    pool = _pool(here, recipe, workers)
     # Submitting waits for the fork server to import the package and fork each worker:
     # that waiting is done on a thread of its own, while this one goes on with the check.
-    threading.Thread(target=_submit_warm_up, args=(pool, workers), daemon=True,
+    threading.Thread(target=_submit_warm_up, args=(pool, workers, warm), daemon=True,
                      name="invitemail-start-workers").start()
 
 
-def _submit_warm_up(pool: ProcessPoolExecutor, workers: int) -> None:
+def _submit_warm_up(pool: ProcessPoolExecutor, workers: int,
+                    warm: Callable[[Any], object] | None) -> None:
     with contextlib.suppress(Exception):  # a pool that cannot start fails again, and is
-        for _ in range(workers):  # replaced by building in-process, when it is used
-            pool.submit(_warm)
+        for _ in range(workers):  # replaced by running in-process, when it is used
+            pool.submit(_warm, warm)
 
 
-def _pays(campaign: Campaign, encode: bool, workers: int, expected: int | None = None) -> bool:
-    rows = campaign.source.rows_estimate if expected is None else expected
-    return workers >= 2 and rows >= (MIN_ROWS if encode else MIN_ROWS_CHECK)
-
-
-def _pool(campaign: Campaign, spec: CampaignSpec, workers: int) -> ProcessPoolExecutor:
-    pool = _POOLS.get(campaign)
+def _pool(here: object, recipe: Recipe[Any], workers: int) -> ProcessPoolExecutor:
+    pool = _POOLS.get(here)
     if pool is None:
         context = multiprocessing.get_context("forkserver")
-        # Workers fork from a server that has imported the package once, not each on its own.
-        context.set_forkserver_preload(["invitemail.campaign"])
+        # Workers fork from a server that has imported the recipe's module (and with it
+        # what the steps need) once, not each on its own.
+        context.set_forkserver_preload([type(recipe).__module__])
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                   initializer=_start_worker, initargs=(spec, os.getpid()))
-        _POOLS[campaign] = pool
+                                   initializer=_start_worker, initargs=(recipe, os.getpid()))
+        _POOLS[here] = pool
         # Waiting for the pool's own thread to end: a shutdown left running races
         # concurrent.futures' exit hook on the pool's wakeup pipe ("Bad file descriptor").
-        weakref.finalize(campaign, pool.shutdown, wait=True, cancel_futures=True)
+        weakref.finalize(here, pool.shutdown, wait=True, cancel_futures=True)
     return pool
 
 
-def _one(campaign: Campaign, registrant: Registrant, encode: bool,
-         test_to: str | None, inspect: Inspect | None = None) -> Outcome:
-    from invitemail.errors import TemplateError
-    from invitemail.mime.message import HeaderValueError
+# -- in a worker process ---------------------------------------------------------------------
 
-    try:
-        if encode:
-            built = campaign.build(registrant, test_to=test_to)
-            return Outcome("ok", built, inspect(built) if inspect is not None else None)
-        campaign.validate(registrant)
-        return Outcome("ok", None)
-    except TemplateError as err:
-        return Outcome("template", TemplateError(err.message, hint=err.hint))
-    except HeaderValueError as err:
-        return Outcome("header", str(err))
+_opened: Any = None  # what the recipe opened in this worker
 
 
-_campaign: Campaign | None = None
-
-
-def _start_worker(spec: CampaignSpec, run: int) -> None:
+def _start_worker(recipe: Recipe[Any], run: int) -> None:
     """Set up a worker process: ``run`` is the pid of the process that started the pool."""
-    global _campaign
+    global _opened
     _die_with_parent(run)
     # A terminal's Ctrl-C reaches every process of the group: the main process decides
     # what it means (finish what is in flight), and a worker keeps building until told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from invitemail.campaign import Campaign
-    from invitemail.render.memory import limit_process_memory
-
     limit_process_memory(WORKER_MEMORY)
-
-    _campaign = Campaign.open(spec.event, template=spec.template, registrants=spec.registrants,
-                              encoding=spec.encoding, delimiter=spec.delimiter, now=spec.now,
-                              stage=spec.stage, attendance=spec.attendance,
-                              assume=spec.assume, sheet=spec.sheet)
+    _opened = recipe()
 
 
 def _die_with_parent(run: int) -> None:
@@ -244,25 +227,32 @@ def _alive(pid: int) -> bool:
     return True
 
 
-WARM_ROWS = 200  # rows a worker looks through for the languages to build once at start
+def _warm(warm: Callable[[Any], object] | None) -> None:
+    assert _opened is not None, "the worker was started without its recipe"
+    if warm is not None:
+        warm(_opened)
 
 
-def _warm() -> None:
-    """Build the first registrant's message in each language of the first rows and throw
-    them away: those templates are parsed and their skeletons rendered before the first
-    real chunk arrives. (A failure is the check's to report.)"""
-    from invitemail.inputs.registrants import unique_registrants
-
-    assert _campaign is not None, "the worker was started without its campaign"
-    languages: set[str] = set()
-    with contextlib.suppress(Exception):
-        for registrant in islice(unique_registrants(_campaign.source), WARM_ROWS):
-            if registrant.language not in languages:
-                languages.add(registrant.language)
-                _campaign.build(registrant)
+def _run_chunk(step: Callable[[Any, T], R], chunk: list[T]) -> list[R]:
+    assert _opened is not None, "the worker was started without its recipe"
+    return [step(_opened, item) for item in chunk]
 
 
-def _run_chunk(chunk: list[Registrant], encode: bool, test_to: str | None,
-               inspect: Inspect | None) -> list[Outcome]:
-    assert _campaign is not None, "the worker was started without its campaign"
-    return [_one(_campaign, registrant, encode, test_to, inspect) for registrant in chunk]
+# -- beyond the documented API ---------------------------------------------------------------
+# ProcessPoolExecutor shows neither its processes nor whether it is broken (Python 3.11 to
+# 3.13; 3.14 adds terminate_workers() and kill_workers(), still no view). These read its
+# private ``_processes`` (pid -> Process, filled as workers start) and ``_broken`` (False, or
+# the reason); tests/test_pool_contract.py fails first when a Python version changes them.
+
+
+def worker_pids(here: object) -> list[int]:
+    """The process ids of ``here``'s workers that have started (none without a pool)."""
+    pool = _POOLS.get(here)
+    processes: dict[int, Any] | None = getattr(pool, "_processes", None)
+    return list(processes or {})
+
+
+def broken(here: object) -> bool:
+    """Whether ``here``'s pool has seen a worker die (it then runs nothing more)."""
+    pool = _POOLS.get(here)
+    return pool is not None and bool(getattr(pool, "_broken", False))

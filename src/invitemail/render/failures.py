@@ -1,5 +1,5 @@
 """Which registrants' messages could not be built, and what that means: a problem with the
-row, or a broken template. Nothing here renders; :meth:`Campaign.check` reports each failure
+row, or a broken template. Nothing here renders; the check (check.py) reports each failure
 as it comes and asks at the end.
 """
 

@@ -1,0 +1,109 @@
+"""What building one registrant's message gave: a tagged type, matched by its class.
+
+The steps here are what the worker processes run (pool.py), so they are module-level
+functions of what builds the messages, given as a :class:`MessageBuilder` (the campaign),
+which this module never imports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Protocol
+
+from invitemail.errors import TemplateError
+from invitemail.inputs.registrants import Registrant, RegistrantSource, unique_registrants
+from invitemail.journal.store import CalendarRecord
+from invitemail.mime.message import HeaderValueError
+
+__all__ = ["Built", "Checked", "HeaderRefused", "Inspect", "Made", "MessageBuilder", "Outcome",
+           "TemplateFailed", "outcome_of", "warm_up"]
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """One message, ready to send."""
+
+    registrant: Registrant
+    recipient: str  # the envelope recipient (the registrant, or the --test-to address)
+    message_id: str
+    subject: str
+    data: bytes
+    calendar: CalendarRecord | None  # None: the message carries no calendar (a follow-up)
+    template: str  # the template rendered: the campaign's, or a follow-up's thanks or missed
+
+
+Inspect = Callable[[Built], Any]  # run where a message was built (a module-level function)
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """The message was built; ``inspected`` is what ``inspect`` said of it, or None."""
+
+    built: Built
+    inspected: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """The message renders and its headers can be encoded (checked, not built)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFailed:
+    """The template failed for this registrant (or for everyone: see RenderFailures)."""
+
+    error: TemplateError
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRefused:
+    """A value would break a header (a line break in a name or a subject)."""
+
+    reason: str
+
+
+Outcome = Made | Checked | TemplateFailed | HeaderRefused
+
+
+class MessageBuilder(Protocol):
+    """What builds the messages (the campaign)."""
+
+    @property
+    def source(self) -> RegistrantSource: ...
+
+    def build(self, registrant: Registrant, *, test_to: str | None = None) -> Built: ...
+
+    def validate(self, registrant: Registrant) -> None: ...
+
+
+def outcome_of(builder: MessageBuilder, registrant: Registrant, *, encode: bool,
+               test_to: str | None = None, inspect: Inspect | None = None) -> Outcome:
+    """Build (``encode``) or check one registrant's message."""
+    try:
+        if encode:
+            built = builder.build(registrant, test_to=test_to)
+            return Made(built, inspect(built) if inspect is not None else None)
+        builder.validate(registrant)
+        return Checked()
+    except TemplateError as err:  # a copy without the traceback, to cross processes
+        return TemplateFailed(TemplateError(err.message, hint=err.hint))
+    except HeaderValueError as err:
+        return HeaderRefused(str(err))
+
+
+WARM_ROWS = 200  # rows a worker looks through for the languages to build once at start
+
+
+def warm_up(builder: MessageBuilder) -> None:
+    """Build the first registrant's message in each language of the first rows and throw
+    them away: those templates are parsed and their skeletons rendered before the first
+    real chunk arrives. (A failure is the check's to report.)"""
+    languages: set[str] = set()
+    with contextlib.suppress(Exception):
+        for registrant in islice(unique_registrants(builder.source), WARM_ROWS):
+            if registrant.language not in languages:
+                languages.add(registrant.language)
+                builder.build(registrant)
