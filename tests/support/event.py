@@ -20,7 +20,8 @@ import csv
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,8 +153,21 @@ class EventToml:
                 entries.append(_Entry(section, None, line))
         return cls(entries)
 
+    @classmethod
+    def read(cls, path: Path) -> EventToml:
+        """An event.toml on disk (one written by ``init``, say), to change by key."""
+        return cls.parse(path.read_text(encoding="utf-8"))
+
     def text(self) -> str:
         return "".join(entry.text + "\n" for entry in self.entries)
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.text(), encoding="utf-8")
+
+    def value(self, section: str, key: str) -> str:
+        """The TOML source of ``section.key``'s value, without a trailing comment."""
+        text = self.entries[self._index(section, key)].text.split("=", 1)[1]
+        return re.sub(r"""\s+#[^"]*$""", "", text).strip()
 
     # -- where things are ------------------------------------------------------------------
 
@@ -228,6 +242,19 @@ class EventToml:
         entry = self.entries[self._index(section, key)]
         entry.text = f"# {entry.text}  ({note})"
         entry.key = None
+        return self
+
+    def repeat(self, section: str, key: str, value: Value) -> EventToml:
+        """A second ``key = value`` in ``[section]``, on the line after the first (a duplicate
+        key: ``line(section, key, nth=2)`` is its line)."""
+        index = self._index(section, key)
+        self.entries.insert(index + 1, _Entry(section, key, f"{key} = {toml_value(value)}"))
+        return self
+
+    def rewrite_header(self, section: str, text: str) -> EventToml:
+        """Write ``[section]``'s header line as ``text`` (``[[section]]``, or a header that is
+        not TOML), on the same line; its keys follow and keep their lines."""
+        self.entries[self._index(section)].text = text
         return self
 
     def rename_section(self, section: str, new: str) -> EventToml:
@@ -381,7 +408,20 @@ def event_for(server: SmtpServer, folder: Path, registrants: Iterable[tuple[str,
     return builder.write(folder).folder
 
 
-def set_key(folder: Path, old: str, new: str) -> None:
-    toml = (folder / "event.toml").read_text(encoding="utf-8")
-    assert old in toml
-    (folder / "event.toml").write_text(toml.replace(old, new), encoding="utf-8")
+@contextmanager
+def edit_event(folder: Path) -> Iterator[EventToml]:
+    """``folder``'s event.toml to change by key; written back when the block ends::
+
+        with edit_event(folder) as toml:
+            toml.set("meeting", "password", "Nyt42x")
+    """
+    toml = EventToml.read(folder / "event.toml")
+    yield toml
+    toml.save(folder / "event.toml")
+
+
+def set_key(folder: Path, section: str, key: str, value: Value) -> None:
+    """``section.key = value`` in ``folder``'s event.toml, on the key's line."""
+    with edit_event(folder) as toml:
+        assert toml.has(section, key), f"{section}.{key} is not in {folder / 'event.toml'}"
+        toml.set(section, key, value)
