@@ -266,14 +266,30 @@ class EventToml:
                     entry.text = f"[{new}]"
         return self
 
-    def add_section(self, section: str, values: Mapping[str, Value] | None = None) -> EventToml:
-        """A new ``[section]`` at the end of the file (after a blank line), with ``values``."""
+    def add_section(self, section: str, values: Mapping[str, Value] | None = None, *,
+                    before: str | None = None) -> EventToml:
+        """A new ``[section]`` at the end of the file (after a blank line), with ``values``;
+        ``before``: just above that section's header instead (and a blank line). A section
+        that is there already is written a second time (``line(section, nth=2)``)."""
+        new = [_Entry(section, None, f"[{section}]", header=True)]
+        new += [_Entry(section, key, f"{key} = {toml_value(value)}")
+                for key, value in (values or {}).items()]
+        if before is not None:
+            at = self._index(before)
+            self.entries[at:at] = [*new, _Entry(section, None, "")]
+            return self
         if self.entries and self.entries[-1].text != "":
             self.entries.append(_Entry(self.entries[-1].section, None, ""))
-        self.entries.append(_Entry(section, None, f"[{section}]", header=True))
-        for key, value in (values or {}).items():
-            self.set(section, key, value)
+        self.entries.extend(new)
         return self
+
+    def section_source(self, section: str, body: str) -> EventToml:
+        """``[section]`` with exactly the ``key = value`` lines of ``body`` (TOML source, one
+        key a line), where it was (at the end if it was not)."""
+        values = {entry.key: Raw(entry.text.split("=", 1)[1].strip())
+                  for entry in EventToml.parse(f"[{section}]\n{body}").entries
+                  if entry.key is not None}
+        return self.replace_section(section, values)
 
     def replace_section(self, section: str, values: Mapping[str, Value]) -> EventToml:
         """``[section]`` with exactly ``values``, where it was (at the end if it was not)."""
@@ -325,6 +341,17 @@ class EventBuilder:
             settings["ca_file"] = str(server.ca_file)
         settings.update(extra)
         self.toml.replace_section("smtp", settings)
+        return self
+
+    def relay(self, smtp: Mapping[str, Value],
+              sending: Mapping[str, Value] | None = None) -> EventBuilder:
+        """[smtp] with exactly ``smtp``, and [sending] with exactly ``sending`` (no [sending]
+        section when None)."""
+        self.toml.replace_section("smtp", smtp)
+        if sending is None:
+            self.toml.drop("sending")
+        else:
+            self.toml.replace_section("sending", sending)
         return self
 
     def plain_relay(self, port: int, host: str = "127.0.0.1") -> EventBuilder:
@@ -401,10 +428,7 @@ def event_for(server: SmtpServer, folder: Path, registrants: Iterable[tuple[str,
     (values as TOML source) and ``sending`` is the [sending] section's text."""
     builder = EventBuilder(rows=list(registrants) or rows(5)).smtp_for(
         server, **{key: Raw(value) for key, value in (smtp or {}).items()})
-    builder.toml.drop("sending")
-    body = sending or "concurrency = 4\nmax_attempts = 5\n"
-    builder.toml.add_section("sending")
-    builder.toml.entries.extend(EventToml.parse("[sending]\n" + body).entries[1:])
+    builder.toml.section_source("sending", sending or "concurrency = 4\nmax_attempts = 5\n")
     return builder.write(folder).folder
 
 
