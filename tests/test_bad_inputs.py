@@ -40,7 +40,7 @@ In messages ``{event}`` is the event folder, ``{relay}`` the relay's ``host:port
 ``{line:SECTION.KEY}`` (or ``{line:SECTION}`` for its header; ``#N`` after it: its Nth
 occurrence; ``+N``: N lines below it) the line of that key in the case's event.toml after
 its patches, as the event builder (support/event.py) reports it. The base event.toml is
-EVENT_TOML with [smtp] pointed at the test relay (line numbers unchanged):
+support.event's default event with [smtp] pointed at the test relay (lines unchanged):
 ``host = "127.0.0.1"``, ``port = {port}``, ``security = "none"``, no username (its line is a
 comment), ``timeout = 1``. Without ``smtp``, the relay is a recording aiosmtpd server that
 must see no connection at all.
@@ -54,7 +54,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -70,6 +69,7 @@ import pytest
 from invitemail.journal.store import Journal, State
 from support.cli import Run, run_cli
 from support.event import EventBuilder, EventToml, Raw
+from support.ports import free_port
 from support.relay import SmtpServer
 
 CASES = Path(__file__).parent / "bad_inputs"
@@ -252,9 +252,7 @@ class RawRelay:
 
     def __enter__(self) -> RawRelay:
         if self.behaviour is None:
-            with socket.socket() as probe:  # a port that was free a moment ago
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
+            self.port = free_port()
             return self
         ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)

@@ -5,6 +5,7 @@ and the fakes a test hands to the library (clock, progress, transport hooks).
   the line of each key it wrote), EVENT_TOML's defaults, ``rows`` and ``event_for``;
 - ``relay``: SmtpServer, the scripted aiosmtpd relay (faults, TLS, AUTH, PIPELINING answered
   per group, per-command answers and cuts), and FakeClock;
+- ``ports``: ``free_port``, the one loopback port helper (the bench's too);
 - ``cli``: ``run_cli``; ``fakes``: Quiet, a progress that remembers; ``checks``: what the
   journal and the relay hold; ``mail``: a built message's calendar; ``transport``: the
   transport driven directly; ``registrant_lists``, ``attendance_reports``, ``oauth_servers``:
