@@ -182,7 +182,6 @@ def init_filled_in(folder: Path, server: SmtpServer, start: str) -> str:
     to_relay(folder, server)
     with edit_event(folder) as toml:
         for placeholder in PLACEHOLDERS:
-            assert toml.value(placeholder.section, placeholder.key) == f'"{placeholder.value}"'
             toml.set(placeholder.section, placeholder.key, OWN[placeholder.key])
         toml.set("event", "start", Raw(start))
     uid = re.fullmatch(r'"(webinar-\d{4}-\d\d-\d\d-[0-9a-f]{8}@example\.org)"',

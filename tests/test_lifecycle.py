@@ -14,7 +14,7 @@ from invitemail.campaign import Campaign
 from invitemail.inputs.registrants import unique_registrants
 from invitemail.journal.store import Journal
 from support.cli import run_cli
-from support.event import EventBuilder, event_for, rows, set_key, write_event
+from support.event import EventBuilder, EventToml, event_for, rows, set_key, write_event
 from support.mail import parsed, vevent_of
 from support.relay import SmtpServer
 
@@ -87,7 +87,7 @@ def test_lifecycle_reminder_reaches_registrants_added_later(smtp_server: SmtpSer
                                                             tmp_path: Path) -> None:
     folder = event_for(smtp_server, tmp_path / "e", rows(2))
     assert run_cli("send", folder, "--yes").exit_code == 0
-    write_event(folder, rows(3), toml=(folder / "event.toml").read_text(encoding="utf-8"))
+    EventBuilder(EventToml.read(folder / "event.toml"), rows=rows(3)).write(folder)
     assert run_cli("send", folder, "--yes", "--template", "reminder").exit_code == 0
     assert len(received_by(smtp_server, "user2@example.org")) == 1  # the reminder only
     assert "3 sent" in run_cli("status", folder, "--template", "reminder").stdout
