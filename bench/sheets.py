@@ -19,6 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import common  # noqa: F401  (puts tests/ on sys.path, for the tests' event builder)
+
+from support.event import EventToml
+
 TIME = "/usr/bin/time"  # GNU time (Debian: apt-get install time)
 
 READ_OPENPYXL = """
@@ -47,54 +51,6 @@ for row in read_sheet(Path(sys.argv[1])):
     n += len(row.cells)
 print(n)
 """
-
-EVENT_TOML = """\
-[event]
-title = "Persondata i praksis"
-description = "Et webinar om persondata."
-start = 2030-12-10T14:00:00
-duration = 60
-timezone = "Europe/Copenhagen"
-language = "da"
-uid = "persondata-2030-12-10@example.org"
-sequence = 0
-
-[meeting]
-platform = "Zoom"
-id = "842 1234 5678"
-password = "Kx7pQ9"
-join_url = "https://zoom.us/j/84212345678?pwd=abc123"
-web_join_url = "https://zoom.us/wc/join/84212345678"
-waiting_room = true
-recorded = true
-
-[sender]
-from = "Djøf Arrangementer <arrangementer@example.org>"
-reply_to = "svar@example.org"
-
-[support]
-phone = "33 95 97 00"
-hours = { da = "hverdage kl. 9.00-16.00", en = "weekdays 9:00-16:00" }
-email = "kontakt@example.org"
-
-[privacy]
-policy_url = "https://example.org/privatliv/webinarer"
-
-[smtp]
-host = "smtp.example.org"
-port = 2525
-security = "starttls"
-username = "arrangementer@example.org"
-timeout = 30
-allow_insecure_auth = false
-
-[sending]
-concurrency = 4
-rate = "10/s"
-max_attempts = 5
-max_consecutive_failures = 20
-"""
-
 
 def rows(count: int) -> list[list[object]]:
     day = dt.date(2030, 1, 1)
@@ -146,7 +102,7 @@ def main() -> None:
     invitemail = str(Path(py).with_name("invitemail"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "event.toml").write_text(EVENT_TOML, encoding="utf-8")
+        EventToml.parse().save(folder / "event.toml")  # the tests' default event
         xlsx, csv_path = write(folder, args.rows)
         print(f"{args.rows} rows: {xlsx.stat().st_size // 1024} KiB .xlsx, "
               f"{csv_path.stat().st_size // 1024} KiB .csv")

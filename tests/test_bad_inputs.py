@@ -16,7 +16,15 @@ expect.toml::
     hint = "..."                      # optional: the `Hint:` line's text
     stdout = ["...", ...]             # optional: whole lines of stdout (graceful cases)
     never = ["...", ...]              # optional: text that must appear in no output
-    event_toml_patch = [["old", "new"], ...]  # optional: replacements in the base event.toml
+    event_toml = [                    # optional: changes to the base event.toml, by key
+        { set = "smtp.port", value = "70000" },   # value: TOML source, on the key's line
+                                                  # (a key not there: at its section's end)
+        { repeat = "event.duration", value = "90" },  # the key again, on the next line
+        { drop = "event" },                       # a section (or "section.key")
+        { rename = "event", to = "evnt" },        # a section's name
+        { header = "privacy", text = "[[privacy]]" },  # a section's header line, as written
+        { add = "privacy", before = "sending", keys = { policy_url = '"..."' } },  # a new
+    ]                                             # section (again), values as TOML source
     smtp = "garbage-greeting"         # optional: a scripted raw-socket relay (RELAYS below)
     xfail = "module: what is wrong"   # optional: a known bug in a module this suite may not fix
     isolate = 5                       # optional: run in a subprocess killed after N seconds
@@ -32,8 +40,8 @@ In messages ``{event}`` is the event folder, ``{relay}`` the relay's ``host:port
 ``{line:SECTION.KEY}`` (or ``{line:SECTION}`` for its header; ``#N`` after it: its Nth
 occurrence; ``+N``: N lines below it) the line of that key in the case's event.toml after
 its patches, as the event builder (support/event.py) reports it. The base event.toml is
-EVENT_TOML with [smtp] pointed at the test relay (line numbers unchanged):
-``host = "127.0.0.1"``, ``port = {port}``, ``security = "none"``, no username (line 36 is a
+support.event's default event with [smtp] pointed at the test relay (lines unchanged):
+``host = "127.0.0.1"``, ``port = {port}``, ``security = "none"``, no username (its line is a
 comment), ``timeout = 1``. Without ``smtp``, the relay is a recording aiosmtpd server that
 must see no connection at all.
 """
@@ -46,7 +54,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -61,7 +68,8 @@ import pytest
 
 from invitemail.journal.store import Journal, State
 from support.cli import Run, run_cli
-from support.event import EventBuilder, EventToml
+from support.event import EventBuilder, EventToml, Raw
+from support.ports import free_port
 from support.relay import SmtpServer
 
 CASES = Path(__file__).parent / "bad_inputs"
@@ -70,16 +78,37 @@ PASSWORD = "relay-secret-5c1e77"  # set for every case: it must never be printed
 TIME_LIMIT = 10.0  # seconds: every case must finish well within this (the SMTP timeout is 1 s)
 MEMORY_LIMIT = 2 * 1024**3  # bytes of address space for an isolated case
 
-KEYS = {"about", "command", "exit_code", "message", "hint", "stdout", "never", "event_toml_patch",
+KEYS = {"about", "command", "exit_code", "message", "hint", "stdout", "never", "event_toml",
         "smtp", "xfail", "isolate", "generate"}
 
 
-def base_event_toml(port: int) -> str:
-    """EVENT_TOML pointed at the test relay, every line where it was."""
+def base_event(port: int) -> EventBuilder:
+    """The default event pointed at the test relay, every line where it was."""
     builder = EventBuilder().set("smtp", "host", "127.0.0.1").set("smtp", "port", port)
     builder.set("smtp", "security", "none").set("smtp", "timeout", 1)
     builder.toml.comment_out("smtp", "username", "the test relays take no login")
-    return builder.toml.text()
+    return builder
+
+
+def change_event(toml: EventToml, change: dict[str, Any], case: str) -> None:
+    """One entry of a case's ``event_toml`` (see the module's docstring), made by key."""
+    kinds = {"set", "repeat", "drop", "rename", "header", "add"} & change.keys()
+    assert len(kinds) == 1, f"{case}: event_toml: {change!r} is not one change"
+    kind = kinds.pop()
+    section, _, key = change[kind].partition(".")
+    if kind in ("set", "repeat"):
+        assert key, f"{case}: event_toml: {kind} needs SECTION.KEY, not {change[kind]!r}"
+        (toml.set if kind == "set" else toml.repeat)(section, key, Raw(change["value"]))
+    elif kind == "drop":
+        toml.drop(section, key or None)
+    elif kind == "rename":
+        toml.rename_section(section, change["to"])
+    elif kind == "add":
+        keys: dict[str, str] = change.get("keys", {})
+        toml.add_section(section, {key: Raw(value) for key, value in keys.items()},
+                         before=change.get("before"))
+    else:
+        toml.rewrite_header(section, change["text"])
 
 
 LINE = re.compile(r"\{line:([A-Za-z_.]+?)(?:#(\d+))?(?:\+(\d+))?\}")
@@ -223,9 +252,7 @@ class RawRelay:
 
     def __enter__(self) -> RawRelay:
         if self.behaviour is None:
-            with socket.socket() as probe:  # a port that was free a moment ago
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
+            self.port = free_port()
             return self
         ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
@@ -323,12 +350,11 @@ def generate(recipe: dict[str, Any], folder: Path, base_toml: str) -> None:
 def make_event(case: Case, folder: Path, port: int) -> tuple[Path, EventToml]:
     """A valid event folder, then the case's files, patches and generated inputs on top; and
     its event.toml as the builder wrote it (for ``{line:...}``)."""
-    toml = base_event_toml(port)
-    for old, new in case.expect.get("event_toml_patch", []):
-        old, new = old.replace("{port}", str(port)), new.replace("{port}", str(port))
-        assert old in toml, f"{case.name}: event_toml_patch: {old!r} is not in the base file"
-        toml = toml.replace(old, new, 1)
-    written = EventBuilder.from_text(toml).write(folder)
+    builder = base_event(port)
+    for change in case.expect.get("event_toml", []):
+        change_event(builder.toml, change, case.name)
+    written = builder.write(folder)
+    toml = written.toml.text()
     for source in case.folder.rglob("*"):
         if source.is_file() and source.name != "expect.toml":
             target = folder / source.relative_to(case.folder)

@@ -8,7 +8,6 @@ where it matters: the server saw no connection at all.
 from __future__ import annotations
 
 import email
-import re
 from collections.abc import Callable
 from email import policy
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from invitemail.cli import main
 from invitemail.outputs.placeholders import PLACEHOLDERS
 from support.cli import Run, run_cli
-from support.event import EventBuilder, event_line
+from support.event import EventBuilder, Raw, edit_event, event_line, set_key
 from support.relay import SmtpServer
 
 CHECK = ("check",)
@@ -56,15 +55,16 @@ def no_event_toml(event: Path) -> None:
 
 
 def misspelt_key(event: Path) -> None:
-    edit(event / "event.toml", 'password = "Kx7pQ9"', 'pasword = "Kx7pQ9"')
+    with edit_event(event) as toml:
+        toml.rename("meeting", "password", "pasword")
 
 
 def bad_time_zone(event: Path) -> None:
-    edit(event / "event.toml", '"Europe/Copenhagen"', '"Europe/Copenhagn"')
+    set_key(event, "event", "timezone", "Europe/Copenhagn")
 
 
 def invalid_date(event: Path) -> None:
-    edit(event / "event.toml", "start = 2030-12-10T14:00:00", 'start = "2030-13-45"')
+    set_key(event, "event", "start", "2030-13-45")
 
 
 def no_email_column(event: Path) -> None:
@@ -179,7 +179,7 @@ def test_cli_check_reads_a_cp1252_file(event: Path) -> None:
 def test_cli_join_link_that_is_not_https_is_a_warning(
     event: Path, smtp_server: SmtpServer, command: tuple[str, ...],
 ) -> None:
-    edit(event / "event.toml", 'join_url = "https://zoom.us/j/', 'join_url = "http://zoom.us/j/')
+    set_key(event, "meeting", "join_url", "http://zoom.us/j/84212345678?pwd=abc123")
 
     run = run_cli(*command, event)
 
@@ -222,16 +222,15 @@ def test_init_then_check_passes_once_the_placeholders_are_replaced(tmp_path: Pat
     folder = tmp_path / "webinar"
 
     init = run_cli("init", folder)
-    toml = (folder / "event.toml").read_text(encoding="utf-8")
     own = {"title": "Persondata", "description": "Om persondata.", "id": "987 6543 2100",
            "password": "hemmeligt", "join_url": "https://zoom.us/j/98765432100",
            "web_join_url": "https://zoom.us/wc/join/98765432100",
            "from": "Djøf <arrangementer@example.org>"}
-    for placeholder in PLACEHOLDERS:
-        toml = toml.replace(f'{placeholder.key} = "{placeholder.value}"',
-                            f'{placeholder.key} = "{own[placeholder.key]}"')
-    toml = re.sub(r"^start = (\S+)T14:00:00", r"start = \1T15:00:00", toml, flags=re.M)
-    (folder / "event.toml").write_text(toml, encoding="utf-8")
+    with edit_event(folder) as toml:
+        for placeholder in PLACEHOLDERS:
+            toml.set(placeholder.section, placeholder.key, own[placeholder.key])
+        start = toml.value("event", "start")  # init's date at 14:00: the same day at 15:00
+        toml.set("event", "start", Raw(start.replace("T14:00:00", "T15:00:00")))
     check = run_cli("check", folder)
 
     assert init.exit_code == 0, init.output
@@ -244,7 +243,7 @@ def test_init_then_check_passes_once_the_placeholders_are_replaced(tmp_path: Pat
 def test_init_refuses_to_overwrite_and_leaves_the_files_untouched(tmp_path: Path) -> None:
     folder = tmp_path / "webinar"
     run_cli("init", folder)
-    edit(folder / "event.toml", 'title = "Mit webinar"', 'title = "Mit eget webinar"')
+    set_key(folder, "event", "title", "Mit eget webinar")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
     again = run_cli("init", folder)

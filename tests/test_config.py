@@ -12,7 +12,7 @@ import pytest
 from invitemail.errors import ConfigError, Problem
 from invitemail.inputs.addresses import Mailbox
 from invitemail.inputs.config import load_config, parse_rate
-from support.event import EVENT_TOML, EventBuilder, Raw, WrittenEvent
+from support.event import EventBuilder, Raw, WrittenEvent
 
 Build = Callable[..., WrittenEvent]
 
@@ -188,7 +188,7 @@ def test_load_config_without_the_folder_names_it(tmp_path: Path) -> None:
 
 def test_load_config_invalid_toml_names_the_file_and_line(build: Build) -> None:
     event = build()
-    event.toml_path.write_text(EVENT_TOML.replace("[event]\n", "[event\n", 1), encoding="utf-8")
+    EventBuilder().toml.rewrite_header("event", "[event").save(event.toml_path)  # not TOML
     path = event.toml_path
 
     err = config_error(path)
@@ -201,7 +201,7 @@ def test_load_config_invalid_toml_names_the_file_and_line(build: Build) -> None:
 
 def test_load_config_non_utf8_file_says_so(tmp_path: Path) -> None:
     path = tmp_path / "event.toml"
-    path.write_bytes(EVENT_TOML.encode("cp1252"))
+    path.write_bytes(EventBuilder().toml.text().encode("cp1252"))
 
     err = config_error(path)
 

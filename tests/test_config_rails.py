@@ -4,30 +4,30 @@ message is sent."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from invitemail.outputs.placeholders import PLACEHOLDERS, Placeholder
 from support.cli import run_cli
-from support.event import EVENT_TOML, write_event
+from support.event import EventBuilder, EventToml, Raw, Value, edit_event, set_key
 from support.mail import vevent_of
 from support.relay import SmtpServer
 
 
 def test_check_reports_every_event_toml_problem_at_once(tmp_path: Path) -> None:
     # As reported: a bad `from` and a bad `reply_to`; the second run used to find the second.
-    toml = (EVENT_TOML
-            .replace('from = "Djøf Arrangementer <arrangementer@example.org>"',
-                     'from = "arrangementer(at)example.org"')
-            .replace('reply_to = "svar@example.org"', 'reply_to = "svar@"'))
-    folder = write_event(tmp_path, toml=toml)
+    event = (EventBuilder().set("sender", "from", "arrangementer(at)example.org")
+             .set("sender", "reply_to", "svar@").write(tmp_path))
+    folder = event.folder
     run = run_cli("check", folder)
     assert run.exit_code == 1, run.output
     path = folder / "event.toml"
-    bad_from = line_of(toml, 'from = "arrangementer(at)example.org"')
-    bad_reply_to = line_of(toml, 'reply_to = "svar@"')
+    bad_from = event.line("sender", "from")
+    bad_reply_to = event.line("sender", "reply_to")
     assert (f"{path}:{bad_from}: sender.from: 'arrangementer(at)example.org' is not a valid "
             "address") in run.stderr
     assert f"{path}:{bad_reply_to}: sender.reply_to: 'svar@' is not a valid address" \
@@ -38,41 +38,48 @@ def test_check_reports_every_event_toml_problem_at_once(tmp_path: Path) -> None:
 
 # Several problems across sections and kinds, each with its own line and the wording a
 # single problem has.
-PROBLEMS = [
-    ('duration = 60', 'duration = 0', "event.duration: must be from 1 to 1440, not 0"),
-    ('timezone = "Europe/Copenhagen"', 'timezone = "Europe/Kobenhavn"',
+@dataclass(frozen=True)
+class Misspelt:
+    """The key written as ``key``, its value kept."""
+
+    key: str
+
+
+PROBLEMS: list[tuple[str, str, Value | Misspelt, str]] = [
+    ("event", "duration", 0, "event.duration: must be from 1 to 1440, not 0"),
+    ("event", "timezone", "Europe/Kobenhavn",
      "event.timezone: 'Europe/Kobenhavn' is not a known time zone"),
-    ('language = "da"', 'language = "de"', "event.language: 'de' is not supported"),
-    ('password = "Kx7pQ9"', 'pasword = "Kx7pQ9"', "meeting.pasword: unknown key"),
-    ('waiting_room = true', 'waiting_room = "yes"',
+    ("event", "language", "de", "event.language: 'de' is not supported"),
+    ("meeting", "password", Misspelt("pasword"), "meeting.pasword: unknown key"),
+    ("meeting", "waiting_room", "yes",
      "meeting.waiting_room: must be true or false, not text 'yes'"),
-    ('email = "kontakt@example.org"', 'email = "kontakt"',
-     "support.email: 'kontakt' is not a valid address"),
-    ('port = 2525', 'port = 70000', "smtp.port: must be from 1 to 65535, not 70000"),
-    ('rate = "10/s"', 'rate = "fast"', "sending.rate: 'fast' is not a rate"),
+    ("support", "email", "kontakt", "support.email: 'kontakt' is not a valid address"),
+    ("smtp", "port", 70000, "smtp.port: must be from 1 to 65535, not 70000"),
+    ("sending", "rate", "fast", "sending.rate: 'fast' is not a rate"),
 ]
-
-
-def line_of(toml: str, text: str) -> int:
-    return next(number for number, line in enumerate(toml.splitlines(), start=1)
-                if line.startswith(text))
 
 
 @pytest.mark.parametrize("count", [2, 3, len(PROBLEMS)])
 def test_check_lists_each_problem_in_file_order(tmp_path: Path, count: int) -> None:
     chosen = PROBLEMS[-count:]
-    toml = EVENT_TOML
-    for old, new, _ in chosen:
-        assert old in toml
-        toml = toml.replace(old, new)
-    folder = write_event(tmp_path, toml=toml)
+    builder = EventBuilder()
+    written = []  # the key as written, for its line
+    for section, key, new, _ in chosen:
+        if isinstance(new, Misspelt):
+            builder.toml.rename(section, key, new.key)
+            written.append((section, new.key))
+        else:
+            builder.set(section, key, new)
+            written.append((section, key))
+    event = builder.write(tmp_path)
+    folder = event.folder
     run = run_cli("check", folder)
     assert run.exit_code == 1, run.output
     path = folder / "event.toml"
     lines = [line.removeprefix("Error: ") for line in run.stderr.splitlines()]
     found = [next(i for i, line in enumerate(lines)
-                  if line.startswith(f"{path}:{line_of(toml, new)}: {expected}"))
-             for _, new, expected in chosen]
+                  if line.startswith(f"{path}:{event.line(section, key)}: {expected}"))
+             for (section, key), (_, _, _, expected) in zip(written, chosen, strict=True)]
     assert found == sorted(found)
     assert f"{count} problems found." in run.stderr
     # The misspelt key is one problem (with its suggestion), not also "password is missing".
@@ -84,13 +91,9 @@ def test_check_lists_each_problem_in_file_order(tmp_path: Path, count: int) -> N
 
 def to_relay(folder: Path, server: SmtpServer) -> None:
     """Point a folder from init at ``server`` (plaintext, no login), as a coordinator would."""
-    path = folder / "event.toml"
-    toml = path.read_text(encoding="utf-8")
-    toml = (toml.replace('host = "smtp.example.org"', 'host = "127.0.0.1"')
-            .replace("port = 587", f"port = {server.port}")
-            .replace('security = "starttls"', 'security = "none"', 1))
-    toml = re.sub(r"^username = .*\n", "", toml, flags=re.M)
-    path.write_text(toml, encoding="utf-8")
+    with edit_event(folder) as toml:
+        toml.set("smtp", "host", "127.0.0.1").set("smtp", "port", server.port)
+        toml.set("smtp", "security", "none").drop("smtp", "username")
 
 
 def test_a_folder_straight_from_init_does_not_pass_check_nor_send(
@@ -98,7 +101,7 @@ def test_a_folder_straight_from_init_does_not_pass_check_nor_send(
     folder = tmp_path / "webinar"
     assert run_cli("init", folder).exit_code == 0
     to_relay(folder, smtp_server)
-    toml = (folder / "event.toml").read_text(encoding="utf-8")
+    toml = EventToml.read(folder / "event.toml")
     path = folder / "event.toml"
 
     check = run_cli("check", folder)
@@ -106,16 +109,14 @@ def test_a_folder_straight_from_init_does_not_pass_check_nor_send(
     assert check.exit_code == 1, check.output
     assert "No problems found" not in check.output
     for placeholder in PLACEHOLDERS:
-        line = next(number for number, text in enumerate(toml.splitlines(), start=1)
-                    if text.startswith(f"{placeholder.key} = "))
+        line = toml.line(placeholder.section, placeholder.key)
         assert f"{path}:{line}: [{placeholder.section}] {placeholder.key} is still init's " \
             in check.stderr
-    title = line_of(toml, "title = ")
+    title = toml.line("event", "title")
     assert (f"{path}:{title}: [event] title is still init's placeholder 'Mit webinar': write "
             "your event's title") in check.stderr
-    start = re.search(r"^start = (\S+)", toml, flags=re.M)
-    assert start is not None
-    assert f": [event] start is still init's placeholder date {start.group(1)[:10]} 14:00" \
+    start = toml.value("event", "start")
+    assert f": [event] start is still init's placeholder date {start[:10]} 14:00" \
         in check.stderr
     assert "skift-mig" not in check.output  # the password is never repeated
 
@@ -129,16 +130,14 @@ def test_a_folder_straight_from_init_does_not_pass_check_nor_send(
 @pytest.mark.parametrize("placeholder", PLACEHOLDERS, ids=lambda p: f"{p.section}.{p.key}")
 def test_each_placeholder_left_alone_is_a_problem_naming_its_key(
         tmp_path: Path, placeholder: Placeholder) -> None:
-    toml, count = re.subn(rf'^{placeholder.key} = "[^"]*"',
-                          f'{placeholder.key} = "{placeholder.value}"', EVENT_TOML,
-                          flags=re.M)
-    assert count == 1
-    folder = write_event(tmp_path, toml=toml)
+    event = EventBuilder().set(placeholder.section, placeholder.key,
+                               placeholder.value).write(tmp_path)
+    folder = event.folder
 
     check = run_cli("check", folder)
 
     assert check.exit_code == 1, check.output
-    line = line_of(toml, f"{placeholder.key} = ")
+    line = event.line(placeholder.section, placeholder.key)
     shown = ("example password" if placeholder.secret
              else f"placeholder {placeholder.value!r}")
     assert (f"{folder / 'event.toml'}:{line}: [{placeholder.section}] {placeholder.key} is "
@@ -157,13 +156,13 @@ def test_each_placeholder_left_alone_is_a_problem_naming_its_key(
 ])
 def test_init_default_date_is_a_problem_while_uid_has_inits_form(
         tmp_path: Path, start: str, uid: str, left: bool) -> None:
-    toml = (EVENT_TOML.replace("start = 2030-12-10T14:00:00", f"start = {start}")
-            .replace('uid = "persondata-2030-12-10@example.org"', f'uid = "{uid}"'))
-    folder = write_event(tmp_path, toml=toml)
+    event = (EventBuilder().set("event", "start", Raw(start)).set("event", "uid", uid)
+             .write(tmp_path))
+    folder = event.folder
 
     check = run_cli("check", folder)
 
-    message = (f"{folder / 'event.toml'}:{line_of(toml, 'start = ')}: [event] start is still "
+    message = (f"{folder / 'event.toml'}:{event.line('event', 'start')}: [event] start is still "
                f"init's placeholder date {start[:10]} 14:00: write your event's date and time")
     assert (message in check.stderr) == left, check.output
     assert check.exit_code == (1 if left else 0), check.output
@@ -181,24 +180,18 @@ def init_filled_in(folder: Path, server: SmtpServer, start: str) -> str:
     """A folder from init with every placeholder replaced and ``start`` set; its uid."""
     assert run_cli("init", folder).exit_code == 0
     to_relay(folder, server)
-    path = folder / "event.toml"
-    toml = path.read_text(encoding="utf-8")
-    for placeholder in PLACEHOLDERS:
-        toml = toml.replace(f'{placeholder.key} = "{placeholder.value}"',
-                            f'{placeholder.key} = "{OWN[placeholder.key]}"')
-    toml = re.sub(r"^start = \S+", f"start = {start}", toml, flags=re.M)
-    path.write_text(toml, encoding="utf-8")
-    uid = re.search(r'^uid = "(webinar-\d{4}-\d\d-\d\d-[0-9a-f]{8}@example\.org)"', toml,
-                    flags=re.M)
+    with edit_event(folder) as toml:
+        for placeholder in PLACEHOLDERS:
+            toml.set(placeholder.section, placeholder.key, OWN[placeholder.key])
+        toml.set("event", "start", Raw(start))
+    uid = re.fullmatch(r'"(webinar-\d{4}-\d\d-\d\d-[0-9a-f]{8}@example\.org)"',
+                       toml.value("event", "uid"))
     assert uid is not None
     return uid.group(1)
 
 
 def set_start(folder: Path, start: str) -> None:
-    path = folder / "event.toml"
-    toml = path.read_text(encoding="utf-8")
-    path.write_text(re.sub(r"^start = \S+", f"start = {start}", toml, flags=re.M),
-                    encoding="utf-8")
+    set_key(folder, "event", "start", Raw(start))
 
 
 def uids_received(server: SmtpServer) -> set[str]:
@@ -215,7 +208,7 @@ def test_init_uid_follows_a_changed_date_until_the_first_send(
     written = init_filled_in(folder, smtp_server, start)
     followed = re.sub(r"\d{4}-\d\d-\d\d", start[:10], written, count=1)
     assert followed != written
-    line = line_of((folder / "event.toml").read_text(encoding="utf-8"), "uid = ")
+    line = EventToml.read(folder / "event.toml").line("event", "uid")
 
     check = run_cli("check", folder)
 
@@ -227,9 +220,7 @@ def test_init_uid_follows_a_changed_date_until_the_first_send(
 
     # Sent: the uid stays, whatever the date does now, and still in the same journal.
     set_start(folder, "2032-06-01T10:00:00")
-    (folder / "event.toml").write_text((folder / "event.toml").read_text(encoding="utf-8")
-                                       .replace("sequence = 0", "sequence = 1", 1),
-                                       encoding="utf-8")
+    set_key(folder, "event", "sequence", 1)
     again = run_cli("check", folder, "--template", "update")
     assert again.exit_code == 0, again.output
     assert f"event.uid: is {followed} as in the messages already begun" in again.stderr
@@ -249,8 +240,8 @@ def test_init_uid_on_its_own_date_and_a_uid_of_ones_own_do_not_change(
     assert check.exit_code == 0, check.output
     assert "event.uid" not in check.stderr
 
-    own = write_event(tmp_path / "own", toml=EVENT_TOML.replace(
-        "start = 2030-12-10T14:00:00", "start = 2031-03-03T14:00:00"))
+    own = EventBuilder().set("event", "start", dt.datetime(2031, 3, 3, 14, 0)).write(
+        tmp_path / "own").folder
     check = run_cli("check", own)
     assert check.exit_code == 0, check.output
     assert "event.uid" not in check.stderr

@@ -19,22 +19,22 @@ from invitemail.inputs.config import load_config
 from invitemail.inputs.registrants import unique_registrants
 from invitemail.render.renderer import Renderer
 from support.cli import run_cli
-from support.event import EVENT_TOML, NOW, write_event
+from support.event import NOW, EventBuilder, Raw, WrittenEvent, write_event
 
-TITLE = 'title = "Persondata i praksis"'
-DESCRIPTION = 'description = "Et webinar om persondata."'
-POLICY = 'policy_url = "https://example.org/privatliv/webinarer"'
 ROWS = [("Søren", "soren@example.org", "da"), ("Karen", "karen@example.org", "en")]
 
 
-def event(tmp_path: Path, **lines: str) -> Path:
-    toml = EVENT_TOML
-    for old, new in ((TITLE, lines.get("title")), (DESCRIPTION, lines.get("description")),
-                     (POLICY, lines.get("policy"))):
-        if new is not None:
-            assert old in toml
-            toml = toml.replace(old, new)
-    return write_event(tmp_path / "event", ROWS, toml=toml)
+SECTIONS = {"policy_url": "privacy"}  # the other keys here are [event]'s
+
+
+def event(tmp_path: Path, *lines: str) -> WrittenEvent:
+    """The event with each ``key = value`` (TOML source) set by its key: in place of the
+    key's line, or at the end of its section for a key the default file does not have."""
+    builder = EventBuilder(rows=ROWS)
+    for line in lines:
+        key, value = line.split(" = ", 1)
+        builder.set(SECTIONS.get(key, "event"), key, Raw(value))
+    return builder.write(tmp_path / "event")
 
 
 def messages(folder: Path, template: str = "invitation") -> dict[str, EmailMessage]:
@@ -61,12 +61,12 @@ def parts(message: EmailMessage) -> tuple[str, str, str, icalendar.Event]:
 @pytest.mark.parametrize("template", ["invitation", "reminder", "update", "cancellation"])
 def test_event_languages_each_registrant_gets_their_title_everywhere(
         tmp_path: Path, template: str) -> None:
-    folder = event(tmp_path, title='title = { da = "Persondata i praksis", '
+    folder = event(tmp_path, 'title = { da = "Persondata i praksis", '
                    'en = "Personal data in practice" }',
-                   description='description = { da = "Om data i hverdagen.", '
+                   'description = { da = "Om data i hverdagen.", '
                    'en = "About data, day to day." }',
-                   policy='policy_url = { da = "https://example.org/da/privatliv", '
-                   'en = "https://example.org/en/privacy" }')
+                   'policy_url = { da = "https://example.org/da/privatliv", '
+                   'en = "https://example.org/en/privacy" }').folder
     found = messages(folder, template)
     for language, mine, other in (("da", "Persondata i praksis", "Personal data in practice"),
                                   ("en", "Personal data in practice", "Persondata i praksis")):
@@ -94,14 +94,14 @@ def test_event_languages_each_registrant_gets_their_title_everywhere(
 ])
 def test_event_languages_a_missing_language_falls_back_as_hours_does(
         tmp_path: Path, line: str, da: str, en: str) -> None:
-    folder = event(tmp_path, title=line)
+    folder = event(tmp_path, line).folder
     found = messages(folder)
     assert str(parts(found["da"])[3]["SUMMARY"]) == da
     assert str(parts(found["en"])[3]["SUMMARY"]) == en
 
 
 def test_event_languages_default_title_is_the_event_language_s(tmp_path: Path) -> None:
-    folder = event(tmp_path, title='title = { en = "Personal data", da = "Persondata" }')
+    folder = event(tmp_path, 'title = { en = "Personal data", da = "Persondata" }').folder
     config = load_config(folder)
     assert config.event.title == "Persondata"  # [event] language = "da"
     assert config.event.title_in("en") == "Personal data"
@@ -113,19 +113,20 @@ def test_event_languages_plain_text_and_a_table_of_the_same_text_give_the_same_b
     messages do not change for an event that writes plain strings."""
     plain = messages(write_event(tmp_path / "a", ROWS))
     table = messages(event(
-        tmp_path, title='title = { da = "Persondata i praksis", en = "Persondata i praksis" }',
-        description='description = { da = "Et webinar om persondata.", '
+        tmp_path, 'title = { da = "Persondata i praksis", en = "Persondata i praksis" }',
+        'description = { da = "Et webinar om persondata.", '
         'en = "Et webinar om persondata." }',
-        policy='policy_url = { da = "https://example.org/privatliv/webinarer", '
-        'en = "https://example.org/privatliv/webinarer" }'))
+        'policy_url = { da = "https://example.org/privatliv/webinarer", '
+        'en = "https://example.org/privatliv/webinarer" }').folder)
     for language in ("da", "en"):
         assert plain[language].as_bytes() == table[language].as_bytes()
 
 
 def test_event_languages_fast_path_matches_the_full_render(tmp_path: Path) -> None:
     rows = [(f"N{i}", f"r{i}@example.org", "da" if i % 2 else "en") for i in range(6)]
-    toml = EVENT_TOML.replace(TITLE, 'title = { da = "Dansk titel", en = "English title" }')
-    folder = write_event(tmp_path / "e", rows, toml=toml)
+    folder = EventBuilder(rows=rows).set(
+        "event", "title", {"da": "Dansk titel", "en": "English title"}).write(
+        tmp_path / "e").folder
     fast = Campaign.open(folder, now=NOW)
     plain = Campaign(fast.config, fast.source, Renderer(folder / "templates", fast=False),
                      now=NOW)
@@ -155,12 +156,11 @@ def test_event_languages_fast_path_matches_the_full_render(tmp_path: Path) -> No
 def test_event_languages_bad_tables_name_the_file_line_and_key(
         tmp_path: Path, line: str, message: str, hint: str | None) -> None:
     key = line.split(" =")[0]
-    folder = event(tmp_path, **{"policy" if key == "policy_url" else key: line})
+    written = event(tmp_path, line)
+    folder = written.folder
     with pytest.raises(ConfigError) as caught:
         load_config(folder)
-    text = (folder / "event.toml").read_text(encoding="utf-8").splitlines()
-    number = next(i for i, row in enumerate(text, 1) if row.startswith(key + " ="))
-    assert str(caught.value) == f"{folder / 'event.toml'}:{number}: {message}"
+    assert str(caught.value) == f"{written.where(SECTIONS.get(key, 'event'), key)}: {message}"
     if hint is not None:
         assert caught.value.hint == hint
     run = run_cli("check", folder)
@@ -176,15 +176,15 @@ def test_event_languages_bad_tables_name_the_file_line_and_key(
 ])
 def test_event_languages_followup_links_are_checked_like_the_other_links(
         tmp_path: Path, key: str, value: str, message: str) -> None:
-    folder = event(tmp_path, title=f"{TITLE}\n{key} = {value}")
+    written = event(tmp_path, f"{key} = {value}")
     with pytest.raises(ConfigError) as caught:
-        load_config(folder)
-    assert str(caught.value) == f"{folder / 'event.toml'}:3: event.{key}: {message}"
+        load_config(written.folder)
+    assert str(caught.value) == f"{written.where('event', key)}: event.{key}: {message}"
 
 
 def test_event_languages_followup_links_are_read(tmp_path: Path) -> None:
-    folder = event(tmp_path, title=TITLE + '\nrecording_url = "https://zoom.us/rec/share/x"'
-                   '\nslides_url = "http://example.org/slides.pdf"')
+    folder = event(tmp_path, 'recording_url = "https://zoom.us/rec/share/x"',
+                   'slides_url = "http://example.org/slides.pdf"').folder
     config = load_config(folder)
     assert config.event.recording_url == "https://zoom.us/rec/share/x"
     assert config.event.slides_url == "http://example.org/slides.pdf"

@@ -31,7 +31,7 @@ from invitemail.inputs.registrants import Registrant, unique_registrants
 from invitemail.mime.inline import inline_css
 from invitemail.mime.message import HeaderValueError
 from invitemail.render.renderer import Rendered, Renderer
-from support.event import EVENT_TOML, NOW, write_event
+from support.event import NOW, EventBuilder, Raw, write_event
 
 HEADER = ("Navn", "E-mail", "Sprog", "Join URL", "timezone")
 ZONES = ("", "America/New_York", "Asia/Tokyo")
@@ -185,25 +185,26 @@ def registrant_lists(draw: st.DrawFn) -> list[tuple[str, ...]]:
 
 # The event's own text: one text, or a table per language (with both languages or one, so
 # that a registrant of the other falls back), drawn per key.
+# key: (its section, the Danish text, the English text)
 EVENT_TEXTS: dict[str, tuple[str, str, str]] = {
-    "title": ('title = "Persondata i praksis"', "Persondata <b>", "Personal data & co"),
-    "description": ('description = "Et webinar om persondata."', "Om data", "About -->"),
-    "policy_url": ('policy_url = "https://example.org/privatliv/webinarer"',
-                   "https://example.org/da?a=1&b=<2>", "https://example.org/en"),
+    "title": ("event", "Persondata <b>", "Personal data & co"),
+    "description": ("event", "Om data", "About -->"),
+    "policy_url": ("privacy", "https://example.org/da?a=1&b=<2>", "https://example.org/en"),
 }
 
 
 @st.composite
 def event_texts(draw: st.DrawFn) -> dict[str, str]:
-    """event.toml's lines for the keys that take a text per language, as drawn."""
-    lines = {}
-    for key, (line, da, en) in EVENT_TEXTS.items():
+    """The values (TOML source) of the keys that take a text per language, as drawn; a key
+    left out keeps the default event's value."""
+    values = {}
+    for key, (_, da, en) in EVENT_TEXTS.items():
         form = draw(st.sampled_from(("as is", "one", "both", "da", "en")))
         table = {"one": f'"{da}"', "both": f'{{ da = "{da}", en = "{en}" }}',
                  "da": f'{{ da = "{da}" }}', "en": f'{{ en = "{en}" }}'}
         if form != "as is":
-            lines[line] = f"{key} = {table[form]}"
-    return lines
+            values[key] = table[form]
+    return values
 
 
 # -- the two paths -------------------------------------------------------------------------
@@ -244,12 +245,11 @@ def outcome(campaign: Campaign, registrant: Registrant) -> tuple[str, object]:
 
 def assert_same_messages(templates: dict[str, str], rows: list[tuple[str, ...]],
                          texts: dict[str, str] | None = None) -> None:
-    toml = EVENT_TOML
-    for line, replacement in (texts or {}).items():
-        assert line in toml
-        toml = toml.replace(line, replacement)
+    builder = EventBuilder(header=HEADER, rows=rows)
+    for key, value in (texts or {}).items():
+        builder.set(EVENT_TEXTS[key][0], key, Raw(value))
     with tempfile.TemporaryDirectory() as tmp:
-        folder = write_event(Path(tmp) / "event", rows, header=HEADER, toml=toml)
+        folder = builder.write(Path(tmp) / "event").folder
         write_templates(folder, templates)
         fast, plain = campaigns(folder)
         registrants = list(unique_registrants(fast.source))
@@ -302,10 +302,9 @@ PERSONAL_ROWS = [
                     "body": "{% include 'LANG/_p1.EXT' %}{{ privacy.policy_url }}",
                     "_p1": "{{ event.title }} {{ event.description }} {{ links.google }}"},
          rows=PERSONAL_ROWS,
-         texts={EVENT_TEXTS["title"][0]: 'title = { da = "Dansk", en = "English" }',
-                EVENT_TEXTS["description"][0]: 'description = { en = "Only English" }',
-                EVENT_TEXTS["policy_url"][0]:
-                    'policy_url = { da = "https://a.example/da", en = "https://a.example/en" }'})
+         texts={"title": '{ da = "Dansk", en = "English" }',
+                "description": '{ en = "Only English" }',
+                "policy_url": '{ da = "https://a.example/da", en = "https://a.example/en" }'})
 def test_fast_path_gives_every_registrant_what_a_full_render_gives(
         templates: dict[str, str], rows: list[tuple[str, ...]], texts: dict[str, str]) -> None:
     assert_same_messages(templates, rows, texts)

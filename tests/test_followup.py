@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Mapping
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,14 +20,14 @@ from invitemail.send.delivery import SendOptions
 from invitemail.send.plan import send
 from support.attendance_reports import TEAMS, ZOOM_MEETING, ZOOM_WEBINAR, write_report
 from support.cli import run_cli
-from support.event import EVENT_TOML, NOW, write_event
+from support.event import NOW, EventBuilder, set_key
 from support.relay import SmtpServer
 
 # The event is over (the real clock runs in `send`).
-PAST = EVENT_TOML.replace("start = 2030-12-10T14:00:00", "start = 2020-12-10T14:00:00")
-LINKS = ('recording_url = "https://zoom.us/rec/share/abc"\n'
-         'slides_url = "https://example.org/slides.pdf"\n'
-         'next_url = "https://example.org/next-webinar"\n')
+PAST = dt.datetime(2020, 12, 10, 14, 0)
+LINKS = {"recording_url": "https://zoom.us/rec/share/abc",
+         "slides_url": "https://example.org/slides.pdf",
+         "next_url": "https://example.org/next-webinar"}
 REGISTRANTS = [("Søren Kierkegaard", "soren@example.org", "da"),
                ("Åse Møller", "ase@example.org", "en"),
                ("Late Joiner", "late@example.org", "da"),
@@ -37,14 +38,17 @@ SUBJECTS = {("thanks", "da"): "Tak fordi du deltog: Persondata i praksis",
             ("missed", "en"): "Sorry we missed you: Persondata i praksis"}
 
 
-def followup_event(server: SmtpServer | None, folder: Path, *, links: str = LINKS,
+def followup_event(server: SmtpServer | None, folder: Path, *,
+                   links: Mapping[str, str] = LINKS,
                    rows: list[tuple[str, str, str]] = REGISTRANTS) -> Path:
-    toml = PAST.replace("sequence = 0\n", "sequence = 0\n" + links)
+    builder = EventBuilder(rows=rows).set("event", "start", PAST)
+    for key, url in links.items():
+        builder.set("event", key, url)
     if server is not None:
-        toml = toml.split("[smtp]")[0] + (
-            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
-            "timeout = 5\n")
-    return write_event(folder, rows, toml=toml)
+        builder.toml.replace_section("smtp", {"host": "127.0.0.1", "port": server.port,
+                                              "security": "none", "timeout": 5})
+        builder.drop("sending")
+    return builder.write(folder).folder
 
 
 class Quiet:
@@ -243,7 +247,7 @@ def test_followup_check_counts_each_and_preview_without_a_report_shows_both(
 
 
 def test_followup_without_links_leaves_their_lines_out(tmp_path: Path) -> None:
-    folder = followup_event(None, tmp_path / "e", links="")
+    folder = followup_event(None, tmp_path / "e", links={})
     report = write_report(tmp_path, "attendees.csv", ZOOM_WEBINAR)
     campaign = Campaign.open(folder, template="followup", attendance=report, now=NOW)
     for registrant in unique_registrants(campaign.source):
@@ -323,9 +327,7 @@ def test_followup_messages_pass_the_linter(tmp_path: Path) -> None:
 def test_followup_with_a_report_before_the_end_is_refused_and_without_one_only_warned(
         smtp_server: SmtpServer, tmp_path: Path) -> None:
     folder = followup_event(smtp_server, tmp_path / "e")
-    toml = folder / "event.toml"
-    toml.write_text(toml.read_text(encoding="utf-8").replace(
-        "start = 2020-12-10T14:00:00", "start = 2030-12-10T14:00:00"), encoding="utf-8")
+    set_key(folder, "event", "start", dt.datetime(2030, 12, 10, 14, 0))
     report = tmp_path / "attendees.csv"
     report.write_text(ZOOM_WEBINAR, encoding="utf-8")
     before_the_end = "the event ends 2030-12-10 15:00: it is not over yet"

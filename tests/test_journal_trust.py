@@ -23,10 +23,10 @@ from invitemail.journal.ledger import Ledger
 from invitemail.journal.store import Journal, JournalError, State, new_journal_id
 from support.checks import assert_exactly_once, journal_states
 from support.cli import run_cli
-from support.event import EVENT_TOML, event_for, rows
+from support.event import EventToml, event_for, rows, set_key
 from support.relay import SmtpServer
 
-UID = "persondata-2030-12-10@example.org"  # EVENT_TOML's
+UID = "persondata-2030-12-10@example.org"  # the default event's
 ADDRESSES = [f"user{i}@example.org" for i in range(6)]
 
 
@@ -127,8 +127,7 @@ def test_a_copied_event_folder_with_a_new_uid_is_refused_until_new_journal(
     assert run_cli("send", first, "--yes").exit_code == 0
     second = tmp_path / "second"
     shutil.copytree(first, second)
-    toml = (second / "event.toml").read_text().replace(UID, "next-webinar@example.org")
-    (second / "event.toml").write_text(toml)
+    set_key(second, "event", "uid", "next-webinar@example.org")
 
     refused, status = run_cli("send", second, "--yes"), run_cli("status", second)
     assert refused.exit_code == 1 and status.exit_code == 1
@@ -350,7 +349,7 @@ def test_a_read_only_disk_is_named_and_status_still_reads_it(smtp_server: SmtpSe
 
 
 def test_the_toml_uid_is_what_the_journal_is_checked_against() -> None:
-    assert f'uid = "{UID}"' in EVENT_TOML
+    assert EventToml.parse().value("event", "uid") == f'"{UID}"'
 
 
 def test_the_ledger_is_private_and_holds_no_password_and_no_body(

@@ -14,7 +14,7 @@ from invitemail.campaign import Campaign
 from invitemail.inputs.registrants import unique_registrants
 from invitemail.journal.store import Journal
 from support.cli import run_cli
-from support.event import EventBuilder, event_for, rows, set_key, write_event
+from support.event import EventBuilder, EventToml, event_for, rows, set_key, write_event
 from support.mail import parsed, vevent_of
 from support.relay import SmtpServer
 
@@ -38,7 +38,7 @@ def test_lifecycle_same_uid_rising_sequence_and_cancel(smtp_server: SmtpServer,
     assert "nothing changed since the last message" in unchanged.stderr
 
     # The user moves the event by a day and forgets to raise sequence.
-    set_key(folder, "start = 2030-12-10T14:00:00", "start = 2030-12-11T15:30:00")
+    set_key(folder, "event", "start", dt.datetime(2030, 12, 11, 15, 30))
     warned = run_cli("check", folder)
     assert warned.exit_code == 0
     assert "no update was sent; send `--template update`" in warned.stderr
@@ -70,9 +70,8 @@ def test_lifecycle_update_names_a_changed_link_and_password(smtp_server: SmtpSer
                                                            tmp_path: Path) -> None:
     folder = event_for(smtp_server, tmp_path / "e", rows(2))
     assert run_cli("send", folder, "--yes").exit_code == 0
-    set_key(folder, 'password = "Kx7pQ9"', 'password = "Nyt42x"')
-    set_key(folder, "https://zoom.us/j/84212345678?pwd=abc123",
-            "https://zoom.us/j/99912345678?pwd=new")
+    set_key(folder, "meeting", "password", "Nyt42x")
+    set_key(folder, "meeting", "join_url", "https://zoom.us/j/99912345678?pwd=new")
     assert run_cli("send", folder, "--yes", "--template", "update").exit_code == 0
     update = received_by(smtp_server, "user1@example.org")[-1]
     text = parsed(update).get_body(preferencelist=("plain",)).get_content()
@@ -88,7 +87,7 @@ def test_lifecycle_reminder_reaches_registrants_added_later(smtp_server: SmtpSer
                                                             tmp_path: Path) -> None:
     folder = event_for(smtp_server, tmp_path / "e", rows(2))
     assert run_cli("send", folder, "--yes").exit_code == 0
-    write_event(folder, rows(3), toml=(folder / "event.toml").read_text(encoding="utf-8"))
+    EventBuilder(EventToml.read(folder / "event.toml"), rows=rows(3)).write(folder)
     assert run_cli("send", folder, "--yes", "--template", "reminder").exit_code == 0
     assert len(received_by(smtp_server, "user2@example.org")) == 1  # the reminder only
     assert "3 sent" in run_cli("status", folder, "--template", "reminder").stdout

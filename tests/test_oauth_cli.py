@@ -14,7 +14,7 @@ import stat
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ import pytest
 from invitemail.auth import oauth
 from invitemail.auth.settings import OAuthSettings
 from support.cli import run_cli
+from support.event import EventToml
 from support.oauth_servers import ROWS, USER, OAuthServer, XOAuth2Server, oauth_event
 from support.relay import Script, tls_files
 
@@ -176,20 +177,30 @@ def test_oauth_settings_errors_name_the_key(tmp_path: Path, relay: XOAuth2Server
 def test_the_auth_method_and_its_needs_are_checked(tmp_path: Path,
                                                    relay: XOAuth2Server) -> None:
     event = oauth_event(tmp_path / "event", relay, "")
-    toml = (event / "event.toml").read_text()
-    (event / "event.toml").write_text(toml.replace('auth = "xoauth2"', 'auth = "oauth2"'))
+    path = event / "event.toml"
+    written = EventToml.read(path)
+
+    def changed(change: Callable[[EventToml], object]) -> None:
+        toml = EventToml.read(path)
+        change(toml)
+        toml.save(path)
+
+    changed(lambda toml: toml.set("smtp", "auth", "oauth2"))
     result = run_cli("check", event)
     assert result.exit_code == 1
-    line = toml.splitlines().index('auth = "xoauth2"') + 1
+    line = written.line("smtp", "auth")
     assert f"event.toml:{line}: smtp.auth: 'oauth2' is not one of 'password', 'xoauth2'" \
         in result.stderr
-    (event / "event.toml").write_text(toml.replace(f'username = "{USER}"\n', ""))
+    written.save(path)
+    changed(lambda toml: toml.drop("smtp", "username"))
     assert '"xoauth2" needs smtp.username' in run_cli("check", event).stderr
-    (event / "event.toml").write_text(toml.replace('auth = "xoauth2"', 'auth = "password"')
-                                      + '[smtp.oauth]\nprovider = "google"\n')
+    written.save(path)
+    changed(lambda toml: toml.set("smtp", "auth", "password").add_section(
+        "smtp.oauth", {"provider": "google"}))
     assert 'smtp.auth: is "password", so [smtp.oauth] would not be used' in \
         run_cli("check", event).stderr
-    (event / "event.toml").write_text(toml.replace('auth = "xoauth2"\n', ""))
+    written.save(path)
+    changed(lambda toml: toml.drop("smtp", "auth"))
     assert "smtp.auth is \"password\"; login is for OAuth2" in run_cli("login", event).stderr
 
 

@@ -34,7 +34,7 @@ from invitemail.outputs.gallery import INDEX, GalleryWriter, page_name
 from invitemail.outputs.preview import eml_name
 from invitemail.outputs.report import write_report
 from support.cli import Run, run_cli
-from support.event import EVENT_TOML, write_event
+from support.event import EventBuilder, write_event
 from support.relay import SmtpServer
 
 ADDRESSES = ("soren@example.org", "karen@example.org")  # support.event.ROWS, in their order
@@ -352,8 +352,8 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An event whose two registrants were sent the invitation (a journal to report on)."""
     folder = tmp_path_factory.mktemp("sent") / "event"
     with SmtpServer() as server:
-        smtp = f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
-        write_event(folder, toml=EVENT_TOML.split("[smtp]")[0] + smtp)
+        EventBuilder().relay({"host": "127.0.0.1", "port": server.port,
+                              "security": "none"}).write(folder)
         run = run_cli("send", folder, "--yes")
     assert run.exit_code == 0, run.output
     return folder
@@ -363,7 +363,7 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_status_report_replaces_a_link_at_its_name(sent: Path, tmp_path: Path,
                                                    kind: str) -> None:
     (tmp_path / "event").mkdir()
-    (tmp_path / "event" / "event.toml").write_text(EVENT_TOML)  # what "event-toml" aims at
+    EventBuilder().toml.save(tmp_path / "event" / "event.toml")  # what "event-toml" aims at
     report = tmp_path / "reports" / "report.csv"
     planted = plant(report, kind, tmp_path)
 

@@ -34,15 +34,14 @@ def test_workers_that_die_leave_no_registrant_out(
     rows = [(f"Deltager {i}", f"deltager{i}@example.org", "da") for i in range(1100)]
     campaign = Campaign.open(write_event(tmp_path / "event", rows), now=NOW)
     campaign.start_workers()
-    pool = parallel._POOLS[campaign]
     deadline = time.monotonic() + 30
-    while len(getattr(pool, "_processes", None) or {}) < 2:
+    while len(parallel.worker_pids(campaign)) < 2:
         assert time.monotonic() < deadline, "the workers did not start"
         time.sleep(0.01)
-    for pid in list(pool._processes):  # type: ignore[attr-defined]
+    for pid in parallel.worker_pids(campaign):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while not getattr(pool, "_broken", False):
+    while not parallel.broken(campaign):
         assert time.monotonic() < deadline, "the pool did not notice"
         time.sleep(0.01)
     built = [b.recipient for b in campaign.messages(unique_registrants(campaign.source))]

@@ -19,7 +19,7 @@ import pytest
 from invitemail.errors import ConfigError
 from invitemail.inputs.config import Sending, load_config
 from invitemail.send.transport import DeliveryReport, State, deliver
-from support.event import EVENT_TOML
+from support.event import EventBuilder, Raw
 from support.relay import Answer, Cut, FakeClock, Script, SmtpServer
 from support.transport import Journal, address, envelopes
 
@@ -222,19 +222,19 @@ def test_pipeline_against_aiosmtpd_drops_and_random_refusals() -> None:
 # -- the setting -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("", True), ("pipelining = true\n", True), ("pipelining = false\n", False)])
-def test_pipeline_setting_is_read_from_smtp(tmp_path: Path, line: str, expected: bool) -> None:
-    path = tmp_path / "event.toml"
-    path.write_text(EVENT_TOML.replace("[smtp]\n", "[smtp]\n" + line, 1), encoding="utf-8")
+@pytest.mark.parametrize(("written", "expected"), [(None, True), (True, True), (False, False)])
+def test_pipeline_setting_is_read_from_smtp(tmp_path: Path, written: bool | None,
+                                            expected: bool) -> None:
+    builder = EventBuilder()
+    if written is not None:
+        builder.set("smtp", "pipelining", written)
+    path = builder.write(tmp_path).toml_path
     assert load_config(path).smtp.pipelining is expected
 
 
 @pytest.mark.parametrize("value", ['"no"', "0", '"false"'])
 def test_pipeline_setting_that_is_not_a_boolean_says_where(tmp_path: Path, value: str) -> None:
-    path = tmp_path / "event.toml"
-    path.write_text(EVENT_TOML.replace("[smtp]\n", f"[smtp]\npipelining = {value}\n", 1),
-                    encoding="utf-8")
+    path = EventBuilder().set("smtp", "pipelining", Raw(value)).write(tmp_path).toml_path
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert "smtp.pipelining" in str(raised.value) and "true or false" in str(raised.value)

@@ -34,7 +34,7 @@ from invitemail.send.envelope import Envelope
 from invitemail.send.replies import ReplyClass, Step, classify
 from invitemail.send.transport import DeliveryReport, State, deliver
 from support.cli import run_cli
-from support.event import EVENT_TOML, write_event
+from support.event import EventBuilder
 from support.postfix_instance import PostfixRelay, private_postfix
 from support.relay import FakeClock, SmtpServer
 from support.round_trip_proxy import Cut, RoundTripProxy
@@ -300,10 +300,10 @@ DROPS = [
 
 
 def event(folder: Path, proxy: RoundTripProxy, recipients: list[str]) -> Path:
-    smtp = (f'[smtp]\nhost = "127.0.0.1"\nport = {proxy.port}\nsecurity = "none"\n'
-            "timeout = 5\n\n[sending]\nconcurrency = 1\nmax_attempts = 3\n")
     rows = [(f"Deltager {i}", address, "da") for i, address in enumerate(recipients)]
-    return write_event(folder, rows, toml=EVENT_TOML.split("[smtp]")[0] + smtp)
+    return EventBuilder(rows=rows).relay(
+        {"host": "127.0.0.1", "port": proxy.port, "security": "none", "timeout": 5},
+        {"concurrency": 1, "max_attempts": 3}).write(folder).folder
 
 
 def journaled(folder: Path) -> dict[str, tuple[SqlState, int, str]]:

@@ -25,7 +25,7 @@ import pytest
 
 from invitemail.journal.store import Journal, State
 from support.cli import run_cli
-from support.event import EVENT_TOML, write_event
+from support.event import EventBuilder
 from support.postfix_instance import RELAY_NAME, PostfixRelay, private_postfix
 from support.relay import SmtpServer
 
@@ -49,10 +49,10 @@ def people(count: int) -> list[tuple[str, str, str]]:
 @pytest.mark.slow
 def test_send_to_a_local_postfix_relay_hands_every_message_over(
         postfix_relay: PostfixRelay, smtp_server: SmtpServer, tmp_path: Path) -> None:
-    smtp = (f'[smtp]\nhost = "127.0.0.1"\nport = {postfix_relay.port}\nsecurity = "none"\n'
-            "timeout = 10\n\n[sending]\nconcurrency = 4\nmax_attempts = 3\n")
     rows = people(REGISTRANTS)
-    folder = write_event(tmp_path / "event", rows, toml=EVENT_TOML.split("[smtp]")[0] + smtp)
+    folder = EventBuilder(rows=rows).relay(
+        {"host": "127.0.0.1", "port": postfix_relay.port, "security": "none", "timeout": 10},
+        {"concurrency": 4, "max_attempts": 3}).write(tmp_path / "event").folder
 
     run = run_cli("send", folder, "--yes")
 

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from invitemail.send.redaction import MAX_REPLY, REDACTED, clean_reply, format_reply, redact
 from support.cli import run_cli
-from support.event import EVENT_TOML, write_event
+from support.event import EventBuilder
 from support.relay import SERVER_NAME, RecordingHandler, Script, ScriptedSMTP, SmtpServer
 
 USER = "arrangementer"
@@ -240,10 +240,10 @@ class EchoingRelay(SmtpServer):
 
 
 def event_for(folder: Path, relay: SmtpServer) -> Path:
-    smtp = (f'[smtp]\nhost = "127.0.0.1"\nport = {relay.port}\nsecurity = "starttls"\n'
-            f'username = "{USER}"\ntimeout = 5\nca_file = "{relay.ca_file}"\n\n'
-            "[sending]\nmax_attempts = 1\n")
-    return write_event(folder, toml=EVENT_TOML.split("[smtp]")[0] + smtp)
+    return EventBuilder().relay(
+        {"host": "127.0.0.1", "port": relay.port, "security": "starttls", "username": USER,
+         "timeout": 5, "ca_file": str(relay.ca_file)},
+        {"max_attempts": 1}).write(folder).folder
 
 
 def written_by_the_tool(folder: Path) -> dict[Path, bytes]:

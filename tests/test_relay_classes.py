@@ -29,7 +29,7 @@ from invitemail.send.limits import DailyLimitReached
 from invitemail.send.plan import send
 from invitemail.send.transport import DeliveryReport, Envelope, Outcome, deliver
 from support.cli import run_cli
-from support.event import EVENT_TOML, NOW, EventBuilder, Raw, write_event
+from support.event import NOW, EventBuilder, Raw, Value
 from support.relay import FakeClock, RecordingHandler, Script, SmtpServer
 
 # step, how many of that step's commands came so far (1, 2, ...) -> a reply, or None: as usual
@@ -143,15 +143,16 @@ def addresses(count: int) -> list[str]:
 
 def event(folder: Path, relay: SmtpServer, count: int, *, sending: str = "concurrency = 1\n",
           start: str | None = None) -> Path:
-    smtp = (f'[smtp]\nhost = "127.0.0.1"\nport = {relay.port}\nsecurity = "none"\n'
-            "timeout = 5\n")
+    smtp: dict[str, Value] = {"host": "127.0.0.1", "port": relay.port, "security": "none",
+                              "timeout": 5}
     if relay.auth:
-        smtp += f'username = "{relay.auth[0]}"\nallow_insecure_auth = true\n'
-    toml = EVENT_TOML.split("[smtp]")[0] + smtp + "\n[sending]\n" + sending
-    if start is not None:
-        toml = toml.replace("start = 2030-12-10T14:00:00", f"start = {start}")
+        smtp |= {"username": relay.auth[0], "allow_insecure_auth": True}
     rows = [(f"Deltager {i}", address, "da") for i, address in enumerate(addresses(count))]
-    return write_event(folder, rows, toml=toml)
+    builder = EventBuilder(rows=rows).relay(smtp, {})
+    builder.toml.section_source("sending", sending)
+    if start is not None:
+        builder.set("event", "start", Raw(start))
+    return builder.write(folder).folder
 
 
 def states(folder: Path) -> Counter[State]:
@@ -523,9 +524,8 @@ def test_relay_daily_limit_is_read_in_its_forms(tmp_path: Path, written: str,
                                                 limit: int) -> None:
     from invitemail.inputs.config import load_config
 
-    toml = EVENT_TOML.replace("max_consecutive_failures = 20\n",
-                              f"max_consecutive_failures = 20\ndaily_limit = {written}\n")
-    assert load_config(write_event(tmp_path / "e", toml=toml)).sending.daily_limit == limit
+    event = EventBuilder().set("sending", "daily_limit", Raw(written)).write(tmp_path / "e")
+    assert load_config(event.folder).sending.daily_limit == limit
 
 
 def test_relay_status_says_when_a_quota_time_has_passed(tmp_path: Path) -> None:

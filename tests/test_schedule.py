@@ -20,7 +20,7 @@ from invitemail.inputs.schedule import (
 from invitemail.journal.store import State
 from invitemail.send.due import verdict
 from support.cli import run_cli
-from support.event import EVENT_TOML, write_event
+from support.event import EventBuilder
 
 UNITS = {"minute": 1, "minutes": 1, "min": 1, "m": 1, "hour": 60, "hours": 60, "h": 60,
          "hr": 60, "day": 1440, "days": 1440, "d": 1440, "week": 10080, "weeks": 10080,
@@ -183,7 +183,9 @@ def test_schedule_verdict_sends_only_inside_the_window_to_the_invited(
 ])
 def test_schedule_errors_name_the_key_line_and_fix(tmp_path: Path, schedule: str, key: str,
                                                    says: str) -> None:
-    folder = write_event(tmp_path / "e", toml=EVENT_TOML + "\n[schedule]\n" + schedule + "\n")
+    builder = EventBuilder()
+    builder.toml.section_source("schedule", schedule)
+    folder = builder.write(tmp_path / "e").folder
     run = run_cli("check", folder)
     assert run.exit_code == 1
     assert f"{folder / 'event.toml'}:" in run.stderr and key in run.stderr

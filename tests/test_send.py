@@ -30,7 +30,7 @@ from invitemail.send.delivery import SendOptions, SendResult
 from invitemail.send.plan import send
 from support.checks import assert_exactly_once, journal_states
 from support.cli import run_cli
-from support.event import NOW, event_for, rows
+from support.event import NOW, edit_event, event_for, rows
 from support.fakes import Quiet
 from support.relay import FakeClock, Script, SmtpServer
 
@@ -250,8 +250,8 @@ def test_send_refuses_a_certificate_it_cannot_verify(start_smtp_server: Callable
                                                      tmp_path: Path) -> None:
     server = start_smtp_server(tls="tls")
     folder = event_for(server, tmp_path / "e", rows(2), smtp={"ca_file": '""'})
-    toml = (folder / "event.toml").read_text().replace('ca_file = ""\n', "")
-    (folder / "event.toml").write_text(toml)
+    with edit_event(folder) as toml:
+        toml.drop("smtp", "ca_file")
     run = run_cli("send", folder, "--yes")
     assert run.exit_code == 1, run.output
     assert f"127.0.0.1:{server.port}" in run.stderr and "ca_file" in run.stderr

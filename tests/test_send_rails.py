@@ -24,7 +24,7 @@ import pytest
 from invitemail.journal.store import Journal, State
 from support.checks import journal_states
 from support.cli import run_cli
-from support.event import event_for, rows, set_key
+from support.event import Value, event_for, rows, set_key
 from support.relay import Script, SmtpServer
 
 SKIP_HINT = "--skip-invalid"
@@ -45,7 +45,7 @@ def test_refusal_not_about_rows_does_not_suggest_skip_invalid(
     elif setup == "update-before-invitation":
         args += ["--template", "update"]
     elif setup == "event-in-past":
-        set_key(folder, "start = 2030-12-10T14:00:00", "start = 2001-12-10T14:00:00")
+        set_key(folder, "event", "start", dt.datetime(2001, 12, 10, 14, 0))
     else:
         (folder / "registrants.csv").write_text("Navn,E-mail,Sprog\n", encoding="utf-8")
     received = len(smtp_server.transactions)
@@ -254,15 +254,16 @@ def _no_question(folder: Path) -> str:
     return " ".join(seen.decode().split())
 
 
-@pytest.mark.parametrize(("old", "new", "said"), [
-    ("start = 2030-12-10T14:00:00", "start = 2030-12-11T15:30:00", "the time changed"),
-    ('password = "', 'password = "New', "the password changed"),
+@pytest.mark.parametrize(("section", "key", "new", "said"), [
+    ("event", "start", dt.datetime(2030, 12, 11, 15, 30), "the time changed"),
+    ("meeting", "password", "NewKx7pQ9", "the password changed"),
 ])
 def test_the_update_question_says_what_changed(smtp_server: SmtpServer, tmp_path: Path,
-                                               old: str, new: str, said: str) -> None:
+                                               section: str, key: str, new: Value,
+                                               said: str) -> None:
     folder = event_for(smtp_server, tmp_path / "e", rows(3))
     assert run_cli("send", folder, "--yes").exit_code == 0
-    set_key(folder, old, new)
+    set_key(folder, section, key, new)
     question = _question(folder, "--template", "update")
     assert f"update messages to 3 registrants, saying that {said}" in question
 

@@ -22,7 +22,7 @@ from invitemail import pool as parallel
 from invitemail.campaign import Campaign
 from invitemail.inputs.registrants import Scan, open_registrants, unique_registrants
 from support.cli import run_cli
-from support.event import EVENT_TOML, NOW, write_event
+from support.event import NOW, EventBuilder, write_event
 from support.relay import SmtpServer
 
 Rows = Sequence[Sequence[object]]
@@ -44,20 +44,20 @@ def write_book(path: Path, sheets: dict[str, Rows]) -> Path:
     return path
 
 
-def sheet_event(folder: Path, sheets: dict[str, Rows], *, toml: str = EVENT_TOML) -> Path:
+def sheet_event(folder: Path, sheets: dict[str, Rows], *,
+                builder: EventBuilder | None = None) -> Path:
     """An event folder whose list is registrants.xlsx with ``sheets`` (no registrants.csv)."""
-    write_event(folder, toml=toml)
+    (builder or EventBuilder()).write(folder)
     (folder / "registrants.csv").unlink()
     write_book(folder / "registrants.xlsx", sheets)
     return folder
 
 
-def relay_toml(server: SmtpServer) -> str:
-    """event.toml sending to ``server``, with a uid of its own: a module fixture shares the
+def relay_event(server: SmtpServer) -> EventBuilder:
+    """An event sending to ``server``, with a uid of its own: a module fixture shares the
     session's record of sent messages (ledger.py) with other modules' events."""
-    return (EVENT_TOML.split("[smtp]")[0].replace('uid = "persondata-2030-12-10@example.org"',
-                                                  'uid = "sheets-2030-12-10@example.org"')
-            + f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n')
+    return EventBuilder().set("event", "uid", "sheets-2030-12-10@example.org").relay(
+        {"host": "127.0.0.1", "port": server.port, "security": "none"})
 
 
 DANISH = [
@@ -302,16 +302,16 @@ def test_workers_open_the_same_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyP
                                                              *listed]})
     campaign = Campaign.open(folder, registrants=book, sheet="Tilmeldte", now=NOW)
     campaign.start_workers()
-    pool = parallel._POOLS[campaign]
+    assert campaign in parallel._POOLS
 
     built = [b.recipient for b in campaign.messages(unique_registrants(campaign.source))]
 
     assert built == [row[1] for row in listed]
     deadline = time.monotonic() + 30
-    while len(getattr(pool, "_processes", None) or {}) < 2:
+    while len(parallel.worker_pids(campaign)) < 2:
         assert time.monotonic() < deadline, "the workers did not start"
         time.sleep(0.01)
-    assert not getattr(pool, "_broken", False)  # a worker that opened "Noter" would fail
+    assert not parallel.broken(campaign)  # a worker that opened "Noter" would fail
 
 
 # -- sending from a sheet, and the report -------------------------------------------------
@@ -330,7 +330,7 @@ def sent_from_sheet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An event whose list is a sheet, sent to a real SMTP server."""
     folder = tmp_path_factory.mktemp("sheet") / "event"
     with SmtpServer() as server:
-        sheet_event(folder, {"Ark1": REPORT_ROWS}, toml=relay_toml(server))
+        sheet_event(folder, {"Ark1": REPORT_ROWS}, builder=relay_event(server))
         run = run_cli("send", folder, "--yes")
         recipients = sorted(r for t in server.transactions for r in t.rcpt_tos)
     assert run.exit_code == 0, run.output

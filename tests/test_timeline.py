@@ -9,7 +9,7 @@ import contextlib
 import csv
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -24,13 +24,13 @@ from invitemail.send.due import DueResult, run_due
 from invitemail.send.due_report import due_summary, status_lines
 from invitemail.send.plan import send
 from invitemail.send.reschedule import EventCancelled, prepare_reschedule, record_reschedule
-from support.event import event_for
+from support.event import Raw, Value, edit_event, event_for, set_key
 from support.fakes import Quiet
 from support.relay import SmtpServer
 
 ZONE = dt.timezone(dt.timedelta(hours=1))  # Copenhagen in December
-START = dt.datetime(2030, 12, 10, 14, 0, tzinfo=ZONE)  # support.event.EVENT_TOML's start
-SCHEDULE = '\n[schedule]\nreminders = ["1 day", "1 hour"]\nfollowup = "2 hours"\n'
+START = dt.datetime(2030, 12, 10, 14, 0, tzinfo=ZONE)  # the default event's start
+SCHEDULE: dict[str, Value] = {"reminders": Raw('["1 day", "1 hour"]'), "followup": "2 hours"}
 
 
 def person(n: int) -> tuple[str, str, str]:
@@ -45,20 +45,18 @@ def write_list(folder: Path, people: Iterable[tuple[str, str, str]]) -> None:
 
 
 def set_start(folder: Path, start: dt.datetime) -> None:
-    toml = (folder / "event.toml").read_text(encoding="utf-8")
-    old = next(line for line in toml.splitlines() if line.startswith("start = "))
-    new = f"start = {start.replace(tzinfo=None).isoformat(timespec='seconds')}"
-    (folder / "event.toml").write_text(toml.replace(old, new), encoding="utf-8")
+    set_key(folder, "event", "start", start.replace(tzinfo=None))
 
 
 class Timeline:
     """An event folder, a relay, and a clock that only moves when the test says so."""
 
-    def __init__(self, server: SmtpServer, folder: Path, schedule: str = SCHEDULE) -> None:
+    def __init__(self, server: SmtpServer, folder: Path,
+                 schedule: Mapping[str, Value] = SCHEDULE) -> None:
         self.server = server
         self.folder = event_for(server, folder, [person(1)])
-        with (self.folder / "event.toml").open("a", encoding="utf-8") as file:
-            file.write(schedule)
+        with edit_event(self.folder) as toml:
+            toml.add_section("schedule", schedule)
         self.now = START - dt.timedelta(days=10)
         self.seen = 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from invitemail.journal.folderlock import FolderLock
 from invitemail.send.delivery import SendOptions
 from invitemail.send.plan import send
 from support.cli import run_cli
-from support.event import event_for
+from support.event import edit_event, event_for, set_key
 from support.fakes import Quiet
 from support.relay import SmtpServer
 
@@ -34,15 +33,14 @@ def event_starting_in(server: SmtpServer, folder: Path, delay: dt.timedelta,
     folder = event_for(server, folder, [(f"Deltager {n}", f"p{n}@example.org", "da")
                                         for n in range(1, people + 1)])
     set_start(folder, start)
-    with (folder / "event.toml").open("a", encoding="utf-8") as file:
-        file.write(f"\n[schedule]\n{schedule}\n" if schedule else "")
+    if schedule:
+        with edit_event(folder) as toml:
+            toml.section_source("schedule", schedule)
     return folder, start
 
 
 def set_start(folder: Path, start: dt.datetime) -> None:
-    toml = (folder / "event.toml").read_text(encoding="utf-8")
-    toml = re.sub(r"(?m)^start = .*$", f"start = {start.replace(tzinfo=None).isoformat()}", toml)
-    (folder / "event.toml").write_text(toml, encoding="utf-8")
+    set_key(folder, "event", "start", start.replace(tzinfo=None))
 
 
 def invite_at(folder: Path, when: dt.datetime) -> int:
@@ -263,9 +261,7 @@ def test_reschedule_at_the_same_time_by_raising_the_sequence(smtp_server: SmtpSe
     refused = run_cli("send", folder, "--yes", "--reschedule")
     assert refused.exit_code == 1
     assert f"raise [event] sequence above {cancel_sequence}" in refused.stderr
-    toml = (folder / "event.toml").read_text(encoding="utf-8")
-    (folder / "event.toml").write_text(
-        toml.replace("sequence = 0", f"sequence = {cancel_sequence + 1}"), encoding="utf-8")
+    set_key(folder, "event", "sequence", cancel_sequence + 1)
     run = run_cli("send", folder, "--yes", "--reschedule")
     assert run.exit_code == 0, run.output
     restored = [sequence_and_method(t.data) for t in smtp_server.transactions[4:]]

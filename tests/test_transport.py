@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -29,6 +28,7 @@ from invitemail.send.outcomes import Outcome, State
 from invitemail.send.pace import RateLimiter
 from invitemail.send.redaction import format_reply, redact
 from invitemail.send.retries import backoff_delay
+from support.ports import free_port
 from support.relay import FakeClock, Script, SmtpServer
 from support.transport import SENDER, Journal, address, envelopes, message, run, send
 
@@ -421,9 +421,7 @@ def test_auth_over_plaintext_works_when_explicitly_allowed() -> None:
 
 
 def test_an_unreachable_relay_is_a_connect_error() -> None:
-    with socket.socket() as probe:  # a port that nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port that nobody listens on
     smtp = Smtp(host="127.0.0.1", port=port, security="none", timeout=2.0)
 
     async def scenario() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support.event import EVENT_TOML, write_event
+from support.event import EventBuilder
 from support.relay import Script, SmtpServer
 
 PASSWORD = "smtp-secret-worker-7e2b"  # must never be in a worker's environment
@@ -23,12 +23,11 @@ ROWS = 1200  # more than parallel.MIN_ROWS: `send` builds the messages on worker
 
 
 def _event(folder: Path, server: SmtpServer) -> Path:
-    toml = EVENT_TOML.split("[smtp]")[0] + (
-        f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
-        f'username = "{USER}"\nallow_insecure_auth = true\ntimeout = 30\n\n'
-        "[sending]\nconcurrency = 2\n")
     rows = [(f"Deltager {i}", f"user{i}@example.org", "da") for i in range(ROWS)]
-    return write_event(folder, rows, toml=toml)
+    return EventBuilder(rows=rows).relay(
+        {"host": "127.0.0.1", "port": server.port, "security": "none", "username": USER,
+         "allow_insecure_auth": True, "timeout": 30},
+        {"concurrency": 2}).write(folder).folder
 
 
 def _descendants(pid: int) -> set[int]:

@@ -2,9 +2,12 @@
 and the fakes a test hands to the library (clock, progress, transport hooks).
 
 - ``event``: EventBuilder, the one way to write event.toml and registrants.csv (it reports
-  the line of each key it wrote), EVENT_TOML's defaults, ``rows`` and ``event_for``;
+  the line of each key it wrote), EVENT_TOML's defaults, ``rows``, ``event_for``, and
+  ``edit_event`` and ``set_key`` (a folder's event.toml changed by key); ``event_toml``:
+  EventToml, the line model under it;
 - ``relay``: SmtpServer, the scripted aiosmtpd relay (faults, TLS, AUTH, PIPELINING answered
   per group, per-command answers and cuts), and FakeClock;
+- ``ports``: ``free_port``, the one loopback port helper (the bench's too);
 - ``cli``: ``run_cli``; ``fakes``: Quiet, a progress that remembers; ``checks``: what the
   journal and the relay hold; ``mail``: a built message's calendar; ``transport``: the
   transport driven directly; ``registrant_lists``, ``attendance_reports``, ``oauth_servers``:

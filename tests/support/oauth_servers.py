@@ -27,7 +27,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from support.event import EVENT_TOML, write_event
+from support.event import EventBuilder, EventToml
 from support.relay import HOST, SERVER_NAME, ScriptedSMTP, SmtpServer, tls_files
 
 
@@ -306,7 +306,8 @@ ROWS = [(f"Deltager {n}", f"deltager{n}@example.org", "da") for n in range(6)]
 
 def oauth_event(folder: Path, relay: XOAuth2Server, oauth_table: str, *, smtp_extra: str = "",
                 rows: list[tuple[str, str, str]] = ROWS) -> Path:
-    toml = (EVENT_TOML.split("[smtp]")[0].replace("persondata-2030-12-10@", f"{folder.name}@")
-            + relay.smtp_toml(extra=smtp_extra) + oauth_table
-            + "\n[sending]\nconcurrency = 1\n")
-    return write_event(folder, rows, toml=toml)
+    builder = EventBuilder(rows=rows).set("event", "uid", f"{folder.name}@example.org")
+    builder.drop("smtp").drop("sending")
+    builder.toml.entries.extend(EventToml.parse(
+        relay.smtp_toml(extra=smtp_extra) + oauth_table + "\n[sending]\nconcurrency = 1\n").entries)
+    return builder.write(folder).folder

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from support.ports import free_port
+
 SBIN = "/usr/sbin:/usr/local/sbin:/sbin"
 RELAY_NAME = "relay.invitemail.test"
 
@@ -90,12 +92,6 @@ def _tool(name: str) -> str:
         pytest.fail(f"{name} is not installed: this test runs a real Postfix "
                     "(Debian: apt-get install postfix)", pytrace=False)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
