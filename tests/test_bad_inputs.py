@@ -50,10 +50,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -365,20 +367,29 @@ def make_event(case: Case, folder: Path, port: int) -> tuple[Path, EventToml]:
     return folder, written.toml
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+def _limits(cpu_seconds: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    return apply
 
 
 def run_isolated(args: list[str], seconds: float) -> Run:
-    """The CLI in a child process with a deadline and a memory cap: a case that hangs or
-    eats memory fails here instead of taking the test run down with it."""
+    """The CLI in a child process with a CPU budget and a memory cap: a case that hangs or
+    eats memory fails here instead of taking the test run down with it. The budget is CPU
+    time (the kernel stops the child with SIGXCPU), so a machine busy with other work does
+    not make a quick refusal look like a hang; the wall clock only backs it up (a child
+    asleep forever)."""
     env = {**os.environ, PASSWORD_ENV: PASSWORD, "INVITEMAIL_WORKERS": "1"}
+    budget = max(1, math.ceil(seconds))
     try:
         done = subprocess.run([sys.executable, "-m", "invitemail", *args], env=env,
-                              capture_output=True, text=True, timeout=seconds,
-                              preexec_fn=_limit_memory)
+                              capture_output=True, text=True, timeout=budget * 15,
+                              preexec_fn=_limits(budget))
     except subprocess.TimeoutExpired:
-        pytest.fail(f"still running after {seconds:g} s: a hang")
+        pytest.fail(f"still running after {budget * 15:g} s of wall clock: a hang")
+    if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        pytest.fail(f"used more than {budget} s of CPU: a hang")
     return Run(done.returncode, done.stdout, done.stderr)
 
 
