@@ -1,0 +1,268 @@
+"""The send run's pace without giving up exactly-once: one journal commit per message on a
+pipelined connection (the outcome of one with the claim of the next), the ledger's fsync off
+the event loop, fewer WAL checkpoints while a run writes, and the check of `send` on the
+worker processes that will build the messages."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from invitemail import pool as parallel
+from invitemail.campaign import Campaign
+from invitemail.journal import ledger as ledger_module
+from invitemail.journal.ledger import Ledger, LedgerError
+from invitemail.journal.store import RUN_CHECKPOINT, CalendarRecord, ClaimError, Journal, State
+from support.checks import assert_exactly_once, journal_states
+from support.cli import run_cli
+from support.event import EventBuilder, event_for, rows
+from support.relay import Script, SmtpServer
+
+T = "invitation"
+CALENDAR = CalendarRecord(3, "2027-01-01T14:00:00+01:00", 60, "https://example.org/j/1",
+                          "0123456789abcdef", T)
+
+
+def _journal(tmp_path: Path, count: int) -> Journal:
+    journal = Journal.open(tmp_path)
+    assert journal is not None
+    journal.register(T, ((f"u{i}@example.org", f"u{i}@example.org", i) for i in range(count)))
+    return journal
+
+
+# -- the journal: outcomes and the next claim in one commit ----------------------------------
+
+
+@pytest.mark.parametrize("outcomes", [
+    [],
+    [("u0@example.org", State.SENT, "250 2.0.0 Ok: queued as 1", 1)],
+    [("u0@example.org", State.FAILED, "550 5.1.1 unknown", 2),
+     ("u1@example.org", State.UNCERTAIN, "the connection broke after the data", 1),
+     ("u2@example.org", State.SENT, "250 ok", 3)],
+])
+def test_outcomes_and_the_next_claim_are_one_commit(tmp_path: Path,
+                                                    outcomes: list[tuple[str, State, str, int]]
+                                                    ) -> None:
+    journal = _journal(tmp_path, 5)
+    for key, *_ in outcomes:
+        journal.mark_sending(T, key, f"<{key}>", 1, calendar=CALENDAR)
+    before = journal.db.total_changes
+    journal.mark_done_and_sending(T, outcomes, "u4@example.org", "<u4>", 1, calendar=CALENDAR)
+    assert not journal.db.in_transaction
+    assert journal.db.total_changes - before >= len(outcomes) + 1
+    # What another connection (a second process) reads: it is committed.
+    other = sqlite3.connect(journal.path)
+    found = dict(other.execute("SELECT key, state FROM deliveries WHERE template = ?", (T,)))
+    other.close()
+    for key, state, _, _ in outcomes:
+        assert found[key] == state.value
+    assert found["u4@example.org"] == "sending"
+    rows_by_key = {row.key: row for row in journal.rows(T)}
+    for key, _, reply, attempts in outcomes:
+        assert (rows_by_key[key].last_reply, rows_by_key[key].attempts) == (reply, attempts)
+    # A sent one's calendar became the registrant's, in the same commit (the trigger).
+    sent = {key for key, state, _, _ in outcomes if state is State.SENT}
+    assert set(journal.calendars()) == sent
+    journal.close()
+
+
+def test_outcomes_alone_and_nothing_at_all(tmp_path: Path) -> None:
+    journal = _journal(tmp_path, 3)
+    journal.mark_sending(T, "u1@example.org", "<u1>", 1)
+    journal.mark_done_and_sending(T, [("u1@example.org", State.SENT, "250 ok", 1)])
+    journal.mark_done_and_sending(T, [])
+    assert journal_states(tmp_path) == {"u0@example.org": State.PENDING,
+                                        "u1@example.org": State.SENT,
+                                        "u2@example.org": State.PENDING}
+    journal.close()
+
+
+@pytest.mark.parametrize("taken", [State.SENDING, State.SENT, State.FAILED])
+def test_a_claim_that_fails_still_commits_the_outcomes(tmp_path: Path, taken: State) -> None:
+    journal = _journal(tmp_path, 3)
+    journal.mark_sending(T, "u0@example.org", "<u0>", 1)
+    journal.mark_sending(T, "u2@example.org", "<u2>", 1)
+    if taken is not State.SENDING:
+        journal.mark_done(T, "u2@example.org", taken, "earlier", 1)
+    with pytest.raises(ClaimError, match=r"u2@example\.org"):
+        journal.mark_done_and_sending(T, [("u0@example.org", State.SENT, "250 ok", 1)],
+                                      "u2@example.org", "<u2 again>", 2)
+    assert not journal.db.in_transaction
+    states = journal_states(tmp_path)
+    assert states["u0@example.org"] is State.SENT
+    assert states["u2@example.org"] is taken
+    journal.close()
+
+
+def test_a_missing_row_is_not_claimed_and_nothing_is_left_open(tmp_path: Path) -> None:
+    journal = _journal(tmp_path, 2)
+    journal.mark_sending(T, "u0@example.org", "<u0>", 1)
+    with pytest.raises(ClaimError, match="not in the journal"):
+        journal.mark_done_and_sending(T, [("u0@example.org", State.FAILED, "550", 1)],
+                                      "nobody@example.org", "<x>", 1)
+    assert not journal.db.in_transaction
+    assert journal_states(tmp_path)["u0@example.org"] is State.FAILED
+    journal.close()
+
+
+def test_a_run_checkpoints_the_wal_less_often(tmp_path: Path) -> None:
+    journal = _journal(tmp_path, 1)
+    assert journal.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    journal.for_a_run()
+    assert journal.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == RUN_CHECKPOINT
+    journal.close()
+    assert not journal.path.with_name(journal.path.name + "-wal").exists()  # folded in
+
+
+# -- the ledger: its fsync on a thread of its own ----------------------------------------------
+
+
+def _record(ledger: Ledger, n: int) -> None:
+    ledger.record("j1", T, f"u{n}@example.org", State.SENT, f"<m{n}>", "2026-12-02T10:00:00",
+                  CALENDAR if n % 2 else None)
+
+
+@pytest.mark.parametrize("lines", [1, ledger_module.SYNC_EVERY - 1, ledger_module.SYNC_EVERY,
+                                   ledger_module.SYNC_EVERY * 3 + 7])
+def test_ledger_lines_all_read_back_after_the_fsyncs_behind(tmp_path: Path,
+                                                           lines: int) -> None:
+    ledger = Ledger(tmp_path / "l.jsonl", "event-1")
+    ledger.open()
+    ledger.begin("j1", tmp_path, "2026-12-02T09:00:00")
+    for n in range(lines):
+        _record(ledger, n)
+        assert ledger.unsynced == (n + 1) % ledger_module.SYNC_EVERY
+    ledger.close()
+    assert ledger.fd == -1 and ledger._flusher is None  # the flusher thread is gone
+    assert not [t for t in threading.enumerate() if t.name.startswith("invitemail-ledger")]
+    view = Ledger(tmp_path / "l.jsonl", "event-1").read()
+    entries = view.of("j1")
+    assert len(entries) == lines
+    entry = entries[(T, "u1@example.org")] if lines > 1 else entries[(T, "u0@example.org")]
+    assert entry.calendar == (CALENDAR if lines > 1 else None)
+
+
+def test_ledger_lines_are_the_same_text_as_before(tmp_path: Path) -> None:
+    """The one encoder writes what json.dumps with the same options wrote."""
+    import json
+
+    ledger = Ledger(tmp_path / "l.jsonl", "évènement")
+    ledger.open()
+    ledger.record("j1", "påmindelse", "Søren@example.org", State.UNCERTAIN, "<ø\u2028>",
+                  "2026-12-02T10:00:00", None)
+    _record(ledger, 1)
+    ledger.close()
+    lines = (tmp_path / "l.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
+    for line in lines:
+        assert line == json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":"))
+
+
+def test_a_failed_fsync_behind_stops_the_next_record(tmp_path: Path) -> None:
+    """fsync of a FIFO fails (EINVAL): the error of the flush behind comes from the next
+    call, as a LedgerError naming the file, never as a traceback from a thread."""
+    path = tmp_path / "fifo.jsonl"
+    os.mkfifo(path)
+    ledger = Ledger(path, "event-1")
+    ledger.open()
+    try:
+        for n in range(ledger_module.SYNC_EVERY):  # well under the pipe's 64 KiB
+            _record(ledger, n)
+        with pytest.raises(LedgerError, match=r"fifo\.jsonl"):
+            ledger.sync()
+    finally:
+        ledger.close()  # the write error is the one reported; close stays quiet
+    assert ledger.fd == -1
+
+
+# -- the run: exactly-once, with one commit per message --------------------------------------
+
+
+def _watching(where: list[Path], *, pipelining: bool) -> tuple[Script, list[Counter[str]]]:
+    """A relay script that reads the journal of the event folder ``where[0]`` from disk as
+    each message's data ends."""
+    seen: list[Counter[str]] = []
+
+    def answer(verb: str, n: int) -> str | None:
+        if verb == "DOT":
+            db = sqlite3.connect(Journal.path_in(where[0]))
+            try:
+                seen.append(Counter(state for (state,) in db.execute(
+                    "SELECT state FROM deliveries")))
+            finally:
+                db.close()
+        return None
+
+    return Script(group_replies=pipelining, pipelining=pipelining, answer=answer), seen
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_each_message_is_sending_on_disk_before_its_data_and_the_one_before_is_sent(
+        tmp_path: Path, pipelining: bool) -> None:
+    where: list[Path] = []
+    script, seen = _watching(where, pipelining=pipelining)
+    with SmtpServer(script=script) as server:
+        where.append(event_for(server, tmp_path / "e", rows(40), sending="concurrency = 1\n"))
+        run = run_cli("send", where[0], "--yes")
+        assert run.exit_code == 0, run.output
+    assert len(seen) == 40
+    for n, states in enumerate(seen):  # one connection: message n+1's data, n sent before
+        assert states == Counter({"sent": n, "sending": 1, "pending": 39 - n}), n
+    assert set(journal_states(where[0]).values()) == {State.SENT}
+    assert_exactly_once(server, [f"user{i}@example.org" for i in range(40)])
+
+
+def test_eight_connections_leave_nothing_sending_and_the_ledger_knows_each(
+        tmp_path: Path) -> None:
+    with SmtpServer(script=Script(group_replies=True, temp_fail_rate=0.1, seed=7)) as server:
+        folder = event_for(server, tmp_path / "e", rows(300),
+                           sending="concurrency = 8\nmax_attempts = 10\n")
+        run = run_cli("send", folder, "--yes")
+        assert run.exit_code == 0, run.output
+    assert set(journal_states(folder).values()) == {State.SENT}
+    assert_exactly_once(server, [f"user{i}@example.org" for i in range(300)])
+    journal = Journal.open(folder, create=False)
+    assert journal is not None
+    with journal:
+        identity = journal.identity()
+        assert identity is not None
+    view = Ledger.of_event(identity.event_uid).read()
+    assert len(view.sent(identity.journal_id)) == 300
+
+
+# -- the check of `send` on the workers that will build the messages ------------------------
+
+
+def _bad_rows(count: int) -> list[tuple[str, str, str]]:
+    """``count`` rows, two of which cannot be sent: an address that is not one, a name that
+    would break a header."""
+    found = rows(count)
+    found[7] = ("Ulla Ærø", "not-an-address", "da")
+    found[400] = ("Line\nbreak", "break@example.org", "en")
+    return found
+
+
+def test_the_check_in_send_uses_the_started_workers_and_finds_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INVITEMAIL_WORKERS", "2")
+    count = parallel.MIN_ROWS + 300
+    assert count < parallel.MIN_ROWS_CHECK
+    folder = EventBuilder(rows=_bad_rows(count)).write(tmp_path / "e").folder
+    alone = Campaign.open(folder)
+    assert not parallel._pays(alone, False, 2)
+    expected = alone.check()
+    started = Campaign.open(folder)
+    started.start_workers()
+    assert parallel._pays(started, False, 2)  # the workers do the check too
+    report = started.check()
+    assert started in parallel._POOLS
+    assert report.messages == expected.messages == count - 2
+    assert [(p.line, p.message) for p in report.problems] == \
+        [(p.line, p.message) for p in expected.problems]
+    assert [e.message for e in report.template_errors] == \
+        [e.message for e in expected.template_errors]
+    assert report.scan.addresses == expected.scan.addresses
