@@ -169,14 +169,9 @@ class _JournalHooks:
             self.result.uncertain += 1
         self.unsaved.append((outcome, state, built))
         self.progress.finished(outcome.key, state.value, outcome.reply)
-        if not self.flush_due:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # not called by a running transport: at once
-                self.flush()
-                return
+        if not self.flush_due:  # after what the worker does next without waiting
             self.flush_due = True
-            loop.call_soon(self._flush_soon)
+            asyncio.get_running_loop().call_soon(self._flush_soon)
 
     def flush(self) -> None:
         """Write the final outcomes not written yet; raise what a write met since the last
