@@ -1,7 +1,7 @@
-"""The send run's pace without giving up exactly-once: one journal commit per message on a
-pipelined connection (the outcome of one with the claim of the next), the ledger's fsync off
-the event loop, fewer WAL checkpoints while a run writes, and the check of `send` on the
-worker processes that will build the messages."""
+"""The send run's pace without giving up exactly-once: the ledger's fsync off the event loop,
+fewer WAL checkpoints (each one two fsyncs the event loop waits for) while a run writes, and
+each message still ``sending`` on disk before its data goes and ``sent`` before its
+connection writes the next one's."""
 
 from __future__ import annotations
 
@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from invitemail import pool as parallel
-from invitemail.campaign import Campaign
 from invitemail.journal import ledger as ledger_module
 from invitemail.journal.ledger import Ledger, LedgerError
-from invitemail.journal.store import RUN_CHECKPOINT, CalendarRecord, ClaimError, Journal, State
+from invitemail.journal.store import RUN_CHECKPOINT, CalendarRecord, Journal, State
 from support.checks import assert_exactly_once, journal_states
 from support.cli import run_cli
-from support.event import EventBuilder, event_for, rows
+from support.event import event_for, rows
 from support.relay import Script, SmtpServer
 
 T = "invitation"
@@ -34,79 +32,7 @@ def _journal(tmp_path: Path, count: int) -> Journal:
     return journal
 
 
-# -- the journal: outcomes and the next claim in one commit ----------------------------------
-
-
-@pytest.mark.parametrize("outcomes", [
-    [],
-    [("u0@example.org", State.SENT, "250 2.0.0 Ok: queued as 1", 1)],
-    [("u0@example.org", State.FAILED, "550 5.1.1 unknown", 2),
-     ("u1@example.org", State.UNCERTAIN, "the connection broke after the data", 1),
-     ("u2@example.org", State.SENT, "250 ok", 3)],
-])
-def test_outcomes_and_the_next_claim_are_one_commit(tmp_path: Path,
-                                                    outcomes: list[tuple[str, State, str, int]]
-                                                    ) -> None:
-    journal = _journal(tmp_path, 5)
-    for key, *_ in outcomes:
-        journal.mark_sending(T, key, f"<{key}>", 1, calendar=CALENDAR)
-    before = journal.db.total_changes
-    journal.mark_done_and_sending(T, outcomes, "u4@example.org", "<u4>", 1, calendar=CALENDAR)
-    assert not journal.db.in_transaction
-    assert journal.db.total_changes - before >= len(outcomes) + 1
-    # What another connection (a second process) reads: it is committed.
-    other = sqlite3.connect(journal.path)
-    found = dict(other.execute("SELECT key, state FROM deliveries WHERE template = ?", (T,)))
-    other.close()
-    for key, state, _, _ in outcomes:
-        assert found[key] == state.value
-    assert found["u4@example.org"] == "sending"
-    rows_by_key = {row.key: row for row in journal.rows(T)}
-    for key, _, reply, attempts in outcomes:
-        assert (rows_by_key[key].last_reply, rows_by_key[key].attempts) == (reply, attempts)
-    # A sent one's calendar became the registrant's, in the same commit (the trigger).
-    sent = {key for key, state, _, _ in outcomes if state is State.SENT}
-    assert set(journal.calendars()) == sent
-    journal.close()
-
-
-def test_outcomes_alone_and_nothing_at_all(tmp_path: Path) -> None:
-    journal = _journal(tmp_path, 3)
-    journal.mark_sending(T, "u1@example.org", "<u1>", 1)
-    journal.mark_done_and_sending(T, [("u1@example.org", State.SENT, "250 ok", 1)])
-    journal.mark_done_and_sending(T, [])
-    assert journal_states(tmp_path) == {"u0@example.org": State.PENDING,
-                                        "u1@example.org": State.SENT,
-                                        "u2@example.org": State.PENDING}
-    journal.close()
-
-
-@pytest.mark.parametrize("taken", [State.SENDING, State.SENT, State.FAILED])
-def test_a_claim_that_fails_still_commits_the_outcomes(tmp_path: Path, taken: State) -> None:
-    journal = _journal(tmp_path, 3)
-    journal.mark_sending(T, "u0@example.org", "<u0>", 1)
-    journal.mark_sending(T, "u2@example.org", "<u2>", 1)
-    if taken is not State.SENDING:
-        journal.mark_done(T, "u2@example.org", taken, "earlier", 1)
-    with pytest.raises(ClaimError, match=r"u2@example\.org"):
-        journal.mark_done_and_sending(T, [("u0@example.org", State.SENT, "250 ok", 1)],
-                                      "u2@example.org", "<u2 again>", 2)
-    assert not journal.db.in_transaction
-    states = journal_states(tmp_path)
-    assert states["u0@example.org"] is State.SENT
-    assert states["u2@example.org"] is taken
-    journal.close()
-
-
-def test_a_missing_row_is_not_claimed_and_nothing_is_left_open(tmp_path: Path) -> None:
-    journal = _journal(tmp_path, 2)
-    journal.mark_sending(T, "u0@example.org", "<u0>", 1)
-    with pytest.raises(ClaimError, match="not in the journal"):
-        journal.mark_done_and_sending(T, [("u0@example.org", State.FAILED, "550", 1)],
-                                      "nobody@example.org", "<x>", 1)
-    assert not journal.db.in_transaction
-    assert journal_states(tmp_path)["u0@example.org"] is State.FAILED
-    journal.close()
+# -- the journal: fewer WAL checkpoints while a run writes ------------------------------------
 
 
 def test_a_run_checkpoints_the_wal_less_often(tmp_path: Path) -> None:
@@ -233,37 +159,3 @@ def test_eight_connections_leave_nothing_sending_and_the_ledger_knows_each(
         assert identity is not None
     view = Ledger.of_event(identity.event_uid).read()
     assert len(view.sent(identity.journal_id)) == 300
-
-
-# -- the check of `send` on the workers that will build the messages ------------------------
-
-
-def _bad_rows(count: int) -> list[tuple[str, str, str]]:
-    """``count`` rows, two of which cannot be sent: an address that is not one, a name that
-    would break a header."""
-    found = rows(count)
-    found[7] = ("Ulla Ærø", "not-an-address", "da")
-    found[400] = ("Line\nbreak", "break@example.org", "en")
-    return found
-
-
-def test_the_check_in_send_uses_the_started_workers_and_finds_the_same(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INVITEMAIL_WORKERS", "2")
-    count = parallel.MIN_ROWS + 300
-    assert count < parallel.MIN_ROWS_CHECK
-    folder = EventBuilder(rows=_bad_rows(count)).write(tmp_path / "e").folder
-    alone = Campaign.open(folder)
-    assert not parallel._pays(alone, False, 2)
-    expected = alone.check()
-    started = Campaign.open(folder)
-    started.start_workers()
-    assert parallel._pays(started, False, 2)  # the workers do the check too
-    report = started.check()
-    assert started in parallel._POOLS
-    assert report.messages == expected.messages == count - 2
-    assert [(p.line, p.message) for p in report.problems] == \
-        [(p.line, p.message) for p in expected.problems]
-    assert [e.message for e in report.template_errors] == \
-        [e.message for e in expected.template_errors]
-    assert report.scan.addresses == expected.scan.addresses

@@ -159,9 +159,7 @@ def _submit_warm_up(pool: ProcessPoolExecutor, workers: int) -> None:
 
 def _pays(campaign: Campaign, encode: bool, workers: int, expected: int | None = None) -> bool:
     rows = campaign.source.rows_estimate if expected is None else expected
-    # Workers started already (`send` starts them before its check) cost nothing more.
-    started = campaign in _POOLS
-    return workers >= 2 and rows >= (MIN_ROWS if encode or started else MIN_ROWS_CHECK)
+    return workers >= 2 and rows >= (MIN_ROWS if encode else MIN_ROWS_CHECK)
 
 
 def _pool(campaign: Campaign, spec: CampaignSpec, workers: int) -> ProcessPoolExecutor:

@@ -580,37 +580,6 @@ class Journal:
         with self._guard():
             self.db.execute(f"PRAGMA wal_autocheckpoint = {RUN_CHECKPOINT}")
 
-    def mark_done_and_sending(self, template: str, done: Iterable[tuple[str, State, str, int]],
-                              key: str | None = None, message_id: str = "", attempt: int = 1,
-                              *, calendar: CalendarRecord | None = None,
-                              claimable: Iterable[State] = (State.PENDING,),
-                              variant: str | None = None) -> None:
-        """:meth:`mark_done` of each of ``done`` (key, state, reply, attempts), then, with
-        ``key``, :meth:`mark_sending` of it, in one commit: on a pipelined connection the
-        final reply to one message comes with the go-ahead for the next one's data. A claim
-        that fails still commits ``done``, then raises ClaimError."""
-        with self._guard():
-            self.db.execute("BEGIN")
-        try:
-            for done_key, state, reply, attempts in done:
-                self.mark_done(template, done_key, state, reply, attempts)
-            if key is not None:
-                try:
-                    self.mark_sending(template, key, message_id, attempt, calendar=calendar,
-                                      claimable=claimable, variant=variant)
-                except ClaimError:
-                    self._commit()
-                    raise
-            self._commit()
-        except BaseException:
-            if self.db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self.db.execute("ROLLBACK")
-            raise
-
-    def _commit(self) -> None:
-        with self._guard():
-            self.db.execute("COMMIT")
 
 def _read_only(err: sqlite3.Error) -> bool:
     code = (getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF

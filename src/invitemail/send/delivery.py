@@ -2,8 +2,7 @@
 
 The journal is written from the transport's hooks, so each state change is on disk before
 the step that depends on it: ``sending`` (the row's claim) before the message data goes out,
-``sent`` before that connection writes another message's data (in one commit with that
-message's claim, when it follows at once), and the ledger line right after.
+``sent`` before that connection starts its next transaction, and the ledger line right after.
 A run that writes the journal holds the event folder's lock from before it reads the journal
 until it is done (folderlock.py), and trusts the journal only once safeguard.py has compared
 it with the ledger.
@@ -117,15 +116,7 @@ class _Record:
 
 class _JournalHooks:
     """Connects the transport's hooks to the journal, the ledger and the front end's
-    progress.
-
-    A message's final state goes into the journal with the next claim, in one commit
-    (:meth:`Journal.mark_done_and_sending`): on a pipelined connection the final reply to one
-    message comes with the go-ahead for the next one's data, and the claim is made right
-    before that data is written. When no claim follows at once (the worker waits for
-    something, the run ends) it is written on its own as soon as the worker lets the event
-    loop run (:meth:`flush`), so it is on disk before its connection writes another
-    message's data. Its ledger line follows the commit."""
+    progress."""
 
     def __init__(self, record: _Record, template: str, progress: Progress,
                  result: SendResult) -> None:
@@ -135,25 +126,17 @@ class _JournalHooks:
         self.progress = progress
         self.result = result
         self.in_flight: dict[str, Built] = {}
-        # Final outcomes the journal (and the ledger) have not been given yet.
-        self.unsaved: list[tuple[transport.Outcome, State, Built | None]] = []
-        self.failure: InvitemailError | None = None  # of a write made between two hooks
-        self.flush_due = False  # a flush waits for the event loop
-        if self.journal is not None:
+        if self.journal is not None:  # fewer checkpoints: each one stops the run for 2 fsyncs
             self.journal.for_a_run()
 
     def handing_over(self, envelope: transport.Envelope, attempt: int) -> None:
-        self._raise_failure()
         if self.journal is not None:  # the claim: ClaimError stops the run before the data
             built = self.in_flight[envelope.key]
-            done, self.unsaved = self.unsaved, []
-            try:
-                self.journal.mark_done_and_sending(
-                    self.template, _done_rows(done), envelope.key, built.message_id, attempt,
-                    calendar=built.calendar, claimable=self.record.claimable,
-                    variant=built.template if built.template != self.template else None)
-            finally:  # the ledger learns of them even when the journal's disk is full
-                self._ledger(done)
+            self.journal.mark_sending(self.template, envelope.key, built.message_id, attempt,
+                                      calendar=built.calendar,
+                                      claimable=self.record.claimable,
+                                      variant=built.template if built.template != self.template
+                                      else None)
 
     def finished(self, outcome: transport.Outcome) -> None:
         built = self.in_flight.pop(outcome.key, None)
@@ -167,45 +150,18 @@ class _JournalHooks:
                                          outcome.reply))
         else:
             self.result.uncertain += 1
-        self.unsaved.append((outcome, state, built))
-        self.progress.finished(outcome.key, state.value, outcome.reply)
-        if not self.flush_due:  # after what the worker does next without waiting
-            self.flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush_soon)
-
-    def flush(self) -> None:
-        """Write the final outcomes not written yet; raise what a write met since the last
-        hook (the run stops on it)."""
-        done, self.unsaved = self.unsaved, []
         try:
-            if done and self.journal is not None:
-                self.journal.mark_done_and_sending(self.template, _done_rows(done))
-        finally:
-            self._ledger(done)
-        self._raise_failure()
-
-    def _flush_soon(self) -> None:
-        self.flush_due = False
-        try:
-            self.flush()
-        except InvitemailError as error:  # no hook to raise it from: the next one does
-            self.failure = self.failure or error
-
-    def _raise_failure(self) -> None:
-        failure, self.failure = self.failure, None
-        if failure is not None:
-            raise failure
-
-    def _ledger(self, done: list[tuple[transport.Outcome, State, Built | None]]) -> None:
-        ledger = self.record.ledger
-        if ledger is None:
-            return
-        for outcome, state, built in done:
-            if built is not None and state is not State.FAILED:
+            if self.journal is not None:
+                self.journal.mark_done(self.template, outcome.key, state, outcome.reply,
+                                       outcome.attempts)
+        finally:  # the ledger learns of it even when the journal's disk is full
+            ledger = self.record.ledger
+            if ledger is not None and built is not None and state is not State.FAILED:
                 ledger.record(self.record.journal_id, self.template, outcome.key, state,
                               built.message_id,
                               dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                               built.calendar if state is State.SENT else None)
+        self.progress.finished(outcome.key, state.value, outcome.reply)
 
     def retrying(self, envelope: transport.Envelope, reply: str, attempt: int,
                  delay: float) -> None:
@@ -213,11 +169,6 @@ class _JournalHooks:
         if self.journal is not None:
             self.journal.mark_retrying(self.template, envelope.key, reply, attempt)
         self.progress.retrying(envelope.key, reply, delay)
-
-
-def _done_rows(done: list[tuple[transport.Outcome, State, Built | None]]
-               ) -> list[tuple[str, State, str, int]]:
-    return [(outcome.key, state, outcome.reply, outcome.attempts) for outcome, state, _ in done]
 
 
 def _selected(campaign: Campaign, states: dict[str, State], options: SendOptions,
@@ -418,7 +369,6 @@ async def _run(campaign: Campaign, report: CheckReport, record: _Record, *,
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
                                            password=password, hooks=hooks, stop=stop,
                                            clock=clock, sleep=sleep, wall_clock=wall_clock)
-        hooks.flush()  # what the journal was not given yet (a write that failed since)
         result.stopped = delivery.stopped
         result.interrupted = delivery.interrupted
         if journal is not None:
