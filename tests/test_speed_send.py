@@ -35,13 +35,21 @@ def _journal(tmp_path: Path, count: int) -> Journal:
 # -- the journal: fewer WAL checkpoints while a run writes ------------------------------------
 
 
-def test_a_run_checkpoints_the_wal_less_often(tmp_path: Path) -> None:
-    journal = _journal(tmp_path, 1)
+def test_a_run_checkpoints_the_wal_less_often_and_closing_folds_it_in(tmp_path: Path) -> None:
+    journal = _journal(tmp_path, 300)
     assert journal.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     journal.for_a_run()
     assert journal.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == RUN_CHECKPOINT
+    for i in range(300):
+        journal.mark_sending(T, f"u{i}@example.org", f"<m{i}>", 1, calendar=CALENDAR)
+        journal.mark_done(T, f"u{i}@example.org", State.SENT if i % 3 else State.FAILED,
+                          "250 ok" if i % 3 else "550 no", 1)
+    wal = journal.path.with_name(journal.path.name + "-wal")
+    assert wal.stat().st_size > 0
     journal.close()
-    assert not journal.path.with_name(journal.path.name + "-wal").exists()  # folded in
+    assert not wal.exists()  # folded into the journal
+    states = journal_states(tmp_path)
+    assert Counter(states.values()) == {State.SENT: 200, State.FAILED: 100}
 
 
 # -- the ledger: its fsync on a thread of its own ----------------------------------------------
