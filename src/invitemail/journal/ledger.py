@@ -14,8 +14,9 @@ Lines::
     {"j": ID, "t": TEMPLATE, "k": KEY, "s": "sent", "m": MESSAGE-ID, "at": ISO, "c": [...]}
 
 Each line is written with one ``write`` (not buffered), so a killed process loses nothing the
-kernel got; ``fsync`` follows every :data:`SYNC_EVERY` lines and at the end of a run. A line a
-crash cut short is skipped when reading.
+kernel got; ``fsync`` follows every :data:`SYNC_EVERY` lines (on a thread of its own, so that
+the run does not stop while the disk flushes: one at a time, its error raised by the next
+call) and at the end of a run. A line a crash cut short is skipped when reading.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import errno
 import hashlib
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ from invitemail.journal.store import CalendarRecord, State
 
 DATA_DIR_ENV = "INVITEMAIL_DATA_DIR"
 SYNC_EVERY = 200
+# One encoder for every line: json.dumps would make a new one each time.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class LedgerError(InvitemailError):
@@ -86,6 +90,8 @@ class Ledger:
         self.event_uid = event_uid
         self.fd = -1
         self.unsynced = 0
+        self._flusher: ThreadPoolExecutor | None = None
+        self._flushing: Future[None] | None = None  # the fsync of SYNC_EVERY lines, running
 
     @classmethod
     def of_event(cls, event_uid: str) -> Ledger:
@@ -145,24 +151,52 @@ class Ledger:
             c = calendar
             line["c"] = [c.sequence, c.start, c.duration, c.join_url, c.password_digest,
                          c.template]
+        if self._flushing is not None and self._flushing.done():
+            self._flushed()  # its error, if any, before another line
         self._append(line)
         self.unsynced += 1
         if self.unsynced >= SYNC_EVERY:
-            self.sync()
+            self._sync_behind()
 
     def sync(self) -> None:
+        """Every line written so far is on the disk when this returns."""
         if self.fd < 0:
             return
+        self._flushed()
         try:
             os.fsync(self.fd)
         except OSError as err:
             raise self._error("cannot write", err) from None
         self.unsynced = 0
 
+    def _sync_behind(self) -> None:
+        """Start the fsync of every line written so far on the flusher thread (after the
+        one before it ends), and go on."""
+        self._flushed()
+        if self._flusher is None:
+            self._flusher = ThreadPoolExecutor(max_workers=1,
+                                               thread_name_prefix="invitemail-ledger")
+        self._flushing = self._flusher.submit(os.fsync, self.fd)
+        self.unsynced = 0
+
+    def _flushed(self) -> None:
+        """Wait for the fsync running on the flusher thread, if any; raises its error."""
+        flushing, self._flushing = self._flushing, None
+        if flushing is None:
+            return
+        try:
+            flushing.result()
+        except OSError as err:
+            raise self._error("cannot write", err) from None
+
     def close(self) -> None:
         if self.fd < 0:
             return
         try:
+            try:
+                self._flushed()
+            except LedgerError:  # the lines it was for, again
+                self.unsynced += 1
             if self.unsynced:
                 os.fsync(self.fd)
         except OSError:
@@ -170,6 +204,9 @@ class Ledger:
         finally:
             os.close(self.fd)
             self.fd = -1
+            if self._flusher is not None:
+                self._flusher.shutdown()
+                self._flusher = None
 
     def _append(self, line: dict[str, Any]) -> None:
         if self.fd < 0:
@@ -180,7 +217,7 @@ class Ledger:
             raise self._error("cannot write", err) from None
 
     def _write(self, line: dict[str, Any]) -> None:
-        data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        data = (_ENCODER.encode(line) + "\n").encode()
         written = os.write(self.fd, data)
         if written != len(data):  # a full disk takes part of a line: end it, say so
             try:
