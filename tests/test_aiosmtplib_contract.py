@@ -20,6 +20,7 @@ from aiosmtplib.protocol import SMTPProtocol
 from packaging.requirements import Requirement
 
 from invitemail.send import smtp_adapter
+from support.ports import free_port
 from support.relay import HOST, Script, SmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,11 +297,7 @@ def test_contract_the_pipe_parses_a_reply_as_aiosmtplib_does(payload: bytes) -> 
 
 
 def test_contract_a_refused_connection_carries_the_os_error_as_its_cause() -> None:
-    import socket
-
-    with socket.socket() as placeholder:  # a port nobody listens on
-        placeholder.bind((HOST, 0))
-        port = placeholder.getsockname()[1]
+    port = free_port()  # a port nobody listens on
 
     async def scenario() -> None:
         client = SMTP(hostname=HOST, port=port, start_tls=False, timeout=5)
