@@ -8,7 +8,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,22 +15,12 @@ from pathlib import Path
 
 from common import BENCH, BenchError
 
-from support.ports import free_port
+from support.ports import answers_smtp, free_port
 
 
 def wait_for_smtp(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
-                if conn.recv(512).startswith(b"220"):
-                    conn.sendall(b"QUIT\r\n")
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise BenchError(f"nothing answers SMTP on 127.0.0.1:{port}")
-        time.sleep(0.05)
+    if not answers_smtp(port, timeout):
+        raise BenchError(f"nothing answers SMTP on 127.0.0.1:{port}")
 
 
 def find_smtp_sink() -> str:

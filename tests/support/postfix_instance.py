@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from support.ports import free_port
+from support.ports import answers_smtp, free_port
 
 SBIN = "/usr/sbin:/usr/local/sbin:/sbin"
 RELAY_NAME = "relay.invitemail.test"
@@ -140,19 +139,9 @@ class PostfixRelay:
 
 
 def _wait_for_smtp(relay: PostfixRelay, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
-                if conn.recv(512).startswith(b"220"):
-                    conn.sendall(b"QUIT\r\n")
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"Postfix does not answer on 127.0.0.1:{port}:\n{relay.log()}",
-                        pytrace=False)
-        time.sleep(0.1)
+    if not answers_smtp(port, timeout, every=0.1):
+        pytest.fail(f"Postfix does not answer on 127.0.0.1:{port}:\n{relay.log()}",
+                    pytrace=False)
 
 
 @contextmanager
