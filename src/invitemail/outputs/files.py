@@ -28,6 +28,7 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -102,16 +103,7 @@ class OutputFolder:
             fd = os.open(where, _DIRECTORY)
         except OSError as err:
             raise _failure(where, "open the folder", err) from None
-        try:
-            for index, part in enumerate(parts):
-                where = where / part
-                last = index == len(parts) - 1
-                inner = _enter(fd, part, where, follow=not last)
-                os.close(fd)
-                fd = inner
-        except BaseException:
-            os.close(fd)
-            raise
+        _, fd = _descend(fd, where, parts, follow_above=True)
         return cls(path, fd)
 
     @classmethod
@@ -130,17 +122,7 @@ class OutputFolder:
     def folder(self, relative: Path) -> OutputFolder:
         """The folder ``relative`` below this one, created (0700) where missing; none of its
         parts may be a symbolic link."""
-        fd = os.dup(self.fd)
-        where = self.path
-        try:
-            for part in relative.parts:
-                where = where / part
-                inner = _enter(fd, part, where, follow=False)
-                os.close(fd)
-                fd = inner
-        except BaseException:
-            os.close(fd)
-            raise
+        where, fd = _descend(os.dup(self.fd), self.path, relative.parts, follow_above=False)
         return OutputFolder(where, fd)
 
     # -- reading ------------------------------------------------------------------------
@@ -308,6 +290,25 @@ class PendingFile:
 
 
 # -- folders ------------------------------------------------------------------------------
+
+
+def _descend(fd: int, where: Path, parts: Sequence[str], *,
+             follow_above: bool) -> tuple[Path, int]:
+    """Enter ``parts`` one below the other from the open folder ``fd`` at ``where``, creating
+    what is missing; give the deepest folder's path and descriptor. ``fd`` is taken over:
+    closed on the way, or returned. ``follow_above``: a link among the parts above the last
+    is followed (folders the user has); the last part is never entered through a link."""
+    try:
+        for index, part in enumerate(parts):
+            where = where / part
+            follow = follow_above and index < len(parts) - 1
+            inner = _enter(fd, part, where, follow=follow)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return where, fd
 
 
 def _enter(parent: int, name: str, where: Path, *, follow: bool) -> int:
