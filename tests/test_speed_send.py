@@ -6,6 +6,7 @@ connection writes the next one's."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -117,19 +118,30 @@ def test_a_failed_fsync_behind_stops_the_next_record(tmp_path: Path) -> None:
 # -- the run: exactly-once, with one commit per message --------------------------------------
 
 
-def _watching(where: list[Path], *, pipelining: bool) -> tuple[Script, list[Counter[str]]]:
-    """A relay script that reads the journal of the event folder ``where[0]`` from disk as
+def _on_disk_now(folder: Path, scratch: Path) -> Counter[str]:
+    """The states the next run would find if this one were killed now: a copy of the
+    journal's files as they are on disk (the SQLite file, its WAL, the run log), opened as
+    the next run opens them."""
+    copy = scratch / f"copy{len(list(scratch.iterdir())) if scratch.exists() else 0}"
+    (copy / ".invitemail").mkdir(parents=True)
+    for name in ("journal.sqlite", "journal.sqlite-wal", "run.log"):
+        if (folder / ".invitemail" / name).exists():
+            shutil.copyfile(folder / ".invitemail" / name, copy / ".invitemail" / name)
+    journal = Journal.open(copy, create=False)
+    assert journal is not None
+    with journal:
+        return Counter(state.value for state in journal.states(T).values())
+
+
+def _watching(where: list[Path], scratch: Path, *,
+              pipelining: bool) -> tuple[Script, list[Counter[str]]]:
+    """A relay script that looks at the journal of the event folder ``where[0]`` on disk as
     each message's data ends."""
     seen: list[Counter[str]] = []
 
     def answer(verb: str, n: int) -> str | None:
         if verb == "DOT":
-            db = sqlite3.connect(Journal.path_in(where[0]))
-            try:
-                seen.append(Counter(state for (state,) in db.execute(
-                    "SELECT state FROM deliveries")))
-            finally:
-                db.close()
+            seen.append(_on_disk_now(where[0], scratch))
         return None
 
     return Script(group_replies=pipelining, pipelining=pipelining, answer=answer), seen
@@ -139,7 +151,7 @@ def _watching(where: list[Path], *, pipelining: bool) -> tuple[Script, list[Coun
 def test_each_message_is_sending_on_disk_before_its_data_and_the_one_before_is_sent(
         tmp_path: Path, pipelining: bool) -> None:
     where: list[Path] = []
-    script, seen = _watching(where, pipelining=pipelining)
+    script, seen = _watching(where, tmp_path / "copies", pipelining=pipelining)
     with SmtpServer(script=script) as server:
         where.append(event_for(server, tmp_path / "e", rows(40), sending="concurrency = 1\n"))
         run = run_cli("send", where[0], "--yes")

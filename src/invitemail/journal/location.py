@@ -11,6 +11,7 @@ from invitemail.journal.errors import JournalError
 
 JOURNAL_DIR = ".invitemail"
 JOURNAL_FILE = "journal.sqlite"
+RUN_LOG = "run.log"  # a send run's steps before the journal has them (runlog.py)
 
 
 def journal_path(folder: Path) -> Path:
@@ -23,7 +24,7 @@ def prepare_journal_file(folder: Path, *, create: bool) -> Path | None:
     directory = folder / JOURNAL_DIR
     path = directory / JOURNAL_FILE
     for where in (directory, path, path.with_name(path.name + "-wal"),
-                  path.with_name(path.name + "-shm")):
+                  path.with_name(path.name + "-shm"), directory / RUN_LOG):
         if where.is_symlink():  # sqlite would follow it, and write wherever it points
             raise JournalError(
                 f"{where}: is a symbolic link (to {os.readlink(where)}); invitemail keeps "

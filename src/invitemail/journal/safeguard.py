@@ -17,6 +17,7 @@ from pathlib import Path
 
 from invitemail.journal.errors import JournalDamaged, JournalError, os_error
 from invitemail.journal.ledger import Entry, Ledger, LedgerView
+from invitemail.journal.location import RUN_LOG
 from invitemail.journal.store import Journal, State, new_journal_id
 
 
@@ -224,7 +225,7 @@ def _mismatch(path: Path, problem: str, view: LedgerView, dry: str = "") -> Jour
 
 
 def move_aside(folder: Path, clock: Callable[[], dt.datetime] = _utcnow) -> Path | None:
-    """Rename the journal (with its -wal and -shm files) to a dated name beside it, so that a
+    """Rename the journal (with its -wal, -shm and run log) to a dated name beside it, so that a
     new journal can start; never deletes. Returns the new name, or None when there was none."""
     path = Journal.path_in(folder)
     if not path.exists():
@@ -236,10 +237,12 @@ def move_aside(folder: Path, clock: Callable[[], dt.datetime] = _utcnow) -> Path
         number += 1
         aside = path.with_name(f"journal-set-aside-{stamp}-{number}.sqlite")
     try:
-        for suffix in ("-wal", "-shm", ""):  # the database last: it names the set
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                side.rename(aside.with_name(aside.name + suffix))
+        # The run log too: steps of a run that died, for the journal set aside.
+        for side, name in ((path.with_name(RUN_LOG), aside.name + "-" + RUN_LOG),
+                           *((path.with_name(path.name + suffix), aside.name + suffix)
+                             for suffix in ("-wal", "-shm", ""))):  # the database last:
+            if side.exists():  # it names the set
+                side.rename(aside.with_name(name))
     except OSError as err:
         raise os_error(err, path) from None
     return aside

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from invitemail.journal.batches import RUN_CHECKPOINT, STEPS, Batching
 from invitemail.journal.errors import (
     CANTOPEN,
     READONLY,
@@ -50,12 +52,10 @@ from invitemail.journal.states import CalendarRecord, Identity, Row, State, new_
 
 # The errors live in errors.py, the values in states.py, where the journal's file lives in
 # location.py; they are the journal's, so they are importable here.
-__all__ = ["JOURNAL_DIR", "JOURNAL_FILE", "CalendarRecord", "ClaimError", "ForeignJournal",
-           "Identity", "Journal", "JournalDamaged", "JournalError", "JournalFull", "Row",
-           "State", "new_journal_id"]
+__all__ = ["JOURNAL_DIR", "JOURNAL_FILE", "RUN_CHECKPOINT", "CalendarRecord", "ClaimError",
+           "ForeignJournal", "Identity", "Journal", "JournalDamaged", "JournalError",
+           "JournalFull", "Row", "State", "new_journal_id"]
 
-# WAL pages between checkpoints while a run sends (Journal.for_a_run): about 20 MB.
-RUN_CHECKPOINT = 5000
 
 
 def journal_error(err: sqlite3.Error | OSError, path: Path) -> JournalError:
@@ -71,23 +71,57 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Journal(Provenance):
+class Journal(Provenance, Batching):
     """The journal of one event folder. Which event it belongs to, and the rows the ledger
-    knows, are :class:`~invitemail.journal.provenance.Provenance`'s methods."""
+    knows, are :class:`~invitemail.journal.provenance.Provenance`'s methods; how a run's
+    steps are written (the run log, batches) is :class:`~invitemail.journal.batches.
+    Batching`'s."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path,
                  clock: Callable[[], dt.datetime] = _utcnow) -> None:
         self.db = connection
         self.path = path
         self.clock = clock
+        # Why a dead run's steps (in its run log) could not be applied when this opened (a
+        # full disk, a damaged log): the journal is then read only, and a write says this.
+        self.stuck: JournalError | None = None
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
-        """Every sqlite3 error of this journal becomes a JournalError naming the file."""
+        """Every use of the journal: the run's steps that wait are applied first (so every
+        read sees them), and every sqlite3 error becomes a JournalError naming the file."""
+        try:
+            if self._batch is not None and self._batch.waiting:
+                self._apply_waiting()
+            yield
+        except sqlite3.Error as err:
+            if self.stuck is not None and _read_only(err):
+                raise self.stuck from None
+            raise journal_error(err, self.path) from None
+
+    def _copy(self) -> sqlite3.Connection:
+        copy = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            with self._raw():
+                self.db.backup(copy)
+        except BaseException:
+            copy.close()
+            raise
+        return copy
+
+    @contextlib.contextmanager
+    def _raw(self) -> Iterator[None]:
+        """sqlite3's errors as JournalErrors, without applying what waits (batches.py)."""
         try:
             yield
         except sqlite3.Error as err:
             raise journal_error(err, self.path) from None
+
+    def _os_error(self, err: OSError, path: Path) -> JournalError:
+        """An error of a file beside the journal (its run log). A full disk is the
+        journal's disk: the sentence names the file the user knows."""
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        return journal_error(err, self.path if full else path)
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -109,6 +143,12 @@ class Journal(Provenance):
             if create or not _read_only(err):
                 raise journal_error(err, path) from None
             journal = cls(cls._connect(path, read_only=True), path, clock)  # e.g. `status`
+        else:  # a run that died left steps in its run log: they are the journal's
+            try:
+                journal.take_leftover()
+            except BaseException:
+                journal.close()
+                raise
         if event_uid is not None:
             identity = journal.identity()
             if identity is not None and identity.event_uid != event_uid:
@@ -121,8 +161,14 @@ class Journal(Provenance):
         return connect(path, read_only=read_only)
 
     def close(self) -> None:
-        with self._guard():
-            self.db.close()
+        """Apply the run's last steps (the run log goes), and close."""
+        try:
+            self._end_run()
+        finally:
+            with self._raw():
+                self.db.close()
+                if self._file is not None:
+                    self._file.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -138,6 +184,8 @@ class Journal(Provenance):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Many statements in one commit."""
+        if self.stuck is not None:
+            raise self.stuck
         with self._guard():
             self.db.execute("BEGIN")
         try:
@@ -197,52 +245,45 @@ class Journal(Provenance):
         ``template`` (a follow-up's thanks or missed)."""
         c = calendar
         wanted = [s.value for s in claimable]
-        with self._guard():
-            cursor = self.db.execute(
-                "UPDATE deliveries SET state = 'sending', message_id = ?, attempts = ?, "
-                "updated_at = ?, calendar_sequence = ?, calendar_start = ?, "
-                "calendar_duration = ?, calendar_join_url = ?, calendar_password_digest = ?, "
-                "variant = ? WHERE template = ? AND key = ? AND state IN "
-                f"({', '.join('?' * len(wanted))})",
-                (message_id, attempt, self._now(),
-                 *((c.sequence, c.start, c.duration, c.join_url, c.password_digest)
-                   if c else (None,) * 5), variant, template, key, *wanted))
-            if cursor.rowcount == 1:
+        params = (message_id, attempt, self._now(),
+                  *((c.sequence, c.start, c.duration, c.join_url, c.password_digest)
+                    if c else (None,) * 5), variant, template, key)
+        if self._batch is not None:  # a run: checked here, written to the run log
+            state = self._state_now(template, key)
+            if state is not None and state.value in wanted:
+                self._step("sending", params, (template, key), State.SENDING)
                 return
-            row = self.db.execute("SELECT state FROM deliveries WHERE template = ? AND key = ?",
-                                  (template, key)).fetchone()
-        now = f"it is {row[0]!r}" if row else "it is not in the journal"
+        else:
+            with self._guard():
+                cursor = self.db.execute(
+                    f"{STEPS['sending']} AND state IN ({', '.join('?' * len(wanted))})",
+                    (*params, *wanted))
+                if cursor.rowcount == 1:
+                    return
+                row = self.db.execute("SELECT state FROM deliveries WHERE template = ? "
+                                      "AND key = ?", (template, key)).fetchone()
+            state = State(row[0]) if row else None
+        now = f"it is {state.value!r}" if state else "it is not in the journal"
         raise ClaimError(f"{self.path}: {template} for {key} cannot be claimed for sending: "
                          f"{now}; something else is sending from this event folder",
                          hint="this run stopped without sending that message; run `invitemail "
                          "status` and then the same command again")
 
     def mark_retrying(self, template: str, key: str, reply: str, attempt: int) -> None:
-        with self._guard():
-            self.db.execute(
-                "UPDATE deliveries SET state = 'pending', last_reply = ?, attempts = ?, "
-                "updated_at = ? WHERE template = ? AND key = ? AND state != 'sent'",
-                (reply, attempt, self._now(), template, key))
+        self._step("retrying", (reply, attempt, self._now(), template, key), (template, key),
+                   State.PENDING)
 
     def mark_pending(self, template: str, key: str) -> None:
         """Back to ``pending``: a transaction that was started but provably not delivered."""
-        with self._guard():
-            self.db.execute(
-                "UPDATE deliveries SET state = 'pending', updated_at = ? "
-                "WHERE template = ? AND key = ? AND state = 'sending'",
-                (self._now(), template, key))
+        self._step("pending", (self._now(), template, key), (template, key), State.PENDING)
 
     def mark_done(self, template: str, key: str, state: State, reply: str,
                   attempts: int) -> None:
         """The final state of one delivery. When it is ``sent``, the calendar given to
         :meth:`mark_sending` becomes the registrant's calendar, in the same commit."""
         now = self._now()
-        with self._guard():
-            self.db.execute(
-                "UPDATE deliveries SET state = ?, last_reply = ?, attempts = ?, updated_at = ?, "
-                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-                "WHERE template = ? AND key = ?",
-                (state.value, reply, attempts, now, state.value, now, template, key))
+        self._step("done", (state.value, reply, attempts, now, state.value, now, template, key),
+                   (template, key), state)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -336,17 +377,6 @@ class Journal(Provenance):
             return [dt.datetime.fromisoformat(at) for (at,) in self.db.execute(
                 "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at > ? "
                 "ORDER BY sent_at", (cutoff,))]
-
-    # -- a send run's pace -----------------------------------------------------------------
-
-    def for_a_run(self) -> None:
-        """Checkpoint the WAL every :data:`RUN_CHECKPOINT` pages rather than sqlite's 1000
-        while a run writes: each checkpoint waits for the disk twice (fsync), and the run's
-        event loop waits with it. The WAL grows to about that many pages (4 KiB each) and is
-        folded in and removed when the journal is closed. A killed process loses nothing
-        either way (the WAL is on disk); a power cut is the ledger's to notice (safeguard.py)."""
-        with self._guard():
-            self.db.execute(f"PRAGMA wal_autocheckpoint = {RUN_CHECKPOINT}")
 
 
 def _read_only(err: sqlite3.Error) -> bool:

@@ -1,0 +1,259 @@
+"""A run's steps in the journal: each state change on disk at once (the run log), in SQLite
+in batches.
+
+The part of the :class:`~invitemail.journal.store.Journal` that writes a run's steps. Outside
+a run (:meth:`Batching.for_a_run` not called) each step is its own commit, as before. In a
+run each step is one line of the run log (runlog.py), written before the call returns, and
+the waiting lines go to SQLite in one commit when :data:`BATCH` of them wait, when the last
+commit is :data:`APPLY_AFTER` seconds old, before any other use of the journal, and when the
+journal closes. A run's claim of a row is checked against the row's state as the journal and
+the lines not yet applied say, so no registrant is handed to two transactions either way.
+
+sqlite3 is used through the Journal's connection (store.py opens it); every sqlite3 error
+becomes a JournalError there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from invitemail.journal.errors import JournalError
+from invitemail.journal.runlog import Change, Param, RunLog, leftover, read, run_log_path
+from invitemail.journal.states import State
+
+if TYPE_CHECKING:
+    import sqlite3
+
+# The statement of each step (the run log's kinds): each sets one row, and applied in order
+# they leave the rows as the steps did one commit each (the guards in them included).
+STEPS: dict[str, str] = {
+    "sending": "UPDATE deliveries SET state = 'sending', message_id = ?, attempts = ?, "
+               "updated_at = ?, calendar_sequence = ?, calendar_start = ?, "
+               "calendar_duration = ?, calendar_join_url = ?, calendar_password_digest = ?, "
+               "variant = ? WHERE template = ? AND key = ?",
+    "done": "UPDATE deliveries SET state = ?, last_reply = ?, attempts = ?, updated_at = ?, "
+            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+            "WHERE template = ? AND key = ?",
+    "retrying": "UPDATE deliveries SET state = 'pending', last_reply = ?, attempts = ?, "
+                "updated_at = ? WHERE template = ? AND key = ? AND state != 'sent'",
+    "pending": "UPDATE deliveries SET state = 'pending', updated_at = ? "
+               "WHERE template = ? AND key = ? AND state = 'sending'",
+}
+MARKER = "run_log"  # in the meta table: "<log id> <last line applied>"
+
+BATCH = 512  # steps per commit, at most (about 256 messages)
+APPLY_AFTER = 0.2  # seconds: a step waits no longer when the next one comes
+
+
+class _Batch:
+    """The steps of this run not yet in SQLite."""
+
+    def __init__(self, log: RunLog) -> None:
+        self.log = log
+        self.waiting: list[tuple[str, Sequence[Param]]] = []
+        self.states: dict[tuple[str, str], State] = {}  # the rows they change, as they leave them
+        self.applied_at = time.monotonic()
+
+
+class Batching:
+    """Writing a run's steps: through the run log in a run, one commit each otherwise."""
+
+    db: sqlite3.Connection
+    path: Path
+    stuck: JournalError | None
+    _batch: _Batch | None = None
+    _file: sqlite3.Connection | None = None  # the file's connection, when ``db`` is a copy
+
+    def _guard(self) -> AbstractContextManager[None]:
+        raise NotImplementedError  # the Journal's: waiting steps applied, errors converted
+
+    def _raw(self) -> AbstractContextManager[None]:
+        raise NotImplementedError  # the Journal's: errors converted, nothing applied
+
+    # -- a run -----------------------------------------------------------------------------
+
+    def for_a_run(self) -> None:
+        """From now until :meth:`close`, each step goes to the run log at once and to SQLite
+        in batches; and the WAL is checkpointed every ``RUN_CHECKPOINT`` pages rather than
+        sqlite's 1000 (each checkpoint waits for the disk twice, and the run's event loop
+        with it). Call it holding the event folder's lock."""
+        if self.stuck is not None:  # read only: a dead run's steps could not be applied
+            raise self.stuck
+        with self._guard():
+            self.db.execute(f"PRAGMA wal_autocheckpoint = {RUN_CHECKPOINT}")
+        if self._batch is not None:
+            return
+        directory = self.path.parent
+        try:
+            try:
+                log = RunLog.start(directory)
+            except FileExistsError:  # a dead run's, not applied yet: apply it, start anew
+                self.take_leftover()
+                if self.stuck is not None:
+                    raise self.stuck from None
+                log = RunLog.start(directory)
+        except FileExistsError:
+            raise JournalError(f"{run_log_path(directory)}: another process is sending from "
+                               "this event folder", hint="wait for it to finish, then run "
+                               "the same command again") from None
+        except OSError as err:
+            raise self._os_error(err, run_log_path(directory)) from None
+        self._batch = _Batch(log)
+
+    @property
+    def waiting(self) -> int:
+        """Steps of this run written to the run log and not yet to SQLite."""
+        return len(self._batch.waiting) if self._batch is not None else 0
+
+    def settle(self) -> None:
+        """Apply the steps that wait now (the run's timer calls this in a quiet moment)."""
+        with self._guard():
+            pass
+
+    def _step(self, kind: str, params: Sequence[Param], row: tuple[str, str],
+              state: State) -> None:
+        batch = self._batch
+        if batch is None:
+            with self._guard():
+                self.db.execute(STEPS[kind], params)
+            return
+        try:
+            batch.log.append(kind, params)
+        except OSError as err:
+            raise self._os_error(err, batch.log.path) from None
+        batch.waiting.append((kind, params))
+        batch.states[row] = state
+        if len(batch.waiting) >= BATCH or time.monotonic() - batch.applied_at >= APPLY_AFTER:
+            self._apply_waiting()
+
+    def _state_now(self, template: str, key: str) -> State | None:
+        """A row's state as this run has left it (None: not in the journal)."""
+        if self._batch is not None:
+            state = self._batch.states.get((template, key))
+            if state is not None:
+                return state
+        with self._raw():
+            row = self.db.execute("SELECT state FROM deliveries WHERE template = ? AND key = ?",
+                                  (template, key)).fetchone()
+        return State(row[0]) if row else None
+
+    def _apply_waiting(self) -> None:
+        batch = self._batch
+        if batch is None or not batch.waiting:
+            return
+        self._commit(batch.waiting, batch.log.log_id, batch.log.seq)
+        batch.waiting = []
+        batch.states.clear()
+        batch.applied_at = time.monotonic()
+
+    def _end_run(self) -> None:
+        """Apply what waits and remove the run log. Steps that cannot be applied now (a full
+        disk) stay in the log, where they are safe: the next process that opens the journal
+        applies them, and no write is let through before (store.py's ``stuck``)."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        try:
+            self._commit(batch.waiting, batch.log.log_id, batch.log.seq)
+        except JournalError:
+            batch.log.leave()
+            return
+        batch.log.finish()
+
+    # -- a run log found when the journal opens -------------------------------------------
+
+    def take_leftover(self) -> None:
+        """Apply the steps a dead run left in its run log (those after the marker), and
+        remove it. When that cannot be done now (a full disk), or when a run is writing the
+        log now, this journal reads a copy in memory with the log's steps applied, so that
+        it reads what the journal will say; every write then raises why (``stuck``)."""
+        directory = self.path.parent
+        try:
+            left = leftover(directory)
+        except OSError as err:
+            raise self._os_error(err, run_log_path(directory)) from None
+        if left is None:
+            return
+        if left.live:
+            self._read_live(left.path)
+            return
+        try:
+            steps = self._after_marker(self.db, left.log_id, left.changes)
+            try:
+                if steps:
+                    self._commit(steps, left.log_id, left.changes[-1].seq)
+            except JournalError as err:
+                self._view(steps, why=err)
+                return
+            left.remove()
+        finally:
+            left.close()
+
+    def _read_live(self, path: Path) -> None:
+        """A copy of the file first, then the log (it only grows, and its run applies lines
+        to the file only after writing them); a log gone meanwhile was all applied."""
+        try:
+            found = read(path)
+            if found is None:
+                return
+            log_id, changes = found
+        except OSError as err:
+            raise self._os_error(err, path) from None
+        why = JournalError(f"{path.parent.parent}: a send from this event folder is running",
+                           hint="wait for it to finish, then run the same command again")
+        self._view(self._after_marker(self.db, log_id, changes), why=why)
+
+    def _after_marker(self, db: sqlite3.Connection, log_id: str,
+                      changes: list[Change]) -> list[tuple[str, Sequence[Param]]]:
+        """The steps of log ``log_id`` that ``db`` has not applied (its marker says)."""
+        with self._raw():
+            found = db.execute("SELECT value FROM meta WHERE name = ?", (MARKER,)).fetchone()
+        marked, _, seq = str(found[0]).partition(" ") if found else ("", "", "0")
+        done = int(seq) if marked == log_id and seq.isdigit() else 0
+        return [(c.kind, c.params) for c in changes if c.seq > done]
+
+    def _view(self, steps: Sequence[tuple[str, Sequence[Param]]], *, why: JournalError) -> None:
+        """Read from now on a copy in memory of the file with ``steps`` applied; writes
+        raise ``why``."""
+        copy = self._copy()
+        try:
+            with self._raw():
+                for kind, group in itertools.groupby(steps, key=lambda step: step[0]):
+                    copy.executemany(STEPS[kind], (params for _, params in group))
+                copy.execute("PRAGMA query_only = ON")
+        except BaseException:
+            copy.close()
+            raise
+        self._file, self.db = self.db, copy
+        self.stuck = why
+
+    def _copy(self) -> sqlite3.Connection:
+        raise NotImplementedError  # the Journal's: the file's content, in memory
+
+    def _commit(self, steps: Iterable[tuple[str, Sequence[Param]]], log_id: str,
+                last: int) -> None:
+        """``steps`` in order and the marker, in one commit."""
+        with self._raw():
+            self.db.execute("BEGIN")
+            try:
+                for kind, group in itertools.groupby(steps, key=lambda step: step[0]):
+                    self.db.executemany(STEPS[kind], (params for _, params in group))
+                self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                                (MARKER, f"{log_id} {last}"))
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+    def _os_error(self, err: OSError, path: Path) -> JournalError:
+        raise NotImplementedError  # the Journal's: the sentence for a file system error
+
+
+# WAL pages between checkpoints while a run sends (for_a_run): about 20 MB.
+RUN_CHECKPOINT = 5000

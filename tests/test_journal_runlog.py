@@ -1,0 +1,234 @@
+"""A run's steps through the run log (journal/runlog.py, journal/batches.py): each on disk at
+once, in the journal's file in batches, and the same rows either way.
+
+The differential property: any sequence of steps, written through the run log with any batch
+size and cut off at any point as a killed process would be, leaves the journal as the same
+steps one commit each leave it. The rest: a reader beside a live run reads every step, a
+dead run's log is applied once by the next opener, a torn last line is left out, a damaged
+or linked log is refused with a sentence."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from invitemail.journal import batches
+from invitemail.journal.runlog import RUN_LOG
+from invitemail.journal.safeguard import move_aside
+from invitemail.journal.store import (
+    CalendarRecord,
+    ClaimError,
+    Journal,
+    JournalDamaged,
+    JournalError,
+    State,
+)
+from support.cli import run_cli
+from support.event import write_event
+
+T = "invitation"
+KEYS = ["a@example.org", "b@example.org", "c@example.org"]
+CALENDAR = CalendarRecord(2, "2027-01-01T14:00:00+01:00", 60, "https://example.org/j/1",
+                          "0123456789abcdef", T)
+CLAIMABLE = (State.PENDING, State.UNCERTAIN, State.FAILED)
+
+
+class Clock:
+    """A clock that moves a second per reading, the same in both journals."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        self.now += dt.timedelta(seconds=1)
+        return self.now
+
+
+Step = tuple[str, str, int, str]  # (kind, key, attempt, reply or state)
+
+steps_strategy = st.lists(st.tuples(
+    st.sampled_from(["sending", "sent", "failed", "uncertain", "retrying", "pending"]),
+    st.sampled_from(KEYS), st.integers(1, 5),
+    st.text(max_size=30)), max_size=40)
+
+
+def _open(folder: Path) -> Journal:
+    journal = Journal.open(folder, clock=Clock())
+    assert journal is not None
+    return journal
+
+
+def _apply(journal: Journal, step: Step) -> str:
+    """One step through the Journal's public calls; what it said ("ok" or the claim's
+    refusal)."""
+    kind, key, attempt, text = step
+    try:
+        if kind == "sending":
+            journal.mark_sending(T, key, f"<{attempt}@x>", attempt, calendar=CALENDAR,
+                                 claimable=CLAIMABLE)
+        elif kind == "retrying":
+            journal.mark_retrying(T, key, text, attempt)
+        elif kind == "pending":
+            journal.mark_pending(T, key)
+        else:
+            journal.mark_done(T, key, State(kind), text, attempt)
+    except ClaimError:
+        return "refused"
+    return "ok"
+
+
+def _everything(journal: Journal) -> tuple[object, ...]:
+    return (list(journal.rows(T)), journal.calendars(), journal.variants(T))
+
+
+def _die(journal: Journal) -> None:
+    """What a killed process leaves: the run log as written, the steps not applied."""
+    batch = journal._batch
+    assert batch is not None
+    batch.log.leave()
+    journal._batch = None
+    journal.db.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=steps_strategy, batch=st.integers(1, 6), cut=st.integers(0, 40))
+def test_any_steps_through_the_run_log_leave_the_rows_one_commit_each_leaves(
+        steps: list[Step], batch: int, cut: int) -> None:
+    cut = min(cut, len(steps))
+    with tempfile.TemporaryDirectory() as where, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batches, "BATCH", batch)
+        patch.setattr(batches, "APPLY_AFTER", 3600.0)
+        slow, fast = Path(where) / "slow", Path(where) / "fast"
+        answers: dict[str, list[str]] = {}
+        for folder in (slow, fast):
+            folder.mkdir()
+            journal = _open(folder)
+            journal.register(T, ((k, k, n) for n, k in enumerate(KEYS, start=2)))
+            if folder == fast:
+                journal.for_a_run()
+            answers[folder.name] = [_apply(journal, step) for step in steps[:cut]]
+            if folder == fast:
+                _die(journal)  # killed after ``cut`` steps, some of them applied
+                assert (fast / ".invitemail" / RUN_LOG).exists()
+            else:
+                journal.close()
+        assert answers["fast"] == answers["slow"]
+        with _open(slow) as one, _open(fast) as other:
+            assert _everything(other) == _everything(one)
+        assert not (fast / ".invitemail" / RUN_LOG).exists()
+        with _open(fast) as again:  # applying it again would change nothing: it is gone
+            assert not again.stuck
+
+
+def _run(folder: Path, steps: int) -> Journal:
+    journal = _open(folder)
+    journal.register(T, ((k, k, n) for n, k in enumerate(KEYS, start=2)))
+    journal.for_a_run()
+    for key in KEYS[:steps]:
+        journal.mark_sending(T, key, "<1@x>", 1, calendar=CALENDAR)
+        journal.mark_done(T, key, State.SENT, "250 ok", 1)
+    return journal
+
+
+def test_a_run_s_steps_are_on_disk_at_once_and_in_the_file_when_it_closes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches, "APPLY_AFTER", 3600.0)
+    journal = _run(tmp_path, 2)
+    assert journal.waiting == 4
+    log = (tmp_path / ".invitemail" / RUN_LOG).read_text().splitlines()
+    assert len(log) == 5 and '"sending"' in log[1] and '"done"' in log[2]
+    assert (tmp_path / ".invitemail" / RUN_LOG).stat().st_mode & 0o777 == 0o600
+    assert journal.states(T)[KEYS[1]] is State.SENT  # a read applies what waits
+    assert journal.waiting == 0
+    journal.mark_sending(T, KEYS[2], "<1@x>", 1)
+    journal.close()
+    assert not (tmp_path / ".invitemail" / RUN_LOG).exists()
+    with _open(tmp_path) as after:
+        assert after.states(T) == {KEYS[0]: State.SENT, KEYS[1]: State.SENT,
+                                   KEYS[2]: State.SENDING}
+        assert set(after.calendars()) == {KEYS[0], KEYS[1]}
+
+
+def test_a_reader_beside_a_live_run_reads_every_step_and_cannot_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches, "APPLY_AFTER", 3600.0)
+    journal = _run(tmp_path, 2)
+    journal.mark_sending(T, KEYS[2], "<1@x>", 1)
+    with _open(tmp_path) as reader:  # the run holds its log: it is read, not applied
+        assert reader.states(T) == {KEYS[0]: State.SENT, KEYS[1]: State.SENT,
+                                    KEYS[2]: State.SENDING}
+        assert reader.counts(T)[State.SENT] == 2
+        with pytest.raises(JournalError, match="a send from this event folder is running"):
+            reader.recover()
+    assert (tmp_path / ".invitemail" / RUN_LOG).exists()
+    journal.close()
+
+
+def test_a_dead_run_s_log_is_applied_by_the_next_opener_from_where_it_stopped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches, "BATCH", 4)  # the first message's two steps... and two more
+    monkeypatch.setattr(batches, "APPLY_AFTER", 3600.0)
+    journal = _run(tmp_path, 3)  # 6 steps: 4 applied, 2 only in the log
+    journal.mark_sending(T, KEYS[0], "<2@x>", 2, claimable=(State.SENT,))  # a 7th
+    _die(journal)
+    with _open(tmp_path) as after:
+        assert after.states(T) == {KEYS[0]: State.SENDING, KEYS[1]: State.SENT,
+                                   KEYS[2]: State.SENT}
+        assert after.recover() == 1  # the one in flight when it died
+    assert not (tmp_path / ".invitemail" / RUN_LOG).exists()
+
+
+def test_a_torn_last_line_is_left_out(tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches, "APPLY_AFTER", 3600.0)
+    journal = _run(tmp_path, 1)
+    _die(journal)
+    with (tmp_path / ".invitemail" / RUN_LOG).open("ab") as log:
+        log.write(b'[3,"sending","<1@x>",1,"2026-')  # the write the machine stopped in
+    with _open(tmp_path) as after:
+        assert after.states(T) == {KEYS[0]: State.SENT, KEYS[1]: State.PENDING,
+                                   KEYS[2]: State.PENDING}
+
+
+@pytest.mark.parametrize("damage", [b'[2,"sent"]\n', b"garbage\n", b'[7,"done",null]\n',
+                                    b'[2,"drop table",1]\n', b'{"seq":2}\n'])
+def test_a_damaged_log_stops_every_opener_with_the_file_and_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: bytes) -> None:
+    monkeypatch.setattr(batches, "APPLY_AFTER", 3600.0)
+    folder = write_event(tmp_path / "e")
+    journal = _run(folder, 2)
+    _die(journal)
+    path = folder / ".invitemail" / RUN_LOG
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:2], damage, *lines[3:]]))
+    with pytest.raises(JournalDamaged, match=r"run\.log: line 3 is not a change"):
+        Journal.open(folder)
+    status = run_cli("status", folder)
+    assert status.exit_code != 0 and "Traceback" not in status.output
+    assert "is damaged (its run log run.log, line 3, is not a change invitemail wrote)" \
+        in status.stderr
+    assert "no record on this machine" in status.stderr  # the test sent nothing
+    assert "`invitemail send --new-journal` moves it aside" in status.stderr
+    aside = move_aside(folder)  # what --restore-journal and --new-journal do first
+    assert aside is not None and not path.exists()
+    assert aside.with_name(aside.name + "-run.log").read_bytes().count(damage) == 1
+    with _open(folder) as fresh:
+        assert fresh.states(T) == {}
+
+
+def test_a_run_log_that_is_a_link_is_refused_and_its_target_left_alone(
+        tmp_path: Path) -> None:
+    journal = _open(tmp_path)
+    journal.close()
+    target = tmp_path / "elsewhere"
+    target.write_text("precious\n")
+    os.symlink(target, tmp_path / ".invitemail" / RUN_LOG)
+    with pytest.raises(JournalError, match=r"run\.log: is a symbolic link"):
+        Journal.open(tmp_path)
+    assert target.read_text() == "precious\n"
