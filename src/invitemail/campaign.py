@@ -344,13 +344,16 @@ class Campaign:
 
     def outcomes(self, registrants: Iterable[Registrant], *, encode: bool,
                  test_to: str | None = None, inspect: Inspect | None = None,
-                 expected: int | None = None) -> Iterator[tuple[Registrant, Outcome]]:
+                 expected: int | None = None,
+                 wire: bool = False) -> Iterator[tuple[Registrant, Outcome]]:
         """Each registrant with what building (``encode``) or checking its message gave, in
         order; on worker processes when it pays. ``inspect`` (a module-level function) is
         run on each message where it was built. ``expected``: how many registrants will
-        come, when not the whole file."""
+        come, when not the whole file. ``wire``: messages built for sending, each holding
+        its wire form (Built.for_sending)."""
         rows = self.source.rows_estimate if expected is None else expected
-        step = functools.partial(outcome_of, encode=encode, test_to=test_to, inspect=inspect)
+        step = functools.partial(outcome_of, encode=encode, test_to=test_to, inspect=inspect,
+                                 wire=wire)
         return pool.ordered_map(step, registrants, here=self, recipe=self.recipe,
                                 parallel=pool.pays(rows, light=not encode))
 
@@ -364,12 +367,13 @@ class Campaign:
         checking.require_valid(report, skip_invalid=skip_invalid)
 
     def messages(self, registrants: Iterable[Registrant], *, test_to: str | None = None,
-                 expected: int | None = None) -> Iterator[Built]:
+                 expected: int | None = None, wire: bool = False) -> Iterator[Built]:
         """The registrants' messages, in order. ``expected`` is how many registrants will
         come when it is far fewer than the file has (a preview, a rerun): a few are built
-        here rather than by worker processes started for them."""
+        here rather than by worker processes started for them. ``wire``: built for sending
+        (each holds its wire form, made where it was built)."""
         for _, outcome in self.outcomes(registrants, encode=True, test_to=test_to,
-                                        expected=expected):
+                                        expected=expected, wire=wire):
             match outcome:
                 case Made(built):
                     yield built

@@ -8,6 +8,7 @@ which this module never imports.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
@@ -16,7 +17,8 @@ from typing import Any, Protocol
 from invitemail.errors import TemplateError
 from invitemail.inputs.registrants import Registrant, RegistrantSource, unique_registrants
 from invitemail.journal.store import CalendarRecord
-from invitemail.mime.message import HeaderValueError
+from invitemail.mime.message import HeaderValueError, restamp_date
+from invitemail.send.envelope import dot_stuff, unstuffed
 
 __all__ = ["Built", "Checked", "HeaderRefused", "Inspect", "Made", "MessageBuilder", "Outcome",
            "TemplateFailed", "outcome_of", "warm_up"]
@@ -24,15 +26,45 @@ __all__ = ["Built", "Checked", "HeaderRefused", "Inspect", "Made", "MessageBuild
 
 @dataclass(frozen=True, slots=True)
 class Built:
-    """One message, ready to send."""
+    """One message, ready to send.
+
+    It holds its bytes in one form (``content``): the message as build_message wrote it, or,
+    when it was built for sending (:meth:`for_sending`, in the worker that built it), its
+    wire form, so that the process that speaks SMTP only splices the Date in (:meth:`dated`).
+    :attr:`data` and :attr:`wire` give either form from either."""
 
     registrant: Registrant
     recipient: str  # the envelope recipient (the registrant, or the --test-to address)
     message_id: str
     subject: str
-    data: bytes
+    content: bytes  # :attr:`data`, or :attr:`wire` when ``stuffed``
     calendar: CalendarRecord | None  # None: the message carries no calendar (a follow-up)
     template: str  # the template rendered: the campaign's, or a follow-up's thanks or missed
+    stuffed: bool = False
+
+    @property
+    def data(self) -> bytes:
+        """The message: CRLF line endings (every line), as build_message wrote it."""
+        return unstuffed(self.content) if self.stuffed else self.content
+
+    @property
+    def wire(self) -> bytes:
+        """The message as it goes on the wire after DATA: dot-stuffed, with the final dot."""
+        return self.content if self.stuffed else dot_stuff(self.content, crlf=True)
+
+    def for_sending(self) -> Built:
+        """This message holding its wire form (made where it was built, off the process
+        that speaks SMTP)."""
+        return self if self.stuffed else self._holding(self.wire)
+
+    def dated(self, date: dt.datetime) -> Built:
+        """This message as it is handed over at ``date``: its wire form, with that Date."""
+        return self._holding(restamp_date(self.wire, date))
+
+    def _holding(self, wire: bytes) -> Built:
+        # The constructor, not dataclasses.replace (which costs as much as the Date splice).
+        return Built(self.registrant, self.recipient, self.message_id, self.subject, wire,
+                     self.calendar, self.template, stuffed=True)
 
 
 Inspect = Callable[[Built], Any]  # run where a message was built (a module-level function)
@@ -80,12 +112,15 @@ class MessageBuilder(Protocol):
 
 
 def outcome_of(builder: MessageBuilder, registrant: Registrant, *, encode: bool,
-               test_to: str | None = None, inspect: Inspect | None = None) -> Outcome:
-    """Build (``encode``) or check one registrant's message."""
+               test_to: str | None = None, inspect: Inspect | None = None,
+               wire: bool = False) -> Outcome:
+    """Build (``encode``) or check one registrant's message; ``wire``: built for sending
+    (:meth:`Built.for_sending`)."""
     try:
         if encode:
             built = builder.build(registrant, test_to=test_to)
-            return Made(built, inspect(built) if inspect is not None else None)
+            inspected = inspect(built) if inspect is not None else None
+            return Made(built.for_sending() if wire else built, inspected)
         builder.validate(registrant)
         return Checked()
     except TemplateError as err:  # a copy without the traceback, to cross processes

@@ -26,6 +26,7 @@ import errno
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,15 +146,10 @@ class Ledger:
 
     def record(self, journal_id: str, template: str, key: str, state: State,
                message_id: str, at: str, calendar: CalendarRecord | None) -> None:
-        line: dict[str, Any] = {"j": journal_id, "t": template, "k": key, "s": state.value,
-                                "m": message_id, "at": at}
-        if calendar is not None:
-            c = calendar
-            line["c"] = [c.sequence, c.start, c.duration, c.join_url, c.password_digest,
-                         c.template]
         if self._flushing is not None and self._flushing.done():
             self._flushed()  # its error, if any, before another line
-        self._append(line)
+        self._append(_delivery_line(journal_id, template, key, state, message_id, at,
+                                    calendar))
         self.unsynced += 1
         if self.unsynced >= SYNC_EVERY:
             self._sync_behind()
@@ -208,7 +204,7 @@ class Ledger:
                 self._flusher.shutdown()
                 self._flusher = None
 
-    def _append(self, line: dict[str, Any]) -> None:
+    def _append(self, line: dict[str, Any] | str) -> None:
         if self.fd < 0:
             self.open()
         try:
@@ -216,8 +212,10 @@ class Ledger:
         except OSError as err:
             raise self._error("cannot write", err) from None
 
-    def _write(self, line: dict[str, Any]) -> None:
-        data = (_ENCODER.encode(line) + "\n").encode()
+    def _write(self, line: dict[str, Any] | str) -> None:
+        """One line: ``line`` encoded, or already the line's JSON text."""
+        text = line if isinstance(line, str) else _ENCODER.encode(line)
+        data = (text + "\n").encode()
         written = os.write(self.fd, data)
         if written != len(data):  # a full disk takes part of a line: end it, say so
             try:
@@ -241,6 +239,23 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# The JSON text of one string as _ENCODER writes it (ensure_ascii=False): json's own, in C.
+_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _delivery_line(journal_id: str, template: str, key: str, state: State, message_id: str,
+                   at: str, calendar: CalendarRecord | None) -> str:
+    """The JSON text _ENCODER writes for one delivery's dict (keys in this order), put
+    together without the dict: a line for every message, in the process that sends them."""
+    text = (f'{{"j":{_string(journal_id)},"t":{_string(template)},"k":{_string(key)},'
+            f'"s":{_string(state.value)},"m":{_string(message_id)},"at":{_string(at)}')
+    if calendar is None:
+        return text + "}"
+    c = calendar
+    return (f'{text},"c":[{int(c.sequence)},{_string(c.start)},{int(c.duration)},'
+            f'{_string(c.join_url)},{_string(c.password_digest)},{_string(c.template)}]}}')
 
 
 def _apply(view: LedgerView, line: Any) -> None:

@@ -229,16 +229,21 @@ def _date_header(date: dt.datetime) -> str:
 
 
 def restamp_date(data: bytes, date: dt.datetime) -> bytes:
-    """``data`` (as :func:`build_message` wrote it) with its Date header set to ``date``,
-    to the second: the moment the message is handed over, not when it was built."""
+    """``data`` (as :func:`build_message` wrote it, or its wire form: a Date line never
+    starts with a dot, so stuffing leaves it alone) with its Date header set to ``date``, to
+    the second: the moment the message is handed over, not when it was built. One copy."""
     start = data.find(b"\r\nDate: ")
     head_end = data.find(b"\r\n\r\n")
     if start < 0 or 0 <= head_end < start:
-        return data
+        return data  # no Date header in the head
     start += len(b"\r\nDate: ")
     end = data.find(b"\r\n", start)
-    return b"".join((data[:start], _date_header(date.replace(microsecond=0)).encode("ascii"),
-                     data[end:]))
+    if end < 0:  # the Date line is the last line, and has no line ending
+        end = len(data)
+    # Slices of a memoryview are not copies: the join is the only one.
+    whole = memoryview(data)
+    return b"".join((whole[:start], _date_header(date.replace(microsecond=0)).encode("ascii"),
+                     whole[end:]))
 
 
 @functools.lru_cache(maxsize=64)

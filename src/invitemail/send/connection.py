@@ -25,7 +25,7 @@ from aiosmtplib import (
 
 from invitemail.send import login, smtp_adapter
 from invitemail.send.connect_failures import judge_connect_failure
-from invitemail.send.envelope import Envelope, dot_stuff, quoted
+from invitemail.send.envelope import Envelope, quoted
 from invitemail.send.errors import ConnectError
 from invitemail.send.outcomes import NETWORK, UNSENDABLE, Failure, Kind, Result, fatal
 from invitemail.send.replies import Step
@@ -110,7 +110,7 @@ class Connection:
                 raise SMTPDataError(start.code, start.message)
             # DATA, then the message, then its reply, as separate steps: a failure tells
             # "refused before" from "lost after" the hand-over (smtp_adapter says more).
-            smtp_adapter.write_message(client, dot_stuff(envelope.data, crlf=envelope.crlf))
+            smtp_adapter.write_message(client, envelope.wire())
             handed_over = True
             final = await smtp_adapter.read_reply(client, timeout=run.smtp.timeout)
         except (SMTPException, OSError) as error:

@@ -34,7 +34,6 @@ from invitemail.inputs.registrants import Registrant, unique_registrants
 from invitemail.journal.ledger import Ledger
 from invitemail.journal.safeguard import Prepared, open_for_send
 from invitemail.journal.store import Journal, State
-from invitemail.mime.message import restamp_date
 from invitemail.send import limits, transport
 
 
@@ -319,15 +318,17 @@ async def run_delivery(campaign: Campaign, report: CheckReport, record: Record, 
         progress.started(result.planned)
 
         def envelopes() -> Iterator[transport.Envelope]:
+            # Built for sending: the worker that built a message made its wire form too.
             for built in campaign.messages(to_send, test_to=options.test_to,
-                                           expected=result.planned):
+                                           expected=result.planned, wire=True):
+                # Dated when it is handed over, not when it was built (before the question):
+                # one copy, which the journal's hooks and the transport share.
+                built = built.dated(wall_clock().astimezone(config.event.zone))
                 hooks.in_flight[built.registrant.key] = built
-                # Dated when it is handed over, not when it was built (before the question).
-                data = restamp_date(built.data, wall_clock().astimezone(config.event.zone))
                 yield transport.Envelope(key=built.registrant.key,
                                          sender=config.sender.address,
-                                         recipient=built.recipient, data=data,
-                                         crlf=True)  # message.build_message writes CRLF only
+                                         recipient=built.recipient, data=built.wire,
+                                         stuffed=True)
 
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
                                            password=password, hooks=hooks, stop=stop,

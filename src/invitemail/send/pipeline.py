@@ -38,7 +38,7 @@ from aiosmtplib import SMTP, SMTPException, SMTPResponseException, SMTPServerDis
 
 from invitemail.send.connection import Connection
 from invitemail.send.connection import network_failure as _network_failure
-from invitemail.send.envelope import Envelope, dot_stuff
+from invitemail.send.envelope import Envelope
 from invitemail.send.envelope import quoted as _quoted
 from invitemail.send.outcomes import NETWORK, UNSENDABLE, Kind, Result
 from invitemail.send.replies import Step
@@ -231,8 +231,7 @@ class Line:
             done.append(Done(envelope, attempt, self._lost(error, handed_over=False)))
             return done
         if start.code == 354 and mail.code == 250 and rcpt.code in (250, 251):
-            self._waiting = _Waiting(envelope, attempt,
-                                     dot_stuff(envelope.data, crlf=envelope.crlf))
+            self._waiting = _Waiting(envelope, attempt, envelope.wire())
             return done
         if start.code == 354:
             # DATA accepted after a refused MAIL or RCPT: end it with the dot alone
