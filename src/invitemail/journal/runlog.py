@@ -32,6 +32,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from invitemail.journal.errors import JournalDamaged
@@ -90,8 +91,8 @@ class RunLog:
         """Write one change; its number once it is the kernel's. OSError as the disk gives
         it (a full disk takes part of a line: the line is ended, and the error raised)."""
         seq = self.seq + 1
-        # ASCII JSON: any text (a reply, a key) goes through as escapes, and back exactly.
-        self._write(json.dumps([seq, kind, *params], separators=(",", ":")) + "\n")
+        self._write(f"[{seq},{_json(kind)},{','.join(map(_json, params))}]\n" if params
+                    else f"[{seq},{_json(kind)}]\n")
         self.seq = seq
         return seq
 
@@ -117,6 +118,19 @@ class RunLog:
         if self.fd >= 0:
             os.close(self.fd)  # closing drops the lock
             self.fd = -1
+
+
+def _json(value: Param) -> str:
+    """One value of a line, as JSON in ASCII: any text (a reply, a key) goes through as
+    escapes and reads back exactly (json.dumps of the whole line gives the same text; this
+    is the same encoder without building one per line)."""
+    if type(value) is str:
+        return encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    raise TypeError(f"a run log holds text, whole numbers and null, not {value!r}")
 
 
 @dataclass

@@ -85,6 +85,8 @@ class Journal(Provenance, Batching):
         # Why a dead run's steps (in its run log) could not be applied when this opened (a
         # full disk, a damaged log): the journal is then read only, and a write says this.
         self.stuck: JournalError | None = None
+        self._second: dt.datetime | None = None  # _now's last second, and its text
+        self._stamp = ""
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -177,7 +179,12 @@ class Journal(Provenance, Batching):
         self.close()
 
     def _now(self) -> str:
-        return self.clock().astimezone(dt.UTC).isoformat(timespec="seconds")
+        """The clock's time in UTC, to the second (a run asks twice per message: the text is
+        made once per second)."""
+        now = self.clock().astimezone(dt.UTC).replace(microsecond=0)
+        if now != self._second:
+            self._second, self._stamp = now, now.isoformat()
+        return self._stamp
 
     # -- many steps in one commit ----------------------------------------------------------
 
