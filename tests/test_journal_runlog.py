@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sqlite3
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,9 @@ def _die(journal: Journal) -> None:
     """What a killed process leaves: the run log as written, the steps not applied."""
     batch = journal._batch
     assert batch is not None
+    if batch.behind is not None:  # killed right after the journal's thread committed
+        batch.behind.result()
+    batch.stop()
     batch.log.leave()
     journal._batch = None
     journal.db.close()
@@ -232,3 +237,37 @@ def test_a_run_log_that_is_a_link_is_refused_and_its_target_left_alone(
     with pytest.raises(JournalError, match=r"run\.log: is a symbolic link"):
         Journal.open(tmp_path)
     assert target.read_text() == "precious\n"
+
+
+def test_a_batch_the_file_refuses_stops_the_next_claim_and_loses_no_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal's thread cannot write a batch (a full disk): the steps written to the run
+    log stay on record, the next claim is refused before a line is written, and the steps
+    reach the file once it can take them."""
+    monkeypatch.setattr(batches, "BATCH", 2)
+    monkeypatch.setattr(batches, "APPLY_AFTER", 3600.0)
+    real_commit = batches.commit
+    refused: list[str] = []
+
+    def commit(db: sqlite3.Connection, *args: object) -> None:
+        if threading.current_thread().name.startswith("invitemail-journal") and not refused:
+            refused.append("once")
+            raise sqlite3.OperationalError("database or disk is full")
+        real_commit(db, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batches, "commit", commit)
+    journal = _open(tmp_path)
+    journal.register(T, ((k, k, n) for n, k in enumerate(KEYS, start=2)))
+    journal.for_a_run()
+    for key in KEYS[:2]:  # the first pair goes to the thread, which fails; then the second
+        journal.mark_sending(T, key, "<1@x>", 1, calendar=CALENDAR)
+        journal.mark_done(T, key, State.SENT, "250 ok", 1)  # finds it out, keeps its step
+    with pytest.raises(JournalError, match="is full"):
+        journal.mark_sending(T, KEYS[2], "<1@x>", 1)
+    assert refused and '"sending"' not in (tmp_path / ".invitemail" / RUN_LOG).read_text(
+    ).splitlines()[-1]
+    journal.close()  # the file takes them now
+    with _open(tmp_path) as after:
+        assert after.states(T) == {KEYS[0]: State.SENT, KEYS[1]: State.SENT,
+                                   KEYS[2]: State.PENDING}
+    assert not (tmp_path / ".invitemail" / RUN_LOG).exists()

@@ -4,10 +4,13 @@ in batches.
 The part of the :class:`~invitemail.journal.store.Journal` that writes a run's steps. Outside
 a run (:meth:`Batching.for_a_run` not called) each step is its own commit, as before. In a
 run each step is one line of the run log (runlog.py), written before the call returns, and
-the waiting lines go to SQLite in one commit when :data:`BATCH` of them wait, when the last
-commit is :data:`APPLY_AFTER` seconds old, before any other use of the journal, and when the
-journal closes. A run's claim of a row is checked against the row's state as the journal and
-the lines not yet applied say, so no registrant is handed to two transactions either way.
+the waiting lines go to SQLite in one commit when :data:`BATCH` of them wait, or when the
+last commit is :data:`APPLY_AFTER` seconds old: on a thread of the journal's own, with a
+connection of its own (sqlite3 lets go of the GIL while SQLite works), so that the event
+loop goes on meanwhile; and before any other use of the journal, and when it closes, on
+the journal's connection, after the thread's batch. A run's claim of a row is checked
+against the row's state as the journal and the lines not yet applied say, so no
+registrant is handed to two transactions either way.
 
 sqlite3 is used through the Journal's connection (store.py opens it); every sqlite3 error
 becomes a JournalError there.
@@ -15,14 +18,17 @@ becomes a JournalError there.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from invitemail.journal.errors import JournalError
+from invitemail.journal.migrations import connect
 from invitemail.journal.runlog import Change, Param, RunLog, leftover, read, run_log_path
 from invitemail.journal.states import State
 
@@ -47,17 +53,67 @@ STEPS: dict[str, str] = {
 MARKER = "run_log"  # in the meta table: "<log id> <last line applied>"
 
 BATCH = 512  # steps per commit, at most (about 256 messages)
+RUN_CHECKPOINT = 5000  # WAL pages between checkpoints while a run sends: about 20 MB
 APPLY_AFTER = 0.2  # seconds: a step waits no longer when the next one comes
 
 
-class _Batch:
-    """The steps of this run not yet in SQLite."""
+Steps = list[tuple[str, Sequence[Param]]]
 
-    def __init__(self, log: RunLog) -> None:
+
+class _Batch:
+    """The steps of this run not yet in SQLite: those that wait, and the batch a thread of
+    its own applies (``behind``) through a connection of its own, while the run goes on."""
+
+    def __init__(self, log: RunLog, path: Path) -> None:
         self.log = log
-        self.waiting: list[tuple[str, Sequence[Param]]] = []
+        self.path = path
+        self.waiting: Steps = []
         self.states: dict[tuple[str, str], State] = {}  # the rows they change, as they leave them
         self.applied_at = time.monotonic()
+        self.behind: Future[None] | None = None
+        self.behind_steps: Steps = []
+        self.behind_states: dict[tuple[str, str], State] = {}
+        self.failed: JournalError | None = None  # the file could not take a batch
+        # Every row's state by template, read at the run's first claim of that template and
+        # kept up to date by its steps: what a claim is checked against.
+        self.known: dict[str, dict[str, State]] = {}
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="invitemail-journal")
+        self.connection: sqlite3.Connection | None = None  # the thread's
+
+    def apply(self, steps: Steps, log_id: str, last: int) -> None:
+        """On the thread: ``steps`` and the marker in one commit, on its own connection."""
+        if self.connection is None:
+            self.connection = connect(self.path)
+            self.connection.execute(f"PRAGMA wal_autocheckpoint = {RUN_CHECKPOINT}")
+        commit(self.connection, steps, log_id, last)
+
+    def stop(self) -> None:
+        """Close the thread's connection (on the thread) and end the thread."""
+        with contextlib.suppress(Exception):  # sqlite3.Error: nothing is left to write
+            self.thread.submit(self._close).result()
+        self.thread.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def commit(db: sqlite3.Connection, steps: Iterable[tuple[str, Sequence[Param]]],
+           log_id: str, last: int) -> None:
+    """``steps`` in order and the marker (the log's line ``last``), in one commit on ``db``;
+    sqlite3's errors as they come."""
+    db.execute("BEGIN")
+    try:
+        for kind, group in itertools.groupby(steps, key=lambda step: step[0]):
+            db.executemany(STEPS[kind], (params for _, params in group))
+        db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                   (MARKER, f"{log_id} {last}"))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 class Batching:
@@ -103,7 +159,7 @@ class Batching:
                                "the same command again") from None
         except OSError as err:
             raise self._os_error(err, run_log_path(directory)) from None
-        self._batch = _Batch(log)
+        self._batch = _Batch(log, self.path)
 
     @property
     def waiting(self) -> int:
@@ -122,47 +178,91 @@ class Batching:
             with self._guard():
                 self.db.execute(STEPS[kind], params)
             return
+        if batch.failed is not None and kind == "sending":
+            raise batch.failed  # no claim once the journal's file cannot be written
         try:
             batch.log.append(kind, params)
         except OSError as err:
             raise self._os_error(err, batch.log.path) from None
         batch.waiting.append((kind, params))
         batch.states[row] = state
+        known = batch.known.get(row[0])
+        if known is not None:
+            known[row[1]] = state
+        if batch.failed is not None:  # the step is on record; the run stops now
+            raise batch.failed
         if len(batch.waiting) >= BATCH or time.monotonic() - batch.applied_at >= APPLY_AFTER:
-            self._apply_waiting()
+            try:
+                self._hand_over(batch)
+            except JournalError as err:  # this step is on record: the next one says it
+                batch.failed = err
+
+    def _hand_over(self, batch: _Batch) -> None:
+        """The waiting steps to the journal's thread (after the batch before them is in)."""
+        self._wait_behind(batch)
+        steps, batch.waiting = batch.waiting, []
+        batch.behind_steps, batch.behind_states, batch.states = steps, batch.states, {}
+        batch.behind = batch.thread.submit(batch.apply, steps, batch.log.log_id,
+                                           batch.log.seq)
+        batch.applied_at = time.monotonic()
+
+    def _wait_behind(self, batch: _Batch) -> None:
+        """Until the thread's batch is in the journal's file. When it failed, its steps wait
+        again (first, in order) and its error is raised."""
+        behind, batch.behind = batch.behind, None
+        if behind is None:
+            return
+        try:
+            behind.result()
+        except Exception as err:  # sqlite3.Error, OSError: the Journal's sentence for it
+            batch.waiting = [*batch.behind_steps, *batch.waiting]
+            batch.states = {**batch.behind_states, **batch.states}
+            raise self._error(err) from None
+        finally:
+            batch.behind_steps, batch.behind_states = [], {}
 
     def _state_now(self, template: str, key: str) -> State | None:
-        """A row's state as this run has left it (None: not in the journal)."""
-        if self._batch is not None:
-            state = self._batch.states.get((template, key))
-            if state is not None:
-                return state
-        with self._raw():
-            row = self.db.execute("SELECT state FROM deliveries WHERE template = ? AND key = ?",
-                                  (template, key)).fetchone()
-        return State(row[0]) if row else None
+        """A row's state as this run has left it: as the journal had it when the run first
+        claimed a row of ``template``, changed by the run's own steps since (None: not in
+        the journal). Read once, not per claim: while the journal's thread writes, each read
+        of the file costs a look at the WAL's new pages."""
+        batch = self._batch
+        assert batch is not None, "claims are checked so in a run only"
+        known = batch.known.get(template)
+        if known is None:
+            with self._guard():  # every step before in the file first
+                known = batch.known[template] = {
+                    k: State(s) for k, s in self.db.execute(
+                        "SELECT key, state FROM deliveries WHERE template = ?", (template,))}
+        return known.get(key)
 
     def _apply_waiting(self) -> None:
+        """Every step of the run in the journal's file now."""
         batch = self._batch
-        if batch is None or not batch.waiting:
+        if batch is None:
             return
-        self._commit(batch.waiting, batch.log.log_id, batch.log.seq)
-        batch.waiting = []
-        batch.states.clear()
-        batch.applied_at = time.monotonic()
+        self._wait_behind(batch)
+        if batch.waiting:
+            self._commit(batch.waiting, batch.log.log_id, batch.log.seq)
+            batch.waiting = []
+            batch.states.clear()
+            batch.applied_at = time.monotonic()
 
     def _end_run(self) -> None:
         """Apply what waits and remove the run log. Steps that cannot be applied now (a full
         disk) stay in the log, where they are safe: the next process that opens the journal
         applies them, and no write is let through before (store.py's ``stuck``)."""
-        batch, self._batch = self._batch, None
+        batch = self._batch
         if batch is None:
             return
         try:
-            self._commit(batch.waiting, batch.log.log_id, batch.log.seq)
+            self._apply_waiting()
         except JournalError:
             batch.log.leave()
             return
+        finally:
+            self._batch = None
+            batch.stop()
         batch.log.finish()
 
     # -- a run log found when the journal opens -------------------------------------------
@@ -237,23 +337,13 @@ class Batching:
 
     def _commit(self, steps: Iterable[tuple[str, Sequence[Param]]], log_id: str,
                 last: int) -> None:
-        """``steps`` in order and the marker, in one commit."""
+        """``steps`` in order and the marker, in one commit on this journal's connection."""
         with self._raw():
-            self.db.execute("BEGIN")
-            try:
-                for kind, group in itertools.groupby(steps, key=lambda step: step[0]):
-                    self.db.executemany(STEPS[kind], (params for _, params in group))
-                self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
-                                (MARKER, f"{log_id} {last}"))
-                self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
+            commit(self.db, steps, log_id, last)
+
+    def _error(self, err: Exception) -> JournalError:
+        raise NotImplementedError  # the Journal's: the sentence for a sqlite3 or OS error
 
     def _os_error(self, err: OSError, path: Path) -> JournalError:
         raise NotImplementedError  # the Journal's: the sentence for a file system error
 
-
-# WAL pages between checkpoints while a run sends (for_a_run): about 20 MB.
-RUN_CHECKPOINT = 5000

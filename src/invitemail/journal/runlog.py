@@ -68,6 +68,7 @@ class RunLog:
         self.path = path
         self.log_id = log_id
         self.seq = 0  # the last line written
+        self.broken: OSError | None = None  # why a line could not be written whole
 
     @classmethod
     def start(cls, directory: Path) -> RunLog:
@@ -97,12 +98,18 @@ class RunLog:
         return seq
 
     def _write(self, line: str) -> None:
-        data = line.encode("ascii")
-        written = os.write(self.fd, data)
-        if written != len(data):  # a torn line is left for the reader to skip
-            with contextlib.suppress(OSError):
-                os.write(self.fd, b"\n")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if self.broken is not None:  # a torn line ends the log: nothing may follow it
+            raise self.broken
+        data = memoryview(line.encode("ascii"))
+        try:
+            while data:  # a write cut short (the disk, a size limit) says why on the next
+                written = os.write(self.fd, data)
+                if written == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                data = data[written:]
+        except OSError as err:
+            self.broken = err
+            raise
 
     def finish(self) -> None:
         """Every line is applied: remove the file (still holding it), and let go."""

@@ -119,6 +119,13 @@ class Journal(Provenance, Batching):
         except sqlite3.Error as err:
             raise journal_error(err, self.path) from None
 
+    def _error(self, err: Exception) -> JournalError:
+        if isinstance(err, JournalError):
+            return err
+        if isinstance(err, sqlite3.Error | OSError):
+            return journal_error(err, self.path)
+        raise err
+
     def _os_error(self, err: OSError, path: Path) -> JournalError:
         """An error of a file beside the journal (its run log). A full disk is the
         journal's disk: the sentence names the file the user knows."""
