@@ -131,3 +131,16 @@ def test_workers_pay_from_min_rows_and_light_items_from_min_rows_check(
     assert pool.pays(pool.MIN_ROWS_CHECK, light=True)
     monkeypatch.setenv("INVITEMAIL_WORKERS", "1")  # one worker never pays
     assert not pool.pays(10 * pool.MIN_ROWS_CHECK)
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 63, 64, 65, 700, ITEMS])
+def test_a_helping_caller_gets_every_item_in_order_however_the_work_was_shared(
+        count: int) -> None:
+    """``help_here``: this process runs chunks while the workers start and while the
+    oldest task is not back; the order and the results are the map's all the same."""
+    here = Squares(7)
+    pool.start(here, SquaresRecipe(7))  # the warm-up still under way as the map begins
+    items = list(range(count))
+    got = list(pool.ordered_map(square, items, here=here, recipe=SquaresRecipe(7),
+                                parallel=True, help_here=True))
+    assert [(item, value) for item, (value, _) in got] == [(i, 7 + i * i) for i in items]

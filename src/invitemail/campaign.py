@@ -354,8 +354,13 @@ class Campaign:
         rows = self.source.rows_estimate if expected is None else expected
         step = functools.partial(outcome_of, encode=encode, test_to=test_to, inspect=inspect,
                                  wire=wire)
+        # A check is light: workers pay for it only on a long list, unless they were
+        # started anyway (`send`), and then this process checks too until they are ready.
+        light = not encode
+        parallel = pool.pays(rows, light=light) or (
+            light and pool.started(self) and pool.pays(rows))
         return pool.ordered_map(step, registrants, here=self, recipe=self.recipe,
-                                parallel=pool.pays(rows, light=not encode))
+                                parallel=parallel, help_here=light)
 
     def check(self, *, on_message: Callable[[Built, Any], None] | None = None,
               inspect: Inspect | None = None) -> CheckReport:

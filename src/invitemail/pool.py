@@ -88,49 +88,90 @@ def pays(items: int, *, light: bool = False) -> bool:
 
 
 def ordered_map(step: Callable[[S, T], R], items: Iterable[T], *, here: S,
-                recipe: Recipe[S] | None, parallel: bool) -> Iterator[tuple[T, R]]:
+                recipe: Recipe[S] | None, parallel: bool,
+                help_here: bool = False) -> Iterator[tuple[T, R]]:
     """Each item with ``step(opened, item)``, in order: on worker processes (each with what
     ``recipe`` opened) when ``parallel`` and there is a recipe, else with ``here`` in this
     process. Workers that cannot start or die leave nothing out: the items in flight and
-    the rest are then run here, in order."""
+    the rest are then run here, in order.
+
+    ``help_here``: while the oldest task is not back (the workers are still starting, or
+    behind), this process runs the next chunk itself rather than wait; its results are
+    queued behind the workers' so the order holds."""
     if recipe is None or not parallel:
         for item in items:
             yield item, step(here, item)
         return
     workers = worker_count()
-    pending: deque[tuple[list[T], Future[list[R]]]] = deque()
+    # Tasks in order: a worker's (a Future) or one run here (its results, at once).
+    pending: deque[tuple[list[T], Future[list[R]] | list[R]]] = deque()
     rows = iter(items)
     taken: list[T] = []  # read from the items and not yet in a task
     sizes = chunk_sizes()
+    in_flight = 0  # of pending, the workers'
     try:
         pool = _pool(here, recipe, workers)
         try:
             while True:
-                while len(pending) < workers * WINDOW:
+                # Handing over waits while the workers start (the fork server imports
+                # the package first): a helping caller runs chunks itself until then.
+                waits = help_here and not _ready(here)
+                while in_flight < workers * WINDOW and not waits:
                     taken = list(islice(rows, next(sizes)))
                     if not taken:
                         break
-                    future = pool.submit(_run_chunk, step, taken)
-                    pending.append((taken, future))
+                    pending.append((taken, pool.submit(_run_chunk, step, taken)))
+                    in_flight += 1
                     taken = []
+                if waits and not pending:
+                    taken = list(islice(rows, next(sizes)))
+                    if taken:
+                        pending.append((taken, [step(here, item) for item in taken]))
+                        taken = []
                 if not pending:
                     return
-                chunk, future = pending[0]
-                results = future.result()
+                chunk, task = pending[0]
+                if isinstance(task, Future):
+                    if help_here and not task.done():
+                        taken = list(islice(rows, next(sizes)))
+                        if taken:  # run here meanwhile, behind what is in flight
+                            pending.append((taken, [step(here, item) for item in taken]))
+                            taken = []
+                            continue
+                    results = task.result()
+                    in_flight -= 1
+                else:
+                    results = task
                 pending.popleft()
                 yield from zip(chunk, results, strict=True)
         finally:
-            for _, future in pending:  # the caller stopped early: drop what is queued
-                future.cancel()
+            for _, task in pending:  # the caller stopped early: drop what is queued
+                if isinstance(task, Future):
+                    task.cancel()
     except BrokenProcessPool:
         _POOLS.pop(here, None)
         # The workers could not start (a script that starts the pool from its top level, as
         # multiprocessing's "safe importing of main module" describes) or died: run the
         # rest here, starting with the chunks that were in flight (and the one that was
         # being handed over when the pool said it was broken).
-        rest = itertools.chain.from_iterable(chunk for chunk, _ in pending)
-        for item in itertools.chain(rest, taken, rows):
+        for chunk, task in pending:
+            results = task if isinstance(task, list) else [step(here, item) for item in chunk]
+            yield from zip(chunk, results, strict=True)
+        for item in itertools.chain(taken, rows):
             yield item, step(here, item)
+
+
+def _ready(here: object) -> bool:
+    """Whether ``here``'s workers are up (handing a task over does not wait for them to
+    start); a pool not started by :func:`start` starts on its first task."""
+    event = _READY.get(here)
+    return event is None or event.is_set()
+
+
+def started(here: object) -> bool:
+    """Whether ``here``'s workers were started (:func:`start`) and are not broken."""
+    pool = _POOLS.get(here)
+    return pool is not None and not broken(here)
 
 
 def chunk_sizes() -> Iterator[int]:
@@ -146,6 +187,8 @@ def chunk_sizes() -> Iterator[int]:
 # parsed and the skeletons rendered. A pool's workers open what the recipe opened when they
 # started, so a pool is never shared between two owners.
 _POOLS: weakref.WeakKeyDictionary[Any, ProcessPoolExecutor] = weakref.WeakKeyDictionary()
+# Set once a started pool's workers are up (start's thread has handed each its warm-up).
+_READY: weakref.WeakKeyDictionary[Any, threading.Event] = weakref.WeakKeyDictionary()
 
 
 def start(here: S, recipe: Recipe[S], *, warm: Callable[[S], object] | None = None) -> None:
@@ -153,17 +196,21 @@ def start(here: S, recipe: Recipe[S], *, warm: Callable[[S], object] | None = No
     (the check) is done; each then runs ``warm`` (picklable) on what it opened."""
     workers = worker_count()
     pool = _pool(here, recipe, workers)
+    ready = _READY[here] = threading.Event()
     # Submitting waits for the fork server to import the package and fork each worker:
     # that waiting is done on a thread of its own, while this one goes on with the check.
-    threading.Thread(target=_submit_warm_up, args=(pool, workers, warm), daemon=True,
+    threading.Thread(target=_submit_warm_up, args=(pool, workers, warm, ready), daemon=True,
                      name="invitemail-start-workers").start()
 
 
 def _submit_warm_up(pool: ProcessPoolExecutor, workers: int,
-                    warm: Callable[[Any], object] | None) -> None:
-    with contextlib.suppress(Exception):  # a pool that cannot start fails again, and is
-        for _ in range(workers):  # replaced by running in-process, when it is used
-            pool.submit(_warm, warm)
+                    warm: Callable[[Any], object] | None, ready: threading.Event) -> None:
+    try:
+        with contextlib.suppress(Exception):  # a pool that cannot start fails again, and is
+            for _ in range(workers):  # replaced by running in-process, when it is used
+                pool.submit(_warm, warm)
+    finally:
+        ready.set()
 
 
 def _pool(here: object, recipe: Recipe[Any], workers: int) -> ProcessPoolExecutor:
