@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,28 @@ def test_contract_the_forkserver_context_takes_a_preload_list() -> None:
     context = multiprocessing.get_context("forkserver")
     assert "forkserver" in multiprocessing.get_all_start_methods()
     context.set_forkserver_preload(["invitemail.pool"])  # a list of module names
+
+
+def test_the_fork_server_can_be_started_ahead_and_workers_then_fork_from_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pool.start_server leans on ``multiprocessing.forkserver.ensure_running`` (a module
+    function, not in the docs): it starts the server, with the preload set before, and
+    returns at once; workers started afterwards come from that server."""
+    from multiprocessing import forkserver
+
+    assert callable(forkserver.ensure_running)
+    monkeypatch.setenv("INVITEMAIL_WORKERS", "2")
+    short, long = tmp_path / "short.csv", tmp_path / "long.csv"
+    short.write_text("email\n" + "a@example.org\n" * 10)
+    long.write_text("email\n" + "a@example.org\n" * pool.MIN_ROWS)
+    assert not pool.start_server("invitemail.campaign", short)  # a few: not worth it
+    assert not pool.start_server("invitemail.campaign", tmp_path / "missing.csv")
+    began = time.monotonic()
+    assert pool.start_server("invitemail.campaign", long)
+    assert time.monotonic() - began < 1.0  # it does not wait for the server's imports
+    here = Adder(5)
+    pool.start(here, AdderRecipe(5))
+    got = list(pool.ordered_map(where_and_sum, range(100), here=here,
+                                recipe=AdderRecipe(5), parallel=True))
+    assert [total for _, (_, total) in got] == [5 + i for i in range(100)]
+    assert {pid for _, (pid, _) in got} <= set(pool.worker_pids(here))

@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
+from multiprocessing import forkserver
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from invitemail.render.memory import limit_process_memory
@@ -189,6 +191,27 @@ def chunk_sizes() -> Iterator[int]:
 _POOLS: weakref.WeakKeyDictionary[Any, ProcessPoolExecutor] = weakref.WeakKeyDictionary()
 # Set once a started pool's workers are up (start's thread has handed each its warm-up).
 _READY: weakref.WeakKeyDictionary[Any, threading.Event] = weakref.WeakKeyDictionary()
+
+
+def start_server(module: str, items_file: Path) -> bool:
+    """Start the fork server now, importing ``module`` (the recipe's), when ``items_file``
+    (one item a line) has enough items for workers to pay; whether it did. It imports the
+    package on another core while this process goes on, and workers started later
+    (:func:`start`) fork from it at once instead of waiting for those imports."""
+    try:
+        with items_file.open("rb") as file:
+            lines = sum(block.count(b"\n") for block in iter(lambda: file.read(1 << 20), b""))
+    except OSError:  # not there, not readable: the campaign says so when it opens
+        return False
+    if not pays(lines):
+        return False
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([module])
+    try:
+        forkserver.ensure_running()  # spawns the server and returns; it imports meanwhile
+    except Exception:  # OSError and the like: the pool starts it when used, or runs here
+        return False
+    return True
 
 
 def start(here: S, recipe: Recipe[S], *, warm: Callable[[S], object] | None = None) -> None:
