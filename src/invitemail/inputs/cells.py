@@ -155,7 +155,7 @@ def check_row(layout: RowLayout, line: int, cells: list[str]
     problems: list[Problem] = []
     raw_email = cell("email")
     email = ""
-    if any(c in LINE_BREAKS for c in raw_email):
+    if not LINE_BREAKS.isdisjoint(raw_email):
         problems.append(Problem(label, line, "the address contains a line break"))
     else:
         try:
@@ -169,7 +169,7 @@ def check_row(layout: RowLayout, line: int, cells: list[str]
                          for key in ("name", "first_name", "last_name"))
     name = full or " ".join(part for part in (first, last) if part)
     for what, value in (("name", full), ("first name", first), ("last name", last)):
-        if any(c in LINE_BREAKS for c in value):
+        if not LINE_BREAKS.isdisjoint(value):
             problems.append(Problem(label, line, f"the {what} contains a line break; it "
                                     "would reach the To: header"))
     language = layout.default_language
