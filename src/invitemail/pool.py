@@ -72,6 +72,9 @@ WINDOW = 3  # tasks in flight per worker: enough to keep every worker busy
 MIN_ROWS = 1000
 MIN_ROWS_CHECK = 20_000
 WORKER_MEMORY = 1024 * 1024 * 1024  # address space a worker may add to what it starts with
+# Workers run at a lower priority: the process that speaks SMTP (and reads the rows) is the
+# one the run waits for, and the workers' queue of built messages runs ahead of it anyway.
+WORKER_NICE = 10
 PARENT_POLL = 0.5  # seconds between a worker's looks at whether its parent is still there
 
 
@@ -265,6 +268,8 @@ def _start_worker(recipe: Recipe[Any], run: int) -> None:
     # what it means (finish what is in flight), and a worker keeps building until told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_process_memory(WORKER_MEMORY)
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
     _opened = recipe()
 
 
