@@ -180,8 +180,8 @@ class Batching:
             return
         if batch.failed is not None and kind == "sending":
             raise batch.failed  # no claim once the journal's file cannot be written
-        try:
-            batch.log.append(kind, params)
+        try:  # a claim is written at once; the others may go with the next write
+            batch.log.append(kind, params, defer=kind != "sending")
         except OSError as err:
             raise self._os_error(err, batch.log.path) from None
         batch.waiting.append((kind, params))
@@ -197,8 +197,20 @@ class Batching:
             except JournalError as err:  # this step is on record: the next one says it
                 batch.failed = err
 
+    def flush_log(self) -> None:
+        """Write the run's deferred steps to the run log now (the run calls this before its
+        event loop waits again: a finished message is on record at once, in one write with
+        the others finished meanwhile)."""
+        batch = self._batch
+        if batch is not None:
+            try:
+                batch.log.flush()
+            except OSError as err:
+                raise self._os_error(err, batch.log.path) from None
+
     def _hand_over(self, batch: _Batch) -> None:
         """The waiting steps to the journal's thread (after the batch before them is in)."""
+        self.flush_log()  # the file never holds a step the log has not
         self._wait_behind(batch)
         steps, batch.waiting = batch.waiting, []
         batch.behind_steps, batch.behind_states, batch.states = steps, batch.states, {}
@@ -243,6 +255,7 @@ class Batching:
             return
         self._wait_behind(batch)
         if batch.waiting:
+            self.flush_log()
             self._commit(batch.waiting, batch.log.log_id, batch.log.seq)
             batch.waiting = []
             batch.states.clear()

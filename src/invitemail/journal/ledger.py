@@ -91,6 +91,7 @@ class Ledger:
         self.event_uid = event_uid
         self.fd = -1
         self.unsynced = 0
+        self.deferred: list[str] = []  # lines not written yet (record's ``defer``)
         self._flusher: ThreadPoolExecutor | None = None
         self._flushing: Future[None] | None = None  # the fsync of SYNC_EVERY lines, running
 
@@ -145,19 +146,31 @@ class Ledger:
         self.sync()
 
     def record(self, journal_id: str, template: str, key: str, state: State,
-               message_id: str, at: str, calendar: CalendarRecord | None) -> None:
+               message_id: str, at: str, calendar: CalendarRecord | None, *,
+               defer: bool = False) -> None:
+        """One delivery's line. ``defer``: kept to go with the next line not deferred, or
+        with :meth:`flush` (one write for many)."""
         if self._flushing is not None and self._flushing.done():
             self._flushed()  # its error, if any, before another line
-        self._append(_delivery_line(journal_id, template, key, state, message_id, at,
-                                    calendar))
+        self.deferred.append(_delivery_line(journal_id, template, key, state, message_id, at,
+                                            calendar))
+        if not defer:
+            self.flush()
         self.unsynced += 1
         if self.unsynced >= SYNC_EVERY:
             self._sync_behind()
+
+    def flush(self) -> None:
+        """Write the deferred lines now; raises LedgerError."""
+        if self.deferred:
+            lines, self.deferred = self.deferred, []
+            self._append("\n".join(lines))
 
     def sync(self) -> None:
         """Every line written so far is on the disk when this returns."""
         if self.fd < 0:
             return
+        self.flush()
         self._flushed()
         try:
             os.fsync(self.fd)
@@ -168,6 +181,7 @@ class Ledger:
     def _sync_behind(self) -> None:
         """Start the fsync of every line written so far on the flusher thread (after the
         one before it ends), and go on."""
+        self.flush()
         self._flushed()
         if self._flusher is None:
             self._flusher = ThreadPoolExecutor(max_workers=1,
@@ -186,6 +200,9 @@ class Ledger:
             raise self._error("cannot write", err) from None
 
     def close(self) -> None:
+        if self.deferred:  # on record first (the file opened for them if need be)
+            with contextlib.suppress(LedgerError):  # the journal has them all the same
+                self.flush()
         if self.fd < 0:
             return
         try:

@@ -69,6 +69,7 @@ class RunLog:
         self.log_id = log_id
         self.seq = 0  # the last line written
         self.broken: OSError | None = None  # why a line could not be written whole
+        self.deferred: list[str] = []  # lines not written yet (append's ``defer``)
 
     @classmethod
     def start(cls, directory: Path) -> RunLog:
@@ -88,14 +89,29 @@ class RunLog:
             raise
         return log
 
-    def append(self, kind: str, params: Sequence[Param]) -> int:
-        """Write one change; its number once it is the kernel's. OSError as the disk gives
-        it (a full disk takes part of a line: the line is ended, and the error raised)."""
+    def append(self, kind: str, params: Sequence[Param], *, defer: bool = False) -> int:
+        """Write one change; its number once it is the kernel's. ``defer``: kept to go with
+        the next change that is not deferred, or with :meth:`flush` (one write for many).
+        OSError as the disk gives it; a line cut short ends the log."""
         seq = self.seq + 1
-        self._write(f"[{seq},{_json(kind)},{','.join(map(_json, params))}]\n" if params
-                    else f"[{seq},{_json(kind)}]\n")
+        line = (f"[{seq},{_json(kind)},{','.join(map(_json, params))}]\n" if params
+                else f"[{seq},{_json(kind)}]\n")
+        if defer:
+            self.deferred.append(line)
+        elif self.deferred:
+            lines, self.deferred = self.deferred, []
+            lines.append(line)
+            self._write("".join(lines))
+        else:
+            self._write(line)
         self.seq = seq
         return seq
+
+    def flush(self) -> None:
+        """Write the deferred changes now."""
+        if self.deferred:
+            lines, self.deferred = self.deferred, []
+            self._write("".join(lines))
 
     def _write(self, line: str) -> None:
         if self.broken is not None:  # a torn line ends the log: nothing may follow it
@@ -123,6 +139,8 @@ class RunLog:
         """Let go, leaving the file for the next process that opens the journal (lines are
         waiting that could not be applied)."""
         if self.fd >= 0:
+            with contextlib.suppress(OSError):  # what cannot be written is not on record
+                self.flush()
             os.close(self.fd)  # closing drops the lock
             self.fd = -1
 

@@ -134,10 +134,37 @@ class _JournalHooks:
         self.progress = progress
         self.result = result
         self.in_flight: dict[str, Built] = {}
+        # A finished message's lines (run log, ledger) go in one write with the others
+        # finished in the same turn of the event loop, before it waits again.
+        self.flush_due = False
+        self.flush_failed: InvitemailError | None = None
         if self.journal is not None:  # fewer checkpoints: each one stops the run for 2 fsyncs
             self.journal.for_a_run()
 
+    def _flush_soon(self) -> None:
+        if self.flush_due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside a run's loop: now
+            self._flush()
+            return
+        self.flush_due = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_due = False
+        try:
+            if self.journal is not None:
+                self.journal.flush_log()
+            if self.record.ledger is not None:
+                self.record.ledger.flush()
+        except InvitemailError as err:  # the next claim says it, and stops the run
+            self.flush_failed = self.flush_failed or err
+
     def handing_over(self, envelope: transport.Envelope, attempt: int) -> None:
+        if self.flush_failed is not None:
+            raise self.flush_failed
         if self.journal is not None:  # the claim: ClaimError stops the run before the data
             built = self.in_flight[envelope.key]
             self.journal.mark_sending(self.template, envelope.key, built.message_id, attempt,
@@ -168,7 +195,8 @@ class _JournalHooks:
                 ledger.record(self.record.journal_id, self.template, outcome.key, state,
                               built.message_id,
                               dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                              built.calendar if state is State.SENT else None)
+                              built.calendar if state is State.SENT else None, defer=True)
+            self._flush_soon()
         self.progress.finished(outcome.key, state.value, outcome.reply)
 
     def retrying(self, envelope: transport.Envelope, reply: str, attempt: int,
@@ -176,6 +204,7 @@ class _JournalHooks:
         self.result.retried += 1
         if self.journal is not None:
             self.journal.mark_retrying(self.template, envelope.key, reply, attempt)
+            self._flush_soon()
         self.progress.retrying(envelope.key, reply, delay)
 
 
