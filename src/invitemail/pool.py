@@ -66,6 +66,7 @@ CHUNK = 64  # items per task: pickling costs little, and a result (1.3 MB) is sm
 # after a few builds, not after a whole chunk's: 4, 8, 16, 32, then CHUNK.
 FIRST_CHUNK = 4
 WINDOW = 3  # tasks in flight per worker: enough to keep every worker busy
+READ_AHEAD = 4096  # items ordered_map(help_here=True) reads while the workers start
 # Below these, starting the workers (each imports the package and opens the campaign: about
 # half a second of CPU) costs more than it saves: building a message takes a few hundred
 # microseconds, checking one (rendering from the skeleton, no encoding) a few dozen.
@@ -100,54 +101,64 @@ def ordered_map(step: Callable[[S, T], R], items: Iterable[T], *, here: S,
     process. Workers that cannot start or die leave nothing out: the items in flight and
     the rest are then run here, in order.
 
-    ``help_here``: while the oldest task is not back (the workers are still starting, or
-    behind), this process runs the next chunk itself rather than wait; its results are
-    queued behind the workers' so the order holds."""
+    ``help_here``: while the workers start (the fork server imports the package first,
+    and handing a task over would wait for it), this process reads up to
+    :data:`READ_AHEAD` items ahead, and runs the oldest chunk itself when it can read no
+    more; what it read goes to the workers, in order, once they are up."""
     if recipe is None or not parallel:
         for item in items:
             yield item, step(here, item)
         return
     workers = worker_count()
-    # Tasks in order: a worker's (a Future) or one run here (its results, at once).
-    pending: deque[tuple[list[T], Future[list[R]] | list[R]]] = deque()
+    # Tasks in order: a worker's (a Future), one run here (its results), or one read ahead
+    # and not handed over yet (None).
+    pending: deque[tuple[list[T], Future[list[R]] | list[R] | None]] = deque()
     rows = iter(items)
     taken: list[T] = []  # read from the items and not yet in a task
     sizes = chunk_sizes()
     in_flight = 0  # of pending, the workers'
+    ahead = 0  # items of pending read ahead
     try:
         pool = _pool(here, recipe, workers)
         try:
             while True:
-                # Handing over waits while the workers start (the fork server imports
-                # the package first): a helping caller runs chunks itself until then.
-                waits = help_here and not _ready(here)
-                while in_flight < workers * WINDOW and not waits:
-                    taken = list(islice(rows, next(sizes)))
-                    if not taken:
-                        break
-                    pending.append((taken, pool.submit(_run_chunk, step, taken)))
-                    in_flight += 1
-                    taken = []
-                if waits and not pending:
+                if not help_here or _ready(here):
+                    for index, (chunk, task) in enumerate(pending):  # what was read ahead
+                        if in_flight >= workers * WINDOW:
+                            break
+                        if task is None:
+                            pending[index] = (chunk, pool.submit(_run_chunk, step, chunk))
+                            in_flight += 1
+                            ahead -= len(chunk)
+                    while in_flight < workers * WINDOW:
+                        taken = list(islice(rows, next(sizes)))
+                        if not taken:
+                            break
+                        pending.append((taken, pool.submit(_run_chunk, step, taken)))
+                        in_flight += 1
+                        taken = []
+                elif ahead < READ_AHEAD:
                     taken = list(islice(rows, next(sizes)))
                     if taken:
-                        pending.append((taken, [step(here, item) for item in taken]))
+                        pending.append((taken, None))
+                        ahead += len(taken)
                         taken = []
+                        continue
                 if not pending:
                     return
-                chunk, task = pending[0]
-                if isinstance(task, Future):
-                    if help_here and not task.done():
-                        taken = list(islice(rows, next(sizes)))
-                        if taken:  # run here meanwhile, behind what is in flight
-                            pending.append((taken, [step(here, item) for item in taken]))
-                            taken = []
-                            continue
-                    results = task.result()
+                chunk, task = pending.popleft()
+                if task is None:  # the workers are not up, and no more can be read ahead
+                    ahead -= len(chunk)
+                    results = [step(here, item) for item in chunk]
+                elif isinstance(task, Future):
+                    try:
+                        results = task.result()
+                    except BaseException:
+                        pending.appendleft((chunk, task))  # for the fallback below
+                        raise
                     in_flight -= 1
                 else:
                     results = task
-                pending.popleft()
                 yield from zip(chunk, results, strict=True)
         finally:
             for _, task in pending:  # the caller stopped early: drop what is queued
