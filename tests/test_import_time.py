@@ -4,6 +4,8 @@ imported where they are used, so nobody puts an eager import back by accident.
 - rich.progress draws the bar on a terminal; a send whose output goes to a pipe or a log
   writes plain lines and never needs it.
 - difflib suggests a name for a misspelt section or key; a good event.toml never needs it.
+- invitemail.send.status (with the due and report modules it loads) words the rows line for a
+  list with invalid rows and the status command; a send of a good list never needs it.
 - icalendar writes the calendar part: a send with nothing left to send (everyone already has
   the message) checks every registrant's message but builds none, and never needs it.
 
@@ -34,6 +36,8 @@ SEND_PATH = ("invitemail.cli", "invitemail.cli.send", "invitemail.send.plan", "i
 
 # Imported where they are used, never with the send path's modules.
 NOT_ON_IMPORT = ("rich.progress", "difflib")
+# Imported by a send only for a list with invalid rows.
+STATUS = ("invitemail.send.status", "invitemail.send.due")
 # Imported for the first calendar built, never before.
 CALENDAR = ("icalendar",)
 
@@ -69,7 +73,18 @@ def test_a_send_to_a_pipe_never_imports_the_progress_bar_or_the_suggestions(
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(smtp_server.transactions) == count  # it did send: the imports ran their course
     assert "icalendar" in names  # the invitations needed it: the probe sees a late import
-    assert below(names, NOT_ON_IMPORT) == []
+    assert below(names, NOT_ON_IMPORT + STATUS) == []
+
+
+def test_a_send_with_an_invalid_row_imports_the_rows_line_and_says_it(
+        smtp_server: SmtpServer, tmp_path: Path) -> None:
+    invalid = ("Ingen Adresse", "not an address", "da")
+    folder = event_for(smtp_server, tmp_path / "event", [*rows(3), invalid])
+    done, names = imported(["-m", "invitemail", "send", str(folder), "--yes", "--skip-invalid"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(smtp_server.transactions) == 3
+    assert "invitemail.send.status" in names
+    assert "4 rows read: 3 registrants, 1 with a problem (never sent)" in done.stdout
 
 
 def test_a_send_with_nothing_left_to_send_builds_no_message_and_imports_no_calendar(
