@@ -197,12 +197,13 @@ def _send_planned(campaign: Campaign, options: SendOptions, *, yes: bool) -> Non
     the summary and the exit code."""
     from invitemail.outputs.progress import make_progress
     from invitemail.send.plan import prepare_send
-    from invitemail.send.status import rows_line
 
     with prepare_send(campaign, options) as plan:
         report = plan.checked
         print_problems(report)  # warnings, and with --skip-invalid the rows left out
         if report.scan.invalid:
+            from invitemail.send.status import rows_line  # only for a list with invalid rows
+
             say(rows_line(report.scan))
         if not options.dry_run and not yes and plan.planned:
             config = campaign.config

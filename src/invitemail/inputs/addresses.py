@@ -15,9 +15,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from email.headerregistry import Address
 
-from email_validator import EmailNotValidError, validate_email
+# email-validator (its import compiles many regular expressions) and email.headerregistry are
+# imported where they are used: a run whose addresses take the fast path needs email-validator
+# only for the first address on each domain, and a file check or a send gets further first.
 
 
 class AddressError(ValueError):
@@ -64,6 +65,8 @@ def _fast(candidate: str) -> str | None:
     try:
         forms = _DOMAINS[domain]
     except KeyError:
+        from email_validator import EmailNotValidError, validate_email
+
         try:
             info = validate_email("x@" + domain, check_deliverability=False,
                                   allow_smtputf8=False)
@@ -110,6 +113,8 @@ def _normalize_local_test(candidate: str, tld: str) -> str:
     test environment, so the top-level domain is checked as ``test`` and put back."""
     local, _, domain = candidate.rpartition("@")
     stem = domain.rstrip(".")[: -len(tld)]  # "" or "name." (case kept for the validator)
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         info = validate_email(f"{local}@{stem}test", check_deliverability=False,
                               allow_smtputf8=False, test_environment=True)
@@ -145,6 +150,8 @@ def normalize_address(text: str, *, local_test: bool = False) -> str:
                            "and < >")
     normal = _fast(candidate)
     if normal is None:
+        from email_validator import EmailNotValidError, validate_email
+
         try:
             info = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
         except EmailNotValidError as err:
@@ -162,6 +169,8 @@ def parse_mailbox(text: str, *, local_test: bool = False) -> Mailbox:
     ``local_test``: as for :func:`normalize_address`."""
     if "\n" in text or "\r" in text:
         raise AddressError("it contains a line break")
+    from email.headerregistry import Address
+
     try:
         parsed = Address(addr_spec=text.strip()) if "<" not in text else None
     except (ValueError, IndexError):

@@ -11,7 +11,6 @@ importable from here too, where the rest of the package has always found them.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -152,6 +151,8 @@ class _Reader(KeyReader):
     def read(self) -> EventConfig:
         for name in self.data:
             if name not in self.SECTIONS:
+                import difflib  # only for a misspelt name: not on a good file's path
+
                 close = difflib.get_close_matches(name, self.SECTIONS, n=1)
                 hint = f"did you mean [{close[0]}]?" if close else "known sections: " + ", ".join(
                     f"[{s}]" for s in self.SECTIONS)

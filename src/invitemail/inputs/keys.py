@@ -11,7 +11,6 @@ invitations without a password.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import functools
 import math
 import re
@@ -146,6 +145,8 @@ class KeyReader:
             raise self.error(name, None, f"must be one section, written [{name}], not {what}")
         for key in value:
             if key not in self.SECTIONS[name]:
+                import difflib  # only for a misspelt name: not on a good file's path
+
                 close = difflib.get_close_matches(key, self.SECTIONS[name], n=1)
                 hint = (f"did you mean {close[0]!r}?" if close
                         else "known keys: " + ", ".join(self.SECTIONS[name]))

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time, format_timedelta, get_timezone_location
+# babel.dates is imported in the functions that format (at the first message built), so a
+# run gets to its checks and its login without waiting for it.
 
 LOCALES: Mapping[str, str] = {"da": "da_DK", "en": "en_GB"}
 
@@ -31,21 +32,29 @@ def _locale(language: str) -> str:
 
 def long_date(moment: dt.datetime, language: str) -> str:
     """"torsdag den 10. december 2026" / "Thursday, 10 December 2026"."""
+    from babel.dates import format_date
+
     return format_date(moment, "full", locale=_locale(language))
 
 
 def clock_time(moment: dt.datetime, language: str) -> str:
     """"14.00" / "14:00"."""
+    from babel.dates import format_time
+
     return format_time(moment, "short", locale=_locale(language))
 
 
 def zone_name(zone: ZoneInfo, language: str) -> str:
     """"Danmark-tid" / "Denmark Time"."""
+    from babel.dates import get_timezone_location
+
     return str(get_timezone_location(zone, locale=_locale(language)))
 
 
 def city_name(zone: ZoneInfo, language: str) -> str:
     """"New York"."""
+    from babel.dates import get_timezone_location
+
     return str(get_timezone_location(zone, locale=_locale(language), return_city=True))
 
 
@@ -96,6 +105,8 @@ def has_started(start: dt.datetime, now: dt.datetime) -> bool:
 
 def _in(amount: int, unit: Literal["minute", "hour", "day"], language: str) -> str:
     """"in 1 hour", "in 2 hours", "om 1 time", "om 2 timer": babel's plural and direction."""
+    from babel.dates import format_timedelta
+
     seconds = {"minute": 60, "hour": 3600, "day": 86400}[unit]
     return format_timedelta(dt.timedelta(seconds=amount * seconds), granularity=unit,
                             threshold=1e9, add_direction=True, locale=_locale(language))
@@ -137,6 +148,8 @@ def relative_start(start: dt.datetime, now: dt.datetime, language: str, *,
     if days == 1:
         return f"{words['tomorrow']} {at}"
     if days < 7:
+        from babel.dates import format_date
+
         weekday = format_date(start, "EEEE", locale=_locale(language))
         return f"{words['on']} {weekday} {at}"
     return f"{_in(days, 'day', language)}, {long_date(start, language)} {at}"

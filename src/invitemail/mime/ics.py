@@ -12,9 +12,11 @@ import datetime as dt
 import hashlib
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from icalendar import Calendar, Component, Event, vCalAddress, vText
+if TYPE_CHECKING:
+    from icalendar import Component, Event
 
 PRODID = "-//invitemail//invitemail//EN"
 
@@ -45,6 +47,10 @@ def registrant_uid(event_uid: str, address: str) -> str:
 
 
 def _vevent_lines(entry: CalendarEntry, *, personal: bool, shared: bool) -> Event:
+    # icalendar is imported here, at the first calendar built (it takes longer to import
+    # than anything else a run needs before it); the same for reading one back below.
+    from icalendar import Event, vCalAddress, vText
+
     event = Event()
     if personal:
         event.add("uid", entry.uid)
@@ -78,6 +84,8 @@ def _vevent_lines(entry: CalendarEntry, *, personal: bool, shared: bool) -> Even
 
 
 def _calendar(entry: CalendarEntry, event: Event) -> bytes:
+    from icalendar import Calendar
+
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
@@ -234,6 +242,8 @@ def _moment(event: Component, name: str) -> dt.datetime | None:
 def describe_ics(data: bytes | str) -> CalendarSummary:
     """Read the first VEVENT of an iCalendar file. Raises ValueError when it has none or
     cannot be parsed."""
+    from icalendar import Calendar
+
     calendar = Calendar.from_ical(data)
     events = calendar.walk("VEVENT")
     if not events:

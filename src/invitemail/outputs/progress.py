@@ -5,23 +5,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:  # rich.progress is imported by the bar alone: a pipe or a log never needs it
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class BarProgress:
     """A rich progress bar: sent, failed, retrying, rate and ETA."""
 
     def __init__(self, console: Console, template: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self.bar = Progress(
             TextColumn(f"[bold]{template}[/]"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), TimeRemainingColumn(), console=console,
