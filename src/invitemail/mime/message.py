@@ -31,7 +31,7 @@ from email.utils import format_datetime
 
 from invitemail.inputs.addresses import Mailbox
 from invitemail.inputs.config import LINE_BREAKS
-from invitemail.mime.quoted_printable import quoted_printable
+from invitemail.mime.quoted_printable import dot_stuffed, quoted_printable
 from invitemail.render.body import Body
 
 CRLF = b"\r\n"
@@ -252,8 +252,13 @@ def _sender_header(mailbox: Mailbox, header: str) -> str:
     return f"{header}: {encode_mailbox(mailbox, header=header)}"
 
 
-def build_message(parts: MessageParts) -> bytes:
-    """The message as sent: CRLF line endings, no line over 998 octets.
+def build_message(parts: MessageParts, *, wire: bool = False) -> bytes:
+    """The message as sent: CRLF line endings, no line over 998 octets; ``wire``: as it
+    goes on the wire after DATA (``send.envelope.dot_stuff(message, crlf=True)``).
+
+    For the wire form only the parts whose lines can start with "." are stuffed (the
+    head, and the text and HTML, whose runs of shared lines are stuffed once for the
+    group: quoted_printable.py); the fixed lines and base64 never start with one.
 
     Raises HeaderValueError when a value cannot go in a header.
     """
@@ -275,6 +280,8 @@ def build_message(parts: MessageParts) -> bytes:
     _check_line_lengths(headers)
     try:
         head = "\r\n".join(headers).encode("ascii")
+        if wire:
+            head = dot_stuffed(head)
     except UnicodeEncodeError as err:  # an address that was not checked
         raise HeaderValueError(f"a header would hold {err.object[err.start:err.end]!r}, "
                                "which is not ASCII") from None
@@ -283,15 +290,15 @@ def build_message(parts: MessageParts) -> bytes:
         f"--{inner}\r\n".encode(),
         b"Content-Type: text/plain; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-        quoted_printable(parts.text), CRLF,
+        quoted_printable(parts.text, stuffed=wire), CRLF,
         f"--{inner}\r\n".encode(),
         b"Content-Type: text/html; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-        quoted_printable(parts.html), CRLF,
+        quoted_printable(parts.html, stuffed=wire), CRLF,
     ]
     if parts.calendar is None:
         return b"".join([head, CRLF, CRLF, b"This is a message in MIME format.\r\n",
-                         *alternative, f"--{inner}--\r\n".encode()])
+                         *alternative, f"--{inner}--\r\n".encode(), *_end(wire)])
     calendar = _base64(parts.calendar)  # the same file twice: inline, and attached
     chunks = [
         head, CRLF, CRLF,
@@ -310,5 +317,10 @@ def build_message(parts: MessageParts) -> bytes:
         b"Content-Transfer-Encoding: base64\r\n\r\n",
         calendar,
         f"--{outer}--\r\n".encode(),
+        *_end(wire),
     ]
     return b"".join(chunks)
+
+
+def _end(wire: bool) -> tuple[bytes, ...]:
+    return (b".\r\n",) if wire else ()  # the wire form's final dot

@@ -1,0 +1,209 @@
+"""The worker's cheaper build and the cheaper trip back, held to the plain paths.
+
+A message built for sending (``Campaign.build(..., wire=True)``) is stuffed as it is built,
+each run of shared lines once for its group: its bytes must be the plain message stuffed
+whole (``dot_stuff(data, crlf=True)``), the path it replaces. A Built pickles as its
+constructor's arguments: it must come back equal, holding the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import pickle
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from invitemail.campaign import Built, Campaign
+from invitemail.inputs.addresses import Mailbox
+from invitemail.inputs.cells import Registrant
+from invitemail.inputs.registrants import unique_registrants
+from invitemail.journal.store import CalendarRecord
+from invitemail.mime.message import MessageParts, build_message
+from invitemail.mime.quoted_printable import dot_stuffed, quoted_printable
+from invitemail.outcome import Made, outcome_of
+from invitemail.render.body import Body, PartLayout
+from invitemail.render.renderer import Renderer
+from invitemail.send.envelope import dot_stuff
+from support.event import NOW, EventBuilder
+
+# Lines that start with dots, alone and with text, and lines quoted-printable folds (a
+# continuation line can start with a dot too).
+DOTTED = (".\n..two dots\n. a dot and a space\n.{{ registrant.name }}\n"
+          "Kære {{ registrant.name }}.\n...\n" + "x" * 75 + ".dot after a soft break\n"
+          "{{ registrant.name }}\n")
+TEMPLATES = ("invitation", "reminder", "update", "cancellation", "thanks", "missed")
+# (template, assume, stage): every template, and a stage of the schedule
+RUNS = [("invitation", None, None), ("reminder", None, None),
+        ("reminder", None, "reminder@1 day"), ("update", None, None),
+        ("cancellation", None, None), ("followup", "thanks", None),
+        ("followup", "missed", None)]
+
+
+def dotted_event(folder: Path) -> Path:
+    rows = [(".Deltager", "dot@example.org", "da"), ("Søren Ågård", "soren@example.org", "da"),
+            (". Karen", "karen@example.org", "en"), ("..", "two@example.org", "en"),
+            ("Ann Lee", "ann@example.org", "en")]
+    files: dict[str, bytes | str] = {}
+    for language in ("da", "en"):
+        for template in TEMPLATES:
+            files[f"templates/{language}/{template}.txt"] = DOTTED
+    return EventBuilder(rows=rows, files=files).write(folder).folder
+
+
+def campaigns(folder: Path, template: str, assume: str | None,
+              stage: str | None) -> list[Campaign]:
+    """The campaign with its skeletons (fast), and with every message rendered in full."""
+    fast = Campaign.open(folder, template=template, now=NOW, assume=assume, stage=stage)
+    plain = Campaign(fast.config, fast.source, Renderer(folder / "templates", fast=False),
+                     template=template, now=NOW, followup=fast.followup, stage=stage)
+    return [fast, plain]
+
+
+@pytest.mark.parametrize(("template", "assume", "stage"), RUNS)
+@pytest.mark.parametrize("event", ["dotted", "builtin"])
+def test_messages_built_for_sending_are_the_plain_messages_stuffed(
+        tmp_path: Path, template: str, assume: str | None, stage: str | None,
+        event: str) -> None:
+    folder = dotted_event(tmp_path / "e") if event == "dotted" else \
+        EventBuilder().write(tmp_path / "e").folder
+    stuffed_lines = 0
+    for campaign in campaigns(folder, template, assume, stage):
+        for registrant in unique_registrants(campaign.source):
+            for test_to in (None, "tester@example.org"):
+                plain = campaign.build(registrant, test_to=test_to)
+                wire = campaign.build(registrant, test_to=test_to, wire=True)
+                assert not plain.stuffed and wire.stuffed
+                if test_to is None:  # a test message's Message-ID is random
+                    assert wire.content == dot_stuff(plain.data, crlf=True)
+                    assert wire.data == plain.data
+                    assert wire == plain.for_sending()
+                else:
+                    assert wire.content == dot_stuff(wire.data, crlf=True)
+                stuffed_lines += wire.content.count(b"\r\n..")
+                made = outcome_of(campaign, registrant, encode=True, test_to=test_to,
+                                  wire=True)
+                assert isinstance(made, Made) and made.built.stuffed
+    assert stuffed_lines > 0 or event == "builtin"  # the dotted lines were stuffed
+
+
+LINE = st.one_of(st.sampled_from(["", ".", "..", ". x", ".Søren", "x" * 75 + ".y", "=",
+                                  "æøå " * 30, "\t", "a\r\nb", "\r", "\n.", "<p>.</p>"]),
+                 st.text(max_size=20))
+TEXT = st.lists(LINE, max_size=10).map("\n".join)
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> Body | str:
+    """A body as the renderer makes it: a whole text, or filled in from a skeleton's
+    pieces (shared text, and a registrant's values)."""
+    if draw(st.booleans()):
+        return draw(TEXT)
+    values = draw(st.lists(LINE, min_size=1, max_size=3))
+    slots = draw(st.lists(st.one_of(TEXT, st.integers(0, len(values) - 1)), max_size=8))
+    return Body.filled(PartLayout(slots), values)
+
+
+NAMES = st.sampled_from([".Søren", "Ann", ". Lee", "", "a" * 70, "Ågård, Søren"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=bodies(), html=bodies(), name=NAMES,
+       subject=st.sampled_from([".dot", "Hej", " .x", "ø" * 50, "word " * 30]),
+       calendar=st.one_of(st.none(), st.binary(max_size=300)))
+def test_build_message_wire_is_build_message_stuffed(
+        text: Body | str, html: Body | str, name: str, subject: str,
+        calendar: bytes | None) -> None:
+    parts = MessageParts(
+        sender=Mailbox("Afsender", "from@example.org"),
+        recipient=Mailbox(name, "to@example.org"), reply_to=None, subject=subject,
+        date=dt.datetime(2026, 11, 20, 10, 30, tzinfo=dt.UTC), message_id="<m@example.org>",
+        text=text, html=html, calendar=calendar, method="REQUEST")
+    expected = dot_stuff(build_message(parts), crlf=True)
+    assert build_message(parts, wire=True) == expected
+    assert build_message(parts, wire=True) == expected  # the kept encodings, again
+    assert build_message(parts) == dot_stuffed_back(expected)
+
+
+def dot_stuffed_back(wire: bytes) -> bytes:
+    """The message again: the final dot off, one dot off every line that starts with two."""
+    data = wire[:-3]
+    data = data[1:] if data.startswith(b"..") else data
+    return data.replace(b"\r\n..", b"\r\n.")
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=bodies())
+def test_quoted_printable_stuffed_is_the_encoding_stuffed(body: Body | str) -> None:
+    plain = quoted_printable(body)
+    # The reference: every line that starts with a dot gets one more (lines split apart).
+    lines = plain.split(b"\r\n")
+    expected = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+    assert quoted_printable(body, stuffed=True) == expected
+    assert quoted_printable(body, stuffed=True) == expected  # the kept encodings, again
+    assert quoted_printable(body) == plain  # the plain encoding is kept apart
+    assert dot_stuffed(plain) == expected
+
+
+# -- the trip from a worker --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("template", "assume", "stage"), RUNS)
+def test_a_built_survives_the_trip_equal_with_the_same_bytes(
+        tmp_path: Path, template: str, assume: str | None, stage: str | None) -> None:
+    folder = dotted_event(tmp_path / "e")
+    campaign = Campaign.open(folder, template=template, now=NOW, assume=assume, stage=stage)
+    for registrant in unique_registrants(campaign.source):
+        for wire in (False, True):
+            made = outcome_of(campaign, registrant, encode=True, wire=wire)
+            assert isinstance(made, Made)
+            for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+                back = pickle.loads(pickle.dumps(made, protocol))
+                assert type(back) is Made and back == made
+                assert back.built.content == made.built.content
+                assert back.built.stuffed is made.built.stuffed
+                assert type(back.built.registrant) is Registrant
+                assert back.built.registrant == registrant
+                assert back.built.registrant.fields == registrant.fields
+                assert back.built.calendar == made.built.calendar
+                if made.built.calendar is not None:
+                    assert type(back.built.calendar) is CalendarRecord
+                assert back.built.wire == made.built.wire
+
+
+@pytest.mark.parametrize("calendar", [None, CalendarRecord(3, "2026-12-10T14:00:00+01:00", 90,
+                                                           "https://x.example/j", "ab", "update")])
+@pytest.mark.parametrize("inspected", [None, 17, {"spam": 1.5}])
+def test_made_and_built_by_hand_survive_the_trip(calendar: CalendarRecord | None,
+                                                  inspected: object) -> None:
+    registrant = Registrant(line=7, email="A@example.org", name=".A", first_name="A",
+                            last_name="", language="en", join_url="https://j.example/1",
+                            timezone="Europe/Copenhagen", fields={"org": "Ø", "": ""})
+    built = Built(registrant, "t@example.org", "<m@x>", "S", b"..x\r\n.\r\n", calendar,
+                  "thanks", stuffed=True)
+    made = Made(built, inspected)
+    back = pickle.loads(pickle.dumps(made))
+    assert back == made and back.inspected == inspected
+    assert pickle.loads(pickle.dumps(registrant)) == registrant
+    assert pickle.loads(pickle.dumps(Registrant(1, "b@x.org", "", "", "", "da", "", ""))) \
+        == Registrant(1, "b@x.org", "", "", "", "da", "", "")
+
+
+def test_the_pickled_forms_hold_every_field() -> None:
+    """A field added to Registrant or Built must be added to its __reduce__ too."""
+    registrant = Registrant(line=7, email="a@example.org", name="A", first_name="A",
+                            last_name="B", language="en", join_url="https://j.example/1",
+                            timezone="UTC", fields={"org": "Ø"})
+    _, args = registrant.__reduce__()
+    assert args == tuple(getattr(registrant, f.name) for f in dataclasses.fields(Registrant))
+    record = CalendarRecord(3, "2026-12-10T14:00:00+01:00", 90, "https://x.example/j", "ab",
+                            "update")
+    built = Built(registrant, "t@example.org", "<m@x>", "S", b"x\r\n", record, "update", True)
+    _, args = built.__reduce__()
+    assert len(args) == len(dataclasses.fields(Built))
+    assert args[5] == tuple(getattr(record, f.name) for f in dataclasses.fields(CalendarRecord))
+    assert args[:5] + args[6:] == tuple(getattr(built, f.name) for f in dataclasses.fields(Built)
+                                        if f.name != "calendar")
