@@ -26,6 +26,7 @@ from invitemail.mime.message import MessageParts, build_message
 from invitemail.mime.quoted_printable import dot_stuffed, quoted_printable
 from invitemail.outcome import Made, outcome_of
 from invitemail.render.body import Body, PartLayout
+from invitemail.render.jinja_adapter import context_maker, render_chunks
 from invitemail.render.renderer import Renderer
 from invitemail.send.envelope import dot_stuff
 from support.event import NOW, EventBuilder
@@ -207,3 +208,37 @@ def test_the_pickled_forms_hold_every_field() -> None:
     assert args[5] == tuple(getattr(record, f.name) for f in dataclasses.fields(CalendarRecord))
     assert args[:5] + args[6:] == tuple(getattr(built, f.name) for f in dataclasses.fields(Built)
                                         if f.name != "calendar")
+
+
+# -- the skeleton's filler: a context per message, made for less -------------------------
+
+SOURCES = ["{{ x }}|{{ y }}", "{% for i in range(x|int % 4) %}{{ i }}{% endfor %}",
+           "{{ dict(a=x)['a'] }}{{ range }}", "{% set ns = namespace(n=x) %}{{ ns.n }}",
+           "{% set j = joiner('/') %}{% for v in [x, y] %}{{ j() }}{{ v }}{% endfor %}",
+           "{{ cycler(x, y).next() }}{{ y|default('none') }}", "{{ self }}{{ x is defined }}",
+           "{% block b %}{{ x }}{% endblock %}{{ self.b() }}", "{{ lipsum is defined }}"]
+VARIABLES = st.dictionaries(st.sampled_from(["x", "y", "range", "dict", "z", "namespace"]),
+                            st.one_of(st.integers(-5, 5), st.text(max_size=5)), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=st.sampled_from(SOURCES), variables=VARIABLES)
+def test_a_context_made_for_less_is_the_one_jinja_makes(
+        source: str, variables: dict[str, object]) -> None:
+    env = Renderer(None).env
+    template = env.from_string(source)
+    made, expected = context_maker(template)(variables), template.new_context(variables)
+    assert made.parent == expected.parent and made.vars == expected.vars
+    assert made.globals_keys == expected.globals_keys
+    assert (made.name, made.blocks.keys()) == (expected.name, expected.blocks.keys())
+    assert made.eval_ctx.autoescape == expected.eval_ctx.autoescape
+    try:
+        wanted: str | type[Exception] = "".join(render_chunks(template, variables))
+    except Exception as err:  # a value the template cannot use: it must fail the same
+        wanted = type(err)
+    try:
+        got: str | type[Exception] = "".join(
+            render_chunks(template, variables, new_context=context_maker(template)))
+    except Exception as err:
+        got = type(err)
+    assert got == wanted
