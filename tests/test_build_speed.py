@@ -8,9 +8,11 @@ constructor's arguments: it must come back equal, holding the same bytes.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import pickle
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,8 @@ from invitemail.inputs.addresses import Mailbox
 from invitemail.inputs.cells import Registrant
 from invitemail.inputs.registrants import unique_registrants
 from invitemail.journal.store import CalendarRecord
-from invitemail.mime.message import MessageParts, build_message
+from invitemail.mime import ics, wording
+from invitemail.mime.message import MessageParts, _base64, build_message
 from invitemail.mime.quoted_printable import dot_stuffed, quoted_printable
 from invitemail.outcome import Made, outcome_of
 from invitemail.render.body import Body, PartLayout
@@ -45,14 +48,17 @@ RUNS = [("invitation", None, None), ("reminder", None, None),
 
 
 def dotted_event(folder: Path) -> Path:
-    rows = [(".Deltager", "dot@example.org", "da"), ("Søren Ågård", "soren@example.org", "da"),
-            (". Karen", "karen@example.org", "en"), ("..", "two@example.org", "en"),
-            ("Ann Lee", "ann@example.org", "en")]
+    link = "https://zoom.us/j/123?pwd=personal"  # two share it; one has a link of its own
+    rows = [(".Deltager", "dot@example.org", "da", ""),
+            ("Søren Ågård", "soren@example.org", "da", link),
+            (". Karen", "karen@example.org", "en", link), ("..", "two@example.org", "en", ""),
+            ("Ann Lee", "ann@example.org", "en", "https://zoom.us/j/9?pwd=own")]
     files: dict[str, bytes | str] = {}
     for language in ("da", "en"):
         for template in TEMPLATES:
             files[f"templates/{language}/{template}.txt"] = DOTTED
-    return EventBuilder(rows=rows, files=files).write(folder).folder
+    return EventBuilder(header=("Navn", "E-mail", "Sprog", "Join URL"), rows=rows,
+                        files=files).write(folder).folder
 
 
 def campaigns(folder: Path, template: str, assume: str | None,
@@ -242,3 +248,51 @@ def test_a_context_made_for_less_is_the_one_jinja_makes(
     except Exception as err:
         got = type(err)
     assert got == wanted
+
+
+# -- the smaller pieces, each against what it replaced -----------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(st.binary(max_size=3000),
+                      st.integers(0, 1280).map(lambda n: (bytes(range(256)) * 5)[:n])))
+def test_base64_lines_are_what_encodebytes_writes(data: bytes) -> None:
+    assert _base64(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def test_printable_drops_what_unicodedata_calls_control_and_keeps_the_rest() -> None:
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    expected = "".join(c for c in every if c == "\n" or unicodedata.category(c) != "Cc")
+    assert ics._printable(every) == expected
+    assert len(every) - len(expected) == 64  # U+0000-001F and U+007F-009F, but the LF
+    assert ics._printable("Søren Ågård") == "Søren Ågård"
+
+
+@pytest.mark.parametrize(("template", "assume", "stage"), RUNS)
+def test_the_record_built_is_the_current_record_at_the_message_sequence(
+        tmp_path: Path, template: str, assume: str | None, stage: str | None) -> None:
+    folder = dotted_event(tmp_path / "e")
+    campaign = Campaign.open(folder, template=template, now=NOW, assume=assume, stage=stage)
+    for registrant in [*unique_registrants(campaign.source)] * 2:  # the second: kept ones
+        built = campaign.build(registrant)
+        if campaign.followup is not None:
+            assert built.calendar is None
+            continue
+        previous = campaign.history.get(registrant.key) or campaign.latest
+        assert built.calendar == dataclasses.replace(
+            campaign.current_record(registrant),
+            sequence=campaign.sequence_for(registrant, previous))
+
+
+def test_a_kept_record_is_not_given_to_another_campaign(tmp_path: Path) -> None:
+    folder = dotted_event(tmp_path / "e")
+    kept: wording.KeptRecords = {}
+    for template in ("invitation", "cancellation", "invitation"):
+        campaign = Campaign.open(folder, template=template, now=NOW)
+        for registrant in unique_registrants(campaign.source):
+            expected = dataclasses.replace(campaign.current_record(registrant), sequence=4)
+            assert wording.sent_record(campaign, registrant, 4, kept) == expected
+            campaign.template = "reminder"  # the same config, another template
+            expected = dataclasses.replace(campaign.current_record(registrant), sequence=4)
+            assert wording.sent_record(campaign, registrant, 4, kept) == expected
+            campaign.template = template

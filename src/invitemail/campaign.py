@@ -128,6 +128,7 @@ class Campaign:
         self._latest: CalendarRecord | None = None
         self._shared_contexts: dict[str, dict[str, Any]] = {}
         self._calendars = ics.CalendarBuilder()
+        self._records: wording.KeptRecords = {}
 
     @property
     def history(self) -> dict[str, CalendarRecord]:
@@ -269,7 +270,7 @@ class Campaign:
             calendar=self._calendars.build(entry),
             method=entry.method,
         ), wire=wire)
-        record = dataclasses.replace(self.current_record(registrant), sequence=sequence)
+        record = wording.sent_record(self, registrant, sequence, self._records)
         return Built(registrant, recipient, message_id, subject, data, record, self.template,
                      wire)
 

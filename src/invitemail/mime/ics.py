@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import unicodedata
+import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -145,9 +145,14 @@ def _text_value(value: str) -> str:
             .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n"))
 
 
+# The control characters (Unicode's category Cc: U+0000-U+001F and U+007F-U+009F, a set
+# Unicode never changes) but the line feed.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
 def _printable(value: str) -> str:
     """Without control characters (a calendar line cannot hold them), line breaks kept."""
-    return "".join(c for c in value if c == "\n" or unicodedata.category(c) != "Cc")
+    return _CONTROL.sub("", value) if _CONTROL.search(value) else value
 
 
 def _param_value(value: str) -> str:
