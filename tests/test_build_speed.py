@@ -25,7 +25,7 @@ from invitemail.inputs.cells import Registrant
 from invitemail.inputs.registrants import unique_registrants
 from invitemail.journal.store import CalendarRecord
 from invitemail.mime import ics, wording
-from invitemail.mime.message import MessageParts, _base64, build_message
+from invitemail.mime.message import MessageParts, build_message
 from invitemail.mime.quoted_printable import dot_stuffed, quoted_printable
 from invitemail.outcome import Made, outcome_of
 from invitemail.render.body import Body, PartLayout
@@ -257,7 +257,33 @@ def test_a_context_made_for_less_is_the_one_jinja_makes(
 @given(data=st.one_of(st.binary(max_size=3000),
                       st.integers(0, 1280).map(lambda n: (bytes(range(256)) * 5)[:n])))
 def test_base64_lines_are_what_encodebytes_writes(data: bytes) -> None:
-    assert _base64(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")
+    assert ics.base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+ENTRY_NAMES = st.sampled_from(["Søren", "", "A" * 200, "Ann;Lee", "x\x07y", "Karen Blixen"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(people=st.lists(st.tuples(ENTRY_NAMES, st.sampled_from(["a@x.org", "b@example.org"]),
+                                 st.sampled_from(["REQUEST", "CANCEL"]),
+                                 st.sampled_from(["", "https://j.example/1", "L" * 150])),
+                       min_size=1, max_size=6),
+       stray=st.binary(max_size=200))
+def test_a_calendar_encoded_by_its_builder_is_its_base64(
+        people: list[tuple[str, str, str, str]], stray: bytes) -> None:
+    builder = ics.CalendarBuilder()
+    start = dt.datetime(2026, 12, 10, 14, 0, tzinfo=dt.UTC)
+    for name, address, method, location in people:
+        entry = ics.CalendarEntry(
+            uid=ics.registrant_uid("ev@example.org", address), sequence=1, method=method,
+            start=start, end=start + dt.timedelta(hours=1), title="Møde", description="d",
+            location=location, organizer_name="O", organizer_address="o@example.org",
+            attendee_name=name, attendee_address=address, stamp=start)
+        calendar = builder.build(entry)
+        expected = base64.encodebytes(calendar).replace(b"\n", b"\r\n")
+        assert builder.encoded(calendar) == expected
+        assert builder.encoded(calendar) == expected  # from the encoded start, again
+        assert builder.encoded(stray) == base64.encodebytes(stray).replace(b"\n", b"\r\n")
 
 
 def test_printable_drops_what_unicodedata_calls_control_and_keeps_the_rest() -> None:

@@ -267,8 +267,9 @@ class Campaign:
             message_id=message_id,
             text=rendered.text_body,
             html=html,
-            calendar=self._calendars.build(entry),
+            calendar=(calendar := self._calendars.build(entry)),
             method=entry.method,
+            calendar_base64=self._calendars.encoded(calendar),
         ), wire=wire)
         record = wording.sent_record(self, registrant, sequence, self._records)
         return Built(registrant, recipient, message_id, subject, data, record, self.template,

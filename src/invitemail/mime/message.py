@@ -20,7 +20,6 @@ A message without a calendar (the follow-up) is the multipart/alternative alone.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import functools
 import hashlib
@@ -32,6 +31,7 @@ from email.utils import format_datetime
 
 from invitemail.inputs.addresses import Mailbox
 from invitemail.inputs.config import LINE_BREAKS
+from invitemail.mime.ics import base64_lines
 from invitemail.mime.quoted_printable import dot_stuffed, quoted_printable
 from invitemail.render.body import Body
 
@@ -56,6 +56,7 @@ class MessageParts:
     html: Body | str
     calendar: bytes | None  # the iCalendar file; None: no calendar part
     method: str  # "REQUEST" or "CANCEL"
+    calendar_base64: bytes | None = None  # ics.base64_lines(calendar), when made already
 
 
 def make_message_id(domain: str, *parts: object, unique: bool = False) -> str:
@@ -213,16 +214,6 @@ def _check_line_lengths(headers: list[str]) -> None:
                     f"{longest} octets, more than the {MAX_LINE} a message may have")
 
 
-def _base64(data: bytes) -> bytes:
-    """``base64.encodebytes(data)`` with CRLF line endings (lines of 76 characters: 57
-    bytes, a whole number of 3-byte groups, so the whole encoding cut every 76 characters
-    is each 57 bytes encoded), encoded at once rather than 57 bytes at a time."""
-    if not data:
-        return b""
-    encoded = binascii.b2a_base64(data, newline=False)
-    return CRLF.join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + CRLF
-
-
 # "=_" cannot occur in a quoted-printable or base64 body (QP writes "=" as "=3D"; base64 has
 # no "_"), and every part here is one of those, so a fixed boundary never collides. Fixed
 # boundaries also let a reader's parser reuse its compiled pattern for every message.
@@ -306,7 +297,9 @@ def build_message(parts: MessageParts, *, wire: bool = False) -> bytes:
     if parts.calendar is None:
         return b"".join([head, CRLF, CRLF, b"This is a message in MIME format.\r\n",
                          *alternative, f"--{inner}--\r\n".encode(), *_end(wire)])
-    calendar = _base64(parts.calendar)  # the same file twice: inline, and attached
+    calendar = parts.calendar_base64  # the same file twice: inline, and attached
+    if calendar is None:
+        calendar = base64_lines(parts.calendar)
     chunks = [
         head, CRLF, CRLF,
         b"This is a message in MIME format.\r\n",
