@@ -100,6 +100,7 @@ def test_contract_private_signatures_are_as_the_adapter_calls_them() -> None:
         "SandboxedEnvironment.wrap_str_format": ["self", "value"],
         "Template.from_code": ["environment", "code", "globals", "uptodate"],
         "Template.new_context": ["self", "vars", "shared", "locals"],
+        "Context.__init__": ["self", "environment", "parent", "name", "blocks", "globals"],
         "Parser.__init__": ["self", "environment", "source", "name", "filename", "state"],
     }
 

@@ -128,6 +128,7 @@ class Campaign:
         self._latest: CalendarRecord | None = None
         self._shared_contexts: dict[str, dict[str, Any]] = {}
         self._calendars = ics.CalendarBuilder()
+        self._records: wording.KeptRecords = {}
 
     @property
     def history(self) -> dict[str, CalendarRecord]:
@@ -225,8 +226,10 @@ class Campaign:
     def _calendar_description(self, registrant: Registrant, join_url: str) -> str:
         return wording.calendar_description(self, registrant, join_url)
 
-    def build(self, registrant: Registrant, *, test_to: str | None = None) -> Built:
-        """Render and encode one registrant's message.
+    def build(self, registrant: Registrant, *, test_to: str | None = None,
+              wire: bool = False) -> Built:
+        """Render and encode one registrant's message; ``wire``: the Built holds its wire
+        form, made as it is built (what Built.for_sending gives, for less).
 
         Raises TemplateError (the template fails) or HeaderValueError (a value would break
         a header).
@@ -241,7 +244,7 @@ class Campaign:
         html = inline_body(rendered.html_body)
         if self.followup is not None:  # the event is over: no calendar (followup.py)
             return self._without_calendar(registrant, recipient, subject, rendered.text_body,
-                                          html, test)
+                                          html, test, wire)
         uid = ics.registrant_uid(c.event.uid, registrant.email)
         if test:
             uid = "test-" + uid  # a test invite must not collide with the real entry
@@ -264,14 +267,16 @@ class Campaign:
             message_id=message_id,
             text=rendered.text_body,
             html=html,
-            calendar=self._calendars.build(entry),
+            calendar=(calendar := self._calendars.build(entry)),
             method=entry.method,
-        ))
-        record = dataclasses.replace(self.current_record(registrant), sequence=sequence)
-        return Built(registrant, recipient, message_id, subject, data, record, self.template)
+            calendar_base64=self._calendars.encoded(calendar),
+        ), wire=wire)
+        record = wording.sent_record(self, registrant, sequence, self._records)
+        return Built(registrant, recipient, message_id, subject, data, record, self.template,
+                     wire)
 
     def _without_calendar(self, registrant: Registrant, recipient: str, subject: str,
-                          text: Body, html: Body, test: bool) -> Built:
+                          text: Body, html: Body, test: bool, wire: bool) -> Built:
         """A message of text and HTML only: the follow-up's."""
         c = self.config
         message_id = make_message_id(c.sender.mailbox.domain, c.event.uid, self.template,
@@ -279,9 +284,9 @@ class Campaign:
         data = build_message(MessageParts(
             sender=c.sender.mailbox, recipient=Mailbox(registrant.name, recipient),
             reply_to=c.sender.reply_to, subject=subject, date=self.now.astimezone(c.event.zone),
-            message_id=message_id, text=text, html=html, calendar=None, method=""))
+            message_id=message_id, text=text, html=html, calendar=None, method=""), wire=wire)
         return Built(registrant, recipient, message_id, subject, data, None,
-                     self.template_for(registrant))
+                     self.template_for(registrant), wire)
 
     def _render(self, registrant: Registrant, previous: CalendarRecord | None,
                 test: bool) -> tuple[Rendered, str]:

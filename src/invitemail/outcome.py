@@ -66,6 +66,29 @@ class Built:
         return Built(self.registrant, self.recipient, self.message_id, self.subject, wire,
                      self.calendar, self.template, stuffed=True)
 
+    def __reduce__(self) -> tuple[Callable[..., Built], tuple[Any, ...]]:
+        # Pickled as the constructor's arguments (one tuple): a frozen slots dataclass
+        # otherwise goes through dataclasses' __getstate__/__setstate__, in Python, in the
+        # process that unpickles it (the one that speaks SMTP). The calendar record goes
+        # as its fields, for the same reason (its class is not this module's).
+        calendar = self.calendar
+        return _built, (self.registrant, self.recipient, self.message_id, self.subject,
+                        self.content, None if calendar is None else _record_fields(calendar),
+                        self.template, self.stuffed)
+
+
+def _record_fields(record: CalendarRecord) -> tuple[int, str, int, str, str, str]:
+    return (record.sequence, record.start, record.duration, record.join_url,
+            record.password_digest, record.template)
+
+
+def _built(registrant: Registrant, recipient: str, message_id: str, subject: str,
+           content: bytes, calendar: tuple[int, str, int, str, str, str] | None,
+           template: str, stuffed: bool) -> Built:
+    """A Built from its pickled form (:meth:`Built.__reduce__`)."""
+    return Built(registrant, recipient, message_id, subject, content,
+                 None if calendar is None else CalendarRecord(*calendar), template, stuffed)
+
 
 Inspect = Callable[[Built], Any]  # run where a message was built (a module-level function)
 
@@ -76,6 +99,9 @@ class Made:
 
     built: Built
     inspected: Any = None
+
+    def __reduce__(self) -> tuple[type[Made], tuple[Built, Any]]:
+        return Made, (self.built, self.inspected)  # the constructor: see Built.__reduce__
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +132,8 @@ class MessageBuilder(Protocol):
     @property
     def source(self) -> RegistrantSource: ...
 
-    def build(self, registrant: Registrant, *, test_to: str | None = None) -> Built: ...
+    def build(self, registrant: Registrant, *, test_to: str | None = None,
+              wire: bool = False) -> Built: ...
 
     def validate(self, registrant: Registrant) -> None: ...
 
@@ -118,9 +145,9 @@ def outcome_of(builder: MessageBuilder, registrant: Registrant, *, encode: bool,
     (:meth:`Built.for_sending`)."""
     try:
         if encode:
-            built = builder.build(registrant, test_to=test_to)
+            built = builder.build(registrant, test_to=test_to, wire=wire)
             inspected = inspect(built) if inspect is not None else None
-            return Made(built.for_sending() if wire else built, inspected)
+            return Made(built, inspected)
         builder.validate(registrant)
         return Checked()
     except TemplateError as err:  # a copy without the traceback, to cross processes

@@ -49,6 +49,14 @@ class Registrant:
     timezone: str
     fields: Mapping[str, str] = field(default_factory=dict)  # every column, by its key
 
+    def __reduce__(self) -> tuple[type[Registrant], tuple[object, ...]]:
+        # The constructor and its arguments: a frozen slots dataclass otherwise pickles
+        # through dataclasses' __getstate__/__setstate__, in Python (a worker sends one
+        # with every message it builds).
+        return Registrant, (self.line, self.email, self.name, self.first_name,
+                            self.last_name, self.language, self.join_url, self.timezone,
+                            self.fields)
+
     @property
     def key(self) -> str:
         """The identity of a registrant: the address, case-insensitive (product.md)."""

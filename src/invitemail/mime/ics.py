@@ -8,9 +8,10 @@ update and the cancellation, and a rerun never adds a second entry.
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import hashlib
-import unicodedata
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -115,6 +116,9 @@ class CalendarBuilder:
 
     def __init__(self) -> None:
         self._shared: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
+        # The shared part before the personal lines, cut to whole base64 lines, and its
+        # base64: the start of the encoding of every calendar that starts with it.
+        self._encoded_start: tuple[bytes, bytes] = (b"", b"")
 
     def build(self, entry: CalendarEntry) -> bytes:
         key = (entry.method, entry.sequence, entry.stamp, entry.start, entry.end, entry.title,
@@ -129,6 +133,32 @@ class CalendarBuilder:
                 self._shared.pop(next(iter(self._shared)))
         inner = _personal_lines(entry.uid, entry.attendee_name, entry.attendee_address)
         return parts[0] + inner + parts[1]
+
+    def encoded(self, calendar: bytes) -> bytes:
+        """:func:`base64_lines` of ``calendar`` (one this builder built), the whole lines
+        of the part the calendars of a group share encoded once for the group."""
+        start, encoded = self._encoded_start
+        if not (start and calendar.startswith(start)):
+            cut = calendar.rfind(b"\r\nUID:")  # where the personal lines start
+            start = calendar[:max(cut, 0) // BASE64_LINE * BASE64_LINE]
+            encoded = base64_lines(start)
+            self._encoded_start = (start, encoded)
+        return encoded + base64_lines(calendar[len(start):])
+
+
+BASE64_LINE = 57  # bytes a line of base64 holds (76 characters)
+
+
+def base64_lines(data: bytes) -> bytes:
+    """``base64.encodebytes(data)`` with CRLF line endings, encoded at once rather than a
+    line at a time: a line holds 57 bytes, a whole number of 3-byte groups, so the whole
+    encoding cut every 76 characters is each line's 57 bytes encoded. For the same reason
+    the encoding of ``a + b``, when ``a`` is whole lines, is the encoding of ``a``, then
+    of ``b``."""
+    if not data:
+        return b""
+    encoded = binascii.b2a_base64(data, newline=False)
+    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
 
 
 def _fold(line: str) -> bytes:
@@ -153,9 +183,14 @@ def _text_value(value: str) -> str:
             .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n"))
 
 
+# The control characters (Unicode's category Cc: U+0000-U+001F and U+007F-U+009F, a set
+# Unicode never changes) but the line feed.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
 def _printable(value: str) -> str:
     """Without control characters (a calendar line cannot hold them), line breaks kept."""
-    return "".join(c for c in value if c == "\n" or unicodedata.category(c) != "Cc")
+    return _CONTROL.sub("", value) if _CONTROL.search(value) else value
 
 
 def _param_value(value: str) -> str:

@@ -31,7 +31,8 @@ from email.utils import format_datetime
 
 from invitemail.inputs.addresses import Mailbox
 from invitemail.inputs.config import LINE_BREAKS
-from invitemail.mime.quoted_printable import quoted_printable
+from invitemail.mime.ics import base64_lines
+from invitemail.mime.quoted_printable import dot_stuffed, quoted_printable
 from invitemail.render.body import Body
 
 CRLF = b"\r\n"
@@ -55,6 +56,7 @@ class MessageParts:
     html: Body | str
     calendar: bytes | None  # the iCalendar file; None: no calendar part
     method: str  # "REQUEST" or "CANCEL"
+    calendar_base64: bytes | None = None  # ics.base64_lines(calendar), when made already
 
 
 def make_message_id(domain: str, *parts: object, unique: bool = False) -> str:
@@ -212,10 +214,6 @@ def _check_line_lengths(headers: list[str]) -> None:
                     f"{longest} octets, more than the {MAX_LINE} a message may have")
 
 
-def _base64(data: bytes) -> bytes:
-    return base64.encodebytes(data).replace(b"\n", CRLF)
-
-
 # "=_" cannot occur in a quoted-printable or base64 body (QP writes "=" as "=3D"; base64 has
 # no "_"), and every part here is one of those, so a fixed boundary never collides. Fixed
 # boundaries also let a reader's parser reuse its compiled pattern for every message.
@@ -252,8 +250,13 @@ def _sender_header(mailbox: Mailbox, header: str) -> str:
     return f"{header}: {encode_mailbox(mailbox, header=header)}"
 
 
-def build_message(parts: MessageParts) -> bytes:
-    """The message as sent: CRLF line endings, no line over 998 octets.
+def build_message(parts: MessageParts, *, wire: bool = False) -> bytes:
+    """The message as sent: CRLF line endings, no line over 998 octets; ``wire``: as it
+    goes on the wire after DATA (``send.envelope.dot_stuff(message, crlf=True)``).
+
+    For the wire form only the parts whose lines can start with "." are stuffed (the
+    head, and the text and HTML, whose runs of shared lines are stuffed once for the
+    group: quoted_printable.py); the fixed lines and base64 never start with one.
 
     Raises HeaderValueError when a value cannot go in a header.
     """
@@ -275,6 +278,8 @@ def build_message(parts: MessageParts) -> bytes:
     _check_line_lengths(headers)
     try:
         head = "\r\n".join(headers).encode("ascii")
+        if wire:
+            head = dot_stuffed(head)
     except UnicodeEncodeError as err:  # an address that was not checked
         raise HeaderValueError(f"a header would hold {err.object[err.start:err.end]!r}, "
                                "which is not ASCII") from None
@@ -283,16 +288,18 @@ def build_message(parts: MessageParts) -> bytes:
         f"--{inner}\r\n".encode(),
         b"Content-Type: text/plain; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-        quoted_printable(parts.text), CRLF,
+        quoted_printable(parts.text, stuffed=wire), CRLF,
         f"--{inner}\r\n".encode(),
         b"Content-Type: text/html; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-        quoted_printable(parts.html), CRLF,
+        quoted_printable(parts.html, stuffed=wire), CRLF,
     ]
     if parts.calendar is None:
         return b"".join([head, CRLF, CRLF, b"This is a message in MIME format.\r\n",
-                         *alternative, f"--{inner}--\r\n".encode()])
-    calendar = _base64(parts.calendar)  # the same file twice: inline, and attached
+                         *alternative, f"--{inner}--\r\n".encode(), *_end(wire)])
+    calendar = parts.calendar_base64  # the same file twice: inline, and attached
+    if calendar is None:
+        calendar = base64_lines(parts.calendar)
     chunks = [
         head, CRLF, CRLF,
         b"This is a message in MIME format.\r\n",
@@ -310,5 +317,10 @@ def build_message(parts: MessageParts) -> bytes:
         b"Content-Transfer-Encoding: base64\r\n\r\n",
         calendar,
         f"--{outer}--\r\n".encode(),
+        *_end(wire),
     ]
     return b"".join(chunks)
+
+
+def _end(wire: bool) -> tuple[bytes, ...]:
+    return (b".\r\n",) if wire else ()  # the wire form's final dot

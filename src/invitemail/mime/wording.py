@@ -9,6 +9,7 @@ functions read the campaign as a :class:`CampaignView`, and never import it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -65,6 +66,27 @@ def current_record(view: CampaignView, registrant: Registrant) -> CalendarRecord
         duration=c.event.duration, join_url=registrant.join_url or c.meeting.join_url,
         password_digest=password_digest(c.event.uid, c.meeting.password),
         template=view.template)
+
+
+# What sent_record keeps: (join link, sequence) -> (config, template, the record).
+KeptRecords = dict[tuple[str, int], tuple[object, str, CalendarRecord]]
+
+
+def sent_record(view: CampaignView, registrant: Registrant, sequence: int,
+                kept: KeptRecords) -> CalendarRecord:
+    """:func:`current_record` with ``sequence``: what a message built for ``registrant``
+    records. The same for every registrant of the same join link (the record holds nothing
+    else of the registrant's), so it is kept in ``kept``, for as long as the campaign's
+    config and template are the ones it was made with."""
+    key = (registrant.join_url, sequence)
+    found = kept.get(key)
+    if found is not None and found[0] is view.config and found[1] == view.template:
+        return found[2]
+    record = dataclasses.replace(current_record(view, registrant), sequence=sequence)
+    if len(kept) >= 4096:  # personal links: keep the memory bounded
+        kept.clear()
+    kept[key] = (view.config, view.template, record)
+    return record
 
 
 def changes(view: CampaignView, registrant: Registrant,

@@ -23,12 +23,12 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.parser import Parser
-from jinja2.runtime import LoopContext, markup_join, str_join
+from jinja2.runtime import Context, LoopContext, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["TESTED_RANGE", "AdaptedSandbox", "InterceptedInclude", "join_as_compiled",
-           "leaned_on", "parse_as_written", "passes_argument", "render_chunks",
-           "render_shared", "standing_in", "template_from_tree"]
+__all__ = ["TESTED_RANGE", "AdaptedSandbox", "InterceptedInclude", "context_maker",
+           "join_as_compiled", "leaned_on", "parse_as_written", "passes_argument",
+           "render_chunks", "render_shared", "standing_in", "template_from_tree"]
 
 # The Jinja2 releases the contract test passed on; pyproject.toml says the same.
 TESTED_RANGE: str = ">=3.1,<3.2"
@@ -79,7 +79,7 @@ class AdaptedSandbox(ImmutableSandboxedEnvironment):
         self.before_load(name)
         return super()._load_template(name, globals)
 
-    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,
+    def call(__self, __context: Context, __obj: Any, *args: Any,
              **kwargs: Any) -> Any:
         args = __self.before_call(__obj, args, recursive_loop=isinstance(__obj, LoopContext))
         return __self.after_call(super().call(__context, __obj, *args, **kwargs))
@@ -141,10 +141,33 @@ def render_shared(template: jinja2.Template, variables: dict[str, Any]) -> Itera
     return template.root_render_func(template.new_context(variables, True))
 
 
-def render_chunks(template: jinja2.Template, variables: dict[str, Any]) -> Iterator[str]:
+NewContext = Callable[[dict[str, Any]], Context]  # a template's contexts (context_maker)
+
+
+def render_chunks(template: jinja2.Template, variables: dict[str, Any], *,
+                  new_context: NewContext | None = None) -> Iterator[str]:
     """``template``'s output, without ``render``'s traceback rewriting (the caller catches
-    every error and renders in full to report it)."""
-    return template.root_render_func(template.new_context(variables))
+    every error and renders in full to report it). ``new_context``: the template's
+    :func:`context_maker`, for a template rendered many times."""
+    context = template.new_context(variables) if new_context is None else new_context(variables)
+    return template.root_render_func(context)
+
+
+def context_maker(template: jinja2.Template) -> NewContext:
+    """What ``template.new_context(variables)`` makes, for less: the template's globals (a
+    ChainMap, which Jinja copies key by key, in Python, twice for every context) are copied
+    into a dict once. The environment's globals are all set when it is made (sandbox.py)
+    and never changed after."""
+    environment, name, blocks = template.environment, template.name, template.blocks
+    context_class = environment.context_class
+    shared = dict(template.globals)
+
+    def new_context(variables: dict[str, Any]) -> Context:
+        # As jinja2.runtime.new_context writes it (the variables over the globals).
+        return context_class(environment, {**shared, **variables}, name, blocks,
+                             globals=shared)
+
+    return new_context
 
 
 def parse_as_written(environment: jinja2.Environment, source: str,
@@ -193,5 +216,6 @@ def leaned_on() -> dict[str, inspect.Signature]:
             inspect.signature(ImmutableSandboxedEnvironment.wrap_str_format),
         "Template.from_code": inspect.signature(Template.from_code),
         "Template.new_context": inspect.signature(Template.new_context),
+        "Context.__init__": inspect.signature(Context.__init__),
         "Parser.__init__": inspect.signature(Parser.__init__),
     }

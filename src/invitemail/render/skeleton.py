@@ -14,7 +14,7 @@ from jinja2 import nodes
 
 from invitemail.render.body import SKELETON_MARK, SKELETON_MARK_END, Body, PartLayout
 from invitemail.render.includes import IncludeCachingEnvironment
-from invitemail.render.jinja_adapter import render_chunks, template_from_tree
+from invitemail.render.jinja_adapter import context_maker, render_chunks, template_from_tree
 from invitemail.render.sandbox import MAX_LOOP_STEPS, render_bounded
 from invitemail.render.sizes import MAX_OUTPUT
 
@@ -239,13 +239,14 @@ def _references(tree: nodes.Template) -> list[str] | None:
 class Skeleton:
     """A group's three parts with their slots, and the template that fills the slots."""
 
-    __slots__ = ("filler", "html", "html_slots", "layouts", "parts", "slots")
+    __slots__ = ("filler", "html", "html_slots", "layouts", "new_context", "parts", "slots")
 
     def __init__(self, parts: list[list[str | int]], filler: jinja2.Template,
                  slots: int, html: str) -> None:
         self.parts = parts
         self.layouts = (PartLayout(parts[1]), PartLayout(parts[2]))  # the text, the HTML
         self.filler = filler
+        self.new_context = context_maker(filler)  # a context per message, made for less
         self.slots = slots
         self.html = html  # the HTML part with its markers
         self.html_slots = sorted({p for p in parts[-1] if type(p) is int})
@@ -257,7 +258,8 @@ class Skeleton:
         try:
             # The whole context, as a full render has it (a filter may look at it).
             variables = context if type(context) is dict else dict(context)  # copied there
-            values = "".join(render_chunks(filler, variables)).split(_SEPARATOR) \
+            values = "".join(render_chunks(filler, variables, new_context=self.new_context)
+                             ).split(_SEPARATOR) \
                 if self.slots else []
         except Exception:
             return None
