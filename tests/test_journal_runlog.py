@@ -14,6 +14,7 @@ import os
 import sqlite3
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -308,3 +309,25 @@ def test_a_batch_the_file_refuses_stops_the_next_claim_and_loses_no_step(
         assert after.states(T) == {KEYS[0]: State.SENT, KEYS[1]: State.SENT,
                                    KEYS[2]: State.PENDING}
     assert not (tmp_path / ".invitemail" / RUN_LOG).exists()
+
+
+def test_a_read_waits_for_the_batch_the_journal_s_thread_is_applying(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read right after a batch went to the thread sees it, however slow the thread is
+    (a run's last count read the file before the thread's commit, and found rows sending)."""
+    monkeypatch.setattr(batches, "BATCH", 2)
+    monkeypatch.setattr(batches, "APPLY_AFTER", 3600.0)
+    real_commit = batches.commit
+
+    def slow_commit(db: sqlite3.Connection, *args: object) -> None:
+        if threading.current_thread().name.startswith("invitemail-journal"):
+            time.sleep(0.3)
+        real_commit(db, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batches, "commit", slow_commit)
+    journal = _run(tmp_path, 1)  # the pair went to the thread, which takes its time
+    assert journal._batch is not None and journal._batch.behind is not None
+    assert journal.waiting == 0
+    assert journal.states(T)[KEYS[0]] is State.SENT
+    assert journal.counts(T)[State.SENDING] == 0
+    journal.close()

@@ -93,8 +93,9 @@ class Journal(Provenance, Batching):
         """Every use of the journal: the run's steps that wait are applied first (so every
         read sees them), and every sqlite3 error becomes a JournalError naming the file."""
         try:
-            if self._batch is not None and self._batch.waiting:
-                self._apply_waiting()
+            batch = self._batch
+            if batch is not None and (batch.waiting or batch.behind is not None):
+                self._apply_waiting()  # the thread's batch in too: a read sees every step
             yield
         except sqlite3.Error as err:
             if self.stuck is not None and _read_only(err):
