@@ -66,7 +66,7 @@ CHUNK = 64  # items per task: pickling costs little, and a result (1.3 MB) is sm
 # after a few builds, not after a whole chunk's: 4, 8, 16, 32, then CHUNK.
 FIRST_CHUNK = 4
 WINDOW = 3  # tasks in flight per worker: enough to keep every worker busy
-READ_AHEAD = 4096  # items ordered_map(help_here=True) reads while the workers start
+READ_AHEAD = 8192  # items ordered_map(help_here=True) reads while the workers start
 # Below these, starting the workers (each imports the package and opens the campaign: about
 # half a second of CPU) costs more than it saves: building a message takes a few hundred
 # microseconds, checking one (rendering from the skeleton, no encoding) a few dozen.
@@ -102,9 +102,10 @@ def ordered_map(step: Callable[[S, T], R], items: Iterable[T], *, here: S,
     the rest are then run here, in order.
 
     ``help_here``: while the workers start (the fork server imports the package first,
-    and handing a task over would wait for it), this process reads up to
-    :data:`READ_AHEAD` items ahead, and runs the oldest chunk itself when it can read no
-    more; what it read goes to the workers, in order, once they are up."""
+    and handing a task over would wait for it), and while the oldest task is not back, this
+    process reads up to :data:`READ_AHEAD` items ahead instead of waiting; it runs the
+    oldest chunk itself when the workers are not up and it can read no more. What it read
+    goes to the workers, in order, as they take more."""
     if recipe is None or not parallel:
         for item in items:
             yield item, step(here, item)
@@ -146,6 +147,15 @@ def ordered_map(step: Callable[[S, T], R], items: Iterable[T], *, here: S,
                         continue
                 if not pending:
                     return
+                head = pending[0][1]
+                if (help_here and isinstance(head, Future) and not head.done()
+                        and ahead < READ_AHEAD):  # read ahead rather than wait for it
+                    taken = list(islice(rows, next(sizes)))
+                    if taken:
+                        pending.append((taken, None))
+                        ahead += len(taken)
+                        taken = []
+                        continue
                 chunk, task = pending.popleft()
                 if task is None:  # the workers are not up, and no more can be read ahead
                     ahead -= len(chunk)
