@@ -9,12 +9,14 @@ or linked log is refused with a sentence."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -105,22 +107,36 @@ def _die(journal: Journal, *, flushed: bool = True) -> None:
     journal.db.close()
 
 
+@contextlib.contextmanager
+def _batches_of(batch: int) -> Iterator[tuple[Path, Path]]:
+    """Two empty folders, ``fast`` and ``slow``, while a run applies ``batch`` steps at a
+    time (never by the clock)."""
+    with tempfile.TemporaryDirectory() as where, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batches, "BATCH", batch)
+        patch.setattr(batches, "APPLY_AFTER", 3600.0)
+        fast, slow = Path(where) / "fast", Path(where) / "slow"
+        fast.mkdir()
+        slow.mkdir()
+        yield fast, slow
+
+
+def _registered(folder: Path, *, run: bool) -> Journal:
+    journal = _open(folder)
+    journal.register(T, ((k, k, n) for n, k in enumerate(KEYS, start=2)))
+    if run:
+        journal.for_a_run()
+    return journal
+
+
 @settings(max_examples=60, deadline=None)
 @given(steps=steps_strategy, batch=st.integers(1, 6), cut=st.integers(0, 40))
 def test_any_steps_through_the_run_log_leave_the_rows_one_commit_each_leaves(
         steps: list[Step], batch: int, cut: int) -> None:
     cut = min(cut, len(steps))
-    with tempfile.TemporaryDirectory() as where, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(batches, "BATCH", batch)
-        patch.setattr(batches, "APPLY_AFTER", 3600.0)
-        slow, fast = Path(where) / "slow", Path(where) / "fast"
+    with _batches_of(batch) as (fast, slow):
         answers: dict[str, list[str]] = {}
         for folder in (slow, fast):
-            folder.mkdir()
-            journal = _open(folder)
-            journal.register(T, ((k, k, n) for n, k in enumerate(KEYS, start=2)))
-            if folder == fast:
-                journal.for_a_run()
+            journal = _registered(folder, run=folder == fast)
             answers[folder.name] = [_apply(journal, step) for step in steps[:cut]]
             if folder == fast:
                 _die(journal)  # killed after ``cut`` steps, some of them applied
@@ -143,16 +159,10 @@ def test_a_kill_before_the_deferred_lines_are_written_loses_only_those(
     loop's turn): killed before it, the journal is what the steps written before say, one
     commit each; in a run that row is then still ``sending``, uncertain at the next run."""
     cut = min(cut, len(steps))
-    with tempfile.TemporaryDirectory() as where, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(batches, "BATCH", batch)
-        patch.setattr(batches, "APPLY_AFTER", 3600.0)
-        fast, slow = Path(where) / "fast", Path(where) / "slow"
+    with _batches_of(batch) as (fast, slow):
         for folder in (fast, slow):
-            folder.mkdir()
-            journal = _open(folder)
-            journal.register(T, ((k, k, n) for n, k in enumerate(KEYS, start=2)))
+            journal = _registered(folder, run=folder == fast)
             if folder == fast:
-                journal.for_a_run()
                 taken = [n for n, step in enumerate(steps[:cut])
                          if _apply(journal, step) == "ok"]  # the refused write no line
                 written = len((fast / ".invitemail" / RUN_LOG).read_text().splitlines()) - 1
@@ -166,9 +176,7 @@ def test_a_kill_before_the_deferred_lines_are_written_loses_only_those(
 
 
 def _run(folder: Path, steps: int) -> Journal:
-    journal = _open(folder)
-    journal.register(T, ((k, k, n) for n, k in enumerate(KEYS, start=2)))
-    journal.for_a_run()
+    journal = _registered(folder, run=True)
     for key in KEYS[:steps]:
         journal.mark_sending(T, key, "<1@x>", 1, calendar=CALENDAR)
         journal.mark_done(T, key, State.SENT, "250 ok", 1)

@@ -123,7 +123,8 @@ def ordered_map(step: Callable[[S, T], R], items: Iterable[T], *, here: S,
         pool = _pool(here, recipe, workers)
         try:
             while True:
-                if not help_here or _ready(here):
+                ready = not help_here or _ready(here)
+                if ready:
                     for index, (chunk, task) in enumerate(pending):  # what was read ahead
                         if in_flight >= workers * WINDOW:
                             break
@@ -138,8 +139,10 @@ def ordered_map(step: Callable[[S, T], R], items: Iterable[T], *, here: S,
                         pending.append((taken, pool.submit(_run_chunk, step, taken)))
                         in_flight += 1
                         taken = []
-                elif ahead < READ_AHEAD:
-                    taken = list(islice(rows, next(sizes)))
+                head = pending[0][1] if pending else None
+                if help_here and ahead < READ_AHEAD and (
+                        not ready or (isinstance(head, Future) and not head.done())):
+                    taken = list(islice(rows, next(sizes)))  # rather than wait: read ahead
                     if taken:
                         pending.append((taken, None))
                         ahead += len(taken)
@@ -147,15 +150,6 @@ def ordered_map(step: Callable[[S, T], R], items: Iterable[T], *, here: S,
                         continue
                 if not pending:
                     return
-                head = pending[0][1]
-                if (help_here and isinstance(head, Future) and not head.done()
-                        and ahead < READ_AHEAD):  # read ahead rather than wait for it
-                    taken = list(islice(rows, next(sizes)))
-                    if taken:
-                        pending.append((taken, None))
-                        ahead += len(taken)
-                        taken = []
-                        continue
                 chunk, task = pending.popleft()
                 if task is None:  # the workers are not up, and no more can be read ahead
                     ahead -= len(chunk)
