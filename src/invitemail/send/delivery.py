@@ -6,9 +6,9 @@ is the run itself, which :meth:`plan.SendPlan.run` calls.
 The journal is written from the transport's hooks (hooks.py), so each state change is on
 record before the step that depends on it: ``sending`` (the row's claim) before the message
 data goes out, a finished message's state with the next claim or before the event loop
-waits again, and its ledger line with it. A run that writes the journal holds the event folder's lock from before it reads the journal
-until it is done (folderlock.py), and trusts the journal only once safeguard.py has compared
-it with the ledger.
+waits again, and its ledger line with it. A run that writes the journal holds the event
+folder's lock from before it reads the journal until it is done (folderlock.py), and trusts
+the journal only once safeguard.py has compared it with the ledger.
 """
 
 from __future__ import annotations
