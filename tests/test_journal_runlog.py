@@ -339,3 +339,18 @@ def test_a_read_waits_for_the_batch_the_journal_s_thread_is_applying(
     assert journal.states(T)[KEYS[0]] is State.SENT
     assert journal.counts(T)[State.SENDING] == 0
     journal.close()
+
+
+def test_with_the_wall_clock_the_journal_stamps_what_the_clock_says_to_the_second(
+        tmp_path: Path) -> None:
+    """The wall clock's stamps come through time.time, once per second: the same text the
+    clock's datetime gives."""
+    from invitemail.clock import utcnow
+
+    with Journal.open(tmp_path) as journal:  # type: ignore[union-attr]
+        assert journal.clock is utcnow
+        before = utcnow().replace(microsecond=0)
+        stamp = journal.now_text()
+        after = utcnow().replace(microsecond=0)
+    assert stamp in {before.isoformat(), after.isoformat()}
+    assert stamp == dt.datetime.fromisoformat(stamp).isoformat(timespec="seconds")

@@ -22,6 +22,7 @@ from typing import Any
 from invitemail import check as checking
 from invitemail import pool
 from invitemail.check import CheckReport as CheckReport
+from invitemail.clock import utcnow as _utcnow
 from invitemail.errors import TemplateError, position
 from invitemail.inputs.addresses import Mailbox, is_loopback_host
 from invitemail.inputs.config import EventConfig, load_config
@@ -65,9 +66,6 @@ from invitemail.send.followup import FollowUp, open_followup
 
 TEST_PREFIX = {"da": "[TEST] ", "en": "[TEST] "}
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from invitemail.clock import utcnow as _utcnow
 from invitemail.errors import InvitemailError
 
 LOCK_DIR = ".invitemail"  # the journal's folder (journal.JOURNAL_DIR)
@@ -26,9 +27,6 @@ LOCK_FILE = "lock"
 class FolderBusy(InvitemailError):
     """Another `send` holds the event folder."""
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class FolderLock:

@@ -3,32 +3,19 @@
 record of sent messages kept outside the event folder) and restores from it, so that a
 journal deleted, emptied or replaced is noticed instead of mailing everyone again.
 
-A base class of the Journal, over the connection store.py opens (sqlite3 is imported here for
-its type only); store.py's ``_guard`` turns every sqlite3 error into a JournalError.
+A base class of the Journal (part.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
 
+from invitemail.journal.part import JournalPart
 from invitemail.journal.states import CalendarRecord, Identity, State
 
-if TYPE_CHECKING:
-    import sqlite3
 
-
-class Provenance:
+class Provenance(JournalPart):
     """The journal's stamp (the ``meta`` table) and its rows as the ledger knows them."""
-
-    db: sqlite3.Connection
-
-    def _guard(self) -> AbstractContextManager[None]:
-        raise NotImplementedError  # the Journal's: sqlite3's errors become JournalErrors
-
-    def _now(self) -> str:
-        raise NotImplementedError  # the Journal's: its clock's time, in UTC
 
     def identity(self) -> Identity | None:
         """The event and journal id this journal was stamped with; None for a new (or an

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from invitemail.clock import utcnow as _utcnow
 from invitemail.journal.errors import JournalDamaged, JournalError, os_error
 from invitemail.journal.ledger import Entry, Ledger, LedgerView
 from invitemail.journal.location import RUN_LOG
@@ -26,9 +27,6 @@ class JournalMismatch(JournalError):
 
     problem: str = ""  # "is missing", "is empty", ...
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass

@@ -25,9 +25,11 @@ import contextlib
 import datetime as dt
 import errno
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from invitemail.clock import utcnow as _utcnow
 from invitemail.journal.batches import RUN_CHECKPOINT, STEPS, Batching
 from invitemail.journal.errors import (
     CANTOPEN,
@@ -49,6 +51,7 @@ from invitemail.journal.location import (
 from invitemail.journal.migrations import connect
 from invitemail.journal.provenance import Provenance
 from invitemail.journal.states import CalendarRecord, Identity, Row, State, new_journal_id
+from invitemail.journal.stops import Stops
 
 # The errors live in errors.py, the values in states.py, where the journal's file lives in
 # location.py; they are the journal's, so they are importable here.
@@ -67,15 +70,13 @@ def journal_error(err: sqlite3.Error | OSError, path: Path) -> JournalError:
                         getattr(err, "sqlite_errorname", "") or "", str(err), path)
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
-
-class Journal(Provenance, Batching):
+class Journal(Provenance, Batching, Stops):
     """The journal of one event folder. Which event it belongs to, and the rows the ledger
     knows, are :class:`~invitemail.journal.provenance.Provenance`'s methods; how a run's
     steps are written (the run log, batches) is :class:`~invitemail.journal.batches.
-    Batching`'s."""
+    Batching`'s; why a run stopped, and the sends a daily limit counts, are
+    :class:`~invitemail.journal.stops.Stops`'."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path,
                  clock: Callable[[], dt.datetime] = _utcnow) -> None:
@@ -86,6 +87,7 @@ class Journal(Provenance, Batching):
         # full disk, a damaged log): the journal is then read only, and a write says this.
         self.stuck: JournalError | None = None
         self._second: dt.datetime | None = None  # _now's last second, and its text
+        self._unix = -1
         self._stamp = ""
 
     @contextlib.contextmanager
@@ -188,11 +190,21 @@ class Journal(Provenance, Batching):
 
     def _now(self) -> str:
         """The clock's time in UTC, to the second (a run asks twice per message: the text is
-        made once per second)."""
+        made once per second; with the wall clock itself, read through time.time)."""
+        if self.clock is _utcnow:
+            second = int(time.time())
+            if second != self._unix:
+                self._unix = second
+                self._stamp = dt.datetime.fromtimestamp(second, dt.UTC).isoformat()
+            return self._stamp
         now = self.clock().astimezone(dt.UTC).replace(microsecond=0)
         if now != self._second:
             self._second, self._stamp = now, now.isoformat()
         return self._stamp
+
+    def now_text(self) -> str:
+        """What :meth:`_now` says: the time the journal stamps its rows with now."""
+        return self._now()
 
     # -- many steps in one commit ----------------------------------------------------------
 
@@ -345,53 +357,6 @@ class Journal(Provenance, Batching):
             return {row[0]: CalendarRecord(*row[1:]) for row in self.db.execute(
                 "SELECT key, sequence, start, duration, join_url, password_digest, template "
                 "FROM calendar")}
-
-
-    # -- why a run stopped, and the sends that count against a daily limit ----------------
-    # (A relay's quota or a blocked sender stops a run with rows pending; `status` says
-    # which, and when it frees. Kept in its own table, created when first needed.)
-
-    def _stops_table(self) -> None:
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS run_stops (template TEXT PRIMARY KEY, reason TEXT NOT "
-            "NULL, until TEXT, stopped_at TEXT NOT NULL) WITHOUT ROWID")
-
-    def record_stop(self, template: str, reason: str | None,
-                    until: dt.datetime | None = None) -> None:
-        """Why the last run of ``template`` stopped early (``until``: when it may go on);
-        ``reason`` None: it did not, forget an earlier stop."""
-        with self._guard():
-            self._stops_table()
-            if reason is None:
-                self.db.execute("DELETE FROM run_stops WHERE template = ?", (template,))
-                return
-            self.db.execute(
-                "INSERT OR REPLACE INTO run_stops (template, reason, until, stopped_at) "
-                "VALUES (?, ?, ?, ?)",
-                (template, reason, until.astimezone(dt.UTC).isoformat(timespec="seconds")
-                 if until else None, self._now()))
-
-    def last_stop(self, template: str) -> tuple[str, dt.datetime | None, dt.datetime] | None:
-        """(reason, until, when) of the last early stop of ``template``, or None."""
-        with self._guard():
-            if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_stops'"
-                               ).fetchone() is None:
-                return None
-            row = self.db.execute("SELECT reason, until, stopped_at FROM run_stops "
-                                  "WHERE template = ?", (template,)).fetchone()
-        if row is None:
-            return None
-        until = dt.datetime.fromisoformat(row[1]) if row[1] else None
-        return row[0], until, dt.datetime.fromisoformat(row[2])
-
-    def sent_since(self, since: dt.datetime) -> list[dt.datetime]:
-        """When each message of this event (every template) was sent after ``since``, oldest
-        first."""
-        cutoff = since.astimezone(dt.UTC).isoformat(timespec="seconds")
-        with self._guard():
-            return [dt.datetime.fromisoformat(at) for (at,) in self.db.execute(
-                "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at > ? "
-                "ORDER BY sent_at", (cutoff,))]
 
 
 def _read_only(err: sqlite3.Error) -> bool:

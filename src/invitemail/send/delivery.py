@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from invitemail.auth.credentials import TokenCredential
 from invitemail.campaign import Campaign, CheckReport
+from invitemail.clock import utcnow
 from invitemail.errors import InvitemailError
 from invitemail.inputs.cells import registrant_key
 from invitemail.inputs.registrants import Registrant, unique_registrants
@@ -89,10 +90,6 @@ def skip_for(state: State, options: SendOptions) -> Skip | None:
     if state in (State.UNCERTAIN, State.SENDING) and not options.resend_uncertain:
         return Skip.UNCERTAIN
     return None
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class _Capped:

@@ -158,6 +158,7 @@ class JournalHooks:
             if ledger is not None and built is not None and state is not State.FAILED:
                 ledger.record(self.record.journal_id, self.template, outcome.key, state,
                               built.message_id,
+                              self.journal.now_text() if self.journal is not None else
                               dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                               built.calendar if state is State.SENT else None, defer=True)
             self._flush_soon()

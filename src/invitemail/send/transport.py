@@ -71,6 +71,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from invitemail.auth.credentials import TokenCredential
+from invitemail.clock import utcnow as _utcnow
 from invitemail.inputs.config import Sending, Smtp
 from invitemail.send.connection import Connection
 from invitemail.send.envelope import Envelope
@@ -195,9 +196,6 @@ async def _first_of(*awaitables: Awaitable[object]) -> None:
         for task in tasks:
             task.cancel()
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class _Run(RunState):
