@@ -150,6 +150,9 @@ def test_the_fork_server_can_be_started_ahead_and_workers_then_fork_from_it(
     from multiprocessing import forkserver
 
     assert callable(forkserver.ensure_running)
+    from invitemail.campaign import CampaignRecipe
+
+    assert CampaignRecipe.__module__ == "invitemail.campaign"  # what `send` starts it with
     monkeypatch.setenv("INVITEMAIL_WORKERS", "2")
     short, long = tmp_path / "short.csv", tmp_path / "long.csv"
     short.write_text("email\n" + "a@example.org\n" * 10)

@@ -216,9 +216,11 @@ def start_server(module: str, items_file: Path) -> bool:
     (one item a line) has enough items for workers to pay; whether it did. It imports the
     package on another core while this process goes on, and workers started later
     (:func:`start`) fork from it at once instead of waiting for those imports."""
+    lines = 0
     try:
         with items_file.open("rb") as file:
-            lines = sum(block.count(b"\n") for block in iter(lambda: file.read(1 << 20), b""))
+            while not pays(lines) and (block := file.read(1 << 16)):  # enough: stop reading
+                lines += block.count(b"\n")
     except OSError:  # not there, not readable: the campaign says so when it opens
         return False
     if not pays(lines):

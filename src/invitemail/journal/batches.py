@@ -68,11 +68,9 @@ class _Batch:
         self.log = log
         self.path = path
         self.waiting: Steps = []
-        self.states: dict[tuple[str, str], State] = {}  # the rows they change, as they leave them
         self.applied_at = time.monotonic()
         self.behind: Future[None] | None = None
         self.behind_steps: Steps = []
-        self.behind_states: dict[tuple[str, str], State] = {}
         self.failed: JournalError | None = None  # the file could not take a batch
         # Every row's state by template, read at the run's first claim of that template and
         # kept up to date by its steps: what a claim is checked against.
@@ -166,11 +164,6 @@ class Batching:
         """Steps of this run written to the run log and not yet to SQLite."""
         return len(self._batch.waiting) if self._batch is not None else 0
 
-    def settle(self) -> None:
-        """Apply the steps that wait now (the run's timer calls this in a quiet moment)."""
-        with self._guard():
-            pass
-
     def _step(self, kind: str, params: Sequence[Param], row: tuple[str, str],
               state: State) -> None:
         batch = self._batch
@@ -185,7 +178,6 @@ class Batching:
         except OSError as err:
             raise self._os_error(err, batch.log.path) from None
         batch.waiting.append((kind, params))
-        batch.states[row] = state
         known = batch.known.get(row[0])
         if known is not None:
             known[row[1]] = state
@@ -213,7 +205,7 @@ class Batching:
         self.flush_log()  # the file never holds a step the log has not
         self._wait_behind(batch)
         steps, batch.waiting = batch.waiting, []
-        batch.behind_steps, batch.behind_states, batch.states = steps, batch.states, {}
+        batch.behind_steps = steps
         batch.behind = batch.thread.submit(batch.apply, steps, batch.log.log_id,
                                            batch.log.seq)
         batch.applied_at = time.monotonic()
@@ -228,10 +220,9 @@ class Batching:
             behind.result()
         except Exception as err:  # sqlite3.Error, OSError: the Journal's sentence for it
             batch.waiting = [*batch.behind_steps, *batch.waiting]
-            batch.states = {**batch.behind_states, **batch.states}
             raise self._error(err) from None
         finally:
-            batch.behind_steps, batch.behind_states = [], {}
+            batch.behind_steps = []
 
     def _state_now(self, template: str, key: str) -> State | None:
         """A row's state as this run has left it: as the journal had it when the run first
@@ -258,7 +249,6 @@ class Batching:
             self.flush_log()
             self._commit(batch.waiting, batch.log.log_id, batch.log.seq)
             batch.waiting = []
-            batch.states.clear()
             batch.applied_at = time.monotonic()
 
     def _end_run(self) -> None:
