@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import pickle
 import re
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -123,6 +124,12 @@ def test_built_for_sending_still_gives_the_message_as_built(data: bytes) -> None
     assert sendable.stuffed and sendable.wire == dot_stuff(data, crlf=True)
     assert sendable.data == data == unstuffed(sendable.wire)
     assert sendable.for_sending() is sendable  # never stuffed twice
+    # What the worker found of its bytes is what the transport would find (BODY=8BITMIME),
+    # and a Date spliced in later changes nothing of it.
+    assert sendable.ascii == data.isascii()
+    assert sendable.dated(dt.datetime(2027, 1, 2, 3, 4, 5, tzinfo=dt.UTC)).ascii == \
+        sendable.wire.isascii()
+    assert pickle.loads(pickle.dumps(sendable)) == sendable
 
 
 @pytest.mark.parametrize("data", [b"a\nb\rc", b".x\n.y", b"Subject: s\r\n\r\n.\n", b"no end"])

@@ -155,8 +155,8 @@ def test_pipeline_421_mid_group_retries_both_messages_of_the_write() -> None:
 # whose reply did not come; the one retried had its envelope in the same write, unanswered.
 # After a 354 the connection closed: if the client sees the close before it writes the data,
 # the message is retried (nothing was handed over), else it is uncertain (its dot went):
-# "either" is that message (and if it is retried, the next one, whose envelope would have
-# gone in the same write, is retried with it).
+# "either" is that message. Either way the next one, whose envelope goes (or would have gone)
+# in the same write as that data, is retried.
 CUTS = [
     (Cut("MAIL", 1, "before"), None, 0, None),  # the first group: nothing handed over yet
     (Cut("DATA", 1, "before"), None, 0, None),
@@ -184,7 +184,8 @@ def test_pipeline_a_drop_at_every_point_of_a_group(cut: Cut, uncertain: int | No
         again_ = [] if again is None else [address(again)]
         if either is not None:
             if journal.outcomes[address(either)].state is State.UNCERTAIN:
-                uncertain = either
+                uncertain = either  # its data went, and the next one's envelope with it
+                again_ = [address(either + 1)]
             else:  # its data and the next one's envelope never went: both are retried
                 again_ = [address(either), address(either + 1)]
         states = {key: outcome.state for key, outcome in journal.outcomes.items()}

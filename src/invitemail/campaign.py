@@ -271,7 +271,7 @@ class Campaign:
         ), wire=wire)
         record = wording.sent_record(self, registrant, sequence, self._records)
         return Built(registrant, recipient, message_id, subject, data, record, self.template,
-                     wire)
+                     wire, data.isascii() if wire else None)
 
     def _without_calendar(self, registrant: Registrant, recipient: str, subject: str,
                           text: Body, html: Body, test: bool, wire: bool) -> Built:
@@ -284,7 +284,7 @@ class Campaign:
             reply_to=c.sender.reply_to, subject=subject, date=self.now.astimezone(c.event.zone),
             message_id=message_id, text=text, html=html, calendar=None, method=""), wire=wire)
         return Built(registrant, recipient, message_id, subject, data, None,
-                     self.template_for(registrant), wire)
+                     self.template_for(registrant), wire, data.isascii() if wire else None)
 
     def _render(self, registrant: Registrant, previous: CalendarRecord | None,
                 test: bool) -> tuple[Rendered, str]:

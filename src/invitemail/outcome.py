@@ -41,6 +41,7 @@ class Built:
     calendar: CalendarRecord | None  # None: the message carries no calendar (a follow-up)
     template: str  # the template rendered: the campaign's, or a follow-up's thanks or missed
     stuffed: bool = False
+    ascii: bool | None = None  # whether the bytes are all ASCII, once a worker looked
 
     @property
     def data(self) -> bytes:
@@ -55,16 +56,19 @@ class Built:
     def for_sending(self) -> Built:
         """This message holding its wire form (made where it was built, off the process
         that speaks SMTP)."""
-        return self if self.stuffed else self._holding(self.wire)
+        if self.stuffed:
+            return self
+        wire = self.wire
+        return self._holding(wire, wire.isascii())
 
     def dated(self, date: dt.datetime) -> Built:
         """This message as it is handed over at ``date``: its wire form, with that Date."""
-        return self._holding(restamp_date(self.wire, date))
+        return self._holding(restamp_date(self.wire, date), self.ascii)  # a Date is ASCII
 
-    def _holding(self, wire: bytes) -> Built:
+    def _holding(self, wire: bytes, ascii: bool | None) -> Built:
         # The constructor, not dataclasses.replace (which costs as much as the Date splice).
         return Built(self.registrant, self.recipient, self.message_id, self.subject, wire,
-                     self.calendar, self.template, stuffed=True)
+                     self.calendar, self.template, True, ascii)
 
     def __reduce__(self) -> tuple[Callable[..., Built], tuple[Any, ...]]:
         # Pickled as the constructor's arguments (one tuple): a frozen slots dataclass
@@ -74,7 +78,7 @@ class Built:
         calendar = self.calendar
         return _built, (self.registrant, self.recipient, self.message_id, self.subject,
                         self.content, None if calendar is None else _record_fields(calendar),
-                        self.template, self.stuffed)
+                        self.template, self.stuffed, self.ascii)
 
 
 def _record_fields(record: CalendarRecord) -> tuple[int, str, int, str, str, str]:
@@ -84,10 +88,11 @@ def _record_fields(record: CalendarRecord) -> tuple[int, str, int, str, str, str
 
 def _built(registrant: Registrant, recipient: str, message_id: str, subject: str,
            content: bytes, calendar: tuple[int, str, int, str, str, str] | None,
-           template: str, stuffed: bool) -> Built:
+           template: str, stuffed: bool, ascii: bool | None) -> Built:
     """A Built from its pickled form (:meth:`Built.__reduce__`)."""
     return Built(registrant, recipient, message_id, subject, content,
-                 None if calendar is None else CalendarRecord(*calendar), template, stuffed)
+                 None if calendar is None else CalendarRecord(*calendar), template, stuffed,
+                 ascii)
 
 
 Inspect = Callable[[Built], Any]  # run where a message was built (a module-level function)

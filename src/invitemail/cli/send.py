@@ -136,6 +136,11 @@ def send(event: Path, template: str, registrants: Path | None, sheet: str | None
 
     Only one send runs per event folder at a time; a second one exits 1 and says which
     process holds the folder."""
+    if not (due or dry_run or test_to is not None or sheet is not None):
+        # The workers' imports, at once: before this process imports the sending stack.
+        from invitemail.pool import start_server
+
+        start_server("invitemail.campaign", registrants or Path(event) / "registrants.csv")
     from invitemail.send.delivery import SendOptions
 
     if due:
@@ -171,10 +176,6 @@ def send(event: Path, template: str, registrants: Path | None, sheet: str | None
     if not (yes or dry_run) and not sys.stdin.isatty():
         raise click.UsageError("send asks for confirmation, and there is no terminal to ask "
                                "on; add --yes to send, or --dry-run to try")
-    if not dry_run and test_to is None and sheet is None:  # the workers' imports, at once
-        from invitemail.pool import start_server
-
-        start_server("invitemail.campaign", registrants or Path(event) / "registrants.csv")
     campaign = open_campaign(event, template, registrants, encoding, delimiter, sheet,
                              attendance, sending=True)
     if test_to is not None:

@@ -159,7 +159,8 @@ class Connection:
                     f"{envelope.recipient!r} needs")
             options.append(b"SMTPUTF8")
             encoding = "utf-8"
-        if not envelope.data.isascii() and client.supports_extension("8bitmime"):
+        ascii = envelope.ascii if envelope.ascii is not None else envelope.data.isascii()
+        if not ascii and client.supports_extension("8bitmime"):
             options.append(b"BODY=8BITMIME")
         return options, encoding
 

@@ -207,7 +207,7 @@ async def run_delivery(campaign: Campaign, report: CheckReport, record: Record, 
                 yield transport.Envelope(key=built.registrant.key,
                                          sender=config.sender.address,
                                          recipient=built.recipient, data=built.wire,
-                                         stuffed=True)
+                                         stuffed=True, ascii=built.ascii)
 
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
                                            password=password, hooks=hooks, stop=stop,

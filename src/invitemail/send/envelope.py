@@ -31,6 +31,7 @@ class Envelope:
     # True when ``data`` is the wire form already (dot_stuff's result: dot-stuffed, CRLF,
     # with the final dot), as a worker made it: it goes out as it is.
     stuffed: bool = False
+    ascii: bool | None = None  # whether ``data`` is all ASCII, when the caller knows
 
     def wire(self) -> bytes:
         """The message as it goes on the wire after DATA, with the final dot."""

@@ -84,6 +84,7 @@ class RunState:
         self.busy = 0  # workers trying an envelope right now
         self.timer = False  # a drained worker is sleeping until the earliest retry is due
         self.changed = asyncio.Event()  # set (and replaced) when there may be work again
+        self.waiting = 0  # workers waiting on ``changed``
 
     @property
     def stopping(self) -> bool:

@@ -111,6 +111,11 @@ class Pipe(asyncio.Protocol):
         self._replies: deque[SMTPResponse] = deque()
         self._error: Exception | None = None  # the connection broke, or a garbled reply
         self._waiter: asyncio.Future[None] | None = None
+        # One timer for the read timeouts, not one per read (asyncio.wait_for schedules and
+        # cancels a timer, and adds two turns of the loop, for every reply awaited): each
+        # read moves the deadline on, and the timer, when it fires early, waits again.
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         transport.set_protocol(self)
 
     @property
@@ -134,17 +139,37 @@ class Pipe(asyncio.Protocol):
         while not self._replies:
             if self._error is not None:
                 raise self._error
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            self._deadline = deadline = loop.time() + timeout
+            timer = self._timer
+            if timer is None or timer.when() > deadline:  # none set, or set for later
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._time_out, loop)
             try:
-                await asyncio.wait_for(waiter, timeout)
-            except TimeoutError:
-                raise SMTPReadTimeoutError("Timed out waiting for server response") from None
+                await waiter
             finally:
                 self._waiter = None
         return self._replies.popleft()
 
+    def _time_out(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer: the awaited reply is late (SMTPReadTimeoutError), or the deadline moved
+        on since the timer was set (wait until then), or nothing is awaited (stop)."""
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if loop.time() >= self._deadline:
+            waiter.set_exception(SMTPReadTimeoutError("Timed out waiting for server response"))
+        else:
+            self._timer = loop.call_at(self._deadline, self._time_out, loop)
+
     def release(self) -> None:
         """Give the connection back to aiosmtplib (for QUIT)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._error is None and not self._transport.is_closing():
             self._transport.set_protocol(self._protocol)
 

@@ -13,7 +13,8 @@ it happens:
   round trip per message, when the relay offers it: a message's outcome may then come with
   the next message's transaction, and a worker sends the message waiting on its connection
   before it waits for anything), fed from one
-  bounded queue that is filled from the caller's iterator as the workers need it.
+  bounded buffer (:class:`~invitemail.send.feed.Feed`) that is filled from the caller's
+  iterator as the workers need it.
 - One shared pace (:class:`~invitemail.send.pace.RateLimiter`) keeps the run at or under
   ``sending.rate`` and finds the relay's own limit: a *sender-rate* refusal sets the pace
   just under the rate the relay was accepting, and the pace probes upward again while the
@@ -85,6 +86,7 @@ from invitemail.send.errors import (
     TooManyFailures,
     TransportError,
 )
+from invitemail.send.feed import Feed
 from invitemail.send.login import check_credentials
 from invitemail.send.outcomes import DeliveryReport, Hooks, NoHooks, Outcome, State
 from invitemail.send.pipeline import Line
@@ -205,7 +207,7 @@ class _Run(RunState):
 
     async def execute(self, envelopes: Iterable[Envelope]) -> DeliveryReport:
         workers = self.workers = max(1, self.sending.concurrency)
-        queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=QUEUE_PER_WORKER * workers)
+        queue: Feed[Envelope | None] = Feed(QUEUE_PER_WORKER * workers)
         producer = asyncio.create_task(self._produce(envelopes, queue, workers))
         helpers = [asyncio.create_task(self._on_halt(producer, queue, workers))]
         if self.stop is not None:
@@ -228,7 +230,7 @@ class _Run(RunState):
         return self.report
 
     async def _produce(self, envelopes: Iterable[Envelope],
-                       queue: asyncio.Queue[Envelope | None], workers: int) -> None:
+                       queue: Feed[Envelope | None], workers: int) -> None:
         try:
             for envelope in envelopes:  # lazily: the queue is bounded
                 if self.stopping:
@@ -241,7 +243,7 @@ class _Run(RunState):
             await queue.put(None)
 
     async def _on_halt(self, producer: asyncio.Task[None],
-                       queue: asyncio.Queue[Envelope | None], workers: int) -> None:
+                       queue: Feed[Envelope | None], workers: int) -> None:
         await self.halted.wait()
         producer.cancel()
         while not queue.empty():  # taken from the iterator but never started: not reported
@@ -254,7 +256,7 @@ class _Run(RunState):
         self.report.interrupted = True
         self.halted.set()
 
-    async def _work(self, queue: asyncio.Queue[Envelope | None]) -> None:
+    async def _work(self, queue: Feed[Envelope | None]) -> None:
         connection = Line(self)
         drained = False  # this worker took its end-of-queue marker
         try:
@@ -312,22 +314,29 @@ class _Run(RunState):
         if earliest is None and not self.busy:
             return False
         changed = self.changed
-        if earliest is not None and not self.timer:
-            self.timer = True
-            try:
-                await self.unless_halted(
-                    _first_of(self.sleep(max(0.0, earliest - self.clock())), changed.wait()))
-            finally:
-                self.timer = False
-            self._wake()  # the others may take a retry now too
-        else:
-            await self.unless_halted(changed.wait())
+        self.waiting += 1
+        try:
+            if earliest is not None and not self.timer:
+                self.timer = True
+                try:
+                    await self.unless_halted(
+                        _first_of(self.sleep(max(0.0, earliest - self.clock())),
+                                  changed.wait()))
+                finally:
+                    self.timer = False
+                self._wake()  # the others may take a retry now too
+            else:
+                await self.unless_halted(changed.wait())
+        finally:
+            self.waiting -= 1
         return not self.stopping
 
     def _wake(self) -> None:
-        """Tell the waiting workers that there may be something to do (or nothing more)."""
-        self.changed.set()
-        self.changed = asyncio.Event()
+        """Tell the waiting workers that there may be something to do (or nothing more).
+        With none waiting there is nobody to tell: a worker looks before it waits."""
+        if self.waiting:
+            self.changed.set()
+            self.changed = asyncio.Event()
 
     # -- one envelope --------------------------------------------------------------------
 
