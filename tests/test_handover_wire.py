@@ -2,7 +2,7 @@
 
 The old path, in the process that speaks SMTP, was ``dot_stuff(restamp_date(data, d),
 crlf=True)``. Now the worker that builds a message stuffs it (``Built.for_sending``) and the
-sending process only splices the Date into the wire form (``Built.dated``). These tests hold
+sending process only splices the Date into the wire form (``Built.wire_at``). These tests hold
 the new path to the old one byte for byte, on drawn messages and on real relays.
 """
 
@@ -48,9 +48,8 @@ def old_path(data: bytes, date: dt.datetime) -> bytes:
 
 def new_path(data: bytes, date: dt.datetime) -> bytes:
     """What it puts there now: stuffed where built, then dated, through the Envelope."""
-    dated = built_of(data).for_sending().dated(date)
-    return Envelope(SOMEONE.key, "s@example.org", SOMEONE.email, dated.wire,
-                    stuffed=True).wire()
+    dated = built_of(data).for_sending().wire_at(date)
+    return Envelope(SOMEONE.key, "s@example.org", SOMEONE.email, dated, stuffed=True).wire()
 
 
 DATES = st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2100, 1, 1),
@@ -127,8 +126,8 @@ def test_built_for_sending_still_gives_the_message_as_built(data: bytes) -> None
     # What the worker found of its bytes is what the transport would find (BODY=8BITMIME),
     # and a Date spliced in later changes nothing of it.
     assert sendable.ascii == data.isascii()
-    assert sendable.dated(dt.datetime(2027, 1, 2, 3, 4, 5, tzinfo=dt.UTC)).ascii == \
-        sendable.wire.isascii()
+    assert sendable.wire_at(dt.datetime(2027, 1, 2, 3, 4, 5, tzinfo=dt.UTC)).isascii() == \
+        sendable.ascii
     assert pickle.loads(pickle.dumps(sendable)) == sendable
 
 

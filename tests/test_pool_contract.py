@@ -13,7 +13,9 @@ workers' lifetime depend on.
 from __future__ import annotations
 
 import concurrent.futures.process as futures_process
+import fcntl
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import time
@@ -45,6 +47,11 @@ class AdderRecipe:
 
 def where_and_sum(adder: Adder, item: int) -> tuple[int, int]:
     return os.getpid(), adder.offset + item
+
+
+def padded(adder: Adder, item: int) -> tuple[int, bytes]:
+    """A result of about a message's size (20 KB), its bytes telling which item it is."""
+    return item, bytes([item % 251]) * (20_000 + item % 7)
 
 
 def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -81,6 +88,25 @@ def test_contract_processes_maps_each_worker_pid_to_its_process(two_workers: Add
     ran_on = {pid for _, (pid, _) in pool.ordered_map(
         where_and_sum, range(4000), here=two_workers, recipe=AdderRecipe(1000), parallel=True)}
     assert ran_on <= set(processes) and os.getpid() not in ran_on
+
+
+def test_contract_the_results_come_back_through_a_pipe_widened_to_a_chunk(
+        two_workers: Adder) -> None:
+    executor = pool._POOLS[two_workers]
+    reader = executor._result_queue._reader  # type: ignore[attr-defined]
+    assert isinstance(reader, multiprocessing.connection.Connection), (
+        "ProcessPoolExecutor's result queue changed: adapt _widen_result_pipe in pool.py")
+    getsize = fcntl.F_GETPIPE_SZ  # type: ignore[attr-defined]
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    assert fcntl.fcntl(reader.fileno(), getsize) == min(pool.RESULT_PIPE, limit) or (
+        limit < pool.RESULT_PIPE and os.geteuid() != 0)
+    # Results far larger than the pipe still arrive whole and in order.
+    results = list(pool.ordered_map(padded, range(3000), here=two_workers,
+                                    recipe=AdderRecipe(1000), parallel=True))
+    assert [item for item, _ in results] == list(range(3000))
+    assert [len(blob) for _, (_, blob) in results] == [20_000 + i % 7 for i in range(3000)]
+    assert all(i == item and blob == bytes([i % 251]) * len(blob)
+               for item, (i, blob) in results)
 
 
 def test_contract_broken_is_false_until_a_worker_dies(two_workers: Adder) -> None:

@@ -30,7 +30,7 @@ class Built:
 
     It holds its bytes in one form (``content``): the message as build_message wrote it, or,
     when it was built for sending (:meth:`for_sending`, in the worker that built it), its
-    wire form, so that the process that speaks SMTP only splices the Date in (:meth:`dated`).
+    wire form, so that the process that speaks SMTP only splices the Date in (:meth:`wire_at`).
     :attr:`data` and :attr:`wire` give either form from either."""
 
     registrant: Registrant
@@ -59,16 +59,14 @@ class Built:
         if self.stuffed:
             return self
         wire = self.wire
-        return self._holding(wire, wire.isascii())
-
-    def dated(self, date: dt.datetime) -> Built:
-        """This message as it is handed over at ``date``: its wire form, with that Date."""
-        return self._holding(restamp_date(self.wire, date), self.ascii)  # a Date is ASCII
-
-    def _holding(self, wire: bytes, ascii: bool | None) -> Built:
         # The constructor, not dataclasses.replace (which costs as much as the Date splice).
         return Built(self.registrant, self.recipient, self.message_id, self.subject, wire,
-                     self.calendar, self.template, True, ascii)
+                     self.calendar, self.template, True, wire.isascii())
+
+    def wire_at(self, date: dt.datetime) -> bytes:
+        """The message as it is handed over at ``date``: its wire form, with that Date (one
+        copy; a Date is ASCII, so :attr:`ascii` holds for it too)."""
+        return restamp_date(self.wire, date)
 
     def __reduce__(self) -> tuple[Callable[..., Built], tuple[Any, ...]]:
         # Pickled as the constructor's arguments (one tuple): a frozen slots dataclass

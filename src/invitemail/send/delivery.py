@@ -201,12 +201,13 @@ async def run_delivery(campaign: Campaign, report: CheckReport, record: Record, 
             for built in campaign.messages(to_send, test_to=options.test_to,
                                            expected=result.planned, wire=True):
                 # Dated when it is handed over, not when it was built (before the question):
-                # one copy, which the journal's hooks and the transport share.
-                built = built.dated(wall_clock().astimezone(config.event.zone))
-                hooks.in_flight[built.registrant.key] = built
-                yield transport.Envelope(key=built.registrant.key,
-                                         sender=config.sender.address,
-                                         recipient=built.recipient, data=built.wire,
+                # one copy, for the transport; the journal's hooks keep the rest.
+                key = built.registrant.key
+                hooks.in_flight[key] = built
+                yield transport.Envelope(key=key, sender=config.sender.address,
+                                         recipient=built.recipient,
+                                         data=built.wire_at(wall_clock().astimezone(
+                                             config.event.zone)),
                                          stuffed=True, ascii=built.ascii)
 
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
