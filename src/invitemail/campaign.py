@@ -342,7 +342,8 @@ class Campaign:
     def start_workers(self) -> None:
         """Start the processes that will build the messages (for a large list) now, so that
         they start while :meth:`check` runs here, and are ready when it is done."""
-        if self.recipe is not None and pool.pays(self.source.rows_estimate):
+        if self.recipe is not None and pool.pays(self.source.rows_estimate) \
+                and not pool.started(self):  # once
             pool.start(self, self.recipe, warm=warm_up)
 
     def outcomes(self, registrants: Iterable[Registrant], *, encode: bool,

@@ -141,9 +141,9 @@ def send(event: Path, template: str, registrants: Path | None, sheet: str | None
         from invitemail.pool import start_server
 
         start_server("invitemail.campaign", registrants or Path(event) / "registrants.csv")
-    from invitemail.send.delivery import SendOptions
-
     if due:
+        from invitemail.send.delivery import SendOptions
+
         given = [name for name, on in (
             ("--template", template != "invitation"), ("--test-to", test_to is not None),
             ("--limit", limit is not None), ("--retry-failed", retry_failed),
@@ -178,6 +178,12 @@ def send(event: Path, template: str, registrants: Path | None, sheet: str | None
                                "on; add --yes to send, or --dry-run to try")
     campaign = open_campaign(event, template, registrants, encoding, delimiter, sheet,
                              attendance, sending=True)
+    if not (dry_run or test_to is not None or restore_journal or new_journal):
+        # The workers start on the other core (from the fork server's imports) while this
+        # process imports the sending stack; a rebuilt journal would change what they build.
+        campaign.start_workers()
+    from invitemail.send.delivery import SendOptions
+
     if test_to is not None:
         from invitemail.send.plan import test_recipient
 
