@@ -26,7 +26,7 @@ from invitemail import pool
 from invitemail.campaign import Built, Campaign
 from invitemail.inputs.cells import Registrant
 from invitemail.inputs.registrants import unique_registrants
-from invitemail.mime.message import restamp_date
+from invitemail.mime.message import DateHeaders, restamp_date
 from invitemail.send.delivery import SendOptions
 from invitemail.send.envelope import Envelope, dot_stuff, unstuffed
 from invitemail.send.plan import send
@@ -47,9 +47,26 @@ def old_path(data: bytes, date: dt.datetime) -> bytes:
 
 
 def new_path(data: bytes, date: dt.datetime) -> bytes:
-    """What it puts there now: stuffed where built, then dated, through the Envelope."""
-    dated = built_of(data).for_sending().wire_at(date)
+    """What it puts there now: stuffed where built, then dated, through the Envelope; the
+    run reads its clock in UTC and makes the Date's text in the event's zone once a second."""
+    value = DateHeaders(date.tzinfo or dt.UTC).at(date.astimezone(dt.UTC))
+    dated = built_of(data).for_sending().wire_dated(value)
+    assert dated == built_of(data).for_sending().wire_at(date)
     return Envelope(SOMEONE.key, "s@example.org", SOMEONE.email, dated, stuffed=True).wire()
+
+
+@given(moments=st.lists(st.datetimes(min_value=dt.datetime(2026, 3, 29),
+                                     max_value=dt.datetime(2026, 3, 30)), max_size=30),
+       zone=st.sampled_from([ZoneInfo("Europe/Copenhagen"), dt.UTC, ZoneInfo("Asia/Kolkata")]))
+def test_date_headers_made_once_a_second_are_what_each_moment_gives(
+        moments: list[dt.datetime], zone: dt.tzinfo) -> None:
+    """One DateHeaders over a run's moments (in any order, across a summer-time change and
+    within one second) gives for each what formatting that moment afresh gives."""
+    headers = DateHeaders(zone)
+    for moment in sorted(moments)[: len(moments) // 2] + moments:
+        utc = moment.replace(tzinfo=dt.UTC)
+        expected = format_datetime(utc.astimezone(zone).replace(microsecond=0)).encode()
+        assert headers.at(utc) == expected
 
 
 DATES = st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2100, 1, 1),
@@ -223,3 +240,13 @@ def test_dotted_lines_arrive_intact_with_the_hand_over_date(
             built = fresh.build(registrant).data
             assert data == re.sub(rb"\r\nDate: [^\r]*\r\n", b"\r\nDate: " + stamp + b"\r\n",
                                   built, count=1)
+
+
+def test_one_instant_in_two_zones_gets_each_zones_date() -> None:
+    """The Date's text is cached; two zones' datetimes of one instant are equal, and once
+    shared one text (whichever zone came first)."""
+    instant = dt.datetime(2026, 12, 2, 9, 30, 15, tzinfo=dt.UTC)
+    head = b"From: a\r\nDate: x\r\n\r\nbody\r\n"
+    assert b"Date: Wed, 02 Dec 2026 09:30:15 +0000\r\n" in restamp_date(head, instant)
+    copenhagen = instant.astimezone(ZoneInfo("Europe/Copenhagen"))
+    assert b"Date: Wed, 02 Dec 2026 10:30:15 +0100\r\n" in restamp_date(head, copenhagen)

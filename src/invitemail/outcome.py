@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from invitemail.errors import TemplateError
 from invitemail.inputs.registrants import Registrant, RegistrantSource, unique_registrants
 from invitemail.journal.store import CalendarRecord
-from invitemail.mime.message import HeaderValueError, restamp_date
+from invitemail.mime.message import HeaderValueError, restamp_date, restamp_header
 from invitemail.send.envelope import dot_stuff, unstuffed
 
 __all__ = ["Built", "Checked", "HeaderRefused", "Inspect", "Made", "MessageBuilder", "Outcome",
@@ -67,6 +67,10 @@ class Built:
         """The message as it is handed over at ``date``: its wire form, with that Date (one
         copy; a Date is ASCII, so :attr:`ascii` holds for it too)."""
         return restamp_date(self.wire, date)
+
+    def wire_dated(self, value: bytes) -> bytes:
+        """:meth:`wire_at` with the Date's value made already (``DateHeaders.at``)."""
+        return restamp_header(self.wire, value)
 
     def __reduce__(self) -> tuple[Callable[..., Built], tuple[Any, ...]]:
         # Pickled as the constructor's arguments (one tuple): a frozen slots dataclass

@@ -221,15 +221,48 @@ OUTER_BOUNDARY = "=_invitemail_mixed_0"
 INNER_BOUNDARY = "=_invitemail_alternative_1"
 
 
-@functools.lru_cache(maxsize=16)
 def _date_header(date: dt.datetime) -> str:
-    return format_datetime(date)  # one second's messages share it: formatted once
+    # Cached by the local time and its offset: aware datetimes of one instant in two zones
+    # are equal (and hash alike), and would share one zone's text.
+    return _date_text(date.replace(tzinfo=None), date.utcoffset())
+
+
+@functools.lru_cache(maxsize=16)
+def _date_text(local: dt.datetime, offset: dt.timedelta | None) -> str:
+    """The Date header's value; one second's messages share it: formatted once."""
+    return format_datetime(local if offset is None else
+                           local.replace(tzinfo=dt.timezone(offset)))
 
 
 def restamp_date(data: bytes, date: dt.datetime) -> bytes:
     """``data`` (as :func:`build_message` wrote it, or its wire form: a Date line never
     starts with a dot, so stuffing leaves it alone) with its Date header set to ``date``, to
     the second: the moment the message is handed over, not when it was built. One copy."""
+    return restamp_header(data, _date_header(date.replace(microsecond=0)).encode("ascii"))
+
+
+class DateHeaders:
+    """The Date header's value for a moment, in ``zone``, made once per second: a run dates
+    every message as it hands it over, and a second's messages share one text (hashing an
+    aware datetime to look it up costs more than splicing it in)."""
+
+    def __init__(self, zone: dt.tzinfo) -> None:
+        self.zone = zone
+        self._second: dt.datetime | None = None
+        self._text = b""
+
+    def at(self, moment: dt.datetime) -> bytes:
+        """What :func:`restamp_date` writes for ``moment`` (an aware datetime)."""
+        second = moment.replace(microsecond=0)
+        if self._second is None or second != self._second:
+            self._text = _date_header(second.astimezone(self.zone)).encode("ascii")
+            self._second = second
+        return self._text
+
+
+def restamp_header(data: bytes, value: bytes) -> bytes:
+    """``data`` with the value of its Date header replaced by ``value`` (see
+    :func:`restamp_date`, :class:`DateHeaders`). One copy."""
     start = data.find(b"\r\nDate: ")
     head_end = data.find(b"\r\n\r\n")
     if start < 0 or 0 <= head_end < start:
@@ -240,8 +273,7 @@ def restamp_date(data: bytes, date: dt.datetime) -> bytes:
         end = len(data)
     # Slices of a memoryview are not copies: the join is the only one.
     whole = memoryview(data)
-    return b"".join((whole[:start], _date_header(date.replace(microsecond=0)).encode("ascii"),
-                     whole[end:]))
+    return b"".join((whole[:start], value, whole[end:]))
 
 
 @functools.lru_cache(maxsize=64)

@@ -30,6 +30,7 @@ from invitemail.inputs.cells import registrant_key
 from invitemail.inputs.registrants import Registrant, unique_registrants
 from invitemail.journal.safeguard import Prepared, open_for_send
 from invitemail.journal.store import Journal, State
+from invitemail.mime.message import DateHeaders
 from invitemail.send import limits, transport
 from invitemail.send.hooks import JournalHooks, Progress, Record, SendResult, Skip
 
@@ -196,6 +197,8 @@ async def run_delivery(campaign: Campaign, report: CheckReport, record: Record, 
                     return result
         progress.started(result.planned)
 
+        dates = DateHeaders(config.event.zone)
+
         def envelopes() -> Iterator[transport.Envelope]:
             # Built for sending: the worker that built a message made its wire form too.
             for built in campaign.messages(to_send, test_to=options.test_to,
@@ -206,8 +209,7 @@ async def run_delivery(campaign: Campaign, report: CheckReport, record: Record, 
                 hooks.in_flight[key] = built
                 yield transport.Envelope(key=key, sender=config.sender.address,
                                          recipient=built.recipient,
-                                         data=built.wire_at(wall_clock().astimezone(
-                                             config.event.zone)),
+                                         data=built.wire_dated(dates.at(wall_clock())),
                                          stuffed=True, ascii=built.ascii)
 
         delivery = await transport.deliver(envelopes(), smtp=config.smtp, sending=sending,
