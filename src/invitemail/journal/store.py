@@ -271,16 +271,16 @@ class Journal(Provenance, Batching, Stops):
         (:meth:`mark_done` makes it so). ``variant``: the template rendered, when it is not
         ``template`` (a follow-up's thanks or missed)."""
         c = calendar
-        wanted = [s.value for s in claimable]
         params = (message_id, attempt, self._now(),
                   *((c.sequence, c.start, c.duration, c.join_url, c.password_digest)
                     if c else (None,) * 5), variant, template, key)
         if self._batch is not None:  # a run: checked here, written to the run log
             state = self._state_now(template, key)
-            if state is not None and state.value in wanted:
+            if state is not None and state in claimable:
                 self._step("sending", params, (template, key), State.SENDING)
                 return
         else:
+            wanted = [s.value for s in claimable]
             with self._guard():
                 cursor = self.db.execute(
                     f"{STEPS['sending']} AND state IN ({', '.join('?' * len(wanted))})",
@@ -308,8 +308,8 @@ class Journal(Provenance, Batching, Stops):
                   attempts: int) -> None:
         """The final state of one delivery. When it is ``sent``, the calendar given to
         :meth:`mark_sending` becomes the registrant's calendar, in the same commit."""
-        now = self._now()
-        self._step("done", (state.value, reply, attempts, now, state.value, now, template, key),
+        now, value = self._now(), state.value
+        self._step("done", (value, reply, attempts, now, value, now, template, key),
                    (template, key), state)
 
     # -- reading ---------------------------------------------------------------------------

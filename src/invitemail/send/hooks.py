@@ -86,6 +86,11 @@ class Record:
     claimable: tuple[State, ...] = (State.PENDING,)
 
 
+# The transport's final states as the journal's (an enum's call by value costs a lookup in
+# Python, for every message).
+_JOURNAL_STATE = {state: State(state.value) for state in transport.State}
+
+
 class JournalHooks:
     """Connects the transport's hooks to the journal, the ledger and the front end's
     progress."""
@@ -139,7 +144,7 @@ class JournalHooks:
 
     def finished(self, outcome: transport.Outcome) -> None:
         built = self.in_flight.pop(outcome.key, None)
-        state = State(outcome.state.value)
+        state = _JOURNAL_STATE[outcome.state]
         # Counted first: the message's fate is known whatever the journal can record.
         if state is State.SENT:
             self.result.sent += 1
