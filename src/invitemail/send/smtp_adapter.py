@@ -178,8 +178,7 @@ class Pipe(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer.extend(data)
         try:
-            while (reply := self._parse()) is not None:
-                self._replies.append(reply)
+            self._parse()
         except SMTPResponseException as error:
             self._error = error
             self._transport.close()
@@ -204,27 +203,38 @@ class Pipe(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def _parse(self) -> SMTPResponse | None:
-        """One whole reply from the buffer (as aiosmtplib reads one), or None for now."""
-        lines: list[bytes] = []
+    def _parse(self) -> None:
+        take_replies(self._buffer, self._replies)
+
+
+def take_replies(buffer: bytearray, replies: deque[SMTPResponse]) -> None:
+    """Every whole reply in ``buffer`` to ``replies``, in order, as aiosmtplib reads each
+    one (a pipelined group's replies come in one read: they are split in one go); what is
+    left of a reply stays in ``buffer``. SMTPResponseException (code -1) for a garbled line,
+    and for a reply longer than MAX_REPLY, once the replies before it are in."""
+    last = buffer.rfind(b"\n")
+    consumed = 0
+    if last >= 0:
+        lines: list[bytes] = []  # the texts of the reply read so far
         offset = 0
-        while (end := self._buffer.find(b"\n", offset)) != -1:
-            line = bytes(self._buffer[offset:end + 1])
-            offset = end + 1
+        for line in bytes(buffer[:last]).split(b"\n"):  # each line without its "\n"
+            offset += len(line) + 1
             try:
                 code = int(line[:3])
             except ValueError:
+                del buffer[:consumed]
                 text = line.decode("utf-8", errors="ignore").strip()
-                raise SMTPResponseException(-1, f"Malformed SMTP response line: {text}") \
-                    from None
+                raise SMTPResponseException(
+                    -1, f"Malformed SMTP response line: {text}") from None
             lines.append(line[4:].strip(b" \t\r\n"))
             if line[3:4] != b"-":
-                del self._buffer[:offset]
-                text = b"\n".join(lines).decode("utf-8", "surrogateescape")
-                return SMTPResponse(code, text)
-        if len(self._buffer) > MAX_REPLY:
-            raise SMTPResponseException(-1, "Response too long")
-        return None
+                replies.append(SMTPResponse(
+                    code, b"\n".join(lines).decode("utf-8", "surrogateescape")))
+                lines = []
+                consumed = offset
+        del buffer[:consumed]
+    if len(buffer) > MAX_REPLY:
+        raise SMTPResponseException(-1, "Response too long")
 
 
 def leaned_on() -> dict[str, inspect.Signature]:
