@@ -18,6 +18,8 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -178,15 +180,22 @@ def test_the_fork_server_can_be_started_ahead_and_workers_then_fork_from_it(
     assert callable(forkserver.ensure_running)
     from invitemail.campaign import CampaignRecipe
 
-    assert CampaignRecipe.__module__ == "invitemail.campaign"  # what `send` starts it with
+    assert CampaignRecipe.preload == "invitemail.preload"  # what `send` starts it with
+    # ... which loads what the workers would each import where first used.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, invitemail.preload; print(sorted(m for m in "
+         "('invitemail.campaign', 'icalendar', 'babel.dates', 'email_validator') "
+         "if m in sys.modules))"], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['babel.dates', 'email_validator', 'icalendar', " \
+        "'invitemail.campaign']"
     monkeypatch.setenv("INVITEMAIL_WORKERS", "2")
     short, long = tmp_path / "short.csv", tmp_path / "long.csv"
     short.write_text("email\n" + "a@example.org\n" * 10)
     long.write_text("email\n" + "a@example.org\n" * pool.MIN_ROWS)
-    assert not pool.start_server("invitemail.campaign", short)  # a few: not worth it
-    assert not pool.start_server("invitemail.campaign", tmp_path / "missing.csv")
+    assert not pool.start_server("invitemail.preload", short)  # a few: not worth it
+    assert not pool.start_server("invitemail.preload", tmp_path / "missing.csv")
     began = time.monotonic()
-    assert pool.start_server("invitemail.campaign", long)
+    assert pool.start_server("invitemail.preload", long)
     assert time.monotonic() - began < 1.0  # it does not wait for the server's imports
     here = Adder(5)
     pool.start(here, AdderRecipe(5))

@@ -83,6 +83,8 @@ class CampaignRecipe:
     attendance: Path | None = None
     assume: str | None = None
     sheet: str | None = None
+    # What the fork server imports for the workers (pool.start_server, pool._pool).
+    preload = "invitemail.preload"
 
     def __call__(self) -> Campaign:
         return Campaign.open(self.event, template=self.template, registrants=self.registrants,

@@ -8,7 +8,9 @@ The pool knows nothing of what it runs. Its caller gives it three things, all pi
 
 - a *recipe*: a callable that each worker calls once when it starts, and that opens what the
   steps run on (for invitemail, the campaign, opened from the same files with the same
-  ``now``, so that a worker builds byte for byte what the main process would build);
+  ``now``, so that a worker builds byte for byte what the main process would build); its
+  ``preload`` attribute, if it has one, names the module the fork server imports for the
+  workers (else the recipe's own module);
 - a *step*: ``step(opened, item) -> result``, a module-level function or a
   :func:`functools.partial` of one;
 - the object the steps run on in this process (``here``): the fallback when workers do not
@@ -214,10 +216,10 @@ _READY: weakref.WeakKeyDictionary[Any, threading.Event] = weakref.WeakKeyDiction
 
 
 def start_server(module: str, items_file: Path) -> bool:
-    """Start the fork server now, importing ``module`` (the recipe's), when ``items_file``
-    (one item a line) has enough items for workers to pay; whether it did. It imports the
-    package on another core while this process goes on, and workers started later
-    (:func:`start`) fork from it at once instead of waiting for those imports."""
+    """Start the fork server now, importing ``module`` (the recipe's preload), when
+    ``items_file`` (one item a line) has enough items for workers to pay; whether it did. It
+    imports the package on another core while this process goes on, and workers started
+    later (:func:`start`) fork from it at once instead of waiting for those imports."""
     lines = 0
     try:
         with items_file.open("rb") as file:
@@ -262,9 +264,9 @@ def _pool(here: object, recipe: Recipe[Any], workers: int) -> ProcessPoolExecuto
     pool = _POOLS.get(here)
     if pool is None:
         context = multiprocessing.get_context("forkserver")
-        # Workers fork from a server that has imported the recipe's module (and with it
+        # Workers fork from a server that has imported the recipe's preload (and with it
         # what the steps need) once, not each on its own.
-        context.set_forkserver_preload([type(recipe).__module__])
+        context.set_forkserver_preload([getattr(recipe, "preload", type(recipe).__module__)])
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                    initializer=_start_worker, initargs=(recipe, os.getpid()))
         _POOLS[here] = pool

@@ -140,7 +140,7 @@ def send(event: Path, template: str, registrants: Path | None, sheet: str | None
         # The workers' imports, at once: before this process imports the sending stack.
         from invitemail.pool import start_server
 
-        start_server("invitemail.campaign", registrants or Path(event) / "registrants.csv")
+        start_server("invitemail.preload", registrants or Path(event) / "registrants.csv")
     if due:
         from invitemail.send.delivery import SendOptions
 

@@ -21,6 +21,11 @@ from dataclasses import dataclass
 # only for the first address on each domain, and a file check or a send gets further first.
 
 
+def preload() -> None:
+    """Import email-validator now (see mime.ics.preload)."""
+    import email_validator  # noqa: F401
+
+
 class AddressError(ValueError):
     """An address that cannot be used; the text says why."""
 

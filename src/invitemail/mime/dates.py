@@ -26,6 +26,11 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
 }
 
 
+def preload() -> None:
+    """Import babel's dates now (see ics.preload)."""
+    import babel.dates  # noqa: F401
+
+
 def _locale(language: str) -> str:
     return LOCALES.get(language, LOCALES["en"])
 

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 PRODID = "-//invitemail//invitemail//EN"
 
 
+def preload() -> None:
+    """Import icalendar now (it is imported where first used, for a fast start): for the
+    fork server, whose workers then all have it (invitemail.preload)."""
+    import icalendar  # noqa: F401
+
+
 @dataclass(frozen=True, slots=True)
 class CalendarEntry:
     """What the calendar part says, independent of the file format."""
