@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from invitemail.outputs.progress import BarProgress, LineProgress, make_progress
@@ -44,3 +45,22 @@ def test_make_progress_picks_plain_lines_without_a_terminal() -> None:
         progress.finished("a", "sent", "250")
         progress.retrying("b", "451", 1.0)
     assert "sent 1" in terminal.file.getvalue()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("environ", [{}, {"TTY_COMPATIBLE": "0"}, {"TTY_COMPATIBLE": "1"},
+                                     {"FORCE_COLOR": ""}, {"FORCE_COLOR": "1"},
+                                     {"TTY_COMPATIBLE": "0", "FORCE_COLOR": "1"}])
+def test_the_cli_skips_rich_only_where_rich_would_say_no_terminal(
+        monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) -> None:
+    """stdout is not a terminal here (captured): terminal_console gives no console exactly
+    when rich's would not be a terminal."""
+    from invitemail.cli.shared import console, terminal_console
+
+    for key in ("TTY_COMPATIBLE", "FORCE_COLOR"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    found = terminal_console()
+    assert (found is not None and found.is_terminal) == console().is_terminal
+    if not environ:
+        assert found is None

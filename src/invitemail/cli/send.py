@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 import click
 
 from invitemail.cli.shared import (
-    console,
     delimiter_of,
     event_options,
     handle_errors,
     open_campaign,
     print_problems,
     say,
+    terminal_console,
 )
 from invitemail.errors import ExitCode, InvitemailError
 
@@ -217,7 +217,7 @@ def _send_planned(campaign: Campaign, options: SendOptions, *, yes: bool) -> Non
             click.confirm(f"Send {_question(plan)} for {config.event.title!r} from "
                           f"{config.sender.address} via {config.smtp.where}?", abort=True)
         password = _password(campaign, options.dry_run)
-        with make_progress(console(), campaign.template) as progress:
+        with make_progress(terminal_console(), campaign.template) as progress:
             result = plan.run(password, progress=progress)
         print_send_summary(campaign, result)
         if plan.record_reschedule(result):
@@ -257,7 +257,7 @@ def _send_due(event: Path, *, registrants: Path | None, sheet: str | None,
 
     result = send_due(
         event, password=lambda campaign: _password(campaign, options.dry_run),
-        progress=lambda name: make_progress(console(), name),
+        progress=lambda name: make_progress(terminal_console(), name),
         registrants=registrants, encoding=encoding, delimiter=delimiter, sheet=sheet,
         attendance=attendance, base=options)
     for line, to_stderr in due_summary(result, event):

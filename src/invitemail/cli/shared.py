@@ -33,6 +33,16 @@ def console(stderr: bool = False) -> Console:
                    no_color=not stream.isatty() or "NO_COLOR" in os.environ)
 
 
+def terminal_console() -> Console | None:
+    """A console for standard output when it may be a terminal (a progress bar), else None
+    (plain progress lines), without importing rich for a pipe or a file: rich decides a
+    stream is not a terminal when it is not a TTY and neither TTY_COMPATIBLE nor
+    FORCE_COLOR says otherwise."""
+    if not sys.stdout.isatty() and not {"TTY_COMPATIBLE", "FORCE_COLOR"} & os.environ.keys():
+        return None
+    return console()
+
+
 def say(text: str = "", *, err: bool = False) -> None:
     click.echo(text, err=err)
 

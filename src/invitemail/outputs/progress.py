@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,10 +97,13 @@ class LineProgress:
 
 
 @contextmanager
-def make_progress(console: Console, template: str) -> Iterator[BarProgress | LineProgress]:
-    if console.is_terminal:
+def make_progress(console: Console | None, template: str
+                  ) -> Iterator[BarProgress | LineProgress]:
+    """A bar on a terminal; plain lines on ``console``'s stream, or on standard output when
+    there is no console (not a terminal: see cli.shared.terminal_console)."""
+    if console is not None and console.is_terminal:
         bar = BarProgress(console, template)
         with bar.bar:
             yield bar
     else:
-        yield LineProgress(console.file)
+        yield LineProgress(console.file if console is not None else sys.stdout)
