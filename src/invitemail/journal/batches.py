@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from invitemail.journal.coalesce import CLAIMED, CLAIMED_DONE, coalesced
 from invitemail.journal.errors import JournalError
 from invitemail.journal.migrations import connect
 from invitemail.journal.runlog import Change, Param, RunLog, leftover, read, run_log_path
@@ -105,14 +106,26 @@ class _Batch:
             self.connection = None
 
 
+def _state_after(kind: str, before: State, state: State) -> State:
+    """A row's state after a step that sets ``state``, as its statement (STEPS) leaves it:
+    a retry does not touch a ``sent`` row, a step back to ``pending`` only a ``sending`` one."""
+    if kind == "retrying" and before is State.SENT:
+        return before
+    if kind == "pending" and before is not State.SENDING:
+        return before
+    return state
+
+
 def commit(db: sqlite3.Connection, steps: Iterable[tuple[str, Sequence[Param]]],
            log_id: str, last: int) -> None:
     """``steps`` in order and the marker (the log's line ``last``), in one commit on ``db``;
-    sqlite3's errors as they come."""
+    sqlite3's errors as they come. A message's claim and final state go as one statement
+    (coalesce.py)."""
     db.execute("BEGIN")
     try:
-        for kind, group in itertools.groupby(steps, key=lambda step: step[0]):
-            db.executemany(STEPS[kind], (params for _, params in group))
+        for kind, group in itertools.groupby(coalesced(steps), key=lambda step: step[0]):
+            db.executemany(CLAIMED_DONE if kind == CLAIMED else STEPS[kind],
+                           (params for _, params in group))
         db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
                    (MARKER, f"{log_id} {last}"))
         db.execute("COMMIT")
@@ -187,8 +200,8 @@ class Batching:
             raise self._os_error(err, batch.log.path) from None
         batch.waiting.append((kind, params))
         known = batch.known.get(row[0])
-        if known is not None:
-            known[row[1]] = state
+        if known is not None and row[1] in known:  # as the step's statement leaves the row
+            known[row[1]] = _state_after(kind, known[row[1]], state)
         if batch.failed is not None:  # the step is on record; the run stops now
             raise batch.failed
         if len(batch.waiting) >= BATCH or time.monotonic() - batch.applied_at >= APPLY_AFTER:
