@@ -8,7 +8,6 @@ which this module never imports.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 from invitemail.errors import TemplateError
 from invitemail.inputs.registrants import Registrant, RegistrantSource, unique_registrants
 from invitemail.journal.store import CalendarRecord
-from invitemail.mime.message import HeaderValueError, restamp_date, restamp_header
+from invitemail.mime.message import HeaderValueError, restamp_header
 from invitemail.send.envelope import dot_stuff, unstuffed
 
 __all__ = ["Built", "Checked", "HeaderRefused", "Inspect", "Made", "MessageBuilder", "Outcome",
@@ -30,7 +29,8 @@ class Built:
 
     It holds its bytes in one form (``content``): the message as build_message wrote it, or,
     when it was built for sending (:meth:`for_sending`, in the worker that built it), its
-    wire form, so that the process that speaks SMTP only splices the Date in (:meth:`wire_at`).
+    wire form, so that the process that speaks SMTP only splices the Date in
+    (:meth:`wire_dated`).
     :attr:`data` and :attr:`wire` give either form from either."""
 
     registrant: Registrant
@@ -63,13 +63,9 @@ class Built:
         return Built(self.registrant, self.recipient, self.message_id, self.subject, wire,
                      self.calendar, self.template, True, wire.isascii())
 
-    def wire_at(self, date: dt.datetime) -> bytes:
-        """The message as it is handed over at ``date``: its wire form, with that Date (one
-        copy; a Date is ASCII, so :attr:`ascii` holds for it too)."""
-        return restamp_date(self.wire, date)
-
     def wire_dated(self, value: bytes) -> bytes:
-        """:meth:`wire_at` with the Date's value made already (``DateHeaders.at``)."""
+        """The message as it is handed over: its wire form with ``value`` as its Date
+        (``mime.message.DateHeaders.at``); one copy, and ASCII as :attr:`ascii` says."""
         return restamp_header(self.wire, value)
 
     def __reduce__(self) -> tuple[Callable[..., Built], tuple[Any, ...]]:

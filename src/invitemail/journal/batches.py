@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from invitemail.journal.coalesce import CLAIMED, CLAIMED_DONE, coalesced
 from invitemail.journal.errors import JournalError
 from invitemail.journal.migrations import connect
+from invitemail.journal.part import JournalPart
 from invitemail.journal.runlog import Change, Param, RunLog, leftover, read, run_log_path
 from invitemail.journal.states import State
 
@@ -116,6 +117,14 @@ def _state_after(kind: str, before: State, state: State) -> State:
     return state
 
 
+def apply_steps(db: sqlite3.Connection, steps: Iterable[tuple[str, Sequence[Param]]]) -> None:
+    """``steps``' statements on ``db``, in order, a message's claim and final state as one
+    (coalesce.py); sqlite3's errors as they come."""
+    for kind, group in itertools.groupby(coalesced(steps), key=lambda step: step[0]):
+        db.executemany(CLAIMED_DONE if kind == CLAIMED else STEPS[kind],
+                       (params for _, params in group))
+
+
 def commit(db: sqlite3.Connection, steps: Iterable[tuple[str, Sequence[Param]]],
            log_id: str, last: int) -> None:
     """``steps`` in order and the marker (the log's line ``last``), in one commit on ``db``;
@@ -123,9 +132,7 @@ def commit(db: sqlite3.Connection, steps: Iterable[tuple[str, Sequence[Param]]],
     (coalesce.py)."""
     db.execute("BEGIN")
     try:
-        for kind, group in itertools.groupby(coalesced(steps), key=lambda step: step[0]):
-            db.executemany(CLAIMED_DONE if kind == CLAIMED else STEPS[kind],
-                           (params for _, params in group))
+        apply_steps(db, steps)
         db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
                    (MARKER, f"{log_id} {last}"))
         db.execute("COMMIT")
@@ -135,17 +142,14 @@ def commit(db: sqlite3.Connection, steps: Iterable[tuple[str, Sequence[Param]]],
         raise
 
 
-class Batching:
-    """Writing a run's steps: through the run log in a run, one commit each otherwise."""
+class Batching(JournalPart):
+    """Writing a run's steps: through the run log in a run, one commit each otherwise. (The
+    Journal's ``_guard`` applies the waiting steps before any use of the file.)"""
 
-    db: sqlite3.Connection
     path: Path
     stuck: JournalError | None
     _batch: _Batch | None = None
     _file: sqlite3.Connection | None = None  # the file's connection, when ``db`` is a copy
-
-    def _guard(self) -> AbstractContextManager[None]:
-        raise NotImplementedError  # the Journal's: waiting steps applied, errors converted
 
     def _raw(self) -> AbstractContextManager[None]:
         raise NotImplementedError  # the Journal's: errors converted, nothing applied
@@ -347,8 +351,7 @@ class Batching:
         copy = self._copy()
         try:
             with self._raw():
-                for kind, group in itertools.groupby(steps, key=lambda step: step[0]):
-                    copy.executemany(STEPS[kind], (params for _, params in group))
+                apply_steps(copy, steps)
                 copy.execute("PRAGMA query_only = ON")
         except BaseException:
             copy.close()

@@ -239,8 +239,7 @@ def parse(data: bytes, path: Path) -> tuple[str, list[Change]]:
     machine stopped during the write): it is left out. Any other line that does not read
     is damage."""
     lines = data.split(b"\n")
-    torn = lines.pop()  # after the last newline: empty, or a line whose write did not end
-    del torn
+    lines.pop()  # after the last newline: empty, or a line whose write did not end
     if not lines:
         return "", []
     log_id = _header(lines[0], path)
@@ -250,15 +249,11 @@ def parse(data: bytes, path: Path) -> tuple[str, list[Change]]:
         if change is None or change.seq != len(changes) + 1:
             if number == len(lines) and change is None:  # torn, then ended by _write
                 break
-            damaged = JournalDamaged(
-                f"{path}: line {number} is not a change invitemail wrote; the run that "
-                "wrote this file did not finish, and what it did after that line is unknown",
-                hint="run `invitemail send --restore-journal`: it moves the journal and this "
-                "file aside (both are kept) and rebuilds the journal from the record of what "
-                "was sent")
-            damaged.detail = f"its run log {path.name}, line {number}, is not a change " \
-                "invitemail wrote"
-            raise damaged
+            raise _damaged(f"{path}: line {number} is not a change invitemail wrote; the run "
+                           "that wrote this file did not finish, and what it did after that "
+                           "line is unknown",
+                           f"its run log {path.name}, line {number}, is not a change "
+                           "invitemail wrote")
         changes.append(change)
     return log_id, changes
 
@@ -270,12 +265,17 @@ def _header(line: bytes, path: Path) -> str:
             return str(header["id"])
     except (ValueError, AttributeError):
         pass
-    damaged = JournalDamaged(f"{path}: is not a run log invitemail wrote (line 1)",
-                             hint="run `invitemail send --restore-journal`: it moves the "
-                             "journal and this file aside (both are kept) and rebuilds the "
-                             "journal from the record of what was sent")
-    damaged.detail = f"its run log {path.name} is not one invitemail wrote"
-    raise damaged
+    raise _damaged(f"{path}: is not a run log invitemail wrote (line 1)",
+                   f"its run log {path.name} is not one invitemail wrote")
+
+
+def _damaged(message: str, detail: str) -> JournalDamaged:
+    """A run log that does not read: what to do is the same whatever the damage."""
+    damaged = JournalDamaged(message, hint="run `invitemail send --restore-journal`: it moves "
+                             "the journal and this file aside (both are kept) and rebuilds "
+                             "the journal from the record of what was sent")
+    damaged.detail = detail
+    return damaged
 
 
 def _change(line: bytes) -> Change | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from invitemail.mime.quoted_printable import dot_stuffed
+
 __all__ = ["Envelope", "dot_stuff", "quoted", "unstuffed"]
 
 
@@ -51,11 +53,7 @@ def dot_stuff(data: bytes, *, crlf: bool = False) -> bytes:
             data = _LINE_ENDINGS.sub(b"\r\n", data)  # make every line end in CRLF
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    # Counting and searching rather than a regex: this runs over every message, in the
-    # process that also speaks SMTP; most messages have no line that starts with a dot.
-    if b"\r\n." in data:
-        data = data.replace(b"\r\n.", b"\r\n..")
-    return (b"." if data.startswith(b".") else b"") + data + b".\r\n"
+    return dot_stuffed(data) + b".\r\n"
 
 
 def unstuffed(wire: bytes) -> bytes:

@@ -11,7 +11,6 @@ in the same turn of the event loop, or with the next claim, whichever comes firs
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import enum
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from invitemail.campaign import Built, CheckReport
+from invitemail.clock import utcnow
 from invitemail.errors import InvitemailError
 from invitemail.journal.ledger import Ledger
 from invitemail.journal.store import Journal, State
@@ -164,7 +164,7 @@ class JournalHooks:
                 ledger.record(self.record.journal_id, self.template, outcome.key, state,
                               built.message_id,
                               self.journal.now_text() if self.journal is not None else
-                              dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                              utcnow().isoformat(timespec="seconds"),
                               built.calendar if state is State.SENT else None, defer=True)
             self._flush_soon()
         self.progress.finished(outcome.key, state.value, outcome.reply)

@@ -178,7 +178,7 @@ class Pipe(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer.extend(data)
         try:
-            self._parse()
+            take_replies(self._buffer, self._replies)
         except SMTPResponseException as error:
             self._error = error
             self._transport.close()
@@ -202,9 +202,6 @@ class Pipe(asyncio.Protocol):
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
-
-    def _parse(self) -> None:
-        take_replies(self._buffer, self._replies)
 
 
 def take_replies(buffer: bytearray, replies: deque[SMTPResponse]) -> None:
